@@ -1,0 +1,75 @@
+//! Backbone throughput (images/s) for the PatchCore taps, CPU (flex), 256x256, batch 8.
+//!
+//!     cargo bench --bench backbone
+//!     python3 benches/peers/backbone_peer.py     # PyTorch CPU, 2 threads, same shapes
+//!
+//! Rows: EfficientNet-Lite0 taps `blocks.4` + `blocks.10` (real weights when
+//! `Pretrained::EfficientNetLite0.ensure()` works, formula weights otherwise: same speed) and
+//! WideResNet-50-2 taps `layer2` + `layer3` (formula weights).
+
+#![allow(missing_docs)] // criterion_group! generates an undocumented function.
+
+use ad_backbone::{Backbone, BackboneKind, Pretrained};
+use burn::prelude::*;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// (name, kind, taps, batch, side)
+const CASES: [(&str, BackboneKind, [&str; 2], usize, usize); 2] = [
+    (
+        "efficientnet-lite0",
+        BackboneKind::EfficientNetLite0,
+        ["blocks.4", "blocks.10"],
+        8,
+        256,
+    ),
+    (
+        "wide_resnet50_2",
+        BackboneKind::WideResNet50_2,
+        ["layer2", "layer3"],
+        8,
+        256,
+    ),
+];
+
+fn build(kind: BackboneKind, taps: &[&str], device: &Device) -> Backbone {
+    if kind == BackboneKind::EfficientNetLite0
+        && let Ok(path) = Pretrained::EfficientNetLite0.ensure()
+        && let Ok(bb) = Backbone::load(kind, &path, taps, device)
+    {
+        return bb;
+    }
+    Backbone::random(kind, taps, 0, device).unwrap_or_else(|e| panic!("{kind}: {e}"))
+}
+
+/// Run the taps and wait for the result (a reduction read back to the host).
+fn run(bb: &Backbone, x: &Tensor<4>) -> f32 {
+    bb.forward(x.clone())
+        .into_iter()
+        .map(|t| t.sum().into_scalar::<f32>())
+        .sum()
+}
+
+fn backbone(c: &mut Criterion) {
+    let device = Device::default();
+    let mut group = c.benchmark_group("backbone");
+    group.sample_size(10);
+    for (name, kind, taps, batch, side) in CASES {
+        let bb = build(kind, &taps, &device);
+        let x = Tensor::<4>::random(
+            [batch, 3, side, side],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        run(&bb, &x); // warm-up (allocations, weights in cache)
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(
+            BenchmarkId::new(name, format!("{batch}x3x{side}x{side}")),
+            &x,
+            |b, x| b.iter(|| run(&bb, x)),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, backbone);
+criterion_main!(benches);

@@ -1,0 +1,54 @@
+use thiserror::Error;
+
+/// Errors of the shared types and of preprocessing.
+#[derive(Debug, Error)]
+pub enum CoreError {
+    /// A buffer does not have the length its dimensions require.
+    #[error("{what}: buffer holds {actual} values but {width}x{height}x{channels} needs {expected}")]
+    BufferSize {
+        /// Which buffer.
+        what: &'static str,
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+        /// Channels per pixel.
+        channels: usize,
+        /// Required length.
+        expected: usize,
+        /// Given length.
+        actual: usize,
+    },
+    /// An image or map with a zero dimension.
+    #[error("{what} has an empty dimension ({width}x{height})")]
+    EmptyImage {
+        /// Which image.
+        what: &'static str,
+        /// Width in pixels.
+        width: usize,
+        /// Height in pixels.
+        height: usize,
+    },
+    /// A preprocessing or detector parameter is out of range.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParameter {
+        /// Parameter name.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Images of one batch must share a size after preprocessing.
+    #[error("batch is empty")]
+    EmptyBatch,
+    /// A batch index is out of range.
+    #[error("index {index} out of range for a batch of {len}")]
+    IndexOutOfRange {
+        /// Requested index.
+        index: usize,
+        /// Batch length.
+        len: usize,
+    },
+    /// A tensor could not be read back from its device.
+    #[error("reading a tensor back from the device failed: {0}")]
+    TensorRead(String),
+}

@@ -1,0 +1,36 @@
+//! Shared vocabulary of the anomaly-detection workspace.
+//!
+//! Every detector in this workspace follows the same pipeline:
+//! image -> backbone features -> patch embedding -> memory (bank or Gaussians) -> anomaly
+//! score and anomaly map -> metrics. This crate owns the pieces every stage agrees on:
+//!
+//! - [`RgbImage`]: a decoded 8-bit RGB image, and [`Mask`], a binary ground-truth mask;
+//! - [`preprocess`]: resizing exactly as PIL does (bilinear with antialiasing), centre crop and
+//!   ImageNet normalisation, producing an [`ImageBatch`] that becomes a Burn tensor on any
+//!   [`Device`](burn::tensor::Device);
+//! - [`AnomalyMap`] and [`Prediction`]: what a detector returns for one image;
+//! - [`Detector`]: the trait that PatchCore and PaDiM implement — fit on good images,
+//!   predict a score and a map;
+//! - [`CoreError`]: the typed errors of the above.
+//!
+//! ```
+//! use ad_core::{Preprocessor, PreprocessConfig, RgbImage};
+//!
+//! let image = RgbImage::from_fn(64, 48, |x, y| [x as u8, y as u8, 128]);
+//! let pre = Preprocessor::new(PreprocessConfig::default().with_size(32, 32))?;
+//! let batch = pre.batch(&[image])?;
+//! assert_eq!(batch.shape(), [1, 3, 32, 32]);
+//! # Ok::<(), ad_core::CoreError>(())
+//! ```
+
+mod detector;
+mod error;
+mod image;
+mod map;
+pub mod preprocess;
+
+pub use detector::{BoxError, Detector, FitSummary};
+pub use error::CoreError;
+pub use image::{Mask, RgbImage};
+pub use map::{AnomalyMap, Prediction};
+pub use preprocess::{ImageBatch, PreprocessConfig, Preprocessor};

@@ -1,0 +1,239 @@
+//! Johnson-Lindenstrauss random projections used before the greedy coreset search.
+//!
+//! * [`ProjectionKind::Gaussian`]: dense `N(0, 1) / sqrt(dim)` matrix to `dim` (default 128) components.
+//!   The official PatchCore code projects with an untrained `torch.nn.Linear(d, 128, bias=False)`,
+//!   whose weights are `U(-1/sqrt(d), 1/sqrt(d))`: [`ProjectionKind::LinearUniform`] draws that
+//!   distribution. A global scale never changes which point is farthest, so the greedy selection only
+//!   depends on the matrix up to scale.
+//! * [`ProjectionKind::SparseJl`]: anomalib's `SparseRandomProjection` (scikit-learn's "very sparse"
+//!   projection): `n_components = johnson_lindenstrauss_min_dim(n_samples, eps)` (eps 0.9 in anomalib),
+//!   density `1 / sqrt(n_features)`, non-zeros `+-sqrt(1 / density) / sqrt(n_components)`. Note that
+//!   the component count depends only on `n_samples` and may exceed the input dimension (anomalib does
+//!   not check this: 164,000 samples give 296 components, even for 152-d input).
+//! * [`ProjectionMatrix::from_rows`]: any explicit matrix (e.g. one saved by a Python peer).
+//!
+//! All random matrices come from a seeded `Xoshiro256PlusPlus`, so a seed fixes the matrix.
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Binomial, Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::error::{MemoryBankError, Result, check_matrix};
+use crate::matmul::gemm_abt;
+
+/// Which projection to apply before the coreset distance computations.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProjectionKind {
+    /// Use the features as they are.
+    Identity,
+    /// Dense Gaussian matrix with `dim` output components, entries `N(0,1)/sqrt(dim)`.
+    Gaussian {
+        /// Output dimension (the official code uses 128).
+        dim: usize,
+    },
+    /// Dense matrix with entries `U(-1/sqrt(d_in), 1/sqrt(d_in))`, the distribution of an untrained
+    /// `torch.nn.Linear(d_in, dim, bias=False)` as used by the official PatchCore sampler.
+    LinearUniform {
+        /// Output dimension.
+        dim: usize,
+    },
+    /// anomalib / scikit-learn sparse random projection with the Johnson-Lindenstrauss dimension
+    /// for the given distortion `eps` (anomalib uses 0.9).
+    SparseJl {
+        /// Distortion rate in (0, 1).
+        eps: f64,
+    },
+}
+
+impl ProjectionKind {
+    /// The official PatchCore default: dense projection to 128 components.
+    pub const fn official() -> Self {
+        ProjectionKind::Gaussian { dim: 128 }
+    }
+
+    /// anomalib's default: sparse projection with `eps = 0.9`.
+    pub const fn anomalib() -> Self {
+        ProjectionKind::SparseJl { eps: 0.9 }
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        match *self {
+            ProjectionKind::Identity => Ok(()),
+            ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim } if dim == 0 => {
+                Err(MemoryBankError::InvalidParameter {
+                    name: "projection.dim",
+                    value: dim.to_string(),
+                    reason: "must be at least 1",
+                })
+            }
+            ProjectionKind::SparseJl { eps } if !(eps > 0.0 && eps < 1.0) => Err(MemoryBankError::InvalidParameter {
+                name: "projection.eps",
+                value: eps.to_string(),
+                reason: "must lie in (0, 1)",
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Builds the matrix for `n_samples` inputs of dimension `d_in`; `None` for [`ProjectionKind::Identity`].
+    pub fn matrix(&self, n_samples: usize, d_in: usize, seed: u64) -> Result<Option<ProjectionMatrix>> {
+        self.check()?;
+        if d_in == 0 {
+            return Err(MemoryBankError::Empty("projection input dimension"));
+        }
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let m = match *self {
+            ProjectionKind::Identity => return Ok(None),
+            ProjectionKind::Gaussian { dim } => {
+                let scale = 1.0 / (dim as f32).sqrt();
+                let data = (0..dim * d_in)
+                    .map(|_| {
+                        let v: f32 = StandardNormal.sample(&mut rng);
+                        v * scale
+                    })
+                    .collect();
+                ProjectionMatrix { out_dim: dim, in_dim: d_in, data }
+            }
+            ProjectionKind::LinearUniform { dim } => {
+                let bound = 1.0 / (d_in as f32).sqrt();
+                let data = (0..dim * d_in).map(|_| rng.random_range(-bound..bound)).collect();
+                ProjectionMatrix { out_dim: dim, in_dim: d_in, data }
+            }
+            ProjectionKind::SparseJl { eps } => sparse_matrix(jl_min_dim(n_samples, eps)?, d_in, &mut rng)?,
+        };
+        Ok(Some(m))
+    }
+}
+
+/// scikit-learn's `johnson_lindenstrauss_min_dim`: `floor(4 ln(n) / (eps^2/2 - eps^3/3))`.
+pub fn jl_min_dim(n_samples: usize, eps: f64) -> Result<usize> {
+    if !(eps > 0.0 && eps < 1.0) {
+        return Err(MemoryBankError::InvalidParameter { name: "eps", value: eps.to_string(), reason: "must lie in (0, 1)" });
+    }
+    if n_samples < 2 {
+        return Err(MemoryBankError::InvalidParameter {
+            name: "n_samples",
+            value: n_samples.to_string(),
+            reason: "the Johnson-Lindenstrauss dimension needs at least 2 samples",
+        });
+    }
+    let denominator = eps * eps / 2.0 - eps * eps * eps / 3.0;
+    Ok((4.0 * (n_samples as f64).ln() / denominator) as usize)
+}
+
+fn sparse_matrix(out_dim: usize, in_dim: usize, rng: &mut Xoshiro256PlusPlus) -> Result<ProjectionMatrix> {
+    let density = 1.0 / (in_dim as f64).sqrt();
+    let mut data = vec![0.0f32; out_dim * in_dim];
+    if in_dim == 1 {
+        let scale = (1.0 / (out_dim as f64).sqrt()) as f32;
+        for v in &mut data {
+            *v = if rng.random_bool(0.5) { scale } else { -scale };
+        }
+    } else {
+        let scale = ((1.0 / density).sqrt() / (out_dim as f64).sqrt()) as f32;
+        let binomial = Binomial::new(in_dim as u64, density).map_err(|_| MemoryBankError::InvalidParameter {
+            name: "density",
+            value: density.to_string(),
+            reason: "invalid binomial probability",
+        })?;
+        for row in data.chunks_exact_mut(in_dim) {
+            let nnz = binomial.sample(rng) as usize;
+            for col in rand::seq::index::sample(rng, in_dim, nnz.min(in_dim)) {
+                row[col] = if rng.random_bool(0.5) { scale } else { -scale };
+            }
+        }
+    }
+    Ok(ProjectionMatrix { out_dim, in_dim, data })
+}
+
+/// A dense projection matrix `out_dim x in_dim` (row-major); projects rows `x` to `W x`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectionMatrix {
+    out_dim: usize,
+    in_dim: usize,
+    data: Vec<f32>,
+}
+
+impl ProjectionMatrix {
+    /// Wraps an explicit `out_dim x in_dim` row-major matrix (e.g. the one a Python peer used).
+    pub fn from_rows(data: Vec<f32>, out_dim: usize, in_dim: usize) -> Result<Self> {
+        check_matrix("projection matrix", &data, out_dim, in_dim)?;
+        Ok(Self { out_dim, in_dim, data })
+    }
+
+    /// Output dimension.
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Input dimension.
+    pub fn in_dim(&self) -> usize {
+        self.in_dim
+    }
+
+    /// The matrix, row-major `out_dim x in_dim`.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// Projects `n` row-major rows of dimension `in_dim`; returns `n x out_dim` row-major.
+    pub fn project(&self, features: &[f32], n: usize) -> Result<Vec<f32>> {
+        check_matrix("features", features, n, self.in_dim)?;
+        const BLOCK: usize = 2048;
+        let mut out = vec![0.0f32; n * self.out_dim];
+        out.par_chunks_mut(BLOCK * self.out_dim)
+            .zip(features.par_chunks(BLOCK * self.in_dim))
+            .for_each(|(dst, src)| {
+                let rows = src.len() / self.in_dim;
+                gemm_abt(dst, src, &self.data, rows, self.out_dim, self.in_dim, 1.0);
+            });
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jl_dim_matches_sklearn() {
+        // sklearn.random_projection.johnson_lindenstrauss_min_dim(164000, eps=0.9) == 296
+        assert_eq!(jl_min_dim(164_000, 0.9).unwrap(), 296);
+        // johnson_lindenstrauss_min_dim(1000, eps=0.9) == 170
+        assert_eq!(jl_min_dim(1000, 0.9).unwrap(), 170);
+        assert!(jl_min_dim(10, 1.5).is_err());
+    }
+
+    #[test]
+    fn sparse_matrix_has_sklearn_structure() {
+        let d_in = 400;
+        let m = ProjectionKind::SparseJl { eps: 0.9 }.matrix(1000, d_in, 7).unwrap().unwrap();
+        assert_eq!((m.out_dim(), m.in_dim()), (170, d_in));
+        let scale = ((d_in as f64).sqrt().sqrt() / (170f64).sqrt()) as f32;
+        let nnz = m.as_slice().iter().filter(|v| **v != 0.0).count();
+        for v in m.as_slice().iter().filter(|v| **v != 0.0) {
+            assert!((v.abs() - scale).abs() < 1e-6);
+        }
+        // expected density 1/sqrt(400) = 0.05 of 68,000 entries = 3,400
+        assert!((3000..3800).contains(&nnz), "nnz = {nnz}");
+        let again = ProjectionKind::SparseJl { eps: 0.9 }.matrix(1000, d_in, 7).unwrap().unwrap();
+        assert_eq!(m, again, "same seed, same matrix");
+    }
+
+    #[test]
+    fn projection_matches_naive_and_preserves_distances_roughly() {
+        let (n, d_in) = (37, 300);
+        let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let m = ProjectionKind::Gaussian { dim: 128 }.matrix(n, d_in, 3).unwrap().unwrap();
+        let y = m.project(&x, n).unwrap();
+        for r in 0..n {
+            for o in 0..128 {
+                let want: f32 = (0..d_in).map(|i| x[r * d_in + i] * m.as_slice()[o * d_in + i]).sum();
+                assert!((y[r * 128 + o] - want).abs() < 1e-3, "row {r} comp {o}");
+            }
+        }
+        assert!(ProjectionKind::Gaussian { dim: 0 }.check().is_err());
+        assert!(m.project(&x[1..], n).is_err());
+    }
+}

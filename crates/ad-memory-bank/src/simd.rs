@@ -1,0 +1,271 @@
+//! Squared-distance kernels with run-time CPU feature dispatch.
+//!
+//! Every kernel is written once as plain Rust over 16 independent f32 accumulators (so LLVM vectorises
+//! it) and compiled three times: baseline, AVX2 and AVX-512F. Rust never contracts `a * b + c` into a
+//! fused multiply-add and never reorders float additions, so all three builds return bit-identical
+//! results: the reference and the fast coreset may share them and still select the same points.
+
+use std::sync::OnceLock;
+
+const LANES: usize = 16;
+
+/// Squared Euclidean distance with a fixed summation order (16 lanes, then a fixed tree, then the tail).
+#[inline(always)]
+fn sq_dist_generic(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+    }
+    let mut s = reduce(&acc);
+    for (x, y) in ra.iter().zip(rb) {
+        let d = x - y;
+        s += d * d;
+    }
+    s
+}
+
+/// `mind2[r] = min(mind2[r], |rows[r] - c|^2)` for a contiguous block of rows.
+#[inline(always)]
+fn min_update_generic(rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) {
+    for (row, m) in rows.chunks_exact(d).zip(mind2.iter_mut()) {
+        let v = sq_dist_generic(row, c);
+        if v < *m {
+            *m = v;
+        }
+    }
+}
+
+/// Squared distance, abandoned early when a partial sum already reaches `bound`.
+///
+/// Returns `Some(v)` with `v` bit-identical to [`sq_dist_generic`] when `v < bound`, `None` otherwise.
+/// Exact because every partial value is a lower bound of the final one: all addends are non-negative
+/// and IEEE rounding is monotone, so the partial tree reduction of the lane accumulators can only grow.
+#[inline(always)]
+fn sq_dist_below_generic(a: &[f32], b: &[f32], bound: f32) -> Option<f32> {
+    const CHECK: usize = 4 * LANES;
+    let mut acc = [0.0f32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (i, (x, y)) in ca.zip(cb).enumerate() {
+        for l in 0..LANES {
+            let d = x[l] - y[l];
+            acc[l] += d * d;
+        }
+        if (i + 1) % (CHECK / LANES) == 0 && reduce(&acc) >= bound {
+            return None;
+        }
+    }
+    let mut s = reduce(&acc);
+    for (x, y) in ra.iter().zip(rb) {
+        let d = x - y;
+        s += d * d;
+    }
+    (s < bound).then_some(s)
+}
+
+/// The fixed reduction tree of [`sq_dist_generic`].
+#[inline(always)]
+fn reduce(acc: &[f32; LANES]) -> f32 {
+    let mut half = [0.0f32; 8];
+    for l in 0..8 {
+        half[l] = acc[l] + acc[l + 8];
+    }
+    let q = [half[0] + half[4], half[1] + half[5], half[2] + half[6], half[3] + half[7]];
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// One pruned greedy update over a block of points starting at row `base`: for each point `p` whose
+/// centre `a = assign[p]` satisfies `dcc[a] < factor * mind2[p]` (otherwise the triangle inequality
+/// proves `c` is not closer), computes its distance to `c` (abandoning early once it exceeds
+/// `mind2[p]`) and moves the point to centre `new_id` when strictly closer. Returns the block's
+/// (max `mind2`, first index attaining it) after the update and the number of distances started.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn fast_update_generic(
+    points: &[f32],
+    d: usize,
+    base: usize,
+    c: &[f32],
+    dcc: &[f32],
+    factor: f32,
+    new_id: u32,
+    mind2: &mut [f32],
+    assign: &mut [u32],
+) -> (f32, u32, u64) {
+    let mut best = f32::NEG_INFINITY;
+    let mut best_i = 0u32;
+    let mut evaluated = 0u64;
+    for (i, (m, a)) in mind2.iter_mut().zip(assign.iter_mut()).enumerate() {
+        if dcc[*a as usize] < factor * *m {
+            evaluated += 1;
+            let p = base + i;
+            if let Some(v) = sq_dist_below_generic(&points[p * d..(p + 1) * d], c, *m) {
+                *m = v;
+                *a = new_id;
+            }
+        }
+        if *m > best {
+            best = *m;
+            best_i = (base + i) as u32;
+        }
+    }
+    (best, best_i, evaluated)
+}
+
+/// Squared distances of one point `c` to a list of rows (`out[i] = |data[ids[i]] - c|^2`).
+#[inline(always)]
+fn dists_to_rows_generic(ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) {
+    for (o, &p) in out.iter_mut().zip(ids) {
+        let start = p as usize * d;
+        *o = sq_dist_generic(&data[start..start + d], c);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Avx512,
+    Avx2,
+    Base,
+}
+
+fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Level::Avx2;
+            }
+        }
+        Level::Base
+    })
+}
+
+macro_rules! dispatch {
+    ($generic:ident, $avx512:ident, $avx2:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx2,avx")]
+        unsafe fn $avx512($($arg: $ty),*) -> $ret {
+            $generic($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,avx")]
+        unsafe fn $avx2($($arg: $ty),*) -> $ret {
+            $generic($($arg),*)
+        }
+    };
+}
+
+dispatch!(sq_dist_generic, sq_dist_avx512, sq_dist_avx2, (a: &[f32], b: &[f32]) -> f32);
+dispatch!(min_update_generic, min_update_avx512, min_update_avx2,
+    (rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) -> ());
+dispatch!(fast_update_generic, fast_update_avx512, fast_update_avx2,
+    (points: &[f32], d: usize, base: usize, c: &[f32], dcc: &[f32], factor: f32, new_id: u32,
+     mind2: &mut [f32], assign: &mut [u32]) -> (f32, u32, u64));
+dispatch!(dists_to_rows_generic, dists_to_rows_avx512, dists_to_rows_avx2,
+    (ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) -> ());
+
+/// Squared Euclidean distance between two equal-length slices (bit-identical on every CPU level).
+pub fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    match level() {
+        // SAFETY: the CPU supports the enabled features (checked in `level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { sq_dist_avx512(a, b) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { sq_dist_avx2(a, b) },
+        _ => sq_dist_generic(a, b),
+    }
+}
+
+/// `mind2[r] = min(mind2[r], sq_dist(rows[r], c))` over `rows` (row-major, `d` columns).
+pub(crate) fn min_update(rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) {
+    match level() {
+        // SAFETY: the CPU supports the enabled features (checked in `level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { min_update_avx512(rows, d, c, mind2) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { min_update_avx2(rows, d, c, mind2) },
+        _ => min_update_generic(rows, d, c, mind2),
+    }
+}
+
+/// See [`fast_update_generic`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fast_update(
+    points: &[f32],
+    d: usize,
+    base: usize,
+    c: &[f32],
+    dcc: &[f32],
+    factor: f32,
+    new_id: u32,
+    mind2: &mut [f32],
+    assign: &mut [u32],
+) -> (f32, u32, u64) {
+    match level() {
+        // SAFETY: the CPU supports the enabled features (checked in `level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { fast_update_avx512(points, d, base, c, dcc, factor, new_id, mind2, assign) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { fast_update_avx2(points, d, base, c, dcc, factor, new_id, mind2, assign) },
+        _ => fast_update_generic(points, d, base, c, dcc, factor, new_id, mind2, assign),
+    }
+}
+
+/// `out[i] = sq_dist(data[ids[i]], c)`.
+pub(crate) fn dists_to_rows(ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) {
+    match level() {
+        // SAFETY: the CPU supports the enabled features (checked in `level`).
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx512 => unsafe { dists_to_rows_avx512(ids, data, d, c, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        Level::Avx2 => unsafe { dists_to_rows_avx2(ids, data, d, c, out) },
+        _ => dists_to_rows_generic(ids, data, d, c, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_levels_agree_bitwise() {
+        let mut s = 1u32;
+        let mut next = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for d in [1usize, 7, 16, 33, 128, 296] {
+            let a: Vec<f32> = (0..d).map(|_| next()).collect();
+            let b: Vec<f32> = (0..d).map(|_| next()).collect();
+            let base = sq_dist_generic(&a, &b);
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+            assert!((base as f64 - naive).abs() <= 1e-5 * naive.max(1e-6));
+            assert_eq!(sq_dist(&a, &b).to_bits(), base.to_bits(), "d = {d}");
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: feature checked just above.
+                assert_eq!(unsafe { sq_dist_avx2(&a, &b) }.to_bits(), base.to_bits());
+            }
+            assert_eq!(sq_dist(&a, &a), 0.0);
+            assert_eq!(sq_dist_below_generic(&a, &b, f32::INFINITY).map(f32::to_bits), Some(base.to_bits()));
+            assert_eq!(sq_dist_below_generic(&a, &b, base), None);
+            assert_eq!(sq_dist_below_generic(&a, &b, base * 0.5), None);
+        }
+    }
+}
