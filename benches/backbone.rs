@@ -5,7 +5,8 @@
 //!
 //! Rows: EfficientNet-Lite0 taps `blocks.4` + `blocks.10` (real weights when
 //! `Pretrained::EfficientNetLite0.ensure()` works, formula weights otherwise: same speed) and
-//! WideResNet-50-2 taps `layer2` + `layer3` (formula weights).
+//! WideResNet-50-2 taps `layer2` + `layer3` (formula weights). Each twice: `forward` (batch
+//! split across threads) and `forward_unsplit` (whole batch per operation).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
@@ -41,12 +42,15 @@ fn build(kind: BackboneKind, taps: &[&str], device: &Device) -> Backbone {
     Backbone::random(kind, taps, 0, device).unwrap_or_else(|e| panic!("{kind}: {e}"))
 }
 
-/// Run the taps and wait for the result (a reduction read back to the host).
-fn run(bb: &Backbone, x: &Tensor<4>) -> f32 {
-    bb.forward(x.clone())
-        .into_iter()
-        .map(|t| t.sum().into_scalar::<f32>())
-        .sum()
+/// Run the taps and wait for the result (a reduction read back to the host). `split`: one
+/// chunk of the batch per thread (`forward`), else the whole batch per op (`forward_unsplit`).
+fn run(bb: &Backbone, x: &Tensor<4>, split: bool) -> f32 {
+    let maps = if split {
+        bb.forward(x.clone())
+    } else {
+        bb.forward_unsplit(x.clone())
+    };
+    maps.into_iter().map(|t| t.sum().into_scalar::<f32>()).sum()
 }
 
 fn backbone(c: &mut Criterion) {
@@ -60,12 +64,20 @@ fn backbone(c: &mut Criterion) {
             burn::tensor::Distribution::Normal(0.0, 1.0),
             &device,
         );
-        run(&bb, &x); // warm-up (allocations, weights in cache)
+        run(&bb, &x, true); // warm-up (allocations, weights in cache)
         group.throughput(Throughput::Elements(batch as u64));
         group.bench_with_input(
             BenchmarkId::new(name, format!("{batch}x3x{side}x{side}")),
             &x,
-            |b, x| b.iter(|| run(&bb, x)),
+            |b, x| b.iter(|| run(&bb, x, true)),
+        );
+        group.bench_with_input(
+            BenchmarkId::new(
+                format!("{name}-unsplit"),
+                format!("{batch}x3x{side}x{side}"),
+            ),
+            &x,
+            |b, x| b.iter(|| run(&bb, x, false)),
         );
     }
     group.finish();

@@ -2,6 +2,7 @@
 //! (5,439,488 pixels, MVTec bottle-sized), CPU.
 //!
 //!     cargo bench --bench metrics                    # criterion
+//!     AD_BENCH_ONESHOT=1 cargo bench --bench metrics # median and min of 7 timed runs, one line each
 //!     python3 benches/peers/metrics_peer.py          # scikit-learn roc_auc_score + MVTec AU-PRO script
 //!
 //! Data (identical in the peer): splitmix64 hashes of the pixel index give uniform noise; 2 maps
@@ -10,7 +11,7 @@
 //! compared as well as the times.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ad_metrics::{EvalOptions, MapDims, PixelMaps, aupro, evaluate, roc_auc};
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -46,11 +47,19 @@ fn data() -> (Vec<f32>, Vec<bool>, Vec<f32>, Vec<bool>) {
                 let dx = (c as f64 - cx as f64) / rx as f64;
                 let m = defect && dy * dy + dx * dx <= 1.0;
                 masks[j] = m;
-                maps[j] = 0.7 * uniform(j as u64) + if m { 0.35 * uniform(j as u64 + (1 << 40)) } else { 0.0 };
+                maps[j] = 0.7 * uniform(j as u64)
+                    + if m {
+                        0.35 * uniform(j as u64 + (1 << 40))
+                    } else {
+                        0.0
+                    };
             }
         }
     }
-    let scores = maps.chunks(hw).map(|m| m.iter().copied().fold(f32::MIN, f32::max)).collect();
+    let scores = maps
+        .chunks(hw)
+        .map(|m| m.iter().copied().fold(f32::MIN, f32::max))
+        .collect();
     let labels = (0..n).map(|i| i % 3 != 0).collect();
     (maps, masks, scores, labels)
 }
@@ -59,7 +68,11 @@ fn bench(c: &mut Criterion) {
     let (n, h, w) = SHAPE;
     let dims = MapDims::new(n, h, w);
     let (maps, masks, scores, labels) = data();
-    let px = PixelMaps { maps: &maps, masks: &masks, dims };
+    let px = PixelMaps {
+        maps: &maps,
+        masks: &masks,
+        dims,
+    };
     let e = evaluate(&scores, &labels, &px, &EvalOptions::default()).expect("evaluate");
     let p = e.pixel.expect("pixel metrics");
     println!(
@@ -68,8 +81,34 @@ fn bench(c: &mut Criterion) {
     );
 
     let id = format!("{n}x{h}x{w}");
+    if std::env::var_os("AD_BENCH_ONESHOT").is_some() {
+        let time = |name: &str, f: &mut dyn FnMut()| {
+            f(); // warm-up
+            let mut ms: Vec<f64> = (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1e3
+                })
+                .collect();
+            ms.sort_by(f64::total_cmp);
+            println!("{name} {id}: median {:.1} ms, min {:.1} ms", ms[3], ms[0]);
+        };
+        time("pixel_auroc", &mut || {
+            black_box(roc_auc(&maps, &masks).expect("auroc"));
+        });
+        time("aupro_0.3", &mut || {
+            black_box(aupro(&maps, &masks, dims, 0.3).expect("aupro"));
+        });
+        time("evaluate_all", &mut || {
+            black_box(evaluate(&scores, &labels, &px, &EvalOptions::default()).expect("evaluate"));
+        });
+        return;
+    }
     let mut g = c.benchmark_group("metrics");
-    g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(6));
+    g.sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
     g.throughput(Throughput::Elements((n * h * w) as u64));
     g.bench_function(BenchmarkId::new("pixel_auroc", &id), |b| {
         b.iter(|| black_box(roc_auc(black_box(&maps), black_box(&masks)).expect("auroc")))

@@ -12,7 +12,10 @@
 //! | PatchCore | [`patchcore`] (`ad-patchcore`) |
 //! | AUROC, F1-max, AUPRO, overlays, reports | [`metrics`] (`ad-metrics`) |
 //!
+//! [`pipeline`] runs fit + test for any detector; [`Error`] wraps every crate's error.
 //! Start with `cargo run --release --example mvtec_patchcore`.
+
+pub mod pipeline;
 
 pub use ad_backbone as backbone;
 pub use ad_core as core;
@@ -21,3 +24,35 @@ pub use ad_metrics as metrics;
 pub use ad_mvtec as mvtec;
 pub use ad_patchcore as patchcore;
 pub use burn;
+
+/// Any error of the workspace's crates.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Shared types and preprocessing.
+    #[error(transparent)]
+    Core(#[from] ad_core::CoreError),
+    /// Datasets.
+    #[error(transparent)]
+    Dataset(#[from] ad_mvtec::DatasetError),
+    /// Backbones and weights.
+    #[error(transparent)]
+    Backbone(#[from] ad_backbone::BackboneError),
+    /// Memory bank.
+    #[error(transparent)]
+    MemoryBank(#[from] ad_memory_bank::MemoryBankError),
+    /// PatchCore.
+    #[error(transparent)]
+    Patchcore(#[from] ad_patchcore::PatchcoreError),
+    /// Metrics, pictures, reports.
+    #[error(transparent)]
+    Metrics(#[from] ad_metrics::MetricsError),
+    /// Files written by the examples.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}

@@ -17,9 +17,10 @@ use crate::resnet::{ResNet, ResNetSpec};
 use crate::state_dict::StateDict;
 
 /// A supported architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BackboneKind {
     /// EfficientNet-Lite0 (4.7 M parameters, 224 px native); the default.
+    #[default]
     EfficientNetLite0,
     /// EfficientNet-Lite1 (240 px native).
     EfficientNetLite1,
@@ -41,12 +42,6 @@ pub enum BackboneKind {
     WideResNet50_2,
     /// torchvision `wide_resnet101_2`.
     WideResNet101_2,
-}
-
-impl Default for BackboneKind {
-    fn default() -> Self {
-        Self::EfficientNetLite0
-    }
 }
 
 impl BackboneKind {
@@ -102,7 +97,10 @@ impl BackboneKind {
                         .rposition(|&s| s == stride)
                         .unwrap_or(0)
                 };
-                vec![format!("blocks.{}", last_at(8)), format!("blocks.{}", last_at(16))]
+                vec![
+                    format!("blocks.{}", last_at(8)),
+                    format!("blocks.{}", last_at(16)),
+                ]
             }
             Arch::Res(_) => vec!["layer2".into(), "layer3".into()],
         }
@@ -426,7 +424,32 @@ impl Backbone {
     ///
     /// # Panics
     /// When `x` does not have 3 channels (Burn's convolution checks the shape).
+    ///
+    /// # Threads
+    /// On the CPU backend (flex) a batch of `B > 1` images is split into up to
+    /// `rayon::current_num_threads()` chunks that run at the same time, one per thread, and
+    /// the maps are concatenated again: flex parallelises single convolutions poorly on few
+    /// cores, whole images well. Results are the same as [`forward_unsplit`](Self::forward_unsplit).
     pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let batch = x.dims()[0];
+        let workers = rayon::current_num_threads().min(batch);
+        if workers < 2 || x.device() != Device::flex() {
+            return self.forward_unsplit(x);
+        }
+        use rayon::prelude::*;
+        let parts: Vec<Vec<Tensor<4>>> = x
+            .chunk(workers, 0)
+            .into_par_iter()
+            .map(|part| self.net.forward_stages(part, &self.stages))
+            .collect();
+        (0..self.stages.len())
+            .map(|i| Tensor::cat(parts.iter().map(|p| p[i].clone()).collect(), 0))
+            .collect()
+    }
+
+    /// [`forward`](Self::forward) on the whole batch at once (each operation parallelised
+    /// by the backend itself).
+    pub fn forward_unsplit(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         self.net.forward_stages(x, &self.stages)
     }
 

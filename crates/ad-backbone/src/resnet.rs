@@ -294,10 +294,17 @@ mod tests {
             ([3, 4, 23, 3], Some(64), 626),
             ([3, 4, 6, 3], Some(128), 320),
         ] {
-            assert_eq!(ResNetSpec::new(depths, bw).all_keys().len(), n, "{depths:?}");
+            assert_eq!(
+                ResNetSpec::new(depths, bw).all_keys().len(),
+                n,
+                "{depths:?}"
+            );
         }
         let wide = ResNetSpec::new([3, 4, 6, 3], Some(128));
-        assert_eq!(wide.layers[1][0].convs[1].weight_shape(), vec![256, 256, 3, 3]);
+        assert_eq!(
+            wide.layers[1][0].convs[1].weight_shape(),
+            vec![256, 256, 3, 3]
+        );
         assert_eq!(wide.stage_shape(2), (512, 8));
         assert_eq!(wide.stage_shape(3), (1024, 16));
     }

@@ -19,7 +19,11 @@ fn input(h: usize, w: usize, device: &Device) -> Tensor<4> {
 fn assert_same(a: Tensor<4>, b: Tensor<4>, tol: f32) {
     assert_eq!(a.dims(), b.dims());
     let (a, b) = (to_vec(a), to_vec(b));
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
     assert!(worst <= tol, "max diff {worst}");
 }
 
@@ -51,7 +55,12 @@ fn write_safetensors(path: &Path, keys: &[(String, Vec<usize>)]) {
         .iter()
         .map(|(k, s)| {
             if k.ends_with("num_batches_tracked") {
-                (k.clone(), s.clone(), 0i64.to_le_bytes().to_vec(), Dtype::I64)
+                (
+                    k.clone(),
+                    s.clone(),
+                    0i64.to_le_bytes().to_vec(),
+                    Dtype::I64,
+                )
             } else {
                 let v = formula_tensor(k, s, 0);
                 let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -71,7 +80,10 @@ fn legacy_and_zip_pth_read_the_same_tensors() {
     let legacy = StateDict::open(fixture("resnet_stem_legacy.pt")).unwrap();
     let zip = StateDict::open(fixture("resnet_stem_zip.pt")).unwrap();
     assert_eq!(legacy.len(), 6);
-    assert_eq!(legacy.keys().collect::<Vec<_>>(), zip.keys().collect::<Vec<_>>());
+    assert_eq!(
+        legacy.keys().collect::<Vec<_>>(),
+        zip.keys().collect::<Vec<_>>()
+    );
     for (key, shape) in resnet18_keys(false) {
         if key.ends_with("num_batches_tracked") {
             continue;
@@ -89,9 +101,17 @@ fn stem_checkpoints_load_and_match_formula_weights() {
     let expected = reference.forward(input(32, 40, &device)).remove(0);
     for file in ["resnet_stem_legacy.pt", "resnet_stem_zip.pt"] {
         let bb = Backbone::load(BackboneKind::ResNet18, fixture(file), &["stem"], &device).unwrap();
-        assert!(bb.identity().starts_with("resnet18:sha256="), "{}", bb.identity());
+        assert!(
+            bb.identity().starts_with("resnet18:sha256="),
+            "{}",
+            bb.identity()
+        );
         assert_eq!(bb.identity().len(), "resnet18:sha256=".len() + 64);
-        assert_same(bb.forward(input(32, 40, &device)).remove(0), expected.clone(), 1e-6);
+        assert_same(
+            bb.forward(input(32, 40, &device)).remove(0),
+            expected.clone(),
+            1e-6,
+        );
     }
     // The stem alone does not hold layer1: asking for it is a missing-key error.
     let err = Backbone::load(
@@ -128,7 +148,10 @@ fn element_types_are_converted_to_f32() {
         }
     }
     let err = sd.read_f32("i64", &[3]).unwrap_err();
-    assert!(matches!(err, BackboneError::UnsupportedDtype { .. }), "{err}");
+    assert!(
+        matches!(err, BackboneError::UnsupportedDtype { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -138,8 +161,12 @@ fn safetensors_checkpoint_loads() {
     write_safetensors(&path, &resnet18_keys(true));
     let device = Device::default();
     let bb = Backbone::load(BackboneKind::ResNet18, &path, &["layer1", "stem"], &device).unwrap();
-    let reference = Backbone::random(BackboneKind::ResNet18, &["layer1", "stem"], 0, &device).unwrap();
-    let (a, b) = (bb.forward(input(32, 32, &device)), reference.forward(input(32, 32, &device)));
+    let reference =
+        Backbone::random(BackboneKind::ResNet18, &["layer1", "stem"], 0, &device).unwrap();
+    let (a, b) = (
+        bb.forward(input(32, 32, &device)),
+        reference.forward(input(32, 32, &device)),
+    );
     assert_eq!(a[0].dims(), [1, 64, 8, 8]);
     for (x, y) in a.into_iter().zip(b) {
         assert_same(x, y, 1e-5);
@@ -157,7 +184,11 @@ fn bad_checkpoints_give_typed_errors() {
     };
     let good = resnet18_keys(true);
 
-    let missing: Vec<_> = good.iter().filter(|(k, _)| k != "bn1.running_var").cloned().collect();
+    let missing: Vec<_> = good
+        .iter()
+        .filter(|(k, _)| k != "bn1.running_var")
+        .cloned()
+        .collect();
     let err = load(&missing, "missing.safetensors").unwrap_err();
     assert!(
         matches!(&err, BackboneError::MissingKey { key, .. } if key == "bn1.running_var"),
@@ -200,8 +231,13 @@ fn bad_checkpoints_give_typed_errors() {
     std::fs::write(&junk, b"this is not a checkpoint at all").unwrap();
     let err = Backbone::load(BackboneKind::ResNet18, &junk, &["stem"], &device).unwrap_err();
     assert!(matches!(err, BackboneError::Checkpoint { .. }), "{err}");
-    let err = Backbone::load(BackboneKind::ResNet18, dir.path().join("absent.pth"), &["stem"], &device)
-        .unwrap_err();
+    let err = Backbone::load(
+        BackboneKind::ResNet18,
+        dir.path().join("absent.pth"),
+        &["stem"],
+        &device,
+    )
+    .unwrap_err();
     assert!(matches!(err, BackboneError::Io { .. }), "{err}");
 }
 
@@ -236,7 +272,9 @@ fn efficientnet_lite0_tap_shapes_at_256() {
     assert_eq!(out[0].dims(), [2, 40, 32, 32]);
     assert_eq!(out[1].dims(), [2, 112, 16, 16]);
     // The forward pass stops after the deepest tap: blocks 0..=10 only, no head.
-    let Net::EfficientNet(net) = bb.net() else { panic!("EfficientNet expected") };
+    let Net::EfficientNet(net) = bb.net() else {
+        panic!("EfficientNet expected")
+    };
     assert_eq!(net.blocks.len(), 11);
     assert!(net.head.is_none());
 }
@@ -245,7 +283,9 @@ fn efficientnet_lite0_tap_shapes_at_256() {
 fn resnet_stops_after_the_deepest_tap() {
     let device = Device::default();
     let bb = Backbone::random(BackboneKind::WideResNet50_2, &["layer1"], 0, &device).unwrap();
-    let Net::ResNet(net) = bb.net() else { panic!("ResNet expected") };
+    let Net::ResNet(net) = bb.net() else {
+        panic!("ResNet expected")
+    };
     assert_eq!(net.layers.len(), 1);
     assert_eq!(bb.tap_channels(), vec![256]);
     let out = bb.forward(Tensor::zeros([1, 3, 64, 64], &device));
@@ -258,8 +298,29 @@ fn kinds_parse_and_list_default_taps() {
         assert_eq!(BackboneKind::from_name(kind.name()), Some(kind));
         assert_eq!(kind.default_taps().len(), 2);
     }
-    assert_eq!(BackboneKind::from_name("WIDE-RESNET50-2"), Some(BackboneKind::WideResNet50_2));
+    assert_eq!(
+        BackboneKind::from_name("WIDE-RESNET50-2"),
+        Some(BackboneKind::WideResNet50_2)
+    );
     assert_eq!(BackboneKind::from_name("vgg16"), None);
     // Lite1 has 21 blocks: its last stride-8 and stride-16 blocks are 6 and 14.
-    assert_eq!(BackboneKind::EfficientNetLite1.default_taps(), vec!["blocks.6", "blocks.14"]);
+    assert_eq!(
+        BackboneKind::EfficientNetLite1.default_taps(),
+        vec!["blocks.6", "blocks.14"]
+    );
+}
+
+#[test]
+fn split_batch_forward_equals_whole_batch_forward() {
+    let device = Device::default();
+    let bb = Backbone::random(BackboneKind::ResNet18, &["layer2", "stem"], 1, &device).unwrap();
+    let data: Vec<f32> = (0..3 * 3 * 48 * 40)
+        .map(|i| ((i as f32) * 0.11).cos())
+        .collect();
+    let x = Tensor::<4>::from_data(TensorData::new(data, [3, 3, 48, 40]), &device);
+    let (a, b) = (bb.forward(x.clone()), bb.forward_unsplit(x));
+    assert_eq!(a[0].dims(), [3, 128, 6, 5]);
+    for (p, q) in a.into_iter().zip(b) {
+        assert_same(p, q, 1e-5);
+    }
 }

@@ -11,15 +11,25 @@ const REL: f32 = 1e-4;
 
 #[test]
 fn efficientnet_lite0_matches_pytorch_with_real_weights() {
-    let Some(weights) = lite0_weights() else { return };
+    let Some(weights) = lite0_weights() else {
+        return;
+    };
     let fx = Fixtures::load();
     let device = Device::default();
     let taps = ["stem", "blocks.4", "blocks.10", "head"];
     let bb = Backbone::load(BackboneKind::EfficientNetLite0, &weights, &taps, &device).unwrap();
-    assert!(bb.identity().ends_with(ad_backbone::Pretrained::EfficientNetLite0.sha256()));
+    assert!(
+        bb.identity()
+            .ends_with(ad_backbone::Pretrained::EfficientNetLite0.sha256())
+    );
     let out = bb.forward(fx.tensor("input/64x64", &device));
     for (t, got) in taps.iter().zip(out) {
-        assert_close(t, got, fx.get(&format!("efficientnet-lite0/64x64/{t}")), REL);
+        assert_close(
+            t,
+            got,
+            fx.get(&format!("efficientnet-lite0/64x64/{t}")),
+            REL,
+        );
     }
     // Odd sizes exercise the asymmetric TF "SAME" padding; taps in reverse order.
     let bb = Backbone::load(
@@ -33,13 +43,20 @@ fn efficientnet_lite0_matches_pytorch_with_real_weights() {
     assert_eq!(bb.tap_channels(), vec![112, 40]);
     assert_eq!(bb.tap_strides(), vec![16, 8]);
     for (t, got) in ["blocks.10", "blocks.4"].iter().zip(out) {
-        assert_close(t, got, fx.get(&format!("efficientnet-lite0/57x83/{t}")), REL);
+        assert_close(
+            t,
+            got,
+            fx.get(&format!("efficientnet-lite0/57x83/{t}")),
+            REL,
+        );
     }
 }
 
 #[test]
 fn efficientnet_lite0_logits_and_top5_on_photos() {
-    let Some(weights) = lite0_weights() else { return };
+    let Some(weights) = lite0_weights() else {
+        return;
+    };
     let fx = Fixtures::load();
     let device = Device::default();
     let clf = Classifier::load(BackboneKind::EfficientNetLite0, &weights, &device).unwrap();
@@ -48,7 +65,11 @@ fn efficientnet_lite0_logits_and_top5_on_photos() {
     assert_eq!(logits.dims().to_vec(), *shape);
     let got = to_vec(logits);
     let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = got.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    let worst = got
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
     assert!(worst <= REL * scale, "logits: {worst} vs scale {scale}");
 
     let mean = [0.485f32, 0.456, 0.406];
@@ -66,7 +87,10 @@ fn efficientnet_lite0_logits_and_top5_on_photos() {
                     (f32::from(p[c]) / 255.0 - mean[c]) / std[c];
             }
         }
-        let x = Tensor::<4>::from_data(TensorData::new(data, [1, 3, h as usize, w as usize]), &device);
+        let x = Tensor::<4>::from_data(
+            TensorData::new(data, [1, 3, h as usize, w as usize]),
+            &device,
+        );
         let l = to_vec(clf.logits(x));
         let mut idx: Vec<usize> = (0..l.len()).collect();
         idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
@@ -78,7 +102,10 @@ fn efficientnet_lite0_logits_and_top5_on_photos() {
             .map(|v| v.as_u64().unwrap() as usize)
             .collect();
         eprintln!("{name}: top-5 {top5:?} (PyTorch {torch_top5:?}), expecting {expect}");
-        assert!(top5.contains(&class), "{name}: {expect} not in top-5 {top5:?}");
+        assert!(
+            top5.contains(&class),
+            "{name}: {expect} not in top-5 {top5:?}"
+        );
         assert_eq!(top5[0], torch_top5[0], "{name}: top-1 differs from PyTorch");
     }
 }

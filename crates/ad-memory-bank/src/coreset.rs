@@ -275,12 +275,137 @@ struct FastState<'a> {
     assign: Vec<u32>,
     /// Point index of each centre slot.
     centres: Vec<u32>,
-    /// Scratch: squared distances of all centres to the newest one.
+    /// Scratch: squared distances of all centres to the newest one (`+inf` where not needed).
     dcc: Vec<f32>,
+    /// Upper bound of `mind2` over the points of each centre slot (exact after a refresh).
+    gmax: Vec<f32>,
     /// Largest `mind2` after the last update and the first index attaining it.
     max: (f32, usize),
     /// Point-to-centre distance computations started (for reporting the work saved).
     evaluated: u64,
+    /// Principal subspace used for cheap lower bounds of centre-to-centre distances.
+    pca: Option<Pca>,
+    /// Centres' coordinates in the principal subspace, `k x PCS` (f32).
+    cproj: Vec<f32>,
+    /// Per-centre error allowance of the lower bound (see [`Pca::lower_bound_sq`]).
+    cslack: Vec<f32>,
+}
+
+/// Number of principal components used for the lower bounds.
+const PCS: usize = 16;
+
+/// An orthonormal basis (f64) of the top principal subspace of the projected features and their mean.
+///
+/// For any orthonormal `P`, `|P(a - c)| <= |a - c|`: the distance between the centres' `PCS`-d
+/// coordinates is a lower bound of their true distance, tight when the features have a few dominant
+/// directions (as CNN patch features do). The coordinates are computed in f64 and stored in f32; the
+/// bound subtracts a slack covering the f32 rounding of the stored coordinates and of the f32 distance
+/// kernel, so it never exceeds the kernel's computed value.
+struct Pca {
+    mean: Vec<f64>,
+    /// `PCS x d`, orthonormal rows.
+    basis: Vec<f64>,
+}
+
+impl Pca {
+    /// Principal subspace from (up to) 8,192 evenly spaced rows, by subspace iteration.
+    fn fit(points: &[f32], n: usize, d: usize) -> Self {
+        let step = n.div_ceil(8192).max(1);
+        let rows: Vec<usize> = (0..n).step_by(step).collect();
+        let mut mean = vec![0.0f64; d];
+        for &r in &rows {
+            for (m, &v) in mean.iter_mut().zip(&points[r * d..(r + 1) * d]) {
+                *m += v as f64;
+            }
+        }
+        mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
+        let cov: Vec<f64> = {
+            let partial = |chunk: &[usize]| {
+                let mut c = vec![0.0f64; d * d];
+                let mut x = vec![0.0f64; d];
+                for &r in chunk {
+                    for ((xi, &v), m) in x.iter_mut().zip(&points[r * d..(r + 1) * d]).zip(&mean) {
+                        *xi = v as f64 - m;
+                    }
+                    for i in 0..d {
+                        let xi = x[i];
+                        for (cij, xj) in c[i * d..(i + 1) * d].iter_mut().zip(&x) {
+                            *cij += xi * xj;
+                        }
+                    }
+                }
+                c
+            };
+            rows.par_chunks(512).map(partial).reduce(
+                || vec![0.0f64; d * d],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            )
+        };
+        // Subspace iteration: basis <- orth(C basis), starting from a fixed pseudo-random basis.
+        let mut basis: Vec<f64> = (0..PCS * d).map(|i| (i as f64 * 0.618_033_988_75).fract() - 0.5).collect();
+        orthonormalise(&mut basis, d);
+        let mut next = vec![0.0f64; PCS * d];
+        for _ in 0..30 {
+            for p in 0..PCS {
+                let b = &basis[p * d..(p + 1) * d];
+                for i in 0..d {
+                    next[p * d + i] = cov[i * d..(i + 1) * d].iter().zip(b).map(|(c, x)| c * x).sum();
+                }
+            }
+            std::mem::swap(&mut basis, &mut next);
+            orthonormalise(&mut basis, d);
+        }
+        Self { mean, basis }
+    }
+
+    /// Coordinates of `row` (f32) and the slack of the stored f32 values.
+    fn project(&self, row: &[f32], out: &mut [f32]) -> f32 {
+        let d = self.mean.len();
+        let mut l1 = 0.0f64;
+        for (p, o) in out.iter_mut().enumerate() {
+            let v: f64 =
+                self.basis[p * d..(p + 1) * d].iter().zip(row).zip(&self.mean).map(|((b, &x), m)| b * (x as f64 - m)).sum();
+            *o = v as f32;
+            l1 += v.abs();
+        }
+        // f32 storage rounds each coordinate by at most |v| 2^-24; be generous.
+        (l1 * 1e-6) as f32
+    }
+
+    /// A value `<=` the f32 kernel's squared distance of the two centres.
+    #[inline]
+    fn lower_bound_sq(a: &[f32], slack_a: f32, c: &[f32], slack_c: f32) -> f32 {
+        let mut s = 0.0f32;
+        for (x, y) in a.iter().zip(c) {
+            let t = x - y;
+            s += t * t;
+        }
+        // Relative error of a 16-term f32 sum < 1e-5; the kernel's own relative error < 1e-3 (as
+        // for the pruning factor): shrink by both, and subtract the storage slack.
+        let lb = (s.sqrt() * (1.0 - 1e-5) - (slack_a + slack_c)).max(0.0);
+        lb * lb * (1.0 - 2e-3)
+    }
+}
+
+/// Gram-Schmidt (twice) on the `PCS` rows of `basis` (`PCS x d`).
+fn orthonormalise(basis: &mut [f64], d: usize) {
+    for _ in 0..2 {
+        for p in 0..PCS {
+            for q in 0..p {
+                let dot: f64 = (0..d).map(|i| basis[p * d + i] * basis[q * d + i]).sum();
+                for i in 0..d {
+                    basis[p * d + i] -= dot * basis[q * d + i];
+                }
+            }
+            let norm = (0..d).map(|i| basis[p * d + i] * basis[p * d + i]).sum::<f64>().sqrt().max(1e-300);
+            for i in 0..d {
+                basis[p * d + i] /= norm;
+            }
+        }
+    }
 }
 
 impl<'a> FastState<'a> {
@@ -288,15 +413,31 @@ impl<'a> FastState<'a> {
         let mut mind2 = vec![f32::INFINITY; n];
         full_update(points, d, start, &mut mind2);
         let max = (mind2[first_argmax(&mind2)], first_argmax(&mind2));
-        Self {
+        let pca = (d > 2 * PCS && n > 4 * PCS).then(|| Pca::fit(points, n, d));
+        let mut s = Self {
             points,
             d,
             mind2,
             assign: vec![0; n],
             centres: vec![start as u32],
             dcc: Vec::new(),
+            gmax: vec![max.0],
             max,
             evaluated: n as u64,
+            pca,
+            cproj: Vec::new(),
+            cslack: Vec::new(),
+        };
+        s.push_projection(start);
+        s
+    }
+
+    fn push_projection(&mut self, c: usize) {
+        if let Some(pca) = &self.pca {
+            let mut coords = [0.0f32; PCS];
+            let slack = pca.project(&self.points[c * self.d..(c + 1) * self.d], &mut coords);
+            self.cproj.extend_from_slice(&coords);
+            self.cslack.push(slack);
         }
     }
 
@@ -306,24 +447,66 @@ impl<'a> FastState<'a> {
         let k = self.centres.len();
         let points = self.points;
         let centre_row = &points[c * d..(c + 1) * d];
-        // Squared distances of all existing centres to the new one: [k]
-        self.dcc.resize(k + 1, 0.0);
-        let (old, new) = self.dcc.split_at_mut(k);
-        new[0] = 0.0;
-        if k * d >= 1 << 15 {
-            old.par_chunks_mut(1024).zip(self.centres.par_chunks(1024)).for_each(|(out, ids)| {
+        // `rc2` = current distance of `c` to the set; every centre `a` has `|a - c|^2 >= rc2` (as
+        // computed f32 values: `rc2` is the minimum of the same kernel's values). A group whose
+        // bound satisfies `PRUNE_FACTOR * gmax <= rc2` is therefore pruned point by point anyway:
+        // its centre distance is not even computed (`+inf` marks it).
+        let rc2 = self.mind2[c];
+        let t0 = std::time::Instant::now();
+        self.dcc.clear();
+        self.dcc.resize(k + 1, f32::INFINITY);
+        // Tier 1: a cheap lower bound from the principal subspace stands in for the distance of every
+        // centre (a lower bound keeps the pruning test exact); tier 2 computes the exact distance only
+        // for groups the bound cannot rule out.
+        let mut candidates: Vec<u32> = Vec::new();
+        if self.pca.is_some() {
+            self.push_projection(c);
+            let cc = &self.cproj[k * PCS..(k + 1) * PCS];
+            let sc = self.cslack[k];
+            let (cproj, cslack, gmax) = (&self.cproj, &self.cslack, &self.gmax);
+            let lbs: Vec<f32> = (0..k)
+                .into_par_iter()
+                .with_min_len(2048)
+                .map(|a| {
+                    if PRUNE_FACTOR * gmax[a] <= rc2 {
+                        f32::INFINITY
+                    } else {
+                        Pca::lower_bound_sq(&cproj[a * PCS..(a + 1) * PCS], cslack[a], cc, sc)
+                    }
+                })
+                .collect();
+            for (a, lb) in lbs.into_iter().enumerate() {
+                self.dcc[a] = lb;
+                if lb < PRUNE_FACTOR * self.gmax[a] {
+                    candidates.push(a as u32);
+                }
+            }
+        } else {
+            candidates.extend((0..k as u32).filter(|&a| PRUNE_FACTOR * self.gmax[a as usize] > rc2));
+        }
+        let mut cd = vec![0.0f32; candidates.len()];
+        let ids: Vec<u32> = candidates.iter().map(|&a| self.centres[a as usize]).collect();
+        if candidates.len() * d >= 1 << 15 {
+            cd.par_chunks_mut(256).zip(ids.par_chunks(256)).for_each(|(out, ids)| {
                 simd::dists_to_rows(ids, points, d, centre_row, out);
             });
         } else {
-            simd::dists_to_rows(&self.centres, points, d, centre_row, old);
+            simd::dists_to_rows(&ids, points, d, centre_row, &mut cd);
         }
+        for (&a, &v) in candidates.iter().zip(&cd) {
+            self.dcc[a as usize] = v;
+        }
+        self.dcc[k] = 0.0;
+        PROF_CAND.fetch_add(candidates.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        PROF_DCC_NS.fetch_add(t0.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+        let t1 = std::time::Instant::now();
         // The reference sets the selected point's distance to 0 before updating.
         self.mind2[c] = 0.0;
         self.assign[c] = k as u32;
         self.centres.push(c as u32);
         let dcc = &self.dcc;
         let new_id = k as u32;
-        let (best, best_i, evaluated) = self
+        let (best, best_i, evaluated, moved_max) = self
             .mind2
             .par_chunks_mut(ROW_BLOCK)
             .zip(self.assign.par_chunks_mut(ROW_BLOCK))
@@ -332,16 +515,37 @@ impl<'a> FastState<'a> {
                 simd::fast_update(points, d, b * ROW_BLOCK, centre_row, dcc, PRUNE_FACTOR, new_id, m, a)
             })
             .reduce(
-                || (f32::NEG_INFINITY, u32::MAX, 0),
+                || (f32::NEG_INFINITY, u32::MAX, 0, 0.0),
                 |x, y| {
                     let first = if y.0 > x.0 || (y.0 == x.0 && y.1 < x.1) { (y.0, y.1) } else { (x.0, x.1) };
-                    (first.0, first.1, x.2 + y.2)
+                    (first.0, first.1, x.2 + y.2, x.3.max(y.3))
                 },
             );
         self.max = (best, best_i as usize);
+        PROF_PASS_NS.fetch_add(t1.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         self.evaluated += evaluated;
+        // Old groups only lose points or get closer ones: their bounds stay valid.
+        self.gmax.push(moved_max);
+        if self.centres.len().is_multiple_of(GMAX_REFRESH) {
+            self.refresh_gmax();
+        }
+    }
+
+    /// Recomputes the exact per-group maxima (tightens the bounds); one sequential pass.
+    fn refresh_gmax(&mut self) {
+        self.gmax.iter_mut().for_each(|g| *g = 0.0);
+        for (&v, &g) in self.mind2.iter().zip(&self.assign) {
+            let slot = &mut self.gmax[g as usize];
+            *slot = slot.max(v);
+        }
     }
 }
+
+pub(crate) static PROF_CAND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub(crate) static PROF_DCC_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub(crate) static PROF_PASS_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Steps between exact recomputations of the per-group bounds.
+const GMAX_REFRESH: usize = 16;
 
 /// Exact greedy k-center with pruning: identical indices to [`greedy_reference`].
 fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -> CoresetSelection {
@@ -360,6 +564,7 @@ fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -
         100.0 * state.evaluated as f64 / (n as f64 * count as f64)
     );
     let coverage_radius = state.max.0.max(0.0).sqrt();
+    eprintln!("PROF cand={} dcc_s={:.3} pass_s={:.3}", PROF_CAND.load(std::sync::atomic::Ordering::Relaxed), PROF_DCC_NS.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9, PROF_PASS_NS.load(std::sync::atomic::Ordering::Relaxed) as f64 * 1e-9);
     CoresetSelection { indices, coverage_radius, distance_evaluations: state.evaluated }
 }
 

@@ -85,7 +85,8 @@ fn reduce(acc: &[f32; LANES]) -> f32 {
 /// centre `a = assign[p]` satisfies `dcc[a] < factor * mind2[p]` (otherwise the triangle inequality
 /// proves `c` is not closer), computes its distance to `c` (abandoning early once it exceeds
 /// `mind2[p]`) and moves the point to centre `new_id` when strictly closer. Returns the block's
-/// (max `mind2`, first index attaining it) after the update and the number of distances started.
+/// (max `mind2`, first index attaining it) after the update, the number of distances started and the
+/// largest new `mind2` among the points moved to `new_id`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn fast_update_generic(
@@ -98,10 +99,11 @@ fn fast_update_generic(
     new_id: u32,
     mind2: &mut [f32],
     assign: &mut [u32],
-) -> (f32, u32, u64) {
+) -> (f32, u32, u64, f32) {
     let mut best = f32::NEG_INFINITY;
     let mut best_i = 0u32;
     let mut evaluated = 0u64;
+    let mut moved_max = 0.0f32;
     for (i, (m, a)) in mind2.iter_mut().zip(assign.iter_mut()).enumerate() {
         if dcc[*a as usize] < factor * *m {
             evaluated += 1;
@@ -109,6 +111,7 @@ fn fast_update_generic(
             if let Some(v) = sq_dist_below_generic(&points[p * d..(p + 1) * d], c, *m) {
                 *m = v;
                 *a = new_id;
+                moved_max = moved_max.max(v);
             }
         }
         if *m > best {
@@ -116,7 +119,7 @@ fn fast_update_generic(
             best_i = (base + i) as u32;
         }
     }
-    (best, best_i, evaluated)
+    (best, best_i, evaluated, moved_max)
 }
 
 /// Squared distances of one point `c` to a list of rows (`out[i] = |data[ids[i]] - c|^2`).
@@ -171,7 +174,7 @@ dispatch!(min_update_generic, min_update_avx512, min_update_avx2,
     (rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) -> ());
 dispatch!(fast_update_generic, fast_update_avx512, fast_update_avx2,
     (points: &[f32], d: usize, base: usize, c: &[f32], dcc: &[f32], factor: f32, new_id: u32,
-     mind2: &mut [f32], assign: &mut [u32]) -> (f32, u32, u64));
+     mind2: &mut [f32], assign: &mut [u32]) -> (f32, u32, u64, f32));
 dispatch!(dists_to_rows_generic, dists_to_rows_avx512, dists_to_rows_avx2,
     (ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) -> ());
 
@@ -214,7 +217,7 @@ pub(crate) fn fast_update(
     new_id: u32,
     mind2: &mut [f32],
     assign: &mut [u32],
-) -> (f32, u32, u64) {
+) -> (f32, u32, u64, f32) {
     match level() {
         // SAFETY: the CPU supports the enabled features (checked in `level`).
         #[cfg(target_arch = "x86_64")]

@@ -33,7 +33,11 @@ impl ConfusionMatrix {
             return Err(MetricsError::Empty { what });
         }
         if labels.len() != scores.len() {
-            return Err(MetricsError::LengthMismatch { what, expected: scores.len(), got: labels.len() });
+            return Err(MetricsError::LengthMismatch {
+                what,
+                expected: scores.len(),
+                got: labels.len(),
+            });
         }
         checked_key(what, usize::MAX, threshold)?;
         let mut m = Self::default();
@@ -54,10 +58,17 @@ impl ConfusionMatrix {
             return Err(MetricsError::Empty { what });
         }
         if labels.len() != predicted.len() {
-            return Err(MetricsError::LengthMismatch { what, expected: predicted.len(), got: labels.len() });
+            return Err(MetricsError::LengthMismatch {
+                what,
+                expected: predicted.len(),
+                got: labels.len(),
+            });
         }
         let mut m = Self::default();
-        predicted.iter().zip(labels).for_each(|(&p, &l)| m.add(p, l.is_positive()));
+        predicted
+            .iter()
+            .zip(labels)
+            .for_each(|(&p, &l)| m.add(p, l.is_positive()));
         Ok(m)
     }
 
@@ -133,7 +144,15 @@ mod tests {
         let s = [0.1f32, 0.4, 0.35, 0.8, 0.9];
         let l = [false, false, true, true, false];
         let m = ConfusionMatrix::at_threshold(&s, &l, 0.4).unwrap();
-        assert_eq!(m, ConfusionMatrix { tp: 1, fp: 2, tn: 1, fn_: 1 });
+        assert_eq!(
+            m,
+            ConfusionMatrix {
+                tp: 1,
+                fp: 2,
+                tn: 1,
+                fn_: 1
+            }
+        );
         // sklearn.metrics.balanced_accuracy_score([0,0,1,1,0],[0,1,0,1,1]) = (1/3 + 1/2) / 2
         assert!((m.balanced_accuracy() - (1.0 / 3.0 + 0.5) / 2.0).abs() < 1e-12);
         assert!((m.f1() - 0.4).abs() < 1e-12);

@@ -22,7 +22,11 @@ pub struct EvalOptions {
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { fpr_limit: DEFAULT_FPR_LIMIT, curves: true, max_curve_points: 1000 }
+        Self {
+            fpr_limit: DEFAULT_FPR_LIMIT,
+            curves: true,
+            max_curve_points: 1000,
+        }
     }
 }
 
@@ -116,13 +120,24 @@ fn check_options(opts: &EvalOptions) -> Result<()> {
 ///
 /// # Errors
 /// As [`roc_auc`](crate::roc_auc): both classes must be present among the images.
-pub fn evaluate_images<L: Label>(image_scores: &[f32], image_labels: &[L], opts: &EvalOptions) -> Result<Evaluation> {
+pub fn evaluate_images<L: Label>(
+    image_scores: &[f32],
+    image_labels: &[L],
+    opts: &EvalOptions,
+) -> Result<Evaluation> {
     check_options(opts)?;
     let r = Ranking::build("image scores", image_scores, image_labels)?;
     let image = level(&r, "image scores")?;
-    let image_curves =
-        opts.curves.then(|| Curves { roc: roc::curve_from_ranking(&r, false), pr: pr::curve_from_ranking(&r) });
-    Ok(Evaluation { image, pixel: None, image_curves, pixel_curves: None })
+    let image_curves = opts.curves.then(|| Curves {
+        roc: roc::curve_from_ranking(&r, false),
+        pr: pr::curve_from_ranking(&r),
+    });
+    Ok(Evaluation {
+        image,
+        pixel: None,
+        image_curves,
+        pixel_curves: None,
+    })
 }
 
 /// Image AUROC, image F1-max, pixel AUROC, pixel F1-max and AUPRO of a category.
@@ -179,16 +194,27 @@ mod tests {
     fn agrees_with_single_metric_functions() {
         let mut state = 7u64;
         let mut rnd = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((state >> 40) as f32) / (1u64 << 24) as f32
         };
         let dims = MapDims::new(4, 16, 16);
         let n = dims.total().unwrap();
-        let masks: Vec<bool> = (0..n).map(|i| (i / 256) % 2 == 1 && (i % 16) < 5 && (i / 16) % 16 > 8).collect();
-        let maps: Vec<f32> = masks.iter().map(|&m| (rnd() * 8.0).round() / 8.0 + if m { 0.3 } else { 0.0 }).collect();
+        let masks: Vec<bool> = (0..n)
+            .map(|i| (i / 256) % 2 == 1 && (i % 16) < 5 && (i / 16) % 16 > 8)
+            .collect();
+        let maps: Vec<f32> = masks
+            .iter()
+            .map(|&m| (rnd() * 8.0).round() / 8.0 + if m { 0.3 } else { 0.0 })
+            .collect();
         let scores = [0.2f32, 0.9, 0.1, 0.8];
         let labels = [false, true, false, true];
-        let px = PixelMaps { maps: &maps, masks: &masks, dims };
+        let px = PixelMaps {
+            maps: &maps,
+            masks: &masks,
+            dims,
+        };
         let e = evaluate(&scores, &labels, &px, &EvalOptions::default()).unwrap();
         let p = e.pixel.unwrap();
         assert_eq!(p.level.auroc, roc_auc(&maps, &masks).unwrap());
@@ -199,17 +225,48 @@ mod tests {
         assert_eq!(c.roc.fpr.last(), Some(&1.0));
         assert!((c.roc.auc() - p.level.auroc).abs() < 1e-2);
         assert_eq!(e.image.auroc, 1.0);
-        assert!(evaluate(&scores, &labels, &px, &EvalOptions { fpr_limit: 2.0, ..Default::default() }).is_err());
+        assert!(
+            evaluate(
+                &scores,
+                &labels,
+                &px,
+                &EvalOptions {
+                    fpr_limit: 2.0,
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
 
         // every point of the thinned pixel curves lies on the exact curves
         let full_roc = crate::roc_curve(&maps, &masks, false).unwrap();
-        let roc_pts: std::collections::HashSet<(u64, u64)> =
-            full_roc.fpr.iter().zip(&full_roc.tpr).map(|(x, y)| (x.to_bits(), y.to_bits())).collect();
-        assert!(c.roc.fpr.iter().zip(&c.roc.tpr).all(|(x, y)| roc_pts.contains(&(x.to_bits(), y.to_bits()))));
+        let roc_pts: std::collections::HashSet<(u64, u64)> = full_roc
+            .fpr
+            .iter()
+            .zip(&full_roc.tpr)
+            .map(|(x, y)| (x.to_bits(), y.to_bits()))
+            .collect();
+        assert!(
+            c.roc
+                .fpr
+                .iter()
+                .zip(&c.roc.tpr)
+                .all(|(x, y)| roc_pts.contains(&(x.to_bits(), y.to_bits())))
+        );
         let full_pr = crate::precision_recall_curve(&maps, &masks).unwrap();
-        let pr_pts: Vec<(f64, f64)> = full_pr.precision.iter().copied().zip(full_pr.recall.iter().copied()).collect();
+        let pr_pts: Vec<(f64, f64)> = full_pr
+            .precision
+            .iter()
+            .copied()
+            .zip(full_pr.recall.iter().copied())
+            .collect();
         for (p, r) in c.pr.precision.iter().zip(&c.pr.recall) {
-            assert!(pr_pts.iter().any(|&(a, b)| (a - p).abs() < 1e-12 && (b - r).abs() < 1e-12), "({p}, {r})");
+            assert!(
+                pr_pts
+                    .iter()
+                    .any(|&(a, b)| (a - p).abs() < 1e-12 && (b - r).abs() < 1e-12),
+                "({p}, {r})"
+            );
         }
         assert_eq!(c.pr.recall[0], 1.0);
         assert_eq!(c.pr.precision.len(), c.pr.thresholds.len() + 1);

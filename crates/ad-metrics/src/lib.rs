@@ -31,31 +31,48 @@
 //! # Ok::<(), ad_metrics::MetricsError>(())
 //! ```
 //!
-//! Edge cases never produce a silent NaN: empty input, a single class, NaN/inf scores (the
-//! error names the index), masks without any region and invalid limits are typed
-//! [`MetricsError`]s.
+//! # Edge cases
+//!
+//! No function returns a silent NaN:
+//!
+//! | input | result |
+//! | --- | --- |
+//! | empty scores, or lengths that differ | [`MetricsError::Empty`], [`MetricsError::LengthMismatch`] |
+//! | a NaN or infinite score | [`MetricsError::NonFinite`] with its flat index |
+//! | one class only | AUROC, ROC curve: [`MetricsError::SingleClass`]; F1-max, PR curve, AP: error without positives, fine without negatives (precision 1) |
+//! | all scores tied | AUROC 0.5; one PR/ROC threshold |
+//! | masks all background / all foreground | AUPRO: [`MetricsError::NoRegions`] / [`MetricsError::NoBackground`] |
+//! | FPR limit outside `(0, 1]` | [`MetricsError::InvalidFprLimit`] |
+//! | confusion matrix with a class absent | rates of that class are `None`; balanced accuracy averages the classes present (scikit-learn) |
+//! | normaliser with `min >= max` | [`MetricsError::DegenerateRange`] |
+//!
+//! Scores `-0.0` and `0.0` are one tie group. Labels may be `bool`, `u8` (non-zero is
+//! anomalous) or `f32` (`> 0.5`), see [`Label`].
 
 mod confusion;
 mod error;
 mod evaluate;
+pub mod plot;
 mod pr;
 mod pro;
 mod rank;
+pub mod report;
 mod roc;
 mod threshold;
-pub mod plot;
-pub mod report;
 pub mod viz;
 
 pub use confusion::{ConfusionMatrix, balanced_accuracy};
 pub use error::{MetricsError, Result};
-pub use evaluate::{Curves, EvalOptions, Evaluation, LevelMetrics, PixelMaps, PixelMetrics, evaluate, evaluate_images};
+pub use evaluate::{
+    Curves, EvalOptions, Evaluation, LevelMetrics, PixelMaps, PixelMetrics, evaluate,
+    evaluate_images,
+};
 pub use pr::{F1_EPSILON, F1Max, PrCurve, average_precision, f1_max, precision_recall_curve};
 pub use pro::{DEFAULT_FPR_LIMIT, MapDims, ProCurve, aupro, label_components, pro_curve};
 pub use rank::Label;
 pub use report::{MetricsRow, RunReport};
 pub use roc::{RocCurve, roc_auc, roc_curve, trapezoid};
 pub use threshold::{
-    DEFAULT_GOOD_QUANTILE, NORMALIZED_THRESHOLD, Normalizer, PostProcessor, f1_adaptive_threshold, good_only_threshold,
-    quantile,
+    DEFAULT_GOOD_QUANTILE, NORMALIZED_THRESHOLD, Normalizer, PostProcessor, f1_adaptive_threshold,
+    good_only_threshold, quantile,
 };

@@ -44,16 +44,23 @@ pub fn register_embedded_font() -> Result<()> {
                 FontStyle::Bold => dejavu::sans::bold(),
                 _ => dejavu::sans::regular(),
             };
-            register_font(FONT_FAMILY, style, bytes).map_err(|_| "invalid embedded font".to_string())?;
+            register_font(FONT_FAMILY, style, bytes)
+                .map_err(|_| "invalid embedded font".to_string())?;
         }
         Ok(())
     })
     .clone()
-    .map_err(|message| MetricsError::Plot { what: "font", message })
+    .map_err(|message| MetricsError::Plot {
+        what: "font",
+        message,
+    })
 }
 
 fn plot_err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> MetricsError {
-    move |e| MetricsError::Plot { what, message: e.to_string() }
+    move |e| MetricsError::Plot {
+        what,
+        message: e.to_string(),
+    }
 }
 
 /// One curve to draw: legend text and points.
@@ -65,7 +72,11 @@ struct Series {
 
 fn thin(label: String, x: &[f64], y: &[f64]) -> Series {
     let keep = decimate_indices(x, y, MAX_DRAWN_POINTS);
-    Series { label, x: keep.iter().map(|&i| x[i]).collect(), y: keep.iter().map(|&i| y[i]).collect() }
+    Series {
+        label,
+        x: keep.iter().map(|&i| x[i]).collect(),
+        y: keep.iter().map(|&i| y[i]).collect(),
+    }
 }
 
 fn draw(
@@ -80,7 +91,11 @@ fn draw(
     register_embedded_font()?;
     let (w, h) = size;
     if w < 64 || h < 64 {
-        return Err(MetricsError::InvalidSize { what, width: w as usize, height: h as usize });
+        return Err(MetricsError::InvalidSize {
+            what,
+            width: w as usize,
+            height: h as usize,
+        });
     }
     let mut buf = vec![255u8; w as usize * h as usize * 3];
     {
@@ -104,16 +119,24 @@ fn draw(
             .map_err(plot_err(what))?;
         if diagonal {
             chart
-                .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], RGBColor(160, 160, 160).stroke_width(1)))
+                .draw_series(LineSeries::new(
+                    [(0.0, 0.0), (1.0, 1.0)],
+                    RGBColor(160, 160, 160).stroke_width(1),
+                ))
                 .map_err(plot_err(what))?;
         }
         for (i, s) in series.iter().enumerate() {
             let color = PALETTE[i % PALETTE.len()];
             chart
-                .draw_series(LineSeries::new(s.x.iter().copied().zip(s.y.iter().copied()), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.x.iter().copied().zip(s.y.iter().copied()),
+                    color.stroke_width(2),
+                ))
                 .map_err(plot_err(what))?
                 .label(s.label.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3))
+                });
         }
         chart
             .configure_series_labels()
@@ -125,13 +148,19 @@ fn draw(
             .map_err(plot_err(what))?;
         root.present().map_err(plot_err(what))?;
     }
-    image::RgbImage::from_raw(w, h, buf)
-        .ok_or(MetricsError::InvalidSize { what, width: w as usize, height: h as usize })
+    image::RgbImage::from_raw(w, h, buf).ok_or(MetricsError::InvalidSize {
+        what,
+        width: w as usize,
+        height: h as usize,
+    })
 }
 
 fn save(img: &image::RgbImage, path: &Path) -> Result<()> {
     img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| MetricsError::Image { path: path.to_path_buf(), source })
+        .map_err(|source| MetricsError::Image {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Renders ROC curves, each labelled `"<name> (AUROC = 0.9876)"`, with the chance diagonal.
@@ -139,7 +168,11 @@ fn save(img: &image::RgbImage, path: &Path) -> Result<()> {
 /// # Errors
 /// [`Plot`](MetricsError::Plot) from the plotting backend, [`InvalidSize`](MetricsError::InvalidSize)
 /// for a picture smaller than 64 x 64.
-pub fn render_roc(title: &str, curves: &[(&str, &RocCurve)], size: (u32, u32)) -> Result<image::RgbImage> {
+pub fn render_roc(
+    title: &str,
+    curves: &[(&str, &RocCurve)],
+    size: (u32, u32),
+) -> Result<image::RgbImage> {
     let series: Vec<Series> = curves
         .iter()
         .map(|(name, c)| thin(format!("{name} (AUROC = {:.4})", c.auc()), &c.fpr, &c.tpr))
@@ -159,28 +192,54 @@ pub fn render_roc(title: &str, curves: &[(&str, &RocCurve)], size: (u32, u32)) -
 ///
 /// # Errors
 /// As [`render_roc`].
-pub fn render_pr(title: &str, curves: &[(&str, &PrCurve)], size: (u32, u32)) -> Result<image::RgbImage> {
+pub fn render_pr(
+    title: &str,
+    curves: &[(&str, &PrCurve)],
+    size: (u32, u32),
+) -> Result<image::RgbImage> {
     let series: Vec<Series> = curves
         .iter()
         .map(|(name, c)| {
-            let ap: f64 = c.recall.windows(2).zip(c.precision.iter()).map(|(r, p)| (r[0] - r[1]) * p).sum();
+            let ap: f64 = c
+                .recall
+                .windows(2)
+                .zip(c.precision.iter())
+                .map(|(r, p)| (r[0] - r[1]) * p)
+                .sum();
             let f1 = c
                 .precision
                 .iter()
                 .zip(c.recall.iter())
                 .map(|(p, r)| 2.0 * p * r / (p + r + crate::pr::F1_EPSILON))
                 .fold(0.0, f64::max);
-            thin(format!("{name} (AP = {ap:.4}, F1-max = {f1:.4})"), &c.recall, &c.precision)
+            thin(
+                format!("{name} (AP = {ap:.4}, F1-max = {f1:.4})"),
+                &c.recall,
+                &c.precision,
+            )
         })
         .collect();
-    draw("PR plot", title, ("recall", "precision"), &series, false, SeriesLabelPosition::LowerLeft, size)
+    draw(
+        "PR plot",
+        title,
+        ("recall", "precision"),
+        &series,
+        false,
+        SeriesLabelPosition::LowerLeft,
+        size,
+    )
 }
 
 /// [`render_roc`] written to a PNG file.
 ///
 /// # Errors
 /// As [`render_roc`], and [`Image`](MetricsError::Image) when writing fails.
-pub fn save_roc(path: &Path, title: &str, curves: &[(&str, &RocCurve)], size: (u32, u32)) -> Result<()> {
+pub fn save_roc(
+    path: &Path,
+    title: &str,
+    curves: &[(&str, &RocCurve)],
+    size: (u32, u32),
+) -> Result<()> {
     save(&render_roc(title, curves, size)?, path)
 }
 
@@ -188,6 +247,11 @@ pub fn save_roc(path: &Path, title: &str, curves: &[(&str, &RocCurve)], size: (u
 ///
 /// # Errors
 /// As [`render_pr`], and [`Image`](MetricsError::Image) when writing fails.
-pub fn save_pr(path: &Path, title: &str, curves: &[(&str, &PrCurve)], size: (u32, u32)) -> Result<()> {
+pub fn save_pr(
+    path: &Path,
+    title: &str,
+    curves: &[(&str, &PrCurve)],
+    size: (u32, u32),
+) -> Result<()> {
     save(&render_pr(title, curves, size)?, path)
 }

@@ -35,7 +35,11 @@ impl PrCurve {
         PrCurve {
             precision: keep.iter().map(|&i| self.precision[i]).collect(),
             recall: keep.iter().map(|&i| self.recall[i]).collect(),
-            thresholds: keep.iter().filter(|&&i| i < self.thresholds.len()).map(|&i| self.thresholds[i]).collect(),
+            thresholds: keep
+                .iter()
+                .filter(|&&i| i < self.thresholds.len())
+                .map(|&i| self.thresholds[i])
+                .collect(),
         }
     }
 }
@@ -93,7 +97,11 @@ pub fn average_precision<L: Label>(scores: &[f32], labels: &[L]) -> Result<f64> 
 
 fn require_pos(r: &Ranking, what: &'static str) -> Result<()> {
     if r.n_pos() == 0 {
-        return Err(MetricsError::SingleClass { what, positives: 0, negatives: r.n_neg() });
+        return Err(MetricsError::SingleClass {
+            what,
+            positives: 0,
+            negatives: r.n_neg(),
+        });
     }
     Ok(())
 }
@@ -111,13 +119,23 @@ fn f1_of(tp: u64, fp: u64, n_pos: f64) -> (f64, f64, f64) {
 /// positive only adds false positives, which strictly lowers F1), so the corners suffice.
 pub(crate) fn f1_from_ranking(r: &Ranking) -> F1Max {
     let n_pos = r.n_pos() as f64;
-    let mut best = F1Max { f1: f64::NEG_INFINITY, threshold: f32::INFINITY, precision: 0.0, recall: 0.0 };
+    let mut best = F1Max {
+        f1: f64::NEG_INFINITY,
+        threshold: f32::INFINITY,
+        precision: 0.0,
+        recall: 0.0,
+    };
     for c in r.corners() {
         let (f1, p, rc) = f1_of(c.tp, c.fp, n_pos);
         // `>=`: walking thresholds downwards, the last maximum is the lowest threshold, the one
         // `argmax` over ascending thresholds returns.
         if f1 >= best.f1 {
-            best = F1Max { f1, threshold: score_of(c.key), precision: p, recall: rc };
+            best = F1Max {
+                f1,
+                threshold: score_of(c.key),
+                precision: p,
+                recall: rc,
+            };
         }
     }
     best
@@ -149,7 +167,11 @@ pub(crate) fn curve_from_ranking(r: &Ranking) -> PrCurve {
     thresholds.reverse();
     precision.push(1.0);
     recall.push(0.0);
-    PrCurve { precision, recall, thresholds }
+    PrCurve {
+        precision,
+        recall,
+        thresholds,
+    }
 }
 
 /// PR curve thinned while it is walked (see [`PrCurve::decimated`]); for millions of pixels.
@@ -158,9 +180,15 @@ pub(crate) fn curve_from_ranking(r: &Ranking) -> PrCurve {
 pub(crate) fn decimated_from_ranking(r: &Ranking, max_points: usize) -> PrCurve {
     let n_pos = r.n_pos() as f64;
     let step = 1.0 / max_points.max(1) as f64;
-    let (mut precision, mut recall, mut thresholds) = (Vec::<f64>::new(), Vec::<f64>::new(), Vec::new());
+    let (mut precision, mut recall, mut thresholds) =
+        (Vec::<f64>::new(), Vec::<f64>::new(), Vec::new());
     let mut pending: Option<(f64, f64, f32)> = None;
-    let mut add = |p: f64, rc: f64, t: f32, precision: &mut Vec<f64>, recall: &mut Vec<f64>, thresholds: &mut Vec<f32>| {
+    let mut add = |p: f64,
+                   rc: f64,
+                   t: f32,
+                   precision: &mut Vec<f64>,
+                   recall: &mut Vec<f64>,
+                   thresholds: &mut Vec<f32>| {
         let moved = match (precision.last(), recall.last()) {
             (Some(&lp), Some(&lr)) => (p - lp).abs() >= step || (rc - lr).abs() >= step,
             _ => true,
@@ -183,10 +211,24 @@ pub(crate) fn decimated_from_ranking(r: &Ranking, max_points: usize) -> PrCurve 
         let t = score_of(c.key);
         if tp_prev > 0 && c.fp_above > 0 {
             let p = tp_prev as f64 / (tp_prev + c.fp_above) as f64;
-            add(p, tp_prev as f64 / n_pos, t, &mut precision, &mut recall, &mut thresholds);
+            add(
+                p,
+                tp_prev as f64 / n_pos,
+                t,
+                &mut precision,
+                &mut recall,
+                &mut thresholds,
+            );
         }
         let p = c.tp as f64 / (c.tp + c.fp) as f64;
-        add(p, c.tp as f64 / n_pos, t, &mut precision, &mut recall, &mut thresholds);
+        add(
+            p,
+            c.tp as f64 / n_pos,
+            t,
+            &mut precision,
+            &mut recall,
+            &mut thresholds,
+        );
         tp_prev = c.tp;
     }
     if let Some((p, rc, t)) = pending {
@@ -206,7 +248,11 @@ pub(crate) fn decimated_from_ranking(r: &Ranking, max_points: usize) -> PrCurve 
     thresholds.reverse();
     precision.push(1.0);
     recall.push(0.0);
-    PrCurve { precision, recall, thresholds }
+    PrCurve {
+        precision,
+        recall,
+        thresholds,
+    }
 }
 
 #[cfg(test)]
@@ -220,7 +266,8 @@ mod tests {
     #[test]
     fn curve_matches_sklearn_example() {
         // sklearn docs: precision_recall_curve([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
-        let c = precision_recall_curve(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
+        let c =
+            precision_recall_curve(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
         let expect_p = [0.5, 2.0 / 3.0, 0.5, 1.0, 1.0];
         let expect_r = [1.0, 1.0, 0.5, 0.5, 0.0];
         for (a, b) in c.precision.iter().zip(expect_p) {
@@ -231,7 +278,11 @@ mod tests {
         }
         assert_eq!(c.thresholds, vec![0.1, 0.35, 0.4, 0.8]);
         // average_precision_score([0,0,1,1],[0.1,0.4,0.35,0.8]) = 0.8333...
-        close(average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap(), 5.0 / 6.0, 1e-12);
+        close(
+            average_precision(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap(),
+            5.0 / 6.0,
+            1e-12,
+        );
     }
 
     #[test]
@@ -240,7 +291,10 @@ mod tests {
         let b = f1_max(&[0.2, 0.7], &[true, true]).unwrap();
         close(b.f1, 1.0, 1e-9);
         assert_eq!(b.threshold, 0.2);
-        assert!(matches!(f1_max(&[0.2, 0.7], &[false, false]), Err(MetricsError::SingleClass { .. })));
+        assert!(matches!(
+            f1_max(&[0.2, 0.7], &[false, false]),
+            Err(MetricsError::SingleClass { .. })
+        ));
         // ties: all equal scores -> one threshold
         let t = f1_max(&[0.5; 4], &[true, false, false, true]).unwrap();
         close(t.f1, 2.0 * 0.5 / 1.5, 1e-9);

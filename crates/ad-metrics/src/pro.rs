@@ -36,7 +36,11 @@ pub struct MapDims {
 impl MapDims {
     /// `count` maps of `height x width`.
     pub fn new(count: usize, height: usize, width: usize) -> Self {
-        Self { count, height, width }
+        Self {
+            count,
+            height,
+            width,
+        }
     }
 
     /// Pixels per map.
@@ -51,12 +55,20 @@ impl MapDims {
 
     /// Checks that `len` values fit these dimensions.
     pub(crate) fn check(&self, what: &'static str, len: usize) -> Result<()> {
-        let total = self.total().ok_or(MetricsError::InvalidSize { what, width: self.width, height: self.height })?;
+        let total = self.total().ok_or(MetricsError::InvalidSize {
+            what,
+            width: self.width,
+            height: self.height,
+        })?;
         if total == 0 {
             return Err(MetricsError::Empty { what });
         }
         if len != total {
-            return Err(MetricsError::LengthMismatch { what, expected: total, got: len });
+            return Err(MetricsError::LengthMismatch {
+                what,
+                expected: total,
+                got: len,
+            });
         }
         Ok(())
     }
@@ -107,7 +119,13 @@ struct LimitedTrapezoid {
 
 impl LimitedTrapezoid {
     fn new(limit: f64) -> Self {
-        Self { limit, x: 0.0, y: 0.0, sum: 0.0, done: false }
+        Self {
+            limit,
+            x: 0.0,
+            y: 0.0,
+            sum: 0.0,
+            done: false,
+        }
     }
 
     /// Adds a point; returns `true` once the limit has been passed (later points are ignored).
@@ -143,7 +161,13 @@ pub fn label_components<L: Label>(mask: &[L], height: usize, width: usize) -> (V
     (labels, n)
 }
 
-fn label_into<L: Label>(mask: &[L], height: usize, width: usize, labels: &mut [u32], stack: &mut Vec<usize>) -> usize {
+fn label_into<L: Label>(
+    mask: &[L],
+    height: usize,
+    width: usize,
+    labels: &mut [u32],
+    stack: &mut Vec<usize>,
+) -> usize {
     let mut next = 0u32;
     for start in 0..labels.len() {
         if labels[start] != 0 || !mask[start].is_positive() {
@@ -184,12 +208,19 @@ pub(crate) struct ProRanking {
 
 impl ProRanking {
     /// Labels every mask, converts the scores once into the two class vectors and sorts them.
-    pub fn build<L: Label>(what: &'static str, maps: &[f32], masks: &[L], dims: MapDims) -> Result<Self> {
+    pub fn build<L: Label>(
+        what: &'static str,
+        maps: &[f32],
+        masks: &[L],
+        dims: MapDims,
+    ) -> Result<Self> {
         dims.check(what, maps.len())?;
         dims.check(what, masks.len())?;
         let hw = dims.pixels_per_map();
-        let fg_counts: Vec<usize> =
-            masks.par_chunks(hw).map(|m| m.iter().filter(|l| l.is_positive()).count()).collect();
+        let fg_counts: Vec<usize> = masks
+            .par_chunks(hw)
+            .map(|m| m.iter().filter(|l| l.is_positive()).count())
+            .collect();
         let n_fg: usize = fg_counts.iter().sum();
         let mut pos = vec![0u64; n_fg];
         let mut neg = vec![0u32; maps.len() - n_fg];
@@ -213,7 +244,8 @@ impl ProRanking {
             .enumerate()
             .map(|(img, ((s, m), (p, q)))| -> Result<Vec<u32>> {
                 let mut labels = vec![0u32; hw];
-                let n_regions = label_into(m, dims.height, dims.width, &mut labels, &mut Vec::new());
+                let n_regions =
+                    label_into(m, dims.height, dims.width, &mut labels, &mut Vec::new());
                 let mut sizes = vec![0u32; n_regions];
                 let (mut ip, mut iq) = (0, 0);
                 for (j, (&x, &l)) in s.iter().zip(labels.iter()).enumerate() {
@@ -245,11 +277,14 @@ impl ProRanking {
                 parts.push(p);
                 rest = r;
             }
-            parts.into_par_iter().zip(offsets.into_par_iter()).for_each(|(p, off)| {
-                if off != 0 {
-                    p.iter_mut().for_each(|v| *v += off);
-                }
-            });
+            parts
+                .into_par_iter()
+                .zip(offsets.into_par_iter())
+                .for_each(|(p, off)| {
+                    if off != 0 {
+                        p.iter_mut().for_each(|v| *v += off);
+                    }
+                });
         }
         if region_sizes.is_empty() {
             return Err(MetricsError::NoRegions { pixels: maps.len() });
@@ -257,7 +292,10 @@ impl ProRanking {
         if neg.is_empty() {
             return Err(MetricsError::NoBackground { pixels: maps.len() });
         }
-        Ok(Self { ranking: Ranking::from_unsorted(pos, neg), region_sizes })
+        Ok(Self {
+            ranking: Ranking::from_unsorted(pos, neg),
+            region_sizes,
+        })
     }
 
     /// Walks the PRO curve (without its `(0, 0)` start and `(1, 1)` end), calling `f(fpr, pro)`
@@ -312,7 +350,10 @@ impl ProRanking {
             for &v in &self.ranking.pos[c.pos_range.0..c.pos_range.1] {
                 pro_sum += weights[(v & 0xffff_ffff) as usize];
             }
-            if acc.push((c.fp as f64 / n_bg).min(1.0), (pro_sum / n_regions).min(1.0)) {
+            if acc.push(
+                (c.fp as f64 / n_bg).min(1.0),
+                (pro_sum / n_regions).min(1.0),
+            ) {
                 break;
             }
         }
@@ -388,9 +429,17 @@ mod tests {
         assert_eq!(c.fpr, vec![0.0, 0.0, 0.5, 0.5, 1.0, 1.0]);
         assert_eq!(c.pro, vec![0.0, 0.5, 0.5, 1.0, 1.0, 1.0]);
         // up to 0.3: area 0.5*0.3 = 0.15 -> 0.5 normalised
-        close(aupro(&map, &mask, MapDims::new(1, 1, 4), 0.3).unwrap(), 0.5, 1e-12);
+        close(
+            aupro(&map, &mask, MapDims::new(1, 1, 4), 0.3).unwrap(),
+            0.5,
+            1e-12,
+        );
         // up to 1: 0.5*0.5 + 1*0.5 = 0.75
-        close(aupro(&map, &mask, MapDims::new(1, 1, 4), 1.0).unwrap(), 0.75, 1e-12);
+        close(
+            aupro(&map, &mask, MapDims::new(1, 1, 4), 1.0).unwrap(),
+            0.75,
+            1e-12,
+        );
         close(c.normalized_area(1.0).unwrap(), 0.75, 1e-12);
         // limit on a curve point: no interpolation term
         close(c.normalized_area(0.5).unwrap(), 0.5, 1e-12);
@@ -411,11 +460,26 @@ mod tests {
     #[test]
     fn errors() {
         let d = MapDims::new(1, 1, 2);
-        assert!(matches!(aupro(&[0.1, 0.2], &[false, false], d, 0.3), Err(MetricsError::NoRegions { .. })));
-        assert!(matches!(aupro(&[0.1, 0.2], &[true, true], d, 0.3), Err(MetricsError::NoBackground { .. })));
-        assert!(matches!(aupro(&[0.1, 0.2], &[true, false], d, 0.0), Err(MetricsError::InvalidFprLimit(_))));
-        assert!(matches!(aupro(&[0.1, 0.2], &[true, false], d, f64::NAN), Err(MetricsError::InvalidFprLimit(_))));
-        assert!(matches!(aupro(&[0.1], &[true, false], d, 0.3), Err(MetricsError::LengthMismatch { .. })));
+        assert!(matches!(
+            aupro(&[0.1, 0.2], &[false, false], d, 0.3),
+            Err(MetricsError::NoRegions { .. })
+        ));
+        assert!(matches!(
+            aupro(&[0.1, 0.2], &[true, true], d, 0.3),
+            Err(MetricsError::NoBackground { .. })
+        ));
+        assert!(matches!(
+            aupro(&[0.1, 0.2], &[true, false], d, 0.0),
+            Err(MetricsError::InvalidFprLimit(_))
+        ));
+        assert!(matches!(
+            aupro(&[0.1, 0.2], &[true, false], d, f64::NAN),
+            Err(MetricsError::InvalidFprLimit(_))
+        ));
+        assert!(matches!(
+            aupro(&[0.1], &[true, false], d, 0.3),
+            Err(MetricsError::LengthMismatch { .. })
+        ));
         assert!(matches!(
             aupro(&[0.1, f32::NAN], &[true, false], d, 0.3),
             Err(MetricsError::NonFinite { index: 1, .. })

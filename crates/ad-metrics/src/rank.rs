@@ -50,25 +50,40 @@ pub(crate) fn key_of(x: f32) -> Option<u32> {
     // -0.0 == 0.0: give both the same key so that they form one tie group.
     let x = if x == 0.0 { 0.0f32 } else { x };
     let b = x.to_bits();
-    Some(if b & 0x8000_0000 != 0 { !b } else { b | 0x8000_0000 })
+    Some(if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
+    })
 }
 
 /// Inverse of [`key_of`].
 #[inline]
 pub(crate) fn score_of(k: u32) -> f32 {
-    let b = if k & 0x8000_0000 != 0 { k & 0x7fff_ffff } else { !k };
+    let b = if k & 0x8000_0000 != 0 {
+        k & 0x7fff_ffff
+    } else {
+        !k
+    };
     f32::from_bits(b)
 }
 
 /// Key of the value at `index`, or the typed error naming it.
 #[inline]
 pub(crate) fn checked_key(what: &'static str, index: usize, x: f32) -> Result<u32> {
-    key_of(x).ok_or(MetricsError::NonFinite { what, index, value: x })
+    key_of(x).ok_or(MetricsError::NonFinite {
+        what,
+        index,
+        value: x,
+    })
 }
 
 /// Stable LSD radix sort of `v` by a 32-bit key, in 11-bit digits; digits on which all keys
 /// agree are skipped (scores in a narrow range share their top bits).
-pub(crate) fn radix_sort_by_key<T: Copy + Send + Sync>(v: &mut Vec<T>, key: impl Fn(&T) -> u32 + Sync) {
+pub(crate) fn radix_sort_by_key<T: Copy + Send + Sync>(
+    v: &mut Vec<T>,
+    key: impl Fn(&T) -> u32 + Sync,
+) {
     const BITS: [u32; 3] = [0, 11, 22];
     const SIZE: usize = 1 << 11;
     if v.len() < 2 {
@@ -101,7 +116,11 @@ pub(crate) fn radix_sort_by_key<T: Copy + Send + Sync>(v: &mut Vec<T>, key: impl
         if scratch.len() != n {
             scratch.resize(n, v[0]);
         }
-        let (src, dst) = if in_v { (&v[..], &mut scratch[..]) } else { (&scratch[..], &mut v[..]) };
+        let (src, dst) = if in_v {
+            (&v[..], &mut scratch[..])
+        } else {
+            (&scratch[..], &mut v[..])
+        };
         for x in src {
             let b = ((key(x) >> shift) as usize) & (SIZE - 1);
             dst[offsets[b]] = *x;
@@ -138,11 +157,17 @@ impl Ranking {
             return Err(MetricsError::Empty { what });
         }
         if labels.len() != scores.len() {
-            return Err(MetricsError::LengthMismatch { what, expected: scores.len(), got: labels.len() });
+            return Err(MetricsError::LengthMismatch {
+                what,
+                expected: scores.len(),
+                got: labels.len(),
+            });
         }
         // Per-chunk positive counts give each chunk its write offsets.
-        let counts: Vec<usize> =
-            labels.par_chunks(CHUNK).map(|c| c.iter().filter(|l| l.is_positive()).count()).collect();
+        let counts: Vec<usize> = labels
+            .par_chunks(CHUNK)
+            .map(|c| c.iter().filter(|l| l.is_positive()).count())
+            .collect();
         let n_pos: usize = counts.iter().sum();
         let n_neg = scores.len() - n_pos;
         let mut pos = vec![0u64; n_pos];
@@ -205,14 +230,23 @@ impl Ranking {
     /// Fails with [`MetricsError::SingleClass`] unless both classes are present.
     pub fn require_both(&self, what: &'static str) -> Result<()> {
         if self.pos.is_empty() || self.neg.is_empty() {
-            return Err(MetricsError::SingleClass { what, positives: self.n_pos(), negatives: self.n_neg() });
+            return Err(MetricsError::SingleClass {
+                what,
+                positives: self.n_pos(),
+                negatives: self.n_neg(),
+            });
         }
         Ok(())
     }
 
     /// Walks the distinct thresholds from the highest down.
     pub fn steps(&self) -> Steps<'_> {
-        Steps { pos: &self.pos, neg: &self.neg, tp: 0, fp: 0 }
+        Steps {
+            pos: &self.pos,
+            neg: &self.neg,
+            tp: 0,
+            fp: 0,
+        }
     }
 }
 
@@ -263,7 +297,12 @@ impl Iterator for Steps<'_> {
         self.fp += (self.neg.len() - j) as u64;
         self.pos = &self.pos[..i];
         self.neg = &self.neg[..j];
-        Some(Step { key, tp: self.tp, fp: self.fp, pos_range: (i, end) })
+        Some(Step {
+            key,
+            tp: self.tp,
+            fp: self.fp,
+            pos_range: (i, end),
+        })
     }
 }
 
@@ -299,7 +338,13 @@ pub(crate) struct Corners<'a> {
 impl Ranking {
     /// Walks the distinct scores of the positives from the highest down.
     pub fn corners(&self) -> Corners<'_> {
-        Corners { pos: &self.pos, neg: &self.neg, i: self.pos.len(), j: self.neg.len(), tp: 0 }
+        Corners {
+            pos: &self.pos,
+            neg: &self.neg,
+            i: self.pos.len(),
+            j: self.neg.len(),
+            tp: 0,
+        }
     }
 }
 
@@ -331,7 +376,14 @@ impl Iterator for Corners<'_> {
         self.i = i;
         let tp_here = (end - i) as u64;
         self.tp += tp_here;
-        Some(Corner { key, tp: self.tp, tp_here, fp_above, fp, pos_range: (i, end) })
+        Some(Corner {
+            key,
+            tp: self.tp,
+            tp_here,
+            fp_above,
+            fp,
+            pos_range: (i, end),
+        })
     }
 }
 
@@ -341,7 +393,9 @@ mod tests {
 
     #[test]
     fn keys_preserve_order_and_roundtrip() {
-        let xs = [-1e30f32, -2.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 1.0, 3.0e38];
+        let xs = [
+            -1e30f32, -2.5, -1.0, -1e-30, -0.0, 0.0, 1e-30, 0.5, 1.0, 3.0e38,
+        ];
         for w in xs.windows(2) {
             let (a, b) = (key_of(w[0]).unwrap(), key_of(w[1]).unwrap());
             if w[0] == w[1] {
@@ -395,16 +449,34 @@ mod tests {
         let scores = [0.1f32, 0.4, 0.35, 0.8, 0.4, 0.4, 0.9, 0.05];
         let labels = [false, false, true, true, true, false, false, true];
         let r = Ranking::build("t", &scores, &labels).unwrap();
-        let c: Vec<(f32, u64, u64, u64)> = r.corners().map(|c| (score_of(c.key), c.tp, c.fp_above, c.fp)).collect();
-        assert_eq!(c, vec![(0.8, 1, 1, 1), (0.4, 2, 1, 3), (0.35, 3, 3, 3), (0.05, 4, 4, 4)]);
+        let c: Vec<(f32, u64, u64, u64)> = r
+            .corners()
+            .map(|c| (score_of(c.key), c.tp, c.fp_above, c.fp))
+            .collect();
+        assert_eq!(
+            c,
+            vec![
+                (0.8, 1, 1, 1),
+                (0.4, 2, 1, 3),
+                (0.35, 3, 3, 3),
+                (0.05, 4, 4, 4)
+            ]
+        );
     }
 
     #[test]
     fn build_errors() {
-        assert!(matches!(Ranking::build::<bool>("t", &[], &[]), Err(MetricsError::Empty { .. })));
+        assert!(matches!(
+            Ranking::build::<bool>("t", &[], &[]),
+            Err(MetricsError::Empty { .. })
+        ));
         assert!(matches!(
             Ranking::build("t", &[1.0], &[true, false]),
-            Err(MetricsError::LengthMismatch { expected: 1, got: 2, .. })
+            Err(MetricsError::LengthMismatch {
+                expected: 1,
+                got: 2,
+                ..
+            })
         ));
         assert!(matches!(
             Ranking::build("t", &[1.0, f32::NAN], &[true, false]),

@@ -102,7 +102,11 @@ fn num(v: Option<f64>, digits: usize) -> String {
 impl RunReport {
     /// An empty report.
     pub fn new(run: impl Into<String>) -> Self {
-        Self { run: run.into(), notes: Vec::new(), rows: Vec::new() }
+        Self {
+            run: run.into(),
+            notes: Vec::new(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row.
@@ -116,10 +120,15 @@ impl RunReport {
             return None;
         }
         let r = &self.rows;
-        let keys: std::collections::BTreeSet<&String> = r.iter().flat_map(|x| x.extras.keys()).collect();
+        let keys: std::collections::BTreeSet<&String> =
+            r.iter().flat_map(|x| x.extras.keys()).collect();
         Some(MetricsRow {
             category: "mean".into(),
-            model: if r.iter().all(|x| x.model == r[0].model) { r[0].model.clone() } else { "(mixed)".into() },
+            model: if r.iter().all(|x| x.model == r[0].model) {
+                r[0].model.clone()
+            } else {
+                "(mixed)".into()
+            },
             image_auroc: mean(r.iter().map(|x| Some(x.image_auroc))).unwrap_or(0.0),
             pixel_auroc: mean(r.iter().map(|x| x.pixel_auroc)),
             image_f1_max: mean(r.iter().map(|x| Some(x.image_f1_max))).unwrap_or(0.0),
@@ -127,12 +136,15 @@ impl RunReport {
             aupro: mean(r.iter().map(|x| x.aupro)),
             aupro_fpr_limit: r.iter().find_map(|x| x.aupro_fpr_limit),
             fit_seconds: mean(r.iter().map(|x| Some(x.fit_seconds))).unwrap_or(0.0),
-            predict_ms_per_image: mean(r.iter().map(|x| Some(x.predict_ms_per_image))).unwrap_or(0.0),
+            predict_ms_per_image: mean(r.iter().map(|x| Some(x.predict_ms_per_image)))
+                .unwrap_or(0.0),
             peak_memory_mb: mean(r.iter().map(|x| x.peak_memory_mb)),
             model_size_mb: mean(r.iter().map(|x| x.model_size_mb)),
             extras: keys
                 .into_iter()
-                .filter_map(|k| mean(r.iter().map(|x| x.extras.get(k).copied())).map(|m| (k.clone(), m)))
+                .filter_map(|k| {
+                    mean(r.iter().map(|x| x.extras.get(k).copied())).map(|m| (k.clone(), m))
+                })
                 .collect(),
         })
     }
@@ -157,7 +169,11 @@ impl RunReport {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let limit = self.rows.iter().find_map(|r| r.aupro_fpr_limit).unwrap_or(crate::DEFAULT_FPR_LIMIT);
+        let limit = self
+            .rows
+            .iter()
+            .find_map(|r| r.aupro_fpr_limit)
+            .unwrap_or(crate::DEFAULT_FPR_LIMIT);
         let mut header = vec![
             "category".to_string(),
             "model".into(),
@@ -180,7 +196,11 @@ impl RunReport {
         let _ = writeln!(s, "|{}", " --- |".repeat(header.len()));
         let line = |r: &MetricsRow, bold: bool| {
             let mut cells = vec![
-                if bold { format!("**{}**", r.category) } else { r.category.clone() },
+                if bold {
+                    format!("**{}**", r.category)
+                } else {
+                    r.category.clone()
+                },
                 r.model.clone(),
                 pct(Some(r.image_auroc)),
                 pct(r.pixel_auroc),
@@ -202,10 +222,10 @@ impl RunReport {
         for r in &self.rows {
             s.push_str(&line(r, false));
         }
-        if self.rows.len() > 1 {
-            if let Some(m) = self.mean_row() {
-                s.push_str(&line(&m, true));
-            }
+        if self.rows.len() > 1
+            && let Some(m) = self.mean_row()
+        {
+            s.push_str(&line(&m, true));
         }
         s
     }
@@ -215,9 +235,14 @@ impl RunReport {
     /// # Errors
     /// [`Json`](MetricsError::Json) or [`Io`](MetricsError::Io) naming `path`.
     pub fn write_json(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|source| MetricsError::Json { path: path.to_path_buf(), source })?;
-        std::fs::write(path, text).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })
+        let text = serde_json::to_string_pretty(self).map_err(|source| MetricsError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        std::fs::write(path, text).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Reads a report written by [`RunReport::write_json`].
@@ -225,8 +250,14 @@ impl RunReport {
     /// # Errors
     /// [`Io`](MetricsError::Io) or [`Json`](MetricsError::Json) naming `path`.
     pub fn read_json(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })?;
-        serde_json::from_str(&text).map_err(|source| MetricsError::Json { path: path.to_path_buf(), source })
+        let text = std::fs::read_to_string(path).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|source| MetricsError::Json {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Writes the Markdown table.
@@ -234,7 +265,10 @@ impl RunReport {
     /// # Errors
     /// [`Io`](MetricsError::Io) naming `path`.
     pub fn write_markdown(&self, path: &Path) -> Result<()> {
-        std::fs::write(path, self.to_markdown()).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })
+        std::fs::write(path, self.to_markdown()).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Writes `<dir>/<stem>.json` and `<dir>/<stem>.md` (creating `dir`), returning both paths.
@@ -242,8 +276,14 @@ impl RunReport {
     /// # Errors
     /// As [`RunReport::write_json`] and [`RunReport::write_markdown`].
     pub fn write(&self, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf)> {
-        std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io { path: dir.to_path_buf(), source })?;
-        let (json, md) = (dir.join(format!("{stem}.json")), dir.join(format!("{stem}.md")));
+        std::fs::create_dir_all(dir).map_err(|source| MetricsError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let (json, md) = (
+            dir.join(format!("{stem}.json")),
+            dir.join(format!("{stem}.md")),
+        );
         self.write_json(&json)?;
         self.write_markdown(&md)?;
         Ok((json, md))
@@ -257,7 +297,12 @@ mod tests {
 
     #[test]
     fn markdown_and_json_roundtrip() {
-        let e = evaluate_images(&[0.1, 0.9, 0.8], &[false, true, true], &EvalOptions::default()).unwrap();
+        let e = evaluate_images(
+            &[0.1, 0.9, 0.8],
+            &[false, true, true],
+            &EvalOptions::default(),
+        )
+        .unwrap();
         let mut rep = RunReport::new("smoke");
         rep.notes.push("command: cargo test".into());
         let mut a = MetricsRow::from_evaluation("bottle", "patchcore", &e, 1.5, 20.0);
@@ -269,7 +314,10 @@ mod tests {
         rep.push(b);
         let md = rep.to_markdown();
         assert!(md.contains("| bottle | patchcore | 100.00 | – |"), "{md}");
-        assert!(md.contains("| **mean** | patchcore | 100.00 | 90.00 |"), "{md}");
+        assert!(
+            md.contains("| **mean** | patchcore | 100.00 | 90.00 |"),
+            "{md}"
+        );
         assert!(md.contains("peak MiB") && md.contains("balanced_acc"));
         assert_eq!(md.lines().filter(|l| l.starts_with('|')).count(), 5);
         let m = rep.mean_row().unwrap();
@@ -277,6 +325,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (json, mdp) = rep.write(dir.path(), "run").unwrap();
         assert_eq!(RunReport::read_json(&json).unwrap(), rep);
-        assert!(std::fs::read_to_string(mdp).unwrap().starts_with("## smoke"));
+        assert!(
+            std::fs::read_to_string(mdp)
+                .unwrap()
+                .starts_with("## smoke")
+        );
     }
 }

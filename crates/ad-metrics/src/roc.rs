@@ -76,7 +76,11 @@ pub fn roc_auc<L: Label>(scores: &[f32], labels: &[L]) -> Result<f64> {
 ///
 /// # Errors
 /// As [`roc_auc`]: both classes must be present (scikit-learn would return NaN rates).
-pub fn roc_curve<L: Label>(scores: &[f32], labels: &[L], drop_intermediate: bool) -> Result<RocCurve> {
+pub fn roc_curve<L: Label>(
+    scores: &[f32],
+    labels: &[L],
+    drop_intermediate: bool,
+) -> Result<RocCurve> {
     let r = Ranking::build("roc_curve", scores, labels)?;
     r.require_both("roc_curve")?;
     Ok(curve_from_ranking(&r, drop_intermediate))
@@ -99,7 +103,11 @@ pub(crate) fn auc_from_ranking(r: &Ranking) -> f64 {
 pub(crate) fn curve_from_ranking(r: &Ranking, drop_intermediate: bool) -> RocCurve {
     type Pt = (u32, u64, u64);
     let (p, n) = (r.n_pos() as f64, r.n_neg() as f64);
-    let mut curve = RocCurve { fpr: vec![0.0], tpr: vec![0.0], thresholds: vec![f32::INFINITY] };
+    let mut curve = RocCurve {
+        fpr: vec![0.0],
+        tpr: vec![0.0],
+        thresholds: vec![f32::INFINITY],
+    };
     let mut push = |(key, tp, fp): Pt| {
         curve.fpr.push(fp as f64 / n);
         curve.tpr.push(tp as f64 / p);
@@ -140,10 +148,17 @@ pub(crate) fn curve_from_ranking(r: &Ranking, drop_intermediate: bool) -> RocCur
 pub(crate) fn decimated_from_ranking(r: &Ranking, max_points: usize) -> RocCurve {
     let (p, n) = (r.n_pos() as f64, r.n_neg() as f64);
     let step = 1.0 / max_points.max(1) as f64;
-    let mut curve = RocCurve { fpr: vec![0.0], tpr: vec![0.0], thresholds: vec![f32::INFINITY] };
+    let mut curve = RocCurve {
+        fpr: vec![0.0],
+        tpr: vec![0.0],
+        thresholds: vec![f32::INFINITY],
+    };
     let mut pending: Option<(f64, f64, f32)> = None;
     let mut add = |x: f64, y: f64, t: f32, curve: &mut RocCurve| {
-        let (lx, ly) = (curve.fpr[curve.fpr.len() - 1], curve.tpr[curve.tpr.len() - 1]);
+        let (lx, ly) = (
+            curve.fpr[curve.fpr.len() - 1],
+            curve.tpr[curve.tpr.len() - 1],
+        );
         if (x - lx).abs() >= step || (y - ly).abs() >= step {
             if let Some((px, py, pt)) = pending.take() {
                 // keep the corner before a long move so straight runs stay straight
@@ -179,7 +194,10 @@ pub(crate) fn decimated_from_ranking(r: &Ranking, max_points: usize) -> RocCurve
 
 /// Trapezoid rule over points sorted by `x` (`sklearn.metrics.auc`).
 pub fn trapezoid(x: &[f64], y: &[f64]) -> f64 {
-    x.windows(2).zip(y.windows(2)).map(|(xs, ys)| (xs[1] - xs[0]) * (ys[0] + ys[1]) * 0.5).sum()
+    x.windows(2)
+        .zip(y.windows(2))
+        .map(|(xs, ys)| (xs[1] - xs[0]) * (ys[0] + ys[1]) * 0.5)
+        .sum()
 }
 
 /// Indices kept when thinning a curve to about `max_points` steps per unit of each axis.
@@ -212,18 +230,40 @@ mod tests {
 
     #[test]
     fn perfect_inverse_and_tied() {
-        close(roc_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]).unwrap(), 1.0, 1e-15);
-        close(roc_auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]).unwrap(), 0.0, 1e-15);
-        close(roc_auc(&[0.5; 6], &[false, true, false, true, true, false]).unwrap(), 0.5, 1e-15);
+        close(
+            roc_auc(&[0.1, 0.2, 0.8, 0.9], &[false, false, true, true]).unwrap(),
+            1.0,
+            1e-15,
+        );
+        close(
+            roc_auc(&[0.9, 0.8, 0.2, 0.1], &[false, false, true, true]).unwrap(),
+            0.0,
+            1e-15,
+        );
+        close(
+            roc_auc(&[0.5; 6], &[false, true, false, true, true, false]).unwrap(),
+            0.5,
+            1e-15,
+        );
         // one positive tied with one of two negatives: (1 + 0.5) / 2
-        close(roc_auc(&[0.1, 0.5, 0.5], &[false, false, true]).unwrap(), 0.75, 1e-15);
+        close(
+            roc_auc(&[0.1, 0.5, 0.5], &[false, false, true]).unwrap(),
+            0.75,
+            1e-15,
+        );
     }
 
     #[test]
     fn u8_labels_and_errors() {
         close(roc_auc(&[0.1f32, 0.9], &[0u8, 255]).unwrap(), 1.0, 1e-15);
-        assert!(matches!(roc_auc(&[0.1, 0.2], &[true, true]), Err(MetricsError::SingleClass { .. })));
-        assert!(matches!(roc_auc(&[0.1, f32::INFINITY], &[true, false]), Err(MetricsError::NonFinite { index: 1, .. })));
+        assert!(matches!(
+            roc_auc(&[0.1, 0.2], &[true, true]),
+            Err(MetricsError::SingleClass { .. })
+        ));
+        assert!(matches!(
+            roc_auc(&[0.1, f32::INFINITY], &[true, false]),
+            Err(MetricsError::NonFinite { index: 1, .. })
+        ));
     }
 
     #[test]
@@ -237,7 +277,12 @@ mod tests {
         let d = roc_curve(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true], true).unwrap();
         assert_eq!(d.len(), 5);
         // collinear points are dropped and the area is unchanged
-        let e = roc_curve(&[0.1, 0.2, 0.3, 0.4, 0.9], &[false, false, false, false, true], true).unwrap();
+        let e = roc_curve(
+            &[0.1, 0.2, 0.3, 0.4, 0.9],
+            &[false, false, false, false, true],
+            true,
+        )
+        .unwrap();
         assert_eq!(e.fpr, vec![0.0, 0.0, 1.0]);
         close(e.auc(), 1.0, 1e-15);
     }

@@ -96,13 +96,21 @@ impl Normalizer {
     pub fn new(threshold: f32, min: f32, max: f32) -> Result<Self> {
         for (name, v) in [("threshold", threshold), ("min", min), ("max", max)] {
             if !v.is_finite() {
-                return Err(MetricsError::InvalidParameter { name, value: v as f64, reason: "must be finite" });
+                return Err(MetricsError::InvalidParameter {
+                    name,
+                    value: v as f64,
+                    reason: "must be finite",
+                });
             }
         }
         if min >= max {
             return Err(MetricsError::DegenerateRange { min, max });
         }
-        Ok(Self { threshold, min, max })
+        Ok(Self {
+            threshold,
+            min,
+            max,
+        })
     }
 
     /// Min and max of `scores` with a given raw threshold.
@@ -112,7 +120,9 @@ impl Normalizer {
     /// (all scores equal gives [`DegenerateRange`](MetricsError::DegenerateRange)).
     pub fn fit(scores: &[f32], threshold: f32) -> Result<Self> {
         if scores.is_empty() {
-            return Err(MetricsError::Empty { what: "normalizer scores" });
+            return Err(MetricsError::Empty {
+                what: "normalizer scores",
+            });
         }
         let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
         for (i, &x) in scores.iter().enumerate() {
@@ -136,7 +146,10 @@ impl Normalizer {
     /// # Errors
     /// As [`good_only_threshold`] and [`Normalizer::fit`].
     pub fn fit_good_only(normal_scores: &[f32], quantile_q: f64) -> Result<Self> {
-        Self::fit(normal_scores, good_only_threshold(normal_scores, quantile_q)?)
+        Self::fit(
+            normal_scores,
+            good_only_threshold(normal_scores, quantile_q)?,
+        )
     }
 
     /// Normalised score in `[0, 1]`: `clamp((x - threshold) / (max - min) + 0.5, 0, 1)`.
@@ -172,9 +185,14 @@ impl PostProcessor {
     /// # Errors
     /// [`Json`](MetricsError::Json) or [`Io`](MetricsError::Io) naming `path`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let s = serde_json::to_string_pretty(self)
-            .map_err(|source| MetricsError::Json { path: path.to_path_buf(), source })?;
-        std::fs::write(path, s).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })
+        let s = serde_json::to_string_pretty(self).map_err(|source| MetricsError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        std::fs::write(path, s).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// Reads statistics written by [`PostProcessor::save`], validating them.
@@ -182,9 +200,14 @@ impl PostProcessor {
     /// # Errors
     /// [`Io`](MetricsError::Io), [`Json`](MetricsError::Json), or as [`Normalizer::new`].
     pub fn load(path: &Path) -> Result<Self> {
-        let s = std::fs::read_to_string(path).map_err(|source| MetricsError::Io { path: path.to_path_buf(), source })?;
-        let p: Self =
-            serde_json::from_str(&s).map_err(|source| MetricsError::Json { path: path.to_path_buf(), source })?;
+        let s = std::fs::read_to_string(path).map_err(|source| MetricsError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let p: Self = serde_json::from_str(&s).map_err(|source| MetricsError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Normalizer::new(p.image.threshold, p.image.min, p.image.max)?;
         if let Some(n) = p.pixel {
             Normalizer::new(n.threshold, n.min, n.max)?;
@@ -209,8 +232,14 @@ mod tests {
         for (q, e) in expect {
             close(quantile(&x, q).unwrap() as f64, e, 1e-6);
         }
-        assert!(matches!(quantile(&x, 1.5), Err(MetricsError::InvalidQuantile(_))));
-        assert!(matches!(quantile(&[], 0.5), Err(MetricsError::Empty { .. })));
+        assert!(matches!(
+            quantile(&x, 1.5),
+            Err(MetricsError::InvalidQuantile(_))
+        ));
+        assert!(matches!(
+            quantile(&[], 0.5),
+            Err(MetricsError::Empty { .. })
+        ));
     }
 
     #[test]
@@ -230,7 +259,10 @@ mod tests {
         assert_eq!(n.normalize(100.0), 1.0);
         assert_eq!(n.normalize(-100.0), 0.0);
         assert!(n.is_anomalous(2.0) && !n.is_anomalous(1.99));
-        assert!(matches!(Normalizer::new(0.5, 1.0, 1.0), Err(MetricsError::DegenerateRange { .. })));
+        assert!(matches!(
+            Normalizer::new(0.5, 1.0, 1.0),
+            Err(MetricsError::DegenerateRange { .. })
+        ));
         assert!(Normalizer::new(f32::NAN, 0.0, 1.0).is_err());
         let f = Normalizer::fit_f1(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]).unwrap();
         assert_eq!((f.threshold, f.min, f.max), (0.35, 0.1, 0.8));
@@ -240,10 +272,20 @@ mod tests {
     fn post_processor_roundtrip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("post.json");
-        let p = PostProcessor { image: Normalizer::new(1.0, 0.0, 2.0).unwrap(), pixel: None };
+        let p = PostProcessor {
+            image: Normalizer::new(1.0, 0.0, 2.0).unwrap(),
+            pixel: None,
+        };
         p.save(&path).unwrap();
         assert_eq!(PostProcessor::load(&path).unwrap(), p);
-        std::fs::write(&path, r#"{"image":{"threshold":1,"min":3,"max":2},"pixel":null}"#).unwrap();
-        assert!(matches!(PostProcessor::load(&path), Err(MetricsError::DegenerateRange { .. })));
+        std::fs::write(
+            &path,
+            r#"{"image":{"threshold":1,"min":3,"max":2},"pixel":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            PostProcessor::load(&path),
+            Err(MetricsError::DegenerateRange { .. })
+        ));
     }
 }

@@ -27,23 +27,79 @@ pub enum Colormap {
 }
 
 const VIRIDIS: [[f64; 3]; 7] = [
-    [0.277_727_327_223_417_7, 0.005_407_344_544_966_578, 0.334_099_805_335_306_1],
-    [0.105_093_043_108_577_4, 1.404_613_529_898_575, 1.384_590_162_594_685],
-    [-0.330_861_828_725_556_3, 0.214_847_559_468_213, 0.095_095_163_028_236_59],
-    [-4.634_230_498_983_486, -5.799_100_973_351_585, -19.332_440_956_279_87],
-    [6.228_269_936_347_081, 14.179_933_366_805_09, 56.690_552_600_681_05],
-    [4.776_384_997_670_288, -13.745_145_377_746_01, -65.353_032_633_372_34],
-    [-5.435_455_855_934_631, 4.645_852_612_178_535, 26.312_435_249_583_2],
+    [
+        0.277_727_327_223_417_7,
+        0.005_407_344_544_966_578,
+        0.334_099_805_335_306_1,
+    ],
+    [
+        0.105_093_043_108_577_4,
+        1.404_613_529_898_575,
+        1.384_590_162_594_685,
+    ],
+    [
+        -0.330_861_828_725_556_3,
+        0.214_847_559_468_213,
+        0.095_095_163_028_236_59,
+    ],
+    [
+        -4.634_230_498_983_486,
+        -5.799_100_973_351_585,
+        -19.332_440_956_279_87,
+    ],
+    [
+        6.228_269_936_347_081,
+        14.179_933_366_805_09,
+        56.690_552_600_681_05,
+    ],
+    [
+        4.776_384_997_670_288,
+        -13.745_145_377_746_01,
+        -65.353_032_633_372_34,
+    ],
+    [
+        -5.435_455_855_934_631,
+        4.645_852_612_178_535,
+        26.312_435_249_583_2,
+    ],
 ];
 
 const INFERNO: [[f64; 3]; 7] = [
-    [0.000_218_940_369_119_226_5, 0.001_651_004_631_001_012, -0.019_480_898_437_091_84],
-    [0.106_513_419_485_611_6, 0.563_956_436_788_409_1, 3.932_712_388_889_277],
-    [11.602_493_082_471_87, -3.972_853_965_665_698, -15.942_394_106_291_4],
-    [-41.703_996_131_394_59, 17.436_398_882_053_13, 44.354_145_198_728_13],
-    [77.162_935_699_427, -33.402_358_942_100_92, -81.807_309_257_389_93],
-    [-71.319_428_244_992_14, 32.626_064_263_977_23, 73.209_519_858_032_02],
-    [25.131_126_224_773_41, -12.242_668_952_385_67, -23.070_325_002_871_72],
+    [
+        0.000_218_940_369_119_226_5,
+        0.001_651_004_631_001_012,
+        -0.019_480_898_437_091_84,
+    ],
+    [
+        0.106_513_419_485_611_6,
+        0.563_956_436_788_409_1,
+        3.932_712_388_889_277,
+    ],
+    [
+        11.602_493_082_471_87,
+        -3.972_853_965_665_698,
+        -15.942_394_106_291_4,
+    ],
+    [
+        -41.703_996_131_394_59,
+        17.436_398_882_053_13,
+        44.354_145_198_728_13,
+    ],
+    [
+        77.162_935_699_427,
+        -33.402_358_942_100_92,
+        -81.807_309_257_389_93,
+    ],
+    [
+        -71.319_428_244_992_14,
+        32.626_064_263_977_23,
+        73.209_519_858_032_02,
+    ],
+    [
+        25.131_126_224_773_41,
+        -12.242_668_952_385_67,
+        -23.070_325_002_871_72,
+    ],
 ];
 
 fn poly(c: &[[f64; 3]; 7], t: f64) -> [u8; 3] {
@@ -58,12 +114,17 @@ fn poly(c: &[[f64; 3]; 7], t: f64) -> [u8; 3] {
 impl Colormap {
     /// Colour of `t` in `[0, 1]` (values outside are clamped, NaN maps to 0).
     pub fn rgb(self, t: f32) -> [u8; 3] {
-        let t = if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) as f64 };
+        let t = if t.is_nan() {
+            0.0
+        } else {
+            t.clamp(0.0, 1.0) as f64
+        };
         match self {
             Colormap::Viridis => poly(&VIRIDIS, t),
             Colormap::Inferno => poly(&INFERNO, t),
             Colormap::Jet => {
-                let ch = |c: f64| ((1.5 - (4.0 * t - c).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
+                let ch =
+                    |c: f64| ((1.5 - (4.0 * t - c).abs()).clamp(0.0, 1.0) * 255.0).round() as u8;
                 [ch(3.0), ch(2.0), ch(1.0)]
             }
         }
@@ -161,7 +222,11 @@ pub fn contour<L: Label>(mask: &[L], width: usize, height: usize) -> Vec<bool> {
 
 fn check_len(what: &'static str, got: usize, expected: usize) -> Result<()> {
     if got != expected {
-        return Err(MetricsError::LengthMismatch { what, expected, got });
+        return Err(MetricsError::LengthMismatch {
+            what,
+            expected,
+            got,
+        });
     }
     Ok(())
 }
@@ -176,7 +241,11 @@ fn check_len(what: &'static str, got: usize, expected: usize) -> Result<()> {
 pub fn overlay(input: &OverlayInput<'_>, style: &OverlayStyle) -> Result<RgbImage> {
     let (w, h) = (input.width, input.height);
     if w == 0 || h == 0 || w > u32::MAX as usize / 2 || h > u32::MAX as usize {
-        return Err(MetricsError::InvalidSize { what: "overlay", width: w, height: h });
+        return Err(MetricsError::InvalidSize {
+            what: "overlay",
+            width: w,
+            height: h,
+        });
     }
     let n = w * h;
     check_len("overlay image (RGB bytes)", input.image.len(), 3 * n)?;
@@ -209,7 +278,11 @@ pub fn overlay(input: &OverlayInput<'_>, style: &OverlayStyle) -> Result<RgbImag
             let finite = input.map.iter().copied().filter(|v| v.is_finite());
             let lo = finite.clone().fold(f32::INFINITY, f32::min);
             let hi = finite.fold(f32::NEG_INFINITY, f32::max);
-            if lo < hi { (lo, hi) } else { (lo.min(0.0), lo.min(0.0) + 1.0) }
+            if lo < hi {
+                (lo, hi)
+            } else {
+                (lo.min(0.0), lo.min(0.0) + 1.0)
+            }
         }
     };
     let lut = style.colormap.table();
@@ -222,7 +295,11 @@ pub fn overlay(input: &OverlayInput<'_>, style: &OverlayStyle) -> Result<RgbImag
     for r in 0..h {
         for c in 0..w {
             let i = r * w + c;
-            let px = [input.image[3 * i], input.image[3 * i + 1], input.image[3 * i + 2]];
+            let px = [
+                input.image[3 * i],
+                input.image[3 * i + 1],
+                input.image[3 * i + 2],
+            ];
             if style.side_by_side {
                 out.put_pixel(c as u32, r as u32, image::Rgb(px));
             }
@@ -231,7 +308,9 @@ pub fn overlay(input: &OverlayInput<'_>, style: &OverlayStyle) -> Result<RgbImag
             let heat = lut[(t * 255.0).round() as usize];
             let mut blended = [0u8; 3];
             for k in 0..3 {
-                blended[k] = (a * heat[k] as f32 + (1.0 - a) * px[k] as f32).round().clamp(0.0, 255.0) as u8;
+                blended[k] = (a * heat[k] as f32 + (1.0 - a) * px[k] as f32)
+                    .round()
+                    .clamp(0.0, 255.0) as u8;
             }
             if gt.as_ref().is_some_and(|g| g[i]) {
                 blended = style.gt_color;
@@ -252,7 +331,10 @@ pub fn overlay(input: &OverlayInput<'_>, style: &OverlayStyle) -> Result<RgbImag
 pub fn save_overlay(path: &Path, input: &OverlayInput<'_>, style: &OverlayStyle) -> Result<()> {
     let img = overlay(input, style)?;
     img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| MetricsError::Image { path: path.to_path_buf(), source })
+        .map_err(|source| MetricsError::Image {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -260,7 +342,10 @@ mod tests {
     use super::*;
 
     fn dist(a: [u8; 3], b: [u8; 3]) -> i32 {
-        (0..3).map(|k| (a[k] as i32 - b[k] as i32).abs()).max().unwrap()
+        (0..3)
+            .map(|k| (a[k] as i32 - b[k] as i32).abs())
+            .max()
+            .unwrap()
     }
 
     #[test]
@@ -280,8 +365,10 @@ mod tests {
     #[test]
     fn inferno_brightness_is_monotone() {
         let t = Colormap::Inferno.table();
-        let lum: Vec<f64> =
-            t.iter().map(|c| 0.299 * c[0] as f64 + 0.587 * c[1] as f64 + 0.114 * c[2] as f64).collect();
+        let lum: Vec<f64> = t
+            .iter()
+            .map(|c| 0.299 * c[0] as f64 + 0.587 * c[1] as f64 + 0.114 * c[2] as f64)
+            .collect();
         assert!(lum.windows(2).all(|w| w[1] >= w[0] - 1.0));
     }
 
@@ -304,7 +391,17 @@ mod tests {
     fn overlay_checks_lengths() {
         let img = vec![0u8; 12];
         let map = vec![0.0f32; 3];
-        let input = OverlayInput { image: &img, map: &map, gt_mask: None, pred_mask: None, width: 2, height: 2 };
-        assert!(matches!(overlay(&input, &OverlayStyle::default()), Err(MetricsError::LengthMismatch { .. })));
+        let input = OverlayInput {
+            image: &img,
+            map: &map,
+            gt_mask: None,
+            pred_mask: None,
+            width: 2,
+            height: 2,
+        };
+        assert!(matches!(
+            overlay(&input, &OverlayStyle::default()),
+            Err(MetricsError::LengthMismatch { .. })
+        ));
     }
 }

@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use ad_metrics::plot::{DEFAULT_SIZE, save_pr, save_roc};
-use ad_metrics::viz::{Colormap, MapScale, OverlayInput, OverlayStyle, contour, overlay, predicted_mask, save_overlay};
+use ad_metrics::viz::{
+    Colormap, MapScale, OverlayInput, OverlayStyle, contour, overlay, predicted_mask, save_overlay,
+};
 use ad_metrics::{EvalOptions, MapDims, PixelMaps, evaluate};
 
 const W: usize = 96;
@@ -29,9 +31,14 @@ fn sample(seed: u64, defect: bool) -> (Vec<u8>, Vec<f32>, Vec<bool>) {
         for c in 0..W {
             let d = ((r as f32 - cy) / 7.0).powi(2) + ((c as f32 - cx) / 11.0).powi(2);
             let m = defect && d <= 1.0;
-            let tex = 110.0 + 40.0 * ((r as f32 * 0.4).sin() * (c as f32 * 0.3).cos()) + 20.0 * rnd();
+            let tex =
+                110.0 + 40.0 * ((r as f32 * 0.4).sin() * (c as f32 * 0.3).cos()) + 20.0 * rnd();
             let shade = if m { 0.55 } else { 1.0 };
-            img.extend_from_slice(&[(tex * shade) as u8, (tex * 0.9 * shade) as u8, (tex * 0.8) as u8]);
+            img.extend_from_slice(&[
+                (tex * shade) as u8,
+                (tex * 0.9 * shade) as u8,
+                (tex * 0.8) as u8,
+            ]);
             let heat = if defect { (-d * 0.6).exp() } else { 0.0 };
             map.push((0.15 * rnd() + 0.9 * heat).min(1.0));
             mask.push(m);
@@ -59,20 +66,38 @@ fn overlay_shows_map_and_contours() {
     let (_keep, dir) = out_dir();
     let (img, map, gt) = sample(3, true);
     let pred = predicted_mask(&map, 0.5);
-    let input = OverlayInput { image: &img, map: &map, gt_mask: Some(&gt), pred_mask: Some(&pred), width: W, height: H };
+    let input = OverlayInput {
+        image: &img,
+        map: &map,
+        gt_mask: Some(&gt),
+        pred_mask: Some(&pred),
+        width: W,
+        height: H,
+    };
     let style = OverlayStyle::default();
     let path = dir.join("overlay.png");
     save_overlay(&path, &input, &style).unwrap();
     let png = image::open(&path).unwrap().to_rgb8();
     assert_eq!((png.width() as usize, png.height() as usize), (2 * W, H));
     // left half is the untouched input
-    assert_eq!(png.get_pixel(5, 7).0, [img[3 * (7 * W + 5)], img[3 * (7 * W + 5) + 1], img[3 * (7 * W + 5) + 2]]);
+    assert_eq!(
+        png.get_pixel(5, 7).0,
+        [
+            img[3 * (7 * W + 5)],
+            img[3 * (7 * W + 5) + 1],
+            img[3 * (7 * W + 5) + 2]
+        ]
+    );
 
     // contour pixels of each colour lie on the border of their mask
     let (gt_c, pred_c) = (contour(&gt, W, H), contour(&pred, W, H));
     let border = |m: &[bool], r: usize, c: usize| {
         let at = |rr: isize, cc: isize| {
-            rr >= 0 && cc >= 0 && (rr as usize) < H && (cc as usize) < W && m[rr as usize * W + cc as usize]
+            rr >= 0
+                && cc >= 0
+                && (rr as usize) < H
+                && (cc as usize) < W
+                && m[rr as usize * W + cc as usize]
         };
         let (r, c) = (r as isize, c as isize);
         at(r, c) && !(at(r - 1, c) && at(r + 1, c) && at(r, c - 1) && at(r, c + 1))
@@ -82,10 +107,16 @@ fn overlay_shows_map_and_contours() {
         for c in 0..W {
             let px = png.get_pixel((W + c) as u32, r as u32).0;
             if px == style.pred_color {
-                assert!(border(&pred, r, c), "pred contour pixel ({r},{c}) not on the predicted mask border");
+                assert!(
+                    border(&pred, r, c),
+                    "pred contour pixel ({r},{c}) not on the predicted mask border"
+                );
                 n_pred += 1;
             } else if px == style.gt_color {
-                assert!(border(&gt, r, c), "gt contour pixel ({r},{c}) not on the ground-truth border");
+                assert!(
+                    border(&gt, r, c),
+                    "gt contour pixel ({r},{c}) not on the ground-truth border"
+                );
                 n_gt += 1;
             }
             // every border pixel is drawn (prediction drawn over ground truth)
@@ -96,11 +127,23 @@ fn overlay_shows_map_and_contours() {
             }
         }
     }
-    assert!(n_gt > 20 && n_pred > 10, "{n_gt} gt and {n_pred} pred contour pixels");
+    assert!(
+        n_gt > 20 && n_pred > 10,
+        "{n_gt} gt and {n_pred} pred contour pixels"
+    );
 
     // heat layer alone (alpha 1, per-image scale): both ends of the colormap are present
-    let heat_only = OverlayStyle { alpha: 1.0, scale: MapScale::PerImage, side_by_side: false, ..style };
-    let bare = OverlayInput { gt_mask: None, pred_mask: None, ..input };
+    let heat_only = OverlayStyle {
+        alpha: 1.0,
+        scale: MapScale::PerImage,
+        side_by_side: false,
+        ..style
+    };
+    let bare = OverlayInput {
+        gt_mask: None,
+        pred_mask: None,
+        ..input
+    };
     let heat = overlay(&bare, &heat_only).unwrap();
     assert_eq!((heat.width() as usize, heat.height() as usize), (W, H));
     let lut = Colormap::Inferno.table();
@@ -126,22 +169,46 @@ fn roc_and_pr_plots_render_with_legend() {
         maps.extend(map);
         masks.extend(mask);
     }
-    let px = PixelMaps { maps: &maps, masks: &masks, dims: MapDims::new(n, H, W) };
+    let px = PixelMaps {
+        maps: &maps,
+        masks: &masks,
+        dims: MapDims::new(n, H, W),
+    };
     let e = evaluate(&scores, &labels, &px, &EvalOptions::default()).unwrap();
     let (ic, pc) = (e.image_curves.unwrap(), e.pixel_curves.unwrap());
     let roc_path = dir.join("roc.png");
-    save_roc(&roc_path, "synthetic: ROC", &[("image", &ic.roc), ("pixel", &pc.roc)], DEFAULT_SIZE).unwrap();
+    save_roc(
+        &roc_path,
+        "synthetic: ROC",
+        &[("image", &ic.roc), ("pixel", &pc.roc)],
+        DEFAULT_SIZE,
+    )
+    .unwrap();
     let pr_path = dir.join("pr.png");
-    save_pr(&pr_path, "synthetic: PR", &[("image", &ic.pr), ("pixel", &pc.pr)], DEFAULT_SIZE).unwrap();
+    save_pr(
+        &pr_path,
+        "synthetic: PR",
+        &[("image", &ic.pr), ("pixel", &pc.pr)],
+        DEFAULT_SIZE,
+    )
+    .unwrap();
     for path in [&roc_path, &pr_path] {
         let png = image::open(path).unwrap().to_rgb8();
         assert_eq!((png.width(), png.height()), DEFAULT_SIZE);
         let dark = png.pixels().filter(|p| p.0.iter().all(|&v| v < 80)).count();
-        assert!(dark > 2000, "{}: {dark} dark pixels (axes and text missing?)", path.display());
+        assert!(
+            dark > 2000,
+            "{}: {dark} dark pixels (axes and text missing?)",
+            path.display()
+        );
         // both curve colours are drawn
         let blue = png.pixels().filter(|p| p.0 == [31, 119, 180]).count();
         let red = png.pixels().filter(|p| p.0 == [214, 39, 40]).count();
-        assert!(blue > 100 && red > 100, "{}: {blue} blue, {red} red pixels", path.display());
+        assert!(
+            blue > 100 && red > 100,
+            "{}: {blue} blue, {red} red pixels",
+            path.display()
+        );
     }
     // the legend area (lower right of the ROC plot) contains text pixels
     let png = image::open(&roc_path).unwrap().to_rgb8();

