@@ -3,6 +3,7 @@
 //!     cargo bench --bench knn                              # criterion, every row
 //!     AD_BENCH_QUICK=1 cargo bench --bench knn             # criterion, 784 queries only, no 164,000 bank
 //!     AD_BENCH_ONESHOT=1 cargo bench --bench knn           # median of a few timed runs per row, one line each
+//!                                                          # (AD_BENCH_FILTER=substring, AD_BENCH_RUNS=n, AD_BENCH_ALL=1)
 //!     python3 benches/peers/knn_peer.py                    # faiss IndexFlatL2 + torch.cdist/topk, 2 threads
 //!
 //! Rows (`ROWS`): 784 queries (one 28x28 image) and 83 x 784 = 65,072 (a test set) against banks of
@@ -58,6 +59,10 @@ const fn brute_rows() -> [Row; 24] {
 
 /// Brute force over the full issue-4 grid.
 const BRUTE: [Row; 24] = brute_rows();
+
+/// One-shot mode skips rows above this many GFLOP (2 nq n d) unless `AD_BENCH_ALL` is set: the two
+/// 65,072 x 164,000 x 1536 rows are 32.8 TFLOP each (several minutes per run for every peer).
+const MAX_GFLOP: f64 = 4000.0;
 
 /// Burn (flex) and kd-tree comparison rows.
 const OTHER: &[Row] = &[
@@ -128,13 +133,20 @@ fn main() {
     let rows = rows(quick);
     let filter = std::env::var("AD_BENCH_FILTER").ok();
     if std::env::var_os("AD_BENCH_ONESHOT").is_some() {
-        let runs: usize = std::env::var("AD_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        let runs_default: usize = std::env::var("AD_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
         for row in &rows {
             let name = label(row);
             if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
                 continue;
             }
             let &(index, nq, n, d, k) = row;
+            let gflop = 2.0 * (nq * n * d) as f64 / 1e9;
+            if gflop > MAX_GFLOP && std::env::var_os("AD_BENCH_ALL").is_none() {
+                println!("knn ours skipped {name} gflop={gflop:.0}");
+                continue;
+            }
+            // One run for the heavy rows (tens of seconds each), `AD_BENCH_RUNS` (default 3) otherwise.
+            let runs = if gflop > 500.0 { 1 } else { runs_default };
             let bank = MemoryBank::from_rows(gaussian(n, d, 1), d).expect("bank");
             let q = gaussian(nq, d, 2);
             let built = Built::new(index, &bank);

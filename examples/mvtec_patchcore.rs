@@ -57,7 +57,8 @@ struct Args {
     /// --folder-normal, a generated category is used.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Category under --data.
+    /// Category (or comma-separated categories, or `all`) under --data; with several, a
+    /// combined table with the mean is printed and written to --out.
     #[arg(long, default_value = "bottle")]
     category: String,
     /// Folder(s) of good images of your own line (anomalib's Folder); repeatable.
@@ -142,7 +143,7 @@ struct Args {
     quiet: bool,
 }
 
-fn open_splits(args: &Args) -> Result<Splits, Error> {
+fn open_splits(args: &Args) -> Result<Vec<Splits>, Error> {
     if !args.folder_normal.is_empty() {
         let mut cfg = FolderConfig {
             name: "folder".into(),
@@ -158,10 +159,25 @@ fn open_splits(args: &Args) -> Result<Splits, Error> {
                 cfg.name = n.to_string_lossy().into_owned();
             }
         }
-        return Ok(cfg.open()?.splits);
+        return Ok(vec![cfg.open()?.splits]);
     }
     if let Some(root) = &args.data {
-        return Ok(MvtecCategory::open(root, &args.category)?.splits);
+        let names: Vec<String> = if args.category == "all" {
+            let mut v: Vec<String> = std::fs::read_dir(root)
+                .map_err(|source| Error::Io { path: root.clone(), source })?
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("train").is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        } else {
+            args.category.split(',').map(|s| s.trim().to_string()).collect()
+        };
+        return names
+            .iter()
+            .map(|n| Ok(MvtecCategory::open(root, n)?.splits))
+            .collect();
     }
     let cfg = SyntheticConfig::default();
     println!(
@@ -170,18 +186,49 @@ fn open_splits(args: &Args) -> Result<Splits, Error> {
         args.generated_root.display()
     );
     cfg.ensure(&args.generated_root)?;
-    Ok(MvtecCategory::open(&args.generated_root, &cfg.name)?.splits)
+    Ok(vec![MvtecCategory::open(&args.generated_root, &cfg.name)?.splits])
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = device_from_name(&args.device)?;
     let kind = BackboneKind::from_name(&args.backbone)
         .ok_or_else(|| format!("unknown backbone `{}`", args.backbone))?;
-    let splits = open_splits(&args)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("out/patchcore").join(&splits.name));
+    let all = open_splits(&args)?;
+    if all.len() == 1 {
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| Path::new("out/patchcore").join(&all[0].name));
+        run_category(&args, &device, kind, &all[0], &out)?;
+        return Ok(());
+    }
+    let base = args.out.clone().unwrap_or_else(|| Path::new("out/patchcore").to_path_buf());
+    let mut report = RunReport::new(format!(
+        "mvtec_patchcore {} categories, coreset {}",
+        all.len(),
+        args.coreset_ratio
+    ));
+    for splits in &all {
+        report.push(run_category(&args, &device, kind, splits, &base.join(&splits.name))?);
+    }
+    if let Some(mean) = report.mean_row() {
+        report.push(mean);
+    }
+    let (json, md) = report.write(&base, "report")?;
+    println!();
+    println!("{}", report.to_markdown());
+    println!("wrote {} and {}", json.display(), md.display());
+    Ok(())
+}
+
+fn run_category(
+    args: &Args,
+    device: &burn::tensor::Device,
+    kind: BackboneKind,
+    splits: &Splits,
+    out: &Path,
+) -> Result<MetricsRow, Box<dyn std::error::Error>> {
+    let out = out.to_path_buf();
     std::fs::create_dir_all(out.join("overlays")).map_err(|source| Error::Io {
         path: out.clone(),
         source,
@@ -231,7 +278,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         ..PatchcoreConfig::default()
     };
-    let mut model = PatchCore::new(&config, &device)?;
+    let mut model = PatchCore::new(&config, device)?;
     println!(
         "backbone {} taps {:?} -> {} channels",
         model.backbone().identity(),
@@ -362,7 +409,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     row.model_size_mb = model_size_mb;
     row.extras.insert("memory_bank".into(), summary.memory_rows as f64);
     let mut report = RunReport::new(format!("mvtec_patchcore {}", splits.name));
-    report.push(row);
+    report.push(row.clone());
     let (json, md) = report.write(&out, "report")?;
     println!();
     println!("{}", report.to_markdown());
@@ -380,7 +427,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             format!(", model {}", model_path.display())
         }
     );
-    Ok(())
+    Ok(row)
 }
 
 fn main() {

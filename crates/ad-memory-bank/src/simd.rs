@@ -81,45 +81,36 @@ fn reduce(acc: &[f32; LANES]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
-/// One pruned greedy update over a block of points starting at row `base`: for each point `p` whose
-/// centre `a = assign[p]` satisfies `dcc[a] < factor * mind2[p]` (otherwise the triangle inequality
-/// proves `c` is not closer), computes its distance to `c` (abandoning early once it exceeds
-/// `mind2[p]`) and moves the point to centre `new_id` when strictly closer. Returns the block's
-/// (max `mind2`, first index attaining it) after the update, the number of distances started and the
-/// largest new `mind2` among the points moved to `new_id`.
+/// Pruned greedy update of one group of points (`members`, row indices into `points`): a member
+/// with `skip2 >= factor * mind2[p]` is skipped (triangle inequality: the new centre `c` cannot be
+/// closer); otherwise its distance to `c` is computed, abandoned early once it reaches `mind2[p]`.
+/// Members strictly closer to `c` are appended to `out` with their new value. Returns the number of
+/// distances started.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn fast_update_generic(
+fn scan_members_generic(
+    members: &[u32],
     points: &[f32],
     d: usize,
-    base: usize,
     c: &[f32],
-    dcc: &[f32],
+    mind2: &[f32],
+    skip2: f32,
     factor: f32,
-    new_id: u32,
-    mind2: &mut [f32],
-    assign: &mut [u32],
-) -> (f32, u32, u64, f32) {
-    let mut best = f32::NEG_INFINITY;
-    let mut best_i = 0u32;
-    let mut evaluated = 0u64;
-    let mut moved_max = 0.0f32;
-    for (i, (m, a)) in mind2.iter_mut().zip(assign.iter_mut()).enumerate() {
-        if dcc[*a as usize] < factor * *m {
-            evaluated += 1;
-            let p = base + i;
-            if let Some(v) = sq_dist_below_generic(&points[p * d..(p + 1) * d], c, *m) {
-                *m = v;
-                *a = new_id;
-                moved_max = moved_max.max(v);
-            }
+    out: &mut Vec<(u32, f32)>,
+) -> u64 {
+    let mut evaluated = 0;
+    for &p in members {
+        let m = mind2[p as usize];
+        if skip2 >= factor * m {
+            continue;
         }
-        if *m > best {
-            best = *m;
-            best_i = (base + i) as u32;
+        evaluated += 1;
+        let start = p as usize * d;
+        if let Some(v) = sq_dist_below_generic(&points[start..start + d], c, m) {
+            out.push((p, v));
         }
     }
-    (best, best_i, evaluated, moved_max)
+    evaluated
 }
 
 /// Squared distances of one point `c` to a list of rows (`out[i] = |data[ids[i]] - c|^2`).
@@ -172,9 +163,9 @@ macro_rules! dispatch {
 dispatch!(sq_dist_generic, sq_dist_avx512, sq_dist_avx2, (a: &[f32], b: &[f32]) -> f32);
 dispatch!(min_update_generic, min_update_avx512, min_update_avx2,
     (rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) -> ());
-dispatch!(fast_update_generic, fast_update_avx512, fast_update_avx2,
-    (points: &[f32], d: usize, base: usize, c: &[f32], dcc: &[f32], factor: f32, new_id: u32,
-     mind2: &mut [f32], assign: &mut [u32]) -> (f32, u32, u64, f32));
+dispatch!(scan_members_generic, scan_members_avx512, scan_members_avx2,
+    (members: &[u32], points: &[f32], d: usize, c: &[f32], mind2: &[f32], skip2: f32, factor: f32,
+     out: &mut Vec<(u32, f32)>) -> u64);
 dispatch!(dists_to_rows_generic, dists_to_rows_avx512, dists_to_rows_avx2,
     (ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) -> ());
 
@@ -205,27 +196,26 @@ pub(crate) fn min_update(rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) {
     }
 }
 
-/// See [`fast_update_generic`].
+/// See [`scan_members_generic`].
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn fast_update(
+pub(crate) fn scan_members(
+    members: &[u32],
     points: &[f32],
     d: usize,
-    base: usize,
     c: &[f32],
-    dcc: &[f32],
+    mind2: &[f32],
+    skip2: f32,
     factor: f32,
-    new_id: u32,
-    mind2: &mut [f32],
-    assign: &mut [u32],
-) -> (f32, u32, u64, f32) {
+    out: &mut Vec<(u32, f32)>,
+) -> u64 {
     match level() {
         // SAFETY: the CPU supports the enabled features (checked in `level`).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { fast_update_avx512(points, d, base, c, dcc, factor, new_id, mind2, assign) },
+        Level::Avx512 => unsafe { scan_members_avx512(members, points, d, c, mind2, skip2, factor, out) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { fast_update_avx2(points, d, base, c, dcc, factor, new_id, mind2, assign) },
-        _ => fast_update_generic(points, d, base, c, dcc, factor, new_id, mind2, assign),
+        Level::Avx2 => unsafe { scan_members_avx2(members, points, d, c, mind2, skip2, factor, out) },
+        _ => scan_members_generic(members, points, d, c, mind2, skip2, factor, out),
     }
 }
 

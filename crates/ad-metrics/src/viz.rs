@@ -198,6 +198,80 @@ pub struct OverlayInput<'a> {
     pub height: usize,
 }
 
+/// Resizes an RGB image (`3 * width * height` bytes) with a triangle (bilinear) filter, e.g. to
+/// bring the original test image to the anomaly map's size before [`overlay`].
+///
+/// # Errors
+/// [`InvalidSize`](MetricsError::InvalidSize) for a zero size,
+/// [`LengthMismatch`](MetricsError::LengthMismatch) when `image` does not hold `3 * w * h` bytes.
+pub fn resize_rgb(image: &[u8], from: (usize, usize), to: (usize, usize)) -> Result<Vec<u8>> {
+    for (w, h) in [from, to] {
+        if w == 0 || h == 0 || w > u32::MAX as usize || h > u32::MAX as usize {
+            return Err(MetricsError::InvalidSize {
+                what: "resize_rgb",
+                width: w,
+                height: h,
+            });
+        }
+    }
+    check_len(
+        "resize_rgb image (RGB bytes)",
+        image.len(),
+        3 * from.0 * from.1,
+    )?;
+    let src = RgbImage::from_raw(from.0 as u32, from.1 as u32, image.to_vec()).ok_or(
+        MetricsError::InvalidSize {
+            what: "resize_rgb",
+            width: from.0,
+            height: from.1,
+        },
+    )?;
+    Ok(image::imageops::resize(
+        &src,
+        to.0 as u32,
+        to.1 as u32,
+        image::imageops::FilterType::Triangle,
+    )
+    .into_raw())
+}
+
+/// Resizes an anomaly map bilinearly with half-pixel centres (PyTorch's
+/// `interpolate(mode="bilinear", align_corners=False)`), e.g. to the input image's size.
+///
+/// # Errors
+/// As [`resize_rgb`], for a map of `w * h` values.
+pub fn resize_map(map: &[f32], from: (usize, usize), to: (usize, usize)) -> Result<Vec<f32>> {
+    for (w, h) in [from, to] {
+        if w == 0 || h == 0 {
+            return Err(MetricsError::InvalidSize {
+                what: "resize_map",
+                width: w,
+                height: h,
+            });
+        }
+    }
+    check_len("resize_map map", map.len(), from.0 * from.1)?;
+    let (sw, sh) = (from.0 as f64 / to.0 as f64, from.1 as f64 / to.1 as f64);
+    let axis = |dst: usize, scale: f64, n: usize| {
+        let x = ((dst as f64 + 0.5) * scale - 0.5).max(0.0);
+        let i0 = (x.floor() as usize).min(n - 1);
+        let i1 = (i0 + 1).min(n - 1);
+        (i0, i1, (x - i0 as f64).min(1.0))
+    };
+    let mut out = Vec::with_capacity(to.0 * to.1);
+    for r in 0..to.1 {
+        let (r0, r1, fr) = axis(r, sh, from.1);
+        for c in 0..to.0 {
+            let (c0, c1, fc) = axis(c, sw, from.0);
+            let at = |rr: usize, cc: usize| map[rr * from.0 + cc] as f64;
+            let top = at(r0, c0) * (1.0 - fc) + at(r0, c1) * fc;
+            let bottom = at(r1, c0) * (1.0 - fc) + at(r1, c1) * fc;
+            out.push((top * (1.0 - fr) + bottom * fr) as f32);
+        }
+    }
+    Ok(out)
+}
+
 /// `map >= threshold` per pixel.
 pub fn predicted_mask(map: &[f32], threshold: f32) -> Vec<bool> {
     map.iter().map(|&v| v >= threshold).collect()
@@ -385,6 +459,21 @@ mod tests {
         assert!(!k[12]);
         let edge = contour(&[true; 4], 2, 2);
         assert!(edge.iter().all(|&b| b));
+    }
+
+    #[test]
+    fn resizing() {
+        // torch.nn.functional.interpolate(torch.tensor([[[[0., 1.], [2., 3.]]]]), size=(4, 4),
+        //     mode="bilinear", align_corners=False)[0, 0, 0] == [0, 0.25, 0.75, 1]
+        let up = resize_map(&[0.0, 1.0, 2.0, 3.0], (2, 2), (4, 4)).unwrap();
+        for (a, b) in up[..4].iter().zip([0.0, 0.25, 0.75, 1.0]) {
+            assert!((a - b).abs() < 1e-6, "{up:?}");
+        }
+        assert!((up[15] - 3.0).abs() < 1e-6);
+        assert!(resize_map(&[0.0; 3], (2, 2), (4, 4)).is_err());
+        let img = resize_rgb(&[200u8; 3 * 8 * 6], (8, 6), (4, 3)).unwrap();
+        assert_eq!(img.len(), 3 * 4 * 3);
+        assert!(img.iter().all(|&v| v == 200));
     }
 
     #[test]

@@ -1,0 +1,167 @@
+// TEMPORARY probe (deleted before hand-off)
+#![allow(unused)]
+//! Exact k-NN search time: PatchCore's test patches against the memory bank, CPU.
+//!
+//!     cargo bench --bench knn                              # criterion, every row
+//!     AD_BENCH_QUICK=1 cargo bench --bench knn             # criterion, 784 queries only, no 164,000 bank
+//!     AD_BENCH_ONESHOT=1 cargo bench --bench knn           # median of a few timed runs per row, one line each
+//!                                                          # (AD_BENCH_FILTER=substring, AD_BENCH_RUNS=n, AD_BENCH_ALL=1)
+//!     python3 benches/peers/knn_peer.py                    # faiss IndexFlatL2 + torch.cdist/topk, 2 threads
+//!
+//! Rows (`ROWS`): 784 queries (one 28x28 image) and 83 x 784 = 65,072 (a test set) against banks of
+//! 1,640 / 16,400 / 164,000 vectors, k = 1 and 9, d = 152 and 1536, for `BruteForce`, plus `BurnKnn` on
+//! the flex device and `KdTree` at projected (16 / 128) dimensions. Data: Gaussian (brute force cost
+//! does not depend on the values).
+
+use std::time::Instant;
+
+use ad_memory_bank::{BruteForce, BurnKnn, KdTree, KnnIndex, MemoryBank};
+use burn::tensor::Device;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Index {
+    Brute,
+    Burn,
+    Kd,
+}
+
+/// (index, queries, bank, d, k)
+type Row = (Index, usize, usize, usize, usize);
+
+const fn brute_rows() -> [Row; 24] {
+    let mut rows = [(Index::Brute, 0, 0, 0, 0); 24];
+    let nqs = [784, 65_072];
+    let banks = [1_640, 16_400, 164_000];
+    let ds = [152, 1536];
+    let ks = [1, 9];
+    let mut i = 0;
+    let mut a = 0;
+    while a < 2 {
+        let mut b = 0;
+        while b < 3 {
+            let mut c = 0;
+            while c < 2 {
+                let mut e = 0;
+                while e < 2 {
+                    rows[i] = (Index::Brute, nqs[a], banks[b], ds[c], ks[e]);
+                    i += 1;
+                    e += 1;
+                }
+                c += 1;
+            }
+            b += 1;
+        }
+        a += 1;
+    }
+    rows
+}
+
+/// Brute force over the full issue-4 grid.
+const BRUTE: [Row; 24] = brute_rows();
+
+/// One-shot mode skips rows above this many GFLOP (2 nq n d) unless `AD_BENCH_ALL` is set: the two
+/// 65,072 x 164,000 x 1536 rows are 32.8 TFLOP each (several minutes per run for every peer).
+const MAX_GFLOP: f64 = 4000.0;
+
+/// Burn (flex) and kd-tree comparison rows.
+const OTHER: &[Row] = &[
+    (Index::Burn, 784, 16_400, 152, 1),
+    (Index::Burn, 784, 16_400, 152, 9),
+    (Index::Burn, 784, 16_400, 1536, 1),
+    (Index::Burn, 784, 164_000, 1536, 1),
+    (Index::Brute, 784, 16_400, 16, 1),
+    (Index::Kd, 784, 16_400, 16, 1),
+    (Index::Brute, 784, 16_400, 128, 1),
+    (Index::Kd, 784, 16_400, 128, 1),
+    (Index::Brute, 784, 164_000, 128, 9),
+    (Index::Kd, 784, 164_000, 128, 9),
+];
+
+fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    (0..n * d)
+        .map(|_| {
+            let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+            let u2: f64 = rng.random();
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        })
+        .collect()
+}
+
+enum Built {
+    Brute(BruteForce),
+    Burn(BurnKnn),
+    Kd(KdTree),
+}
+
+impl Built {
+    fn new(index: Index, bank: &MemoryBank) -> Self {
+        match index {
+            Index::Brute => Built::Brute(BruteForce::new(bank.clone())),
+            Index::Burn => Built::Burn(BurnKnn::on_device(bank, &Device::flex())),
+            Index::Kd => Built::Kd(KdTree::build(bank).expect("kd-tree")),
+        }
+    }
+    fn search(&self, q: &[f32], nq: usize, k: usize) -> f32 {
+        let r = match self {
+            Built::Brute(i) => i.search(q, nq, k),
+            Built::Burn(i) => i.search(q, nq, k),
+            Built::Kd(i) => i.search(q, nq, k),
+        }
+        .expect("search");
+        r.distances[0]
+    }
+}
+
+fn label(row: &Row) -> String {
+    let &(index, nq, n, d, k) = row;
+    format!("{index:?}/q{nq}-n{n}-d{d}-k{k}")
+}
+
+fn rows(quick: bool) -> Vec<Row> {
+    BRUTE
+        .iter()
+        .chain(OTHER)
+        .copied()
+        .filter(|r| !quick || (r.1 == 784 && r.2 <= 16_400))
+        .collect()
+}
+
+fn main() {
+    let quick = std::env::var_os("AD_BENCH_QUICK").is_some();
+    let rows = rows(quick);
+    let filter = std::env::var("AD_BENCH_FILTER").ok();
+    {
+        let runs_default: usize = std::env::var("AD_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        for row in &rows {
+            let name = label(row);
+            if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+                continue;
+            }
+            let &(index, nq, n, d, k) = row;
+            let gflop = 2.0 * (nq * n * d) as f64 / 1e9;
+            if gflop > MAX_GFLOP && std::env::var_os("AD_BENCH_ALL").is_none() {
+                println!("knn ours skipped {name} gflop={gflop:.0}");
+                continue;
+            }
+            // One run for the heavy rows (tens of seconds each), `AD_BENCH_RUNS` (default 3) otherwise.
+            let runs = if gflop > 500.0 { 1 } else { runs_default };
+            let bank = MemoryBank::from_rows(gaussian(n, d, 1), d).expect("bank");
+            let q = gaussian(nq, d, 2);
+            let built = Built::new(index, &bank);
+            built.search(&q[..d], 1, k); // warm-up
+            let mut times: Vec<f64> = (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    std::hint::black_box(built.search(&q, nq, k));
+                    t.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            println!("knn ours {name} median_s={:.5} runs={runs}", times[runs / 2]);
+        }
+        return;
+    }
+}

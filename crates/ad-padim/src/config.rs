@@ -1,0 +1,198 @@
+//! Hyper-parameters: [`PadimConfig`] (serde, with defaults) is checked once by
+//! [`PadimConfig::check`]; the model only ever holds a [`CheckedConfig`].
+
+use ad_backbone::efficientnet::lite_coefficients;
+use ad_backbone::{BackboneConfig, BackboneKind, Weights};
+use ad_core::PreprocessConfig;
+pub use ad_patchcore::MapUpsample;
+use serde::{Deserialize, Serialize};
+
+use crate::PadimError;
+
+/// Default channel-subset size for EfficientNet-Lite backbones (of 176 channels for Lite0's
+/// three taps). Measured on MVTec bottle (docs/results.md, "## PaDiM"): see the crate docs.
+pub const LITE_N_FEATURES: usize = 100;
+
+/// PaDiM's taps for `kind`: `layer1`, `layer2`, `layer3` for the ResNets (the paper,
+/// anomalib); for EfficientNet-Lite the last blocks at strides 4, 8 and 16 (Lite0:
+/// `blocks.2`, `blocks.4`, `blocks.10`, 24 + 40 + 112 = 176 channels).
+pub fn default_taps(kind: BackboneKind) -> Vec<String> {
+    let variant = match kind {
+        BackboneKind::EfficientNetLite0 => 0,
+        BackboneKind::EfficientNetLite1 => 1,
+        BackboneKind::EfficientNetLite2 => 2,
+        BackboneKind::EfficientNetLite3 => 3,
+        BackboneKind::EfficientNetLite4 => 4,
+        _ => return vec!["layer1".into(), "layer2".into(), "layer3".into()],
+    };
+    // Stage 0 (stride 2) has one block, stage 1 (stride 4) ceil(2 * depth) blocks, so the
+    // last stride-4 block is `blocks.ceil(2 * depth)`; strides 8 and 16 as PatchCore's taps.
+    // `Padim::new` checks the resulting strides against the built backbone.
+    let (_, depth, _) = lite_coefficients(variant);
+    let mut taps = vec![format!("blocks.{}", (2.0 * depth).ceil() as usize)];
+    taps.extend(kind.default_taps());
+    taps
+}
+
+/// Default size `d` of the random channel subset: 100 for ResNet-18/34 and 550 for the
+/// (Wide)ResNet-50/101 (the paper and anomalib), [`LITE_N_FEATURES`] for EfficientNet-Lite.
+/// Clamped to the number of tap channels when the model is built.
+pub fn default_n_features(kind: BackboneKind) -> usize {
+    match kind {
+        BackboneKind::ResNet18 | BackboneKind::ResNet34 => 100,
+        BackboneKind::ResNet50
+        | BackboneKind::ResNet101
+        | BackboneKind::WideResNet50_2
+        | BackboneKind::WideResNet101_2 => 550,
+        _ => LITE_N_FEATURES,
+    }
+}
+
+/// PaDiM hyper-parameters (unchecked). Defaults follow anomalib.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PadimConfig {
+    /// Feature extractor.
+    pub backbone: BackboneKind,
+    /// Weight source (`Pretrained` fetches EfficientNet-Lite0's pinned ImageNet weights).
+    pub weights: Weights,
+    /// Backbone taps, finest first; empty = [`default_taps`].
+    pub taps: Vec<String>,
+    /// Image preprocessing (resize 256x256, ImageNet normalisation by default).
+    pub preprocess: PreprocessConfig,
+    /// Size `d` of the random channel subset; `None` = [`default_n_features`] (clamped to the
+    /// available channels). Must not exceed the tap channels when set.
+    pub n_features: Option<usize>,
+    /// Seed of the channel subset (stored with the model).
+    pub seed: u64,
+    /// Ridge added to every covariance diagonal (0.01 in the paper).
+    pub regularization: f64,
+    /// Upsampling of the distance grid to the image (bilinear in anomalib's PaDiM).
+    pub upsample: MapUpsample,
+    /// Standard deviation of the Gaussian blur of the map, in pixels (4); 0 disables it.
+    pub blur_sigma: f32,
+    /// Images per backbone forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for PadimConfig {
+    fn default() -> Self {
+        Self {
+            backbone: BackboneKind::EfficientNetLite0,
+            weights: Weights::Pretrained,
+            taps: Vec::new(),
+            preprocess: PreprocessConfig::default(),
+            n_features: None,
+            seed: 0,
+            regularization: 0.01,
+            upsample: MapUpsample::Bilinear,
+            blur_sigma: 4.0,
+            batch_size: 8,
+        }
+    }
+}
+
+/// A validated configuration (taps resolved); only [`PadimConfig::check`] makes one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedConfig(PadimConfig);
+
+impl std::ops::Deref for CheckedConfig {
+    type Target = PadimConfig;
+    fn deref(&self) -> &PadimConfig {
+        &self.0
+    }
+}
+
+impl PadimConfig {
+    /// Validates every parameter once and resolves default taps.
+    pub fn check(&self) -> Result<CheckedConfig, PadimError> {
+        let bad = |name, reason: String| Err(PadimError::InvalidConfig { name, reason });
+        if !(self.regularization.is_finite() && self.regularization > 0.0) {
+            return bad(
+                "regularization",
+                format!("{} must be finite and positive", self.regularization),
+            );
+        }
+        if self.n_features == Some(0) {
+            return bad("n_features", "must be at least 1 when set".into());
+        }
+        if !(self.blur_sigma.is_finite() && self.blur_sigma >= 0.0 && self.blur_sigma <= 64.0) {
+            return bad("blur_sigma", format!("{} is not in [0, 64]", self.blur_sigma));
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1".into());
+        }
+        ad_core::Preprocessor::new(self.preprocess.clone()).map_err(|e| {
+            PadimError::InvalidConfig {
+                name: "preprocess",
+                reason: e.to_string(),
+            }
+        })?;
+        let mut c = self.clone();
+        if c.taps.is_empty() {
+            c.taps = default_taps(c.backbone);
+        }
+        Ok(CheckedConfig(c))
+    }
+}
+
+impl CheckedConfig {
+    /// The backbone description.
+    pub fn backbone_config(&self) -> BackboneConfig {
+        BackboneConfig::new(self.backbone, self.weights.clone()).with_taps(&self.taps)
+    }
+
+    /// The unchecked form (for serialisation).
+    pub fn as_config(&self) -> &PadimConfig {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_taps_per_backbone() {
+        assert_eq!(
+            default_taps(BackboneKind::EfficientNetLite0),
+            vec!["blocks.2", "blocks.4", "blocks.10"]
+        );
+        assert_eq!(
+            default_taps(BackboneKind::ResNet18),
+            vec!["layer1", "layer2", "layer3"]
+        );
+        assert_eq!(default_n_features(BackboneKind::ResNet18), 100);
+        assert_eq!(default_n_features(BackboneKind::WideResNet50_2), 550);
+        let c = PadimConfig::default().check().unwrap();
+        assert_eq!(c.taps.len(), 3);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let cases: Vec<(&str, PadimConfig)> = vec![
+            ("regularization", PadimConfig { regularization: 0.0, ..Default::default() }),
+            ("regularization", PadimConfig { regularization: f64::NAN, ..Default::default() }),
+            ("n_features", PadimConfig { n_features: Some(0), ..Default::default() }),
+            ("blur_sigma", PadimConfig { blur_sigma: -1.0, ..Default::default() }),
+            ("batch_size", PadimConfig { batch_size: 0, ..Default::default() }),
+        ];
+        for (name, cfg) in cases {
+            match cfg.check() {
+                Err(PadimError::InvalidConfig { name: n, .. }) => assert_eq!(n, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let c = PadimConfig { n_features: Some(50), seed: 3, ..Default::default() };
+        let s = serde_json::to_string(&c).unwrap();
+        let back: PadimConfig = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, c);
+        let partial: PadimConfig = serde_json::from_str(r#"{"seed": 9}"#).unwrap();
+        assert_eq!(partial.seed, 9);
+        assert_eq!(partial.regularization, 0.01);
+    }
+}

@@ -1,0 +1,175 @@
+//! One-file model format: magic, format version, JSON header (configuration, backbone
+//! identity, kept channels, grid, threshold), the Gaussians, and a CRC-32 of everything before.
+//!
+//! ```text
+//! b"ADPADIM\0" | u32 version | u64 header length | header JSON
+//!             | u64 payload length | payload | u32 crc32
+//! payload = means f32 [positions * d] ++ inverse Cholesky factors f32 [positions * d (d + 1) / 2]
+//! ```
+//! All integers and floats little-endian. The backbone weights are not copied into the file:
+//! their identity (kind + SHA-256 of the checkpoint) is, and loading checks that the weights
+//! found now are the same.
+
+use std::path::Path;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::gaussian::{Gaussians, tri_len};
+use crate::model::{Fitted, Padim};
+use crate::{PadimConfig, PadimError};
+
+const MAGIC: &[u8; 8] = b"ADPADIM\0";
+/// Version of the file format written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    config: PadimConfig,
+    backbone: String,
+    channels: Vec<usize>,
+    grid: (usize, usize),
+    image_size: (usize, usize),
+    images: usize,
+    threshold: Option<f32>,
+}
+
+impl Padim {
+    /// Saves the fitted model (Gaussians in f32, as held in memory: reloading gives
+    /// bit-identical scores).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), PadimError> {
+        let path = path.as_ref();
+        let fitted = self.fitted.as_ref().ok_or(PadimError::NotFitted)?;
+        let header = Header {
+            config: self.config.as_config().clone(),
+            backbone: self.backbone.identity().to_string(),
+            channels: self.channels.clone(),
+            grid: fitted.grid,
+            image_size: fitted.image_size,
+            images: fitted.images,
+            threshold: self.threshold,
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| PadimError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: format!("cannot encode header: {e}"),
+        })?;
+        let g = &fitted.gaussians;
+        let payload_len = 4 * (g.means().len() + g.inv_chol().len());
+        let mut out = Vec::with_capacity(32 + json.len() + payload_len);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&(payload_len as u64).to_le_bytes());
+        for v in g.means().iter().chain(g.inv_chol()) {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        std::fs::write(path, out).map_err(|source| PadimError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+
+    /// Loads a model saved by [`Padim::save`], rebuilding its backbone on `device` and checking
+    /// that the weights are the ones it was fitted with.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, PadimError> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|source| PadimError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| PadimError::BadModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (header, payload) = parse(&bytes).map_err(bad)?;
+        let mut model = Padim::new(&header.config, device)?;
+        if model.backbone.identity() != header.backbone {
+            return Err(PadimError::BackboneMismatch {
+                saved: header.backbone,
+                found: model.backbone.identity().to_string(),
+            });
+        }
+        let total: usize = model.backbone.tap_channels().iter().sum();
+        let ch = &header.channels;
+        if ch.is_empty() || ch.windows(2).any(|w| w[0] >= w[1]) || ch.iter().any(|&c| c >= total) {
+            return Err(bad(format!(
+                "channel list of {} entries is not ascending within 0..{total}",
+                ch.len()
+            )));
+        }
+        let (positions, d) = (header.grid.0 * header.grid.1, ch.len());
+        let n_mean = positions * d;
+        let n_inv = positions * tri_len(d);
+        if payload.len() != 4 * (n_mean + n_inv) {
+            return Err(bad(format!(
+                "payload of {} bytes, a {:?} grid with {d} channels needs {}",
+                payload.len(),
+                header.grid,
+                4 * (n_mean + n_inv)
+            )));
+        }
+        let floats: Vec<f32> = payload
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let inv = floats[n_mean..].to_vec();
+        let mut mean = floats;
+        mean.truncate(n_mean);
+        let gaussians = Gaussians::from_parts(positions, d, mean, inv).map_err(|e| bad(e.to_string()))?;
+        model.channels = header.channels;
+        model.threshold = header.threshold;
+        model.fitted = Some(Fitted {
+            gaussians,
+            grid: header.grid,
+            image_size: header.image_size,
+            images: header.images,
+        });
+        Ok(model)
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
+    if bytes.len() < 8 + 4 + 8 + 8 + 4 {
+        return Err(format!("{} bytes is too short", bytes.len()));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err("wrong magic bytes (not a PaDiM model)".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    let version = u32::from_le_bytes([body[8], body[9], body[10], body[11]]);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this build reads version {FORMAT_VERSION}"
+        ));
+    }
+    if crc32fast::hash(body) != stored {
+        return Err("checksum mismatch (file corrupt or truncated)".into());
+    }
+    let mut pos: usize = 12;
+    let mut take = |n: usize| -> Result<&[u8], String> {
+        let end = pos
+            .checked_add(n)
+            .filter(|&e| e <= body.len())
+            .ok_or_else(|| "section lengths exceed the file".to_string())?;
+        let s = &body[pos..end];
+        pos = end;
+        Ok(s)
+    };
+    let len_of = |b: &[u8]| -> Result<usize, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        usize::try_from(u64::from_le_bytes(a)).map_err(|_| "section too large".to_string())
+    };
+    let hlen = len_of(take(8)?)?;
+    let header: Header = serde_json::from_slice(take(hlen)?).map_err(|e| format!("header: {e}"))?;
+    let plen = len_of(take(8)?)?;
+    let payload = take(plen)?;
+    if pos != body.len() {
+        return Err("trailing bytes after the Gaussians".into());
+    }
+    Ok((header, payload))
+}

@@ -1,0 +1,297 @@
+//! The PaDiM detector: per-position Gaussians fitted on good images, Mahalanobis maps.
+
+use std::time::Instant;
+
+use ad_backbone::Backbone;
+use ad_core::{
+    AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, RgbImage,
+};
+use ad_patchcore::anomaly_map::{gaussian_blur, upsample};
+use burn::tensor::{Device, Tensor};
+use rayon::prelude::*;
+
+use crate::config::{CheckedConfig, PadimConfig, default_n_features, default_taps};
+use crate::embedding::{TapMap, channel_subset, gather_embedding};
+use crate::gaussian::{GaussianAccumulator, Gaussians};
+use crate::PadimError;
+
+/// What fitting produced.
+#[derive(Clone, Debug)]
+pub(crate) struct Fitted {
+    pub(crate) gaussians: Gaussians,
+    /// Grid `(h, w)` of the first tap.
+    pub(crate) grid: (usize, usize),
+    /// Preprocessed image size `(h, w)` the model was fitted on.
+    pub(crate) image_size: (usize, usize),
+    /// Training images.
+    pub(crate) images: usize,
+}
+
+/// PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework for Anomaly
+/// Detection and Localization", ICPR 2020 workshops).
+///
+/// ```no_run
+/// use ad_core::{Detector, RgbImage};
+/// use ad_padim::{Padim, PadimConfig};
+/// use burn::tensor::Device;
+///
+/// let mut model = Padim::new(&PadimConfig::default(), &Device::default())?;
+/// let good: Vec<RgbImage> = vec![/* decoded good parts */];
+/// model.fit_images(&good)?;
+/// # let image = RgbImage::from_fn(256, 256, |_, _| [0, 0, 0]);
+/// let prediction = model.predict_image(&image)?;
+/// println!("score {}", prediction.score);
+/// model.save("bottle.padim")?;
+/// # Ok::<(), ad_padim::PadimError>(())
+/// ```
+#[derive(Debug)]
+pub struct Padim {
+    pub(crate) config: CheckedConfig,
+    pub(crate) device: Device,
+    pub(crate) backbone: Backbone,
+    pub(crate) preprocessor: Preprocessor,
+    pub(crate) channels: Vec<usize>,
+    pub(crate) fitted: Option<Fitted>,
+    pub(crate) threshold: Option<f32>,
+}
+
+fn read_tap(t: Tensor<4>) -> Result<TapMap, PadimError> {
+    let [batch, channels, height, width] = t.dims();
+    let data = t
+        .try_into_data()
+        .map_err(|e| PadimError::Device(format!("{e:?}")))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| PadimError::Device(format!("{e:?}")))?;
+    Ok(TapMap { data, batch, channels, height, width })
+}
+
+impl Padim {
+    /// Validates the configuration, builds the backbone on `device` (fetching pretrained
+    /// weights if needed) and draws the channel subset from the configured seed.
+    pub fn new(config: &PadimConfig, device: &Device) -> Result<Self, PadimError> {
+        let config = config.check()?;
+        let backbone = config.backbone_config().init(device)?;
+        if config.taps == default_taps(config.backbone) {
+            let strides = backbone.tap_strides();
+            if strides != [4, 8, 16] {
+                return Err(PadimError::InvalidConfig {
+                    name: "taps",
+                    reason: format!("default taps {:?} have strides {strides:?}, expected [4, 8, 16]", config.taps),
+                });
+            }
+        }
+        let total: usize = backbone.tap_channels().iter().sum();
+        let d = match config.n_features {
+            Some(d) if d > total => {
+                return Err(PadimError::InvalidConfig {
+                    name: "n_features",
+                    reason: format!("{d} exceeds the {total} channels of taps {:?}", config.taps),
+                });
+            }
+            Some(d) => d,
+            None => default_n_features(config.backbone).min(total),
+        };
+        let channels = channel_subset(total, d, config.seed);
+        let preprocessor = Preprocessor::new(config.preprocess.clone())?;
+        Ok(Self {
+            config,
+            device: device.clone(),
+            backbone,
+            preprocessor,
+            channels,
+            fitted: None,
+            threshold: None,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &PadimConfig {
+        self.config.as_config()
+    }
+
+    /// The preprocessing images must go through before [`Detector::predict`].
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    /// The feature extractor.
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
+    }
+
+    /// The device the backbone runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Kept channels: indices into the concatenated tap channels, ascending.
+    pub fn channels(&self) -> &[usize] {
+        &self.channels
+    }
+
+    /// The fitted Gaussians, once fitted.
+    pub fn gaussians(&self) -> Option<&Gaussians> {
+        self.fitted.as_ref().map(|f| &f.gaussians)
+    }
+
+    /// Feature grid `(h, w)`, once fitted.
+    pub fn feature_grid(&self) -> Option<(usize, usize)> {
+        self.fitted.as_ref().map(|f| f.grid)
+    }
+
+    /// The image-score threshold used to label predictions, if one was set.
+    pub fn threshold(&self) -> Option<f32> {
+        self.threshold
+    }
+
+    /// Sets (or clears) the image-score threshold (learn it with `ad-metrics`).
+    pub fn set_threshold(&mut self, threshold: Option<f32>) {
+        self.threshold = threshold;
+    }
+
+    /// Embeddings of a batch: `([positions][batch][d], (h, w))`, checked finite.
+    pub fn embed(&self, batch: &ImageBatch) -> Result<(Vec<f32>, (usize, usize)), PadimError> {
+        let x = batch.to_tensor(&self.device); // [b, 3, H, W]
+        let taps = self
+            .backbone
+            .forward(x)
+            .into_iter()
+            .map(read_tap)
+            .collect::<Result<Vec<_>, _>>()?;
+        let (emb, grid) = gather_embedding(&taps, &self.channels);
+        if let Some(i) = emb.iter().position(|v| !v.is_finite()) {
+            let d = self.channels.len();
+            return Err(PadimError::NonFiniteFeature {
+                image: (i / d) % batch.len().max(1),
+                channel: i % d,
+                value: emb[i],
+            });
+        }
+        Ok((emb, grid))
+    }
+
+    fn check_batch(&self, batch: &ImageBatch) -> Result<(), PadimError> {
+        if let Some(f) = &self.fitted
+            && (batch.height(), batch.width()) != f.image_size
+        {
+            return Err(PadimError::BatchShape {
+                got: batch.shape(),
+                expected: format!("[_, 3, {}, {}]", f.image_size.0, f.image_size.1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fits on decoded images (preprocessed here, in batches of `batch_size`).
+    pub fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, PadimError> {
+        let pre = self.preprocessor.clone();
+        let bs = self.config.batch_size;
+        let batches = images.chunks(bs).map(move |c| pre.batch(c));
+        Detector::fit(self, batches)
+    }
+
+    /// Scores one decoded image.
+    pub fn predict_image(&self, image: &RgbImage) -> Result<Prediction, PadimError> {
+        let batch = self.preprocessor.batch(std::slice::from_ref(image))?;
+        let mut p = self.predict(&batch)?;
+        p.pop().ok_or(PadimError::NotFitted)
+    }
+
+    /// Mahalanobis distance of every grid position: `([batch][h * w], (h, w))`.
+    pub fn distance_grid(&self, batch: &ImageBatch) -> Result<(Vec<f32>, (usize, usize)), PadimError> {
+        let fitted = self.fitted.as_ref().ok_or(PadimError::NotFitted)?;
+        self.check_batch(batch)?;
+        let (emb, grid) = self.embed(batch)?;
+        if grid != fitted.grid {
+            return Err(PadimError::BatchShape {
+                got: batch.shape(),
+                expected: format!("a feature grid of {:?}, got {grid:?}", fitted.grid),
+            });
+        }
+        Ok((fitted.gaussians.mahalanobis(&emb, batch.len()), grid))
+    }
+}
+
+impl Detector for Padim {
+    type Error = PadimError;
+
+    fn name(&self) -> &'static str {
+        "padim"
+    }
+
+    fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, PadimError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let t0 = Instant::now();
+        let mut extract = std::time::Duration::ZERO;
+        let mut state: Option<(GaussianAccumulator, (usize, usize), (usize, usize))> = None;
+        for batch in batches {
+            let batch = batch.map_err(|e| PadimError::Input(e.into()))?;
+            if batch.is_empty() {
+                continue;
+            }
+            let size = (batch.height(), batch.width());
+            let te = Instant::now();
+            let (emb, grid) = self.embed(&batch)?;
+            extract += te.elapsed();
+            let (acc, g, s) = state.get_or_insert_with(|| {
+                (GaussianAccumulator::new(grid.0 * grid.1, self.channels.len()), grid, size)
+            });
+            if *s != size || *g != grid {
+                return Err(PadimError::BatchShape {
+                    got: batch.shape(),
+                    expected: format!("[_, 3, {}, {}] like the first batch", s.0, s.1),
+                });
+            }
+            acc.add(&emb, batch.len());
+            log::debug!("fit: {} images", acc.count());
+        }
+        let Some((acc, grid, image_size)) = state else {
+            return Err(PadimError::NoTrainingImages);
+        };
+        let t1 = Instant::now();
+        let gaussians = acc.finish(self.config.regularization)?;
+        let build = t1.elapsed();
+        let images = acc.count();
+        log::info!(
+            "PaDiM: {images} images, {} positions x {} channels, Gaussians in {:.2} s",
+            acc.positions(),
+            acc.dim(),
+            build.as_secs_f64()
+        );
+        self.fitted = Some(Fitted { gaussians, grid, image_size, images });
+        Ok(FitSummary {
+            images,
+            features: images * grid.0 * grid.1,
+            memory_rows: grid.0 * grid.1,
+            extract_time: extract,
+            build_time: t0.elapsed().saturating_sub(extract),
+        })
+    }
+
+    fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, PadimError> {
+        let (dist, grid) = self.distance_grid(batch)?;
+        let (h, w) = (batch.height(), batch.width());
+        let per = grid.0 * grid.1;
+        let mode = self.config.upsample;
+        let sigma = self.config.blur_sigma;
+        let maps: Vec<Vec<f32>> = dist
+            .par_chunks(per)
+            .map(|g| gaussian_blur(&upsample(g, grid, (h, w), mode), (h, w), sigma))
+            .collect();
+        maps.into_iter()
+            .map(|m| {
+                let map = AnomalyMap::new(w, h, m)?;
+                let score = map.max();
+                Ok(Prediction {
+                    score,
+                    map,
+                    is_anomalous: self.threshold.map(|t| score >= t),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,207 @@
+//! PatchCore end to end on the small generated category with deterministic backbone weights
+//! (no download): fit, predict, save -> load bit-identity, and every failure as a typed error.
+
+use std::path::Path;
+
+use ad_backbone::{BackboneKind, Weights};
+use ad_core::{BoxError, Detector, ImageBatch, PreprocessConfig};
+use ad_memory_bank::Storage;
+use ad_mvtec::{BatchLoader, MvtecCategory, SyntheticConfig};
+use ad_patchcore::{CoresetKind, MapUpsample, PatchCore, PatchcoreConfig, PatchcoreError};
+use burn::tensor::Device;
+
+fn config(seed: u64) -> PatchcoreConfig {
+    PatchcoreConfig {
+        backbone: BackboneKind::EfficientNetLite0,
+        weights: Weights::Random { seed },
+        preprocess: PreprocessConfig::default().with_size(64, 64),
+        coreset_ratio: 0.25,
+        num_neighbors: 3,
+        batch_size: 4,
+        ..PatchcoreConfig::default()
+    }
+}
+
+fn category(root: &Path) -> MvtecCategory {
+    let cfg = SyntheticConfig::small();
+    cfg.generate(root).unwrap();
+    MvtecCategory::open(root, &cfg.name).unwrap()
+}
+
+fn batches(model: &PatchCore, cat: &MvtecCategory, test: bool) -> Vec<ImageBatch> {
+    let samples = if test { &cat.splits.test } else { &cat.splits.train };
+    BatchLoader::new(samples, model.preprocessor().clone(), 4)
+        .map(|b| b.unwrap().images)
+        .collect()
+}
+
+fn fitted(root: &Path, cfg: &PatchcoreConfig) -> (PatchCore, MvtecCategory) {
+    let cat = category(root);
+    let mut model = PatchCore::new(cfg, &Device::default()).unwrap();
+    let train = batches(&model, &cat, false);
+    let summary = model.fit(train.into_iter().map(Ok::<_, BoxError>)).unwrap();
+    assert_eq!(summary.images, cat.splits.train.len());
+    // Lite0 blocks.4 is at stride 8: 8x8 patches per 64x64 image.
+    assert_eq!(summary.features, cat.splits.train.len() * 64);
+    assert_eq!(
+        summary.memory_rows,
+        (summary.features as f64 * cfg.coreset_ratio) as usize
+    );
+    (model, cat)
+}
+
+#[test]
+fn fit_predict_and_save_load_are_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut model, cat) = fitted(tmp.path(), &config(1));
+    assert_eq!(model.feature_grid(), Some((8, 8)));
+    assert_eq!(model.memory_bank().unwrap().dim(), 40 + 112);
+    model.set_threshold(Some(1.5));
+    let test = batches(&model, &cat, true);
+    let before: Vec<_> = test.iter().flat_map(|b| model.predict(b).unwrap()).collect();
+    assert_eq!(before.len(), cat.splits.test.len());
+    for p in &before {
+        assert_eq!((p.map.width(), p.map.height()), (64, 64));
+        assert!(p.score.is_finite() && p.score >= 0.0);
+        assert!(p.map.as_slice().iter().all(|v| v.is_finite() && *v >= 0.0));
+        assert_eq!(p.is_anomalous, Some(p.score >= 1.5));
+    }
+    let path = tmp.path().join("m.patchcore");
+    model.save(&path).unwrap();
+    let loaded = PatchCore::load(&path, &Device::default()).unwrap();
+    assert_eq!(loaded.threshold(), Some(1.5));
+    assert_eq!(loaded.config(), model.config());
+    let after: Vec<_> = test.iter().flat_map(|b| loaded.predict(b).unwrap()).collect();
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a.score.to_bits(), b.score.to_bits());
+        assert!(a.map.as_slice().iter().zip(b.map.as_slice()).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+    // Half-precision storage: half the bank bytes, nearly the same scores.
+    let half = tmp.path().join("m16.patchcore");
+    model.save_with(&half, Storage::F16).unwrap();
+    assert!(std::fs::metadata(&half).unwrap().len() < std::fs::metadata(&path).unwrap().len());
+    let loaded16 = PatchCore::load(&half, &Device::default()).unwrap();
+    let p16 = loaded16.predict(&test[0]).unwrap();
+    for (a, b) in before.iter().zip(&p16) {
+        assert!((a.score - b.score).abs() <= 1e-2 * a.score.max(1.0), "{} vs {}", a.score, b.score);
+    }
+}
+
+#[test]
+fn single_image_api_and_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PatchcoreConfig {
+        num_neighbors: 1,
+        upsample: MapUpsample::Bilinear,
+        blur_sigma: 0.0,
+        coreset: CoresetKind::Random,
+        target_dim: Some(64),
+        ..config(2)
+    };
+    let (model, cat) = fitted(tmp.path(), &cfg);
+    assert_eq!(model.memory_bank().unwrap().dim(), 64);
+    let image = ad_mvtec::decode::load_rgb(&cat.splits.test[0].path).unwrap();
+    let p = model.predict_image(&image).unwrap();
+    // With one neighbour and no blur, the image score is exactly the largest patch score,
+    // and bilinear upsampling cannot exceed the grid's maximum.
+    let max = p.map.max();
+    assert!(max <= p.score + 1e-5, "{max} > {}", p.score);
+    let ps = model.patch_scores(&model.preprocessor().batch(&[image]).unwrap()).unwrap();
+    let grid_max = ps.scores.iter().cloned().fold(0.0, f32::max);
+    assert_eq!(grid_max, ps.image_scores[0]);
+    assert_eq!(p.is_anomalous, None);
+}
+
+#[test]
+fn training_patches_score_zero_at_full_coreset() {
+    // With the whole training set as memory bank, every training patch is its own nearest
+    // neighbour: patch scores are (numerically) zero.
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PatchcoreConfig { coreset_ratio: 1.0, ..config(3) };
+    let (model, cat) = fitted(tmp.path(), &cfg);
+    let train = batches(&model, &cat, false);
+    let ps = model.patch_scores(&train[0]).unwrap();
+    assert!(ps.scores.iter().all(|&s| s < 1e-2), "max {}", ps.scores.iter().cloned().fold(0.0, f32::max));
+}
+
+#[test]
+fn misuse_is_a_typed_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = PatchCore::new(&config(4), &Device::default()).unwrap();
+    let cat = category(tmp.path());
+    let test = batches(&model, &cat, true);
+    assert!(matches!(model.predict(&test[0]), Err(PatchcoreError::NotFitted)));
+    assert!(matches!(model.save(tmp.path().join("x")), Err(PatchcoreError::NotFitted)));
+
+    let mut model = PatchCore::new(&config(4), &Device::default()).unwrap();
+    let none: Vec<Result<ImageBatch, BoxError>> = Vec::new();
+    assert!(matches!(model.fit(none), Err(PatchcoreError::NoTrainingImages)));
+    let failing = vec![Err::<ImageBatch, BoxError>("disk on fire".into())];
+    match model.fit(failing) {
+        Err(PatchcoreError::Input(e)) => assert!(e.to_string().contains("disk on fire")),
+        other => panic!("{other:?}"),
+    }
+    // Batches of two sizes in one fit.
+    let other_pre = ad_core::Preprocessor::new(PreprocessConfig::default().with_size(32, 32)).unwrap();
+    let img = ad_mvtec::decode::load_rgb(&cat.splits.train[0].path).unwrap();
+    let mixed = vec![
+        Ok::<_, BoxError>(model.preprocessor().batch(std::slice::from_ref(&img)).unwrap()),
+        Ok(other_pre.batch(std::slice::from_ref(&img)).unwrap()),
+    ];
+    assert!(matches!(model.fit(mixed), Err(PatchcoreError::BatchShape { .. })));
+    // Predicting on another image size than the fit.
+    let (fitted, _) = fitted(&tmp.path().join("b"), &config(4));
+    let small = other_pre.batch(&[img]).unwrap();
+    assert!(matches!(fitted.predict(&small), Err(PatchcoreError::BatchShape { .. })));
+}
+
+#[test]
+fn corrupt_model_files_are_typed_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, _) = fitted(tmp.path(), &config(5));
+    let path = tmp.path().join("m.patchcore");
+    model.save(&path).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    let dev = Device::default();
+    let bad_file = |name: &str, bytes: &[u8]| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        PatchCore::load(&p, &dev).unwrap_err()
+    };
+    let is_bad = |e: &PatchcoreError, what: &str| match e {
+        PatchcoreError::BadModelFile { reason, .. } => assert!(reason.contains(what), "{reason}"),
+        other => panic!("{other:?}"),
+    };
+    is_bad(&bad_file("empty", &[]), "too short");
+    is_bad(&bad_file("truncated", &good[..good.len() / 2]), "checksum");
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x40;
+    is_bad(&bad_file("flipped", &flipped), "checksum");
+    let mut magic = good.clone();
+    magic[0] = b'X';
+    is_bad(&bad_file("magic", &magic), "magic");
+    let mut version = good.clone();
+    version[8] = 99;
+    is_bad(&bad_file("version", &version), "version");
+    assert!(matches!(
+        PatchCore::load(tmp.path().join("missing"), &dev),
+        Err(PatchcoreError::Io { .. })
+    ));
+
+    // A model whose header names other backbone weights than those available now.
+    let hlen = u64::from_le_bytes(good[12..20].try_into().unwrap()) as usize;
+    let header = std::str::from_utf8(&good[20..20 + hlen]).unwrap();
+    let forged = header.replace("formula-seed=5", "formula-seed=6");
+    assert_ne!(forged, header);
+    assert_eq!(forged.len(), header.len());
+    let mut body = good[..good.len() - 4].to_vec();
+    body[20..20 + hlen].copy_from_slice(forged.as_bytes());
+    let crc = crc32fast::hash(&body);
+    body.extend_from_slice(&crc.to_le_bytes());
+    match bad_file("mismatch", &body) {
+        PatchcoreError::BackboneMismatch { saved, found } => {
+            assert!(saved.contains("seed=6") && found.contains("seed=5"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
