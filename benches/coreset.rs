@@ -17,7 +17,9 @@
 
 use std::time::{Duration, Instant};
 
-use ad_memory_bank::{CoresetAlgorithm, CoresetParams, CoresetSampler, CoresetSize, ProjectionKind, StartPoint};
+use ad_memory_bank::{
+    CoresetAlgorithm, CoresetParams, CoresetSampler, CoresetSize, ProjectionKind, StartPoint,
+};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -74,8 +76,12 @@ fn patch_like(n: usize, d: usize, seed: u64) -> Vec<f32> {
     const LATENT: usize = 24;
     const BLOBS: usize = 2000;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let centres: Vec<f32> = (0..BLOBS * LATENT).map(|_| 3.0 * normal(&mut rng)).collect();
-    let basis: Vec<f32> = (0..LATENT * d).map(|_| normal(&mut rng) / (LATENT as f32).sqrt()).collect();
+    let centres: Vec<f32> = (0..BLOBS * LATENT)
+        .map(|_| 3.0 * normal(&mut rng))
+        .collect();
+    let basis: Vec<f32> = (0..LATENT * d)
+        .map(|_| normal(&mut rng) / (LATENT as f32).sqrt())
+        .collect();
     let mut out = vec![0.0f32; n * d];
     let mut z = [0.0f32; LATENT];
     for row in out.chunks_exact_mut(d) {
@@ -118,14 +124,19 @@ fn sampler(row: &Row) -> CoresetSampler {
 fn real(n: usize, d: usize) -> Option<(usize, Vec<f32>)> {
     let path = std::env::var_os("AD_BENCH_FEATURES")?;
     let bytes = std::fs::read(&path).ok()?;
-    let all: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let all: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let n = n.min(all.len() / 152);
     let x = &all[..n * 152];
     if d == 152 {
         return Some((n, x.to_vec()));
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
-    let lift: Vec<f32> = (0..152 * d).map(|_| normal(&mut rng) / (152f32).sqrt()).collect();
+    let lift: Vec<f32> = (0..152 * d)
+        .map(|_| normal(&mut rng) / (152f32).sqrt())
+        .collect();
     let mut out = vec![0.0f32; n * d];
     for (src, dst) in x.chunks_exact(152).zip(out.chunks_exact_mut(d)) {
         for (l, &v) in src.iter().enumerate() {
@@ -187,9 +198,11 @@ fn main() {
         let (n, x, source) = data(row);
         let s = sampler(row);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("select", label(row, n, source)), &x, |b, x| {
-            b.iter(|| s.select(x, n, row.1).expect("selection"))
-        });
+        group.bench_with_input(
+            BenchmarkId::new("select", label(row, n, source)),
+            &x,
+            |b, x| b.iter(|| s.select(x, n, row.1).expect("selection")),
+        );
     }
     group.finish();
     c.final_summary();

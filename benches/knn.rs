@@ -133,7 +133,10 @@ fn main() {
     let rows = rows(quick);
     let filter = std::env::var("AD_BENCH_FILTER").ok();
     if std::env::var_os("AD_BENCH_ONESHOT").is_some() {
-        let runs_default: usize = std::env::var("AD_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        let runs_default: usize = std::env::var("AD_BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
         for row in &rows {
             let name = label(row);
             if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
@@ -159,7 +162,10 @@ fn main() {
                 })
                 .collect();
             times.sort_by(f64::total_cmp);
-            println!("knn ours {name} median_s={:.5} runs={runs}", times[runs / 2]);
+            println!(
+                "knn ours {name} median_s={:.5} runs={runs}",
+                times[runs / 2]
+            );
         }
         return;
     }
@@ -175,7 +181,9 @@ fn main() {
         let q = gaussian(nq, d, 2);
         let built = Built::new(index, &bank);
         group.throughput(Throughput::Elements(nq as u64));
-        group.bench_with_input(BenchmarkId::new("search", label(row)), &q, |b, q| b.iter(|| built.search(q, nq, k)));
+        group.bench_with_input(BenchmarkId::new("search", label(row)), &q, |b, q| {
+            b.iter(|| built.search(q, nq, k))
+        });
     }
     group.finish();
     c.final_summary();

@@ -134,7 +134,10 @@ fn main() {
     let rows = rows(quick);
     let filter = std::env::var("AD_BENCH_FILTER").ok();
     {
-        let runs_default: usize = std::env::var("AD_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+        let runs_default: usize = std::env::var("AD_BENCH_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
         for row in &rows {
             let name = label(row);
             if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
@@ -160,7 +163,10 @@ fn main() {
                 })
                 .collect();
             times.sort_by(f64::total_cmp);
-            println!("knn ours {name} median_s={:.5} runs={runs}", times[runs / 2]);
+            println!(
+                "knn ours {name} median_s={:.5} runs={runs}",
+                times[runs / 2]
+            );
         }
         return;
     }

@@ -24,12 +24,18 @@ pub struct BurnKnn {
 }
 
 fn read_f32(t: Tensor<2>) -> Result<Vec<f32>> {
-    let data = t.try_into_data().map_err(|e| MemoryBankError::Burn(format!("{e:?}")))?;
-    data.convert::<f32>().try_into_vec::<f32>().map_err(|e| MemoryBankError::Burn(format!("{e:?}")))
+    let data = t
+        .try_into_data()
+        .map_err(|e| MemoryBankError::Burn(format!("{e:?}")))?;
+    data.convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| MemoryBankError::Burn(format!("{e:?}")))
 }
 
 fn read_i64(t: Tensor<2, Int>) -> Result<Vec<i64>> {
-    let data = t.try_into_data().map_err(|e| MemoryBankError::Burn(format!("{e:?}")))?;
+    let data = t
+        .try_into_data()
+        .map_err(|e| MemoryBankError::Burn(format!("{e:?}")))?;
     Ok(data.iter::<i64>().collect())
 }
 
@@ -37,10 +43,15 @@ impl BurnKnn {
     /// Uploads the bank (and its squared norms) to `device`.
     pub fn on_device(bank: &MemoryBank, device: &Device) -> Self {
         let (len, dim) = (bank.len(), bank.dim());
-        let norms: Vec<f32> = (0..len).map(|i| bank.row(i).iter().map(|v| v * v).sum()).collect();
+        let norms: Vec<f32> = (0..len)
+            .map(|i| bank.row(i).iter().map(|v| v * v).sum())
+            .collect();
         Self {
             device: device.clone(),
-            bank: Tensor::from_data(TensorData::new(bank.as_slice().to_vec(), [len, dim]), device),
+            bank: Tensor::from_data(
+                TensorData::new(bank.as_slice().to_vec(), [len, dim]),
+                device,
+            ),
             norms: Tensor::from_data(TensorData::new(norms, [1, len]), device),
             len,
             dim,
@@ -53,7 +64,11 @@ impl BurnKnn {
     pub fn with_blocks(mut self, block_q: usize, block_m: usize) -> Result<Self> {
         for (name, v) in [("block_q", block_q), ("block_m", block_m)] {
             if v == 0 {
-                return Err(MemoryBankError::InvalidParameter { name, value: "0".into(), reason: "must be at least 1" });
+                return Err(MemoryBankError::InvalidParameter {
+                    name,
+                    value: "0".into(),
+                    reason: "must be at least 1",
+                });
             }
         }
         self.block_q = block_q;
@@ -82,7 +97,10 @@ impl KnnIndex for BurnKnn {
         while q0 < nq {
             let q1 = (q0 + self.block_q).min(nq);
             let bq = q1 - q0;
-            let qt: Tensor<2> = Tensor::from_data(TensorData::new(queries[q0 * d..q1 * d].to_vec(), [bq, d]), &self.device);
+            let qt: Tensor<2> = Tensor::from_data(
+                TensorData::new(queries[q0 * d..q1 * d].to_vec(), [bq, d]),
+                &self.device,
+            );
             // Host-side merge buffers: ascending (value, index) per query.
             let mut cd = vec![f32::INFINITY; bq * k];
             let mut ci = vec![u32::MAX; bq * k];
@@ -97,7 +115,11 @@ impl KnnIndex for BurnKnn {
                 let kb = k.min(bm);
                 let mut vals = Vec::with_capacity(kb);
                 let mut ids = Vec::with_capacity(kb);
-                let iota = (kb > 1).then(|| Tensor::<1, Int>::arange(0..bm as i64, &self.device).reshape([1, bm]).expand([bq, bm]));
+                let iota = (kb > 1).then(|| {
+                    Tensor::<1, Int>::arange(0..bm as i64, &self.device)
+                        .reshape([1, bm])
+                        .expand([bq, bm])
+                });
                 for round in 0..kb {
                     let (mv, mi) = v.clone().min_dim_with_indices(1); // [bq, 1]
                     if round + 1 < kb {
@@ -118,7 +140,9 @@ impl KnnIndex for BurnKnn {
                         let (val, id) = (vals[r * kb + j], (ids[r * kb + j] as usize + m0) as u32);
                         if val < ds[k - 1] || (val == ds[k - 1] && id < is[k - 1]) {
                             let mut pos = k - 1;
-                            while pos > 0 && (ds[pos - 1] > val || (ds[pos - 1] == val && is[pos - 1] > id)) {
+                            while pos > 0
+                                && (ds[pos - 1] > val || (ds[pos - 1] == val && is[pos - 1] > id))
+                            {
                                 ds[pos] = ds[pos - 1];
                                 is[pos] = is[pos - 1];
                                 pos -= 1;
@@ -140,7 +164,11 @@ impl KnnIndex for BurnKnn {
             }
             q0 = q1;
         }
-        Ok(KnnResult { distances, indices, k })
+        Ok(KnnResult {
+            distances,
+            indices,
+            k,
+        })
     }
 
     fn len(&self) -> usize {
@@ -165,7 +193,9 @@ mod tests {
             let bank = MemoryBank::from_rows(random(n, d, n as u64 + 1), d).unwrap();
             let q = random(nq, d, 3);
             // Small blocks so that several query and bank blocks (odd remainders) are exercised.
-            let idx = BurnKnn::on_device(&bank, &device).with_blocks(32, 200).unwrap();
+            let idx = BurnKnn::on_device(&bank, &device)
+                .with_blocks(32, 200)
+                .unwrap();
             for k in [1usize, 9] {
                 if k > n {
                     assert!(idx.search(&q, nq, k).is_err());

@@ -184,18 +184,32 @@ impl CoresetSampler {
     }
 
     /// Selects with an explicit projection matrix instead of the configured projection.
-    pub fn select_with_matrix(&self, features: &[f32], n: usize, matrix: &ProjectionMatrix) -> Result<CoresetSelection> {
+    pub fn select_with_matrix(
+        &self,
+        features: &[f32],
+        n: usize,
+        matrix: &ProjectionMatrix,
+    ) -> Result<CoresetSelection> {
         let projected = matrix.project(features, n)?;
         self.select_projected(&projected, n, matrix.out_dim())
     }
 
     /// Selects from features that are already projected (`n x d` row-major); no projection applied.
-    pub fn select_projected(&self, projected: &[f32], n: usize, d: usize) -> Result<CoresetSelection> {
+    pub fn select_projected(
+        &self,
+        projected: &[f32],
+        n: usize,
+        d: usize,
+    ) -> Result<CoresetSelection> {
         check_matrix("projected features", projected, n, d)?;
         let count = self.target_count(n)?;
         let start = match self.params.start {
             StartPoint::Index(i) if i >= n => {
-                return Err(MemoryBankError::IndexOutOfRange { what: "start point", index: i, len: n });
+                return Err(MemoryBankError::IndexOutOfRange {
+                    what: "start point",
+                    index: i,
+                    len: n,
+                });
             }
             StartPoint::Index(i) => i,
             StartPoint::Random => start_rng(self.params.seed).random_range(0..n),
@@ -207,7 +221,11 @@ impl CoresetSampler {
                 let mut rng = start_rng(self.params.seed);
                 let indices: Vec<usize> = rand::seq::index::sample(&mut rng, n, count).into_vec();
                 let coverage_radius = coverage_radius(projected, n, d, &indices)?;
-                CoresetSelection { indices, coverage_radius, distance_evaluations: 0 }
+                CoresetSelection {
+                    indices,
+                    coverage_radius,
+                    distance_evaluations: 0,
+                }
             }
         })
     }
@@ -226,7 +244,11 @@ pub fn coverage_radius(points: &[f32], n: usize, d: usize, selected: &[usize]) -
         return Err(MemoryBankError::Empty("selected"));
     }
     if let Some(&i) = selected.iter().find(|&&i| i >= n) {
-        return Err(MemoryBankError::IndexOutOfRange { what: "selected", index: i, len: n });
+        return Err(MemoryBankError::IndexOutOfRange {
+            what: "selected",
+            index: i,
+            len: n,
+        });
     }
     let mut state = FastState::new(points, n, d, selected[0]);
     for &c in &selected[1..] {
@@ -240,9 +262,12 @@ const ROW_BLOCK: usize = 2048;
 
 fn full_update(points: &[f32], d: usize, c: usize, mind2: &mut [f32]) {
     let centre = &points[c * d..(c + 1) * d];
-    mind2.par_chunks_mut(ROW_BLOCK).zip(points.par_chunks(ROW_BLOCK * d)).for_each(|(m, rows)| {
-        simd::min_update(rows, d, centre, m);
-    });
+    mind2
+        .par_chunks_mut(ROW_BLOCK)
+        .zip(points.par_chunks(ROW_BLOCK * d))
+        .for_each(|(m, rows)| {
+            simd::min_update(rows, d, centre, m);
+        });
 }
 
 /// First index of the maximum (torch.max semantics for finite values).
@@ -259,7 +284,13 @@ fn first_argmax(v: &[f32]) -> usize {
 }
 
 /// anomalib's `KCenterGreedy.select_coreset_idxs` on projected features, written plainly.
-fn greedy_reference(points: &[f32], n: usize, d: usize, count: usize, start: usize) -> CoresetSelection {
+fn greedy_reference(
+    points: &[f32],
+    n: usize,
+    d: usize,
+    count: usize,
+    start: usize,
+) -> CoresetSelection {
     let mut mind2 = vec![f32::INFINITY; n];
     let mut indices = Vec::with_capacity(count);
     indices.push(start);
@@ -271,7 +302,11 @@ fn greedy_reference(points: &[f32], n: usize, d: usize, count: usize, start: usi
         full_update(points, d, idx, &mut mind2);
     }
     let coverage_radius = mind2.iter().fold(0.0f32, |a, &b| a.max(b)).sqrt();
-    CoresetSelection { indices, coverage_radius, distance_evaluations: n as u64 * count as u64 }
+    CoresetSelection {
+        indices,
+        coverage_radius,
+        distance_evaluations: n as u64 * count as u64,
+    }
 }
 
 /// Safety factor of the pruning test, see the module documentation.
@@ -295,6 +330,8 @@ struct FastState<'a> {
     garg: Vec<u32>,
     /// Points of each centre slot.
     members: Vec<Vec<u32>>,
+    /// `0..n`, for full passes.
+    all: Vec<u32>,
     /// Largest `mind2` after the last update and the first index attaining it.
     max: (f32, usize),
     /// Point-to-centre distance computations started (for reporting the work saved).
@@ -361,14 +398,20 @@ impl Pca {
             )
         };
         // Subspace iteration: basis <- orth(C basis), starting from a fixed pseudo-random basis.
-        let mut basis: Vec<f64> = (0..PCS * d).map(|i| (i as f64 * 0.618_033_988_75).fract() - 0.5).collect();
+        let mut basis: Vec<f64> = (0..PCS * d)
+            .map(|i| (i as f64 * 0.618_033_988_75).fract() - 0.5)
+            .collect();
         orthonormalise(&mut basis, d);
         let mut next = vec![0.0f64; PCS * d];
         for _ in 0..30 {
             for p in 0..PCS {
                 let b = &basis[p * d..(p + 1) * d];
                 for i in 0..d {
-                    next[p * d + i] = cov[i * d..(i + 1) * d].iter().zip(b).map(|(c, x)| c * x).sum();
+                    next[p * d + i] = cov[i * d..(i + 1) * d]
+                        .iter()
+                        .zip(b)
+                        .map(|(c, x)| c * x)
+                        .sum();
                 }
             }
             std::mem::swap(&mut basis, &mut next);
@@ -382,8 +425,12 @@ impl Pca {
         let d = self.mean.len();
         let mut l1 = 0.0f64;
         for (p, o) in out.iter_mut().enumerate() {
-            let v: f64 =
-                self.basis[p * d..(p + 1) * d].iter().zip(row).zip(&self.mean).map(|((b, &x), m)| b * (x as f64 - m)).sum();
+            let v: f64 = self.basis[p * d..(p + 1) * d]
+                .iter()
+                .zip(row)
+                .zip(&self.mean)
+                .map(|((b, &x), m)| b * (x as f64 - m))
+                .sum();
             *o = v as f32;
             l1 += v.abs();
         }
@@ -416,7 +463,11 @@ fn orthonormalise(basis: &mut [f64], d: usize) {
                     basis[p * d + i] -= dot * basis[q * d + i];
                 }
             }
-            let norm = (0..d).map(|i| basis[p * d + i] * basis[p * d + i]).sum::<f64>().sqrt().max(1e-300);
+            let norm = (0..d)
+                .map(|i| basis[p * d + i] * basis[p * d + i])
+                .sum::<f64>()
+                .sqrt()
+                .max(1e-300);
             for i in 0..d {
                 basis[p * d + i] /= norm;
             }
@@ -440,6 +491,7 @@ impl<'a> FastState<'a> {
             gmax: vec![max.0],
             garg: vec![max.1 as u32],
             members: vec![(0..n as u32).collect()],
+            all: (0..n as u32).collect(),
             max,
             evaluated: n as u64,
             pca,
@@ -499,14 +551,20 @@ impl<'a> FastState<'a> {
                 }
             }
         } else {
-            candidates.extend((0..k as u32).filter(|&a| PRUNE_FACTOR * self.gmax[a as usize] > rc2));
+            candidates
+                .extend((0..k as u32).filter(|&a| PRUNE_FACTOR * self.gmax[a as usize] > rc2));
         }
         let mut cd = vec![0.0f32; candidates.len()];
-        let ids: Vec<u32> = candidates.iter().map(|&a| self.centres[a as usize]).collect();
+        let ids: Vec<u32> = candidates
+            .iter()
+            .map(|&a| self.centres[a as usize])
+            .collect();
         if candidates.len() * d >= 1 << 15 {
-            cd.par_chunks_mut(256).zip(ids.par_chunks(256)).for_each(|(out, ids)| {
-                simd::dists_to_rows(ids, points, d, centre_row, out);
-            });
+            cd.par_chunks_mut(256)
+                .zip(ids.par_chunks(256))
+                .for_each(|(out, ids)| {
+                    simd::dists_to_rows(ids, points, d, centre_row, out);
+                });
         } else {
             simd::dists_to_rows(&ids, points, d, centre_row, &mut cd);
         }
@@ -515,16 +573,56 @@ impl<'a> FastState<'a> {
         }
         self.dcc[k] = 0.0;
         // Tier 3: scan the members of the groups that may hold a point closer to `c`.
-        let groups: Vec<u32> = candidates.into_iter().filter(|&a| self.dcc[a as usize] < PRUNE_FACTOR * self.gmax[a as usize]).collect();
+        let groups: Vec<u32> = candidates
+            .into_iter()
+            .filter(|&a| self.dcc[a as usize] < PRUNE_FACTOR * self.gmax[a as usize])
+            .collect();
         let work: usize = groups.iter().map(|&a| self.members[a as usize].len()).sum();
         let (members, mind2, dcc) = (&self.members, &self.mind2, &self.dcc);
         let scan = |acc: (Vec<(u32, f32)>, u64), a: &u32| {
             let (mut out, mut ev) = acc;
             let a = *a as usize;
-            ev += simd::scan_members(&members[a], points, d, centre_row, mind2, dcc[a], PRUNE_FACTOR, &mut out);
+            ev += simd::scan_members(
+                &members[a],
+                points,
+                d,
+                centre_row,
+                mind2,
+                dcc[a],
+                PRUNE_FACTOR,
+                &mut out,
+            );
             (out, ev)
         };
-        let (moved, evaluated) = if work >= PARALLEL_MIN_POINTS {
+        let (moved, evaluated) = if work > self.mind2.len() / 2 {
+            // Little is pruned (structureless data): one sequential pass over all rows streams
+            // memory better than visiting the groups' scattered members.
+            self.all
+                .par_chunks(ROW_BLOCK)
+                .fold(
+                    || (Vec::new(), 0u64),
+                    |(mut out, ev), ids| {
+                        let e = simd::scan_members(
+                            ids,
+                            points,
+                            d,
+                            centre_row,
+                            mind2,
+                            f32::NEG_INFINITY,
+                            PRUNE_FACTOR,
+                            &mut out,
+                        );
+                        (out, ev + e)
+                    },
+                )
+                .reduce(
+                    || (Vec::new(), 0),
+                    |(mut a, x), (mut b, y)| {
+                        a.append(&mut b);
+                        (a, x + y)
+                    },
+                )
+        } else if work >= PARALLEL_MIN_POINTS {
             groups.par_iter().fold(|| (Vec::new(), 0u64), scan).reduce(
                 || (Vec::new(), 0),
                 |(mut a, x), (mut b, y)| {
@@ -604,7 +702,11 @@ fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -
         100.0 * state.evaluated as f64 / (n as f64 * count as f64)
     );
     let coverage_radius = state.max.0.max(0.0).sqrt();
-    CoresetSelection { indices, coverage_radius, distance_evaluations: state.evaluated }
+    CoresetSelection {
+        indices,
+        coverage_radius,
+        distance_evaluations: state.evaluated,
+    }
 }
 
 #[cfg(test)]
@@ -614,13 +716,20 @@ mod tests {
 
     fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        (0..n * d).map(|_| StandardNormal.sample(&mut rng)).collect()
+        (0..n * d)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect()
     }
 
     /// Mixture of `k` tight blobs on a low-dimensional subspace (like CNN patch features).
     fn clustered(n: usize, d: usize, k: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let centres: Vec<f32> = (0..k * d).map(|_| { let v: f32 = StandardNormal.sample(&mut rng); 5.0 * v }).collect();
+        let centres: Vec<f32> = (0..k * d)
+            .map(|_| {
+                let v: f32 = StandardNormal.sample(&mut rng);
+                5.0 * v
+            })
+            .collect();
         let mut out = Vec::with_capacity(n * d);
         for _ in 0..n {
             let c = rng.random_range(0..k);
@@ -632,7 +741,12 @@ mod tests {
         out
     }
 
-    fn sampler(count: usize, algorithm: CoresetAlgorithm, start: StartPoint, seed: u64) -> CoresetSampler {
+    fn sampler(
+        count: usize,
+        algorithm: CoresetAlgorithm,
+        start: StartPoint,
+        seed: u64,
+    ) -> CoresetSampler {
         CoresetSampler::new(CoresetParams {
             size: CoresetSize::Count(count),
             projection: ProjectionKind::Identity,
@@ -647,7 +761,13 @@ mod tests {
         (0..n)
             .map(|p| {
                 sel.iter()
-                    .map(|&c| x[p * d..(p + 1) * d].iter().zip(&x[c * d..(c + 1) * d]).map(|(a, b)| (a - b) * (a - b)).sum::<f32>())
+                    .map(|&c| {
+                        x[p * d..(p + 1) * d]
+                            .iter()
+                            .zip(&x[c * d..(c + 1) * d])
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum::<f32>()
+                    })
                     .fold(f32::INFINITY, f32::min)
             })
             .fold(0.0f32, f32::max)
@@ -656,12 +776,28 @@ mod tests {
 
     #[test]
     fn fast_equals_reference_on_random_and_clustered_data() {
-        for (n, d, count, seed) in [(300usize, 8usize, 60usize, 1u64), (1000, 16, 100, 2), (2500, 33, 250, 3), (777, 128, 77, 4)] {
-            for data in [gaussian(n, d, seed), clustered(n, d, 12, seed), clustered(n, 3, 5, seed + 10)] {
+        for (n, d, count, seed) in [
+            (300usize, 8usize, 60usize, 1u64),
+            (1000, 16, 100, 2),
+            (2500, 33, 250, 3),
+            (777, 128, 77, 4),
+        ] {
+            for data in [
+                gaussian(n, d, seed),
+                clustered(n, d, 12, seed),
+                clustered(n, 3, 5, seed + 10),
+            ] {
                 let d = data.len() / n;
-                let r = sampler(count, CoresetAlgorithm::Reference, StartPoint::Random, seed).select(&data, n, d).unwrap();
-                let f = sampler(count, CoresetAlgorithm::Fast, StartPoint::Random, seed).select(&data, n, d).unwrap();
-                assert_eq!(r.indices, f.indices, "n={n} d={d} count={count} seed={seed}");
+                let r = sampler(count, CoresetAlgorithm::Reference, StartPoint::Random, seed)
+                    .select(&data, n, d)
+                    .unwrap();
+                let f = sampler(count, CoresetAlgorithm::Fast, StartPoint::Random, seed)
+                    .select(&data, n, d)
+                    .unwrap();
+                assert_eq!(
+                    r.indices, f.indices,
+                    "n={n} d={d} count={count} seed={seed}"
+                );
                 assert_eq!(r.coverage_radius.to_bits(), f.coverage_radius.to_bits());
                 let naive = naive_radius(&data, n, d, &r.indices);
                 assert!((naive - r.coverage_radius).abs() <= 1e-4 * naive.max(1.0));
@@ -674,10 +810,16 @@ mod tests {
         // Many exact duplicates: distances reach 0 and ties decide (first index wins in both).
         let n = 200;
         let base = clustered(10, 4, 3, 9);
-        let data: Vec<f32> = (0..n).flat_map(|i| base[(i % 10) * 4..(i % 10) * 4 + 4].to_vec()).collect();
+        let data: Vec<f32> = (0..n)
+            .flat_map(|i| base[(i % 10) * 4..(i % 10) * 4 + 4].to_vec())
+            .collect();
         for count in [5, 10, 15, 200] {
-            let r = sampler(count, CoresetAlgorithm::Reference, StartPoint::Index(3), 0).select(&data, n, 4).unwrap();
-            let f = sampler(count, CoresetAlgorithm::Fast, StartPoint::Index(3), 0).select(&data, n, 4).unwrap();
+            let r = sampler(count, CoresetAlgorithm::Reference, StartPoint::Index(3), 0)
+                .select(&data, n, 4)
+                .unwrap();
+            let f = sampler(count, CoresetAlgorithm::Fast, StartPoint::Index(3), 0)
+                .select(&data, n, 4)
+                .unwrap();
             assert_eq!(r.indices, f.indices, "count {count}");
         }
     }
@@ -686,29 +828,60 @@ mod tests {
     fn greedy_is_farthest_first_on_a_line() {
         // Points 0, 1, ..., 9 on a line, start at 0: the farthest is 9, then 4 or 5 (first max: 4 at d 4 vs 5 at d 4)
         let x: Vec<f32> = (0..10).map(|i| i as f32).collect();
-        let s = sampler(3, CoresetAlgorithm::Fast, StartPoint::Index(0), 0).select(&x, 10, 1).unwrap();
+        let s = sampler(3, CoresetAlgorithm::Fast, StartPoint::Index(0), 0)
+            .select(&x, 10, 1)
+            .unwrap();
         assert_eq!(s.indices, vec![0, 9, 4]);
         assert!((s.coverage_radius - 2.0).abs() < 1e-6);
-        let r = sampler(3, CoresetAlgorithm::Reference, StartPoint::Index(0), 0).select(&x, 10, 1).unwrap();
+        let r = sampler(3, CoresetAlgorithm::Reference, StartPoint::Index(0), 0)
+            .select(&x, 10, 1)
+            .unwrap();
         assert_eq!(r.indices, s.indices);
     }
 
     #[test]
     fn random_baseline_and_validation() {
         let x = gaussian(500, 8, 5);
-        let s = sampler(50, CoresetAlgorithm::Random, StartPoint::Random, 5).select(&x, 500, 8).unwrap();
+        let s = sampler(50, CoresetAlgorithm::Random, StartPoint::Random, 5)
+            .select(&x, 500, 8)
+            .unwrap();
         let mut u = s.indices.clone();
         u.sort_unstable();
         u.dedup();
         assert_eq!(u.len(), 50);
         let naive = naive_radius(&x, 500, 8, &s.indices);
         assert!((naive - s.coverage_radius).abs() <= 1e-4 * naive);
-        let g = sampler(50, CoresetAlgorithm::Fast, StartPoint::Random, 5).select(&x, 500, 8).unwrap();
-        assert!(g.coverage_radius < s.coverage_radius, "greedy should cover better than random");
-        assert!(CoresetSampler::new(CoresetParams { size: CoresetSize::Ratio(0.0), ..Default::default() }).is_err());
-        assert!(CoresetSampler::new(CoresetParams { size: CoresetSize::Count(0), ..Default::default() }).is_err());
-        assert!(sampler(501, CoresetAlgorithm::Fast, StartPoint::Random, 0).select(&x, 500, 8).is_err());
-        assert!(sampler(5, CoresetAlgorithm::Fast, StartPoint::Index(500), 0).select(&x, 500, 8).is_err());
+        let g = sampler(50, CoresetAlgorithm::Fast, StartPoint::Random, 5)
+            .select(&x, 500, 8)
+            .unwrap();
+        assert!(
+            g.coverage_radius < s.coverage_radius,
+            "greedy should cover better than random"
+        );
+        assert!(
+            CoresetSampler::new(CoresetParams {
+                size: CoresetSize::Ratio(0.0),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            CoresetSampler::new(CoresetParams {
+                size: CoresetSize::Count(0),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        assert!(
+            sampler(501, CoresetAlgorithm::Fast, StartPoint::Random, 0)
+                .select(&x, 500, 8)
+                .is_err()
+        );
+        assert!(
+            sampler(5, CoresetAlgorithm::Fast, StartPoint::Index(500), 0)
+                .select(&x, 500, 8)
+                .is_err()
+        );
         let mut bad = x.clone();
         bad[17] = f32::NAN;
         assert!(matches!(
@@ -721,13 +894,22 @@ mod tests {
     fn projected_selection_with_default_params() {
         let (n, d) = (600, 200);
         let x = clustered(n, d, 20, 11);
-        let params = CoresetParams { size: CoresetSize::Ratio(0.05), ..Default::default() };
-        let s = CoresetSampler::new(params.clone()).unwrap().select(&x, n, d).unwrap();
-        assert_eq!(s.indices.len(), 30);
-        let r = CoresetSampler::new(CoresetParams { algorithm: CoresetAlgorithm::Reference, ..params })
+        let params = CoresetParams {
+            size: CoresetSize::Ratio(0.05),
+            ..Default::default()
+        };
+        let s = CoresetSampler::new(params.clone())
             .unwrap()
             .select(&x, n, d)
             .unwrap();
+        assert_eq!(s.indices.len(), 30);
+        let r = CoresetSampler::new(CoresetParams {
+            algorithm: CoresetAlgorithm::Reference,
+            ..params
+        })
+        .unwrap()
+        .select(&x, n, d)
+        .unwrap();
         assert_eq!(s.indices, r.indices);
         assert_eq!(s.gather(&x, d).len(), 30 * d);
     }

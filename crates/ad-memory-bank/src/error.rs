@@ -76,7 +76,9 @@ pub enum MemoryBankError {
         expected: [u8; 4],
     },
     /// The serialised bank has a format version this build cannot read.
-    #[error("unsupported memory bank format version {found} (this build reads version {supported})")]
+    #[error(
+        "unsupported memory bank format version {found} (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         /// Version found.
         found: u32,
@@ -125,12 +127,22 @@ pub enum MemoryBankError {
 pub type Result<T> = std::result::Result<T, MemoryBankError>;
 
 /// Checks that `data` holds `rows * cols` finite values.
-pub(crate) fn check_matrix(what: &'static str, data: &[f32], rows: usize, cols: usize) -> Result<()> {
+pub(crate) fn check_matrix(
+    what: &'static str,
+    data: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Err(MemoryBankError::Empty(what));
     }
     if rows.checked_mul(cols) != Some(data.len()) {
-        return Err(MemoryBankError::ShapeMismatch { what, len: data.len(), rows, cols });
+        return Err(MemoryBankError::ShapeMismatch {
+            what,
+            len: data.len(),
+            rows,
+            cols,
+        });
     }
     if let Some(position) = data.iter().position(|v| !v.is_finite()) {
         return Err(MemoryBankError::NonFinite { what, position });

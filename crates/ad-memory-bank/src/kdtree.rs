@@ -36,7 +36,10 @@ pub struct KdTree {
 
 impl std::fmt::Debug for KdTree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KdTree").field("len", &self.len).field("dim", &self.dim).finish()
+        f.debug_struct("KdTree")
+            .field("len", &self.len)
+            .field("dim", &self.dim)
+            .finish()
     }
 }
 
@@ -59,16 +62,20 @@ fn query<const K: usize>(
     out_i: &mut [u32],
 ) {
     let kk = k.get();
-    out_d.par_chunks_mut(kk).zip(out_i.par_chunks_mut(kk)).zip(queries.par_chunks(dim)).for_each(|((od, oi), q)| {
-        let mut a = [0.0f32; K];
-        a[..dim].copy_from_slice(q);
-        let mut found = tree.nearest_n::<SquaredEuclidean>(&a, k);
-        found.sort_by(|x, y| x.distance.total_cmp(&y.distance).then(x.item.cmp(&y.item)));
-        for (j, nb) in found.iter().take(kk).enumerate() {
-            od[j] = nb.distance.max(0.0).sqrt();
-            oi[j] = nb.item as u32;
-        }
-    });
+    out_d
+        .par_chunks_mut(kk)
+        .zip(out_i.par_chunks_mut(kk))
+        .zip(queries.par_chunks(dim))
+        .for_each(|((od, oi), q)| {
+            let mut a = [0.0f32; K];
+            a[..dim].copy_from_slice(q);
+            let mut found = tree.nearest_n::<SquaredEuclidean>(&a, k);
+            found.sort_by(|x, y| x.distance.total_cmp(&y.distance).then(x.item.cmp(&y.item)));
+            for (j, nb) in found.iter().take(kk).enumerate() {
+                od[j] = nb.distance.max(0.0).sqrt();
+                oi[j] = nb.item as u32;
+            }
+        });
 }
 
 impl KdTree {
@@ -102,7 +109,11 @@ impl KnnIndex for KdTree {
                 });
             }
         };
-        Ok(Self { tree, len: bank.len(), dim })
+        Ok(Self {
+            tree,
+            len: bank.len(),
+            dim,
+        })
     }
 
     fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<KnnResult> {
@@ -119,7 +130,11 @@ impl KnnIndex for KdTree {
             Tree::K64(t) => query(t, queries, d, kk, od, oi),
             Tree::K128(t) => query(t, queries, d, kk, od, oi),
         }
-        Ok(KnnResult { distances, indices, k })
+        Ok(KnnResult {
+            distances,
+            indices,
+            k,
+        })
     }
 
     fn len(&self) -> usize {
@@ -139,7 +154,12 @@ mod tests {
 
     #[test]
     fn kdtree_matches_naive() {
-        for (n, d, nq) in [(10usize, 2usize, 5usize), (1001, 3, 50), (3000, 16, 77), (700, 100, 13)] {
+        for (n, d, nq) in [
+            (10usize, 2usize, 5usize),
+            (1001, 3, 50),
+            (3000, 16, 77),
+            (700, 100, 13),
+        ] {
             let bank = MemoryBank::from_rows(random(n, d, n as u64 + 5), d).unwrap();
             let q = random(nq, d, 7);
             let idx = KdTree::build(&bank).unwrap();

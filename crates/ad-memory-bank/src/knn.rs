@@ -48,7 +48,13 @@ pub trait KnnIndex: Sized {
     }
 }
 
-pub(crate) fn check_search(queries: &[f32], nq: usize, dim: usize, k: usize, len: usize) -> Result<()> {
+pub(crate) fn check_search(
+    queries: &[f32],
+    nq: usize,
+    dim: usize,
+    k: usize,
+    len: usize,
+) -> Result<()> {
     check_matrix("queries", queries, nq, dim)?;
     if k == 0 || k > len {
         return Err(MemoryBankError::InvalidK { k, len });
@@ -91,7 +97,11 @@ impl BruteForce {
     /// Builds the index, taking ownership of the bank (no copy).
     pub fn new(bank: MemoryBank) -> Self {
         let d = bank.dim();
-        let norms = bank.as_slice().par_chunks(d).map(|r| r.iter().map(|v| v * v).sum::<f32>()).collect();
+        let norms = bank
+            .as_slice()
+            .par_chunks(d)
+            .map(|r| r.iter().map(|v| v * v).sum::<f32>())
+            .collect();
         Self { bank, norms }
     }
 
@@ -111,7 +121,15 @@ impl BruteForce {
             let end = (start + BLOCK_M).min(m1);
             let bm = end - start;
             let g = &mut g[..rows * bm];
-            gemm_abt(g, q, &self.bank.as_slice()[start * d..end * d], rows, bm, d, -2.0);
+            gemm_abt(
+                g,
+                q,
+                &self.bank.as_slice()[start * d..end * d],
+                rows,
+                bm,
+                d,
+                -2.0,
+            );
             let norms = &self.norms[start..end];
             for r in 0..rows {
                 let grow = &mut g[r * bm..(r + 1) * bm];
@@ -152,7 +170,11 @@ impl KnnIndex for BruteForce {
         check_search(queries, nq, d, k, n)?;
         let nqb = nq.div_ceil(BLOCK_Q);
         let threads = rayon::current_num_threads().max(1);
-        let splits = if nqb >= threads { 1 } else { threads.div_ceil(nqb).min(n.div_ceil(BLOCK_M)).max(1) };
+        let splits = if nqb >= threads {
+            1
+        } else {
+            threads.div_ceil(nqb).min(n.div_ceil(BLOCK_M)).max(1)
+        };
         let parts: Vec<(Vec<f32>, Vec<u32>)> = (0..nqb * splits)
             .into_par_iter()
             .map(|t| {
@@ -164,26 +186,34 @@ impl KnnIndex for BruteForce {
             .collect();
         let mut distances = vec![0.0f32; nq * k];
         let mut indices = vec![0u32; nq * k];
-        distances.par_chunks_mut(k).zip(indices.par_chunks_mut(k)).enumerate().for_each(|(q, (dq, iq))| {
-            let (qb, r) = (q / BLOCK_Q, q % BLOCK_Q);
-            let qn: f32 = queries[q * d..(q + 1) * d].iter().map(|v| v * v).sum();
-            let mut ds = vec![f32::INFINITY; k];
-            let mut is = vec![u32::MAX; k];
-            for s in 0..splits {
-                let (cd, ci) = &parts[qb * splits + s];
-                for j in 0..k {
-                    let (v, i) = (cd[r * k + j], ci[r * k + j]);
-                    if v < ds[k - 1] || (v == ds[k - 1] && i < is[k - 1]) {
-                        insert(&mut ds, &mut is, v, i);
+        distances
+            .par_chunks_mut(k)
+            .zip(indices.par_chunks_mut(k))
+            .enumerate()
+            .for_each(|(q, (dq, iq))| {
+                let (qb, r) = (q / BLOCK_Q, q % BLOCK_Q);
+                let qn: f32 = queries[q * d..(q + 1) * d].iter().map(|v| v * v).sum();
+                let mut ds = vec![f32::INFINITY; k];
+                let mut is = vec![u32::MAX; k];
+                for s in 0..splits {
+                    let (cd, ci) = &parts[qb * splits + s];
+                    for j in 0..k {
+                        let (v, i) = (cd[r * k + j], ci[r * k + j]);
+                        if v < ds[k - 1] || (v == ds[k - 1] && i < is[k - 1]) {
+                            insert(&mut ds, &mut is, v, i);
+                        }
                     }
                 }
-            }
-            for j in 0..k {
-                dq[j] = (ds[j] + qn).max(0.0).sqrt();
-                iq[j] = is[j];
-            }
-        });
-        Ok(KnnResult { distances, indices, k })
+                for j in 0..k {
+                    dq[j] = (ds[j] + qn).max(0.0).sqrt();
+                    iq[j] = is[j];
+                }
+            });
+        Ok(KnnResult {
+            distances,
+            indices,
+            k,
+        })
     }
 
     fn len(&self) -> usize {
@@ -203,7 +233,16 @@ pub fn naive_search(bank: &MemoryBank, queries: &[f32], nq: usize, k: usize) -> 
     let mut indices = Vec::with_capacity(nq * k);
     for q in queries.chunks_exact(d) {
         let mut all: Vec<(f64, u32)> = (0..bank.len())
-            .map(|i| (bank.row(i).iter().zip(q).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>(), i as u32))
+            .map(|i| {
+                (
+                    bank.row(i)
+                        .iter()
+                        .zip(q)
+                        .map(|(a, b)| ((a - b) as f64).powi(2))
+                        .sum::<f64>(),
+                    i as u32,
+                )
+            })
             .collect();
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         for &(v, i) in &all[..k] {
@@ -211,7 +250,11 @@ pub fn naive_search(bank: &MemoryBank, queries: &[f32], nq: usize, k: usize) -> 
             indices.push(i);
         }
     }
-    Ok(KnnResult { distances, indices, k })
+    Ok(KnnResult {
+        distances,
+        indices,
+        k,
+    })
 }
 
 #[cfg(test)]
@@ -223,7 +266,9 @@ pub(crate) mod tests {
 
     pub(crate) fn random(n: usize, d: usize, seed: u64) -> Vec<f32> {
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        (0..n * d).map(|_| StandardNormal.sample(&mut rng)).collect()
+        (0..n * d)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect()
     }
 
     /// Asserts equal results up to float tolerance; indices may differ only where distances tie.
@@ -231,26 +276,46 @@ pub(crate) mod tests {
         assert_eq!(got.k, want.k);
         assert_eq!(got.distances.len(), want.distances.len());
         for (j, (g, w)) in got.distances.iter().zip(&want.distances).enumerate() {
-            assert!((g - w).abs() <= rel * w.max(1.0), "distance {j}: got {g}, want {w}");
+            assert!(
+                (g - w).abs() <= rel * w.max(1.0),
+                "distance {j}: got {g}, want {w}"
+            );
             if got.indices[j] != want.indices[j] {
                 let q = j / want.k;
                 let row = want.row_distances(q);
-                let tied = row.iter().filter(|&&x| (x - w).abs() <= rel * w.max(1.0)).count() > 1
+                let tied = row
+                    .iter()
+                    .filter(|&&x| (x - w).abs() <= rel * w.max(1.0))
+                    .count()
+                    > 1
                     || (j % want.k == want.k - 1);
-                assert!(tied, "index {j}: got {}, want {} (no tie)", got.indices[j], want.indices[j]);
+                assert!(
+                    tied,
+                    "index {j}: got {}, want {} (no tie)",
+                    got.indices[j], want.indices[j]
+                );
             }
         }
     }
 
     #[test]
     fn brute_force_matches_naive() {
-        for (n, d, nq) in [(1usize, 3usize, 2usize), (37, 5, 11), (1500, 152, 131), (2100, 33, 300), (3000, 7, 1)] {
+        for (n, d, nq) in [
+            (1usize, 3usize, 2usize),
+            (37, 5, 11),
+            (1500, 152, 131),
+            (2100, 33, 300),
+            (3000, 7, 1),
+        ] {
             let bank = MemoryBank::from_rows(random(n, d, n as u64), d).unwrap();
             let q = random(nq, d, 99);
             let idx = BruteForce::build(&bank).unwrap();
             for k in [1usize, 9] {
                 if k > n {
-                    assert!(matches!(idx.search(&q, nq, k), Err(MemoryBankError::InvalidK { .. })));
+                    assert!(matches!(
+                        idx.search(&q, nq, k),
+                        Err(MemoryBankError::InvalidK { .. })
+                    ));
                     continue;
                 }
                 let got = idx.search(&q, nq, k).unwrap();
@@ -267,9 +332,22 @@ pub(crate) mod tests {
         let q = bank.row(17).to_vec();
         let r = idx.search(&q, 1, 3).unwrap();
         assert_eq!(r.row_indices(0)[0], 17);
-        assert!(r.distances[0] < 2e-3, "clamped self distance {}", r.distances[0]);
-        assert!(matches!(idx.search(&q, 2, 1), Err(MemoryBankError::ShapeMismatch { .. })));
-        assert!(matches!(idx.search(&q, 1, 0), Err(MemoryBankError::InvalidK { k: 0, .. })));
-        assert!(matches!(idx.search(&[f32::NAN; 16], 1, 1), Err(MemoryBankError::NonFinite { .. })));
+        assert!(
+            r.distances[0] < 2e-3,
+            "clamped self distance {}",
+            r.distances[0]
+        );
+        assert!(matches!(
+            idx.search(&q, 2, 1),
+            Err(MemoryBankError::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            idx.search(&q, 1, 0),
+            Err(MemoryBankError::InvalidK { k: 0, .. })
+        ));
+        assert!(matches!(
+            idx.search(&[f32::NAN; 16], 1, 1),
+            Err(MemoryBankError::NonFinite { .. })
+        ));
     }
 }

@@ -37,7 +37,8 @@ mod simd;
 pub use bank::{MemoryBank, Storage};
 pub use burn_knn::BurnKnn;
 pub use coreset::{
-    CoresetAlgorithm, CoresetParams, CoresetSampler, CoresetSelection, CoresetSize, StartPoint, coverage_radius,
+    CoresetAlgorithm, CoresetParams, CoresetSampler, CoresetSelection, CoresetSize, StartPoint,
+    coverage_radius,
 };
 pub use error::{MemoryBankError, Result};
 pub use kdtree::KdTree;

@@ -2,8 +2,19 @@
 
 /// `dst[m x n] = beta * lhs[m x k] * rhs^T` where `rhs` is `n x k` row-major (so `rhs^T` is `k x n`),
 /// `dst` row-major with row stride `n`. Single-threaded: callers parallelise over blocks.
-pub(crate) fn gemm_abt(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, n: usize, k: usize, beta: f32) {
-    assert!(dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= n * k, "gemm_abt: buffer too small");
+pub(crate) fn gemm_abt(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    beta: f32,
+) {
+    assert!(
+        dst.len() >= m * n && lhs.len() >= m * k && rhs.len() >= n * k,
+        "gemm_abt: buffer too small"
+    );
     if m == 0 || n == 0 {
         return;
     }

@@ -60,24 +60,33 @@ impl ProjectionKind {
     pub(crate) fn check(&self) -> Result<()> {
         match *self {
             ProjectionKind::Identity => Ok(()),
-            ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim } if dim == 0 => {
+            ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim }
+                if dim == 0 =>
+            {
                 Err(MemoryBankError::InvalidParameter {
                     name: "projection.dim",
                     value: dim.to_string(),
                     reason: "must be at least 1",
                 })
             }
-            ProjectionKind::SparseJl { eps } if !(eps > 0.0 && eps < 1.0) => Err(MemoryBankError::InvalidParameter {
-                name: "projection.eps",
-                value: eps.to_string(),
-                reason: "must lie in (0, 1)",
-            }),
+            ProjectionKind::SparseJl { eps } if !(eps > 0.0 && eps < 1.0) => {
+                Err(MemoryBankError::InvalidParameter {
+                    name: "projection.eps",
+                    value: eps.to_string(),
+                    reason: "must lie in (0, 1)",
+                })
+            }
             _ => Ok(()),
         }
     }
 
     /// Builds the matrix for `n_samples` inputs of dimension `d_in`; `None` for [`ProjectionKind::Identity`].
-    pub fn matrix(&self, n_samples: usize, d_in: usize, seed: u64) -> Result<Option<ProjectionMatrix>> {
+    pub fn matrix(
+        &self,
+        n_samples: usize,
+        d_in: usize,
+        seed: u64,
+    ) -> Result<Option<ProjectionMatrix>> {
         self.check()?;
         if d_in == 0 {
             return Err(MemoryBankError::Empty("projection input dimension"));
@@ -93,14 +102,26 @@ impl ProjectionKind {
                         v * scale
                     })
                     .collect();
-                ProjectionMatrix { out_dim: dim, in_dim: d_in, data }
+                ProjectionMatrix {
+                    out_dim: dim,
+                    in_dim: d_in,
+                    data,
+                }
             }
             ProjectionKind::LinearUniform { dim } => {
                 let bound = 1.0 / (d_in as f32).sqrt();
-                let data = (0..dim * d_in).map(|_| rng.random_range(-bound..bound)).collect();
-                ProjectionMatrix { out_dim: dim, in_dim: d_in, data }
+                let data = (0..dim * d_in)
+                    .map(|_| rng.random_range(-bound..bound))
+                    .collect();
+                ProjectionMatrix {
+                    out_dim: dim,
+                    in_dim: d_in,
+                    data,
+                }
             }
-            ProjectionKind::SparseJl { eps } => sparse_matrix(jl_min_dim(n_samples, eps)?, d_in, &mut rng)?,
+            ProjectionKind::SparseJl { eps } => {
+                sparse_matrix(jl_min_dim(n_samples, eps)?, d_in, &mut rng)?
+            }
         };
         Ok(Some(m))
     }
@@ -109,7 +130,11 @@ impl ProjectionKind {
 /// scikit-learn's `johnson_lindenstrauss_min_dim`: `floor(4 ln(n) / (eps^2/2 - eps^3/3))`.
 pub fn jl_min_dim(n_samples: usize, eps: f64) -> Result<usize> {
     if !(eps > 0.0 && eps < 1.0) {
-        return Err(MemoryBankError::InvalidParameter { name: "eps", value: eps.to_string(), reason: "must lie in (0, 1)" });
+        return Err(MemoryBankError::InvalidParameter {
+            name: "eps",
+            value: eps.to_string(),
+            reason: "must lie in (0, 1)",
+        });
     }
     if n_samples < 2 {
         return Err(MemoryBankError::InvalidParameter {
@@ -122,7 +147,11 @@ pub fn jl_min_dim(n_samples: usize, eps: f64) -> Result<usize> {
     Ok((4.0 * (n_samples as f64).ln() / denominator) as usize)
 }
 
-fn sparse_matrix(out_dim: usize, in_dim: usize, rng: &mut Xoshiro256PlusPlus) -> Result<ProjectionMatrix> {
+fn sparse_matrix(
+    out_dim: usize,
+    in_dim: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<ProjectionMatrix> {
     let density = 1.0 / (in_dim as f64).sqrt();
     let mut data = vec![0.0f32; out_dim * in_dim];
     if in_dim == 1 {
@@ -132,10 +161,12 @@ fn sparse_matrix(out_dim: usize, in_dim: usize, rng: &mut Xoshiro256PlusPlus) ->
         }
     } else {
         let scale = ((1.0 / density).sqrt() / (out_dim as f64).sqrt()) as f32;
-        let binomial = Binomial::new(in_dim as u64, density).map_err(|_| MemoryBankError::InvalidParameter {
-            name: "density",
-            value: density.to_string(),
-            reason: "invalid binomial probability",
+        let binomial = Binomial::new(in_dim as u64, density).map_err(|_| {
+            MemoryBankError::InvalidParameter {
+                name: "density",
+                value: density.to_string(),
+                reason: "invalid binomial probability",
+            }
         })?;
         for row in data.chunks_exact_mut(in_dim) {
             let nnz = binomial.sample(rng) as usize;
@@ -144,7 +175,11 @@ fn sparse_matrix(out_dim: usize, in_dim: usize, rng: &mut Xoshiro256PlusPlus) ->
             }
         }
     }
-    Ok(ProjectionMatrix { out_dim, in_dim, data })
+    Ok(ProjectionMatrix {
+        out_dim,
+        in_dim,
+        data,
+    })
 }
 
 /// A dense projection matrix `out_dim x in_dim` (row-major); projects rows `x` to `W x`.
@@ -159,7 +194,11 @@ impl ProjectionMatrix {
     /// Wraps an explicit `out_dim x in_dim` row-major matrix (e.g. the one a Python peer used).
     pub fn from_rows(data: Vec<f32>, out_dim: usize, in_dim: usize) -> Result<Self> {
         check_matrix("projection matrix", &data, out_dim, in_dim)?;
-        Ok(Self { out_dim, in_dim, data })
+        Ok(Self {
+            out_dim,
+            in_dim,
+            data,
+        })
     }
 
     /// Output dimension.
@@ -208,7 +247,10 @@ mod tests {
     #[test]
     fn sparse_matrix_has_sklearn_structure() {
         let d_in = 400;
-        let m = ProjectionKind::SparseJl { eps: 0.9 }.matrix(1000, d_in, 7).unwrap().unwrap();
+        let m = ProjectionKind::SparseJl { eps: 0.9 }
+            .matrix(1000, d_in, 7)
+            .unwrap()
+            .unwrap();
         assert_eq!((m.out_dim(), m.in_dim()), (170, d_in));
         let scale = ((d_in as f64).sqrt().sqrt() / (170f64).sqrt()) as f32;
         let nnz = m.as_slice().iter().filter(|v| **v != 0.0).count();
@@ -217,19 +259,29 @@ mod tests {
         }
         // expected density 1/sqrt(400) = 0.05 of 68,000 entries = 3,400
         assert!((3000..3800).contains(&nnz), "nnz = {nnz}");
-        let again = ProjectionKind::SparseJl { eps: 0.9 }.matrix(1000, d_in, 7).unwrap().unwrap();
+        let again = ProjectionKind::SparseJl { eps: 0.9 }
+            .matrix(1000, d_in, 7)
+            .unwrap()
+            .unwrap();
         assert_eq!(m, again, "same seed, same matrix");
     }
 
     #[test]
     fn projection_matches_naive_and_preserves_distances_roughly() {
         let (n, d_in) = (37, 300);
-        let x: Vec<f32> = (0..n * d_in).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-        let m = ProjectionKind::Gaussian { dim: 128 }.matrix(n, d_in, 3).unwrap().unwrap();
+        let x: Vec<f32> = (0..n * d_in)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let m = ProjectionKind::Gaussian { dim: 128 }
+            .matrix(n, d_in, 3)
+            .unwrap()
+            .unwrap();
         let y = m.project(&x, n).unwrap();
         for r in 0..n {
             for o in 0..128 {
-                let want: f32 = (0..d_in).map(|i| x[r * d_in + i] * m.as_slice()[o * d_in + i]).sum();
+                let want: f32 = (0..d_in)
+                    .map(|i| x[r * d_in + i] * m.as_slice()[o * d_in + i])
+                    .sum();
                 assert!((y[r * 128 + o] - want).abs() < 1e-3, "row {r} comp {o}");
             }
         }

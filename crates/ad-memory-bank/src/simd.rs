@@ -77,7 +77,12 @@ fn reduce(acc: &[f32; LANES]) -> f32 {
     for l in 0..8 {
         half[l] = acc[l] + acc[l + 8];
     }
-    let q = [half[0] + half[4], half[1] + half[5], half[2] + half[6], half[3] + half[7]];
+    let q = [
+        half[0] + half[4],
+        half[1] + half[5],
+        half[2] + half[6],
+        half[3] + half[7],
+    ];
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
@@ -211,10 +216,14 @@ pub(crate) fn scan_members(
     match level() {
         // SAFETY: the CPU supports the enabled features (checked in `level`).
         #[cfg(target_arch = "x86_64")]
-        Level::Avx512 => unsafe { scan_members_avx512(members, points, d, c, mind2, skip2, factor, out) },
+        Level::Avx512 => unsafe {
+            scan_members_avx512(members, points, d, c, mind2, skip2, factor, out)
+        },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        Level::Avx2 => unsafe { scan_members_avx2(members, points, d, c, mind2, skip2, factor, out) },
+        Level::Avx2 => unsafe {
+            scan_members_avx2(members, points, d, c, mind2, skip2, factor, out)
+        },
         _ => scan_members_generic(members, points, d, c, mind2, skip2, factor, out),
     }
 }
@@ -247,7 +256,11 @@ mod tests {
             let a: Vec<f32> = (0..d).map(|_| next()).collect();
             let b: Vec<f32> = (0..d).map(|_| next()).collect();
             let base = sq_dist_generic(&a, &b);
-            let naive: f64 = a.iter().zip(&b).map(|(x, y)| ((x - y) as f64).powi(2)).sum();
+            let naive: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| ((x - y) as f64).powi(2))
+                .sum();
             assert!((base as f64 - naive).abs() <= 1e-5 * naive.max(1e-6));
             assert_eq!(sq_dist(&a, &b).to_bits(), base.to_bits(), "d = {d}");
             #[cfg(target_arch = "x86_64")]
@@ -256,7 +269,10 @@ mod tests {
                 assert_eq!(unsafe { sq_dist_avx2(&a, &b) }.to_bits(), base.to_bits());
             }
             assert_eq!(sq_dist(&a, &a), 0.0);
-            assert_eq!(sq_dist_below_generic(&a, &b, f32::INFINITY).map(f32::to_bits), Some(base.to_bits()));
+            assert_eq!(
+                sq_dist_below_generic(&a, &b, f32::INFINITY).map(f32::to_bits),
+                Some(base.to_bits())
+            );
             assert_eq!(sq_dist_below_generic(&a, &b, base), None);
             assert_eq!(sq_dist_below_generic(&a, &b, base * 0.5), None);
         }

@@ -35,7 +35,8 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size - layout.size();
+                let live = LIVE.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
+                    - layout.size();
                 PEAK.fetch_max(live, Ordering::Relaxed);
             } else {
                 LIVE.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
@@ -75,14 +76,29 @@ fn search_over_patchcore_sized_bank_has_bounded_peak() {
     let index = BruteForce::new(bank);
     let build_extra = PEAK.load(Ordering::Relaxed) - before_build;
     // Only the squared norms (n f32) plus rayon bookkeeping.
-    assert!(build_extra <= n * 4 + MIB, "build allocated {build_extra} bytes");
+    assert!(
+        build_extra <= n * 4 + MIB,
+        "build allocated {build_extra} bytes"
+    );
 
     let before_search = reset_peak();
     let result = index.search(&queries, nq, k).unwrap();
     let search_extra = PEAK.load(Ordering::Relaxed) - before_search;
-    println!("bank {} MiB, build +{} KiB, search peak +{} KiB", bank_bytes / MIB, build_extra / 1024, search_extra / 1024);
-    assert!(search_extra <= 16 * MIB, "search peak {search_extra} bytes over a {bank_bytes}-byte bank");
+    println!(
+        "bank {} MiB, build +{} KiB, search peak +{} KiB",
+        bank_bytes / MIB,
+        build_extra / 1024,
+        search_extra / 1024
+    );
+    assert!(
+        search_extra <= 16 * MIB,
+        "search peak {search_extra} bytes over a {bank_bytes}-byte bank"
+    );
     for q in 0..nq {
-        assert_eq!(result.row_indices(q)[0] as usize, q, "query {q} is a perturbed copy of bank row {q}");
+        assert_eq!(
+            result.row_indices(q)[0] as usize,
+            q,
+            "query {q} is a perturbed copy of bank row {q}"
+        );
     }
 }

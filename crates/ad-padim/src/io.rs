@@ -173,3 +173,111 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
     }
     Ok((header, payload))
 }
+
+#[cfg(test)]
+mod tests {
+    use ad_backbone::Weights;
+    use ad_core::{Detector, PreprocessConfig};
+    use ad_mvtec::{BatchLoader, MvtecCategory, SyntheticConfig};
+
+    use super::*;
+
+    /// A Lite0 with stand-in weights on the small generated category (64 x 64).
+    fn fitted() -> (Padim, MvtecCategory, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SyntheticConfig::small();
+        cfg.ensure(dir.path()).unwrap();
+        let cat = MvtecCategory::open(dir.path(), &cfg.name).unwrap();
+        let config = PadimConfig {
+            weights: Weights::Random { seed: 1 },
+            preprocess: PreprocessConfig::default().with_size(64, 64),
+            n_features: Some(24),
+            batch_size: 4,
+            ..Default::default()
+        };
+        let mut model = Padim::new(&config, &Device::default()).unwrap();
+        let pre = model.preprocessor().clone();
+        let summary = model
+            .fit(BatchLoader::new(&cat.splits.train, pre, 4).map(|b| b.map(|b| b.images)))
+            .unwrap();
+        assert_eq!(summary.images, cfg.train);
+        assert_eq!(model.feature_grid(), Some((16, 16)));
+        (model, cat, dir)
+    }
+
+    #[test]
+    fn save_load_predict_is_bit_identical_and_corruption_is_typed() {
+        let (mut model, cat, dir) = fitted();
+        model.set_threshold(Some(1.5));
+        let batch = BatchLoader::new(&cat.splits.test, model.preprocessor().clone(), 16)
+            .next()
+            .unwrap()
+            .unwrap();
+        let before = model.predict(&batch.images).unwrap();
+        assert!(before.iter().all(|p| p.score.is_finite() && p.map.as_slice().iter().all(|v| v.is_finite())));
+        assert_eq!(before[0].map.width(), 64);
+        // Image score = max of the map.
+        assert_eq!(before[0].score, before[0].map.max());
+
+        let path = dir.path().join("m.padim");
+        model.save(&path).unwrap();
+        let loaded = Padim::load(&path, &Device::default()).unwrap();
+        assert_eq!(loaded.channels(), model.channels());
+        assert_eq!(loaded.threshold(), Some(1.5));
+        let after = loaded.predict(&batch.images).unwrap();
+        for (a, b) in before.iter().zip(&after) {
+            assert_eq!(a.score.to_bits(), b.score.to_bits());
+            assert!(a.map.as_slice().iter().zip(b.map.as_slice()).all(|(x, y)| x.to_bits() == y.to_bits()));
+            assert_eq!(a.is_anomalous, b.is_anomalous);
+        }
+
+        let bytes = std::fs::read(&path).unwrap();
+        let expect_bad = |data: &[u8], what: &str| {
+            let p = dir.path().join("bad.padim");
+            std::fs::write(&p, data).unwrap();
+            match Padim::load(&p, &Device::default()) {
+                Err(PadimError::BadModelFile { reason, .. }) => assert!(reason.contains(what), "{what}: {reason}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        };
+        let mut flipped = bytes.clone();
+        let mid = bytes.len() / 2;
+        flipped[mid] ^= 0x40;
+        expect_bad(&flipped, "checksum");
+        expect_bad(&bytes[..bytes.len() - 100], "checksum");
+        expect_bad(&bytes[..10], "too short");
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        expect_bad(&magic, "magic");
+        let mut version = bytes.clone();
+        version[8] = 9;
+        expect_bad(&version, "version");
+        assert!(matches!(
+            Padim::load(dir.path().join("missing.padim"), &Device::default()),
+            Err(PadimError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn unfitted_and_mismatched_inputs_are_typed_errors() {
+        let config = PadimConfig {
+            weights: Weights::Random { seed: 1 },
+            preprocess: PreprocessConfig::default().with_size(64, 64),
+            n_features: Some(500),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Padim::new(&config, &Device::default()),
+            Err(PadimError::InvalidConfig { name: "n_features", .. })
+        ));
+        let (model, _cat, dir) = fitted();
+        let wrong = ad_core::Preprocessor::new(PreprocessConfig::default().with_size(32, 32))
+            .unwrap()
+            .batch(&[ad_core::RgbImage::from_fn(40, 40, |x, y| [x as u8, y as u8, 0])])
+            .unwrap();
+        assert!(matches!(model.predict(&wrong), Err(PadimError::BatchShape { .. })));
+        let fresh = Padim::new(&PadimConfig { n_features: Some(24), ..config }, &Device::default()).unwrap();
+        assert!(matches!(fresh.predict(&wrong), Err(PadimError::NotFitted)));
+        assert!(matches!(fresh.save(dir.path().join("x")), Err(PadimError::NotFitted)));
+    }
+}
