@@ -2,6 +2,7 @@
 //!
 //! `cargo bench --bench loader` reads `../shared/datasets/mvtec_ad/bottle` (all 292 images)
 //! when present, else the generated category. Compare with `python3 benches/peers/loader_peer.py`.
+#![allow(missing_docs)] // criterion_group! generates an undocumented function.
 
 use std::path::Path;
 

@@ -136,3 +136,49 @@ fn wide_resnet50_2_matches_pytorch_with_formula_weights() {
         assert_close(t, got, fx.get(&format!("wide_resnet50_2/64x64/{t}")), REL);
     }
 }
+
+#[test]
+fn efficientnet_lite1_and_lite2_load_strictly_and_see_a_bird_of_prey() {
+    use ad_backbone::Pretrained;
+    let device = Device::default();
+    let img = image::open(common::fixture("images/eagle.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
+    let mut data = vec![0f32; 3 * (w * h) as usize];
+    for (x, y, p) in img.enumerate_pixels() {
+        for c in 0..3 {
+            data[(c * h as usize + y as usize) * w as usize + x as usize] =
+                (f32::from(p[c]) / 255.0 - mean[c]) / std[c];
+        }
+    }
+    let x = Tensor::<4>::from_data(
+        TensorData::new(data, [1, 3, h as usize, w as usize]),
+        &device,
+    );
+    for pre in [Pretrained::EfficientNetLite1, Pretrained::EfficientNetLite2] {
+        let weights = match pre.ensure() {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("SKIP: {pre:?} weights unavailable: {e}");
+                continue;
+            }
+        };
+        // Every tensor of the checkpoint must match the architecture (strict load).
+        let clf = Classifier::load(pre.kind(), &weights, &device).unwrap();
+        let l = to_vec(clf.logits(x.clone()));
+        let mut idx: Vec<usize> = (0..l.len()).collect();
+        idx.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+        eprintln!("{pre:?}: eagle top-5 {:?}", &idx[..5]);
+        // 21 = kite (the bird), 22 = bald eagle.
+        assert!(
+            idx[..5].contains(&21) || idx[..5].contains(&22),
+            "{pre:?}: {:?}",
+            &idx[..5]
+        );
+        let taps = pre.kind().default_taps();
+        let bb = Backbone::load(pre.kind(), &weights, &taps, &device).unwrap();
+        assert_eq!(bb.tap_strides(), vec![8, 16]);
+    }
+}
