@@ -18,14 +18,14 @@ use std::time::Instant;
 
 use ad_backbone::{BackboneKind, Weights};
 use ad_core::{Detector, PreprocessConfig};
+use ad_metrics::EvalOptions;
 use ad_metrics::plot::{save_pr, save_roc};
 use ad_metrics::report::{MetricsRow, RunReport};
 use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, predicted_mask, save_overlay};
-use ad_metrics::EvalOptions;
 use ad_mvtec::{BatchLoader, FolderConfig, MvtecCategory, Splits, SyntheticConfig};
 use ad_padim::{MapUpsample, Padim, PadimConfig};
-use anomaly_detection::pipeline::{TestRun, device_from_name, peak_memory_mb, progress_bar};
 use anomaly_detection::Error;
+use anomaly_detection::pipeline::{TestRun, device_from_name, peak_memory_mb, progress_bar};
 use clap::{Parser, ValueEnum};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -139,7 +139,10 @@ fn open_splits(args: &Args) -> Result<Vec<Splits>, Error> {
     if let Some(root) = &args.data {
         let names: Vec<String> = if args.category == "all" {
             let mut v: Vec<String> = std::fs::read_dir(root)
-                .map_err(|source| Error::Io { path: root.clone(), source })?
+                .map_err(|source| Error::Io {
+                    path: root.clone(),
+                    source,
+                })?
                 .filter_map(|e| e.ok())
                 .filter(|e| e.path().join("train").is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -147,7 +150,10 @@ fn open_splits(args: &Args) -> Result<Vec<Splits>, Error> {
             v.sort();
             v
         } else {
-            args.category.split(',').map(|s| s.trim().to_string()).collect()
+            args.category
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect()
         };
         return names
             .iter()
@@ -161,7 +167,9 @@ fn open_splits(args: &Args) -> Result<Vec<Splits>, Error> {
         args.generated_root.display()
     );
     cfg.ensure(&args.generated_root)?;
-    Ok(vec![MvtecCategory::open(&args.generated_root, &cfg.name)?.splits])
+    Ok(vec![
+        MvtecCategory::open(&args.generated_root, &cfg.name)?.splits,
+    ])
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -177,10 +185,19 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         run_category(&args, &device, kind, &all[0], &out)?;
         return Ok(());
     }
-    let base = args.out.clone().unwrap_or_else(|| Path::new("out/padim").to_path_buf());
+    let base = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out/padim").to_path_buf());
     let mut report = RunReport::new(format!("mvtec_padim {} categories", all.len()));
     for splits in &all {
-        report.push(run_category(&args, &device, kind, splits, &base.join(&splits.name))?);
+        report.push(run_category(
+            &args,
+            &device,
+            kind,
+            splits,
+            &base.join(&splits.name),
+        )?);
     }
     if let Some(mean) = report.mean_row() {
         report.push(mean);
@@ -307,9 +324,14 @@ fn run_category(
     let (lo, hi) = test
         .maps
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     let style = OverlayStyle {
-        scale: MapScale::Fixed { min: lo, max: hi.max(lo + 1e-6) },
+        scale: MapScale::Fixed {
+            min: lo,
+            max: hi.max(lo + 1e-6),
+        },
         ..OverlayStyle::default()
     };
     let pixel_threshold = eval.pixel.map(|p| p.level.f1.threshold);
@@ -358,7 +380,8 @@ fn run_category(
     );
     row.peak_memory_mb = peak_memory_mb();
     row.model_size_mb = model_size_mb;
-    row.extras.insert("n_features".into(), model.channels().len() as f64);
+    row.extras
+        .insert("n_features".into(), model.channels().len() as f64);
     let mut report = RunReport::new(format!("mvtec_padim {}", splits.name));
     report.push(row.clone());
     let (json, md) = report.write(&out, "report")?;
@@ -401,7 +424,12 @@ fn test_padim(
         let preds = model.predict(&batch.images)?;
         run.predict_time += t.elapsed();
         run.map_size = (batch.images.height(), batch.images.width());
-        for (i, ((p, s), m)) in preds.iter().zip(&batch.samples).zip(&batch.masks).enumerate() {
+        for (i, ((p, s), m)) in preds
+            .iter()
+            .zip(&batch.samples)
+            .zip(&batch.masks)
+            .enumerate()
+        {
             let image = batch.images.image(i)?;
             pictures.push((format!("{}_{}", s.defect, s.stem()), image.into_raw()));
             run.scores.push(p.score);
@@ -411,7 +439,8 @@ fn test_padim(
                 Some(m) => run.masks.extend_from_slice(m.as_slice()),
                 None => {
                     run.all_masks = false;
-                    run.masks.extend(std::iter::repeat_n(false, p.map.as_slice().len()));
+                    run.masks
+                        .extend(std::iter::repeat_n(false, p.map.as_slice().len()));
                 }
             }
         }

@@ -117,7 +117,10 @@ impl PadimConfig {
             return bad("n_features", "must be at least 1 when set".into());
         }
         if !(self.blur_sigma.is_finite() && self.blur_sigma >= 0.0 && self.blur_sigma <= 64.0) {
-            return bad("blur_sigma", format!("{} is not in [0, 64]", self.blur_sigma));
+            return bad(
+                "blur_sigma",
+                format!("{} is not in [0, 64]", self.blur_sigma),
+            );
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
@@ -171,11 +174,41 @@ mod tests {
     #[test]
     fn invalid_values_are_rejected() {
         let cases: Vec<(&str, PadimConfig)> = vec![
-            ("regularization", PadimConfig { regularization: 0.0, ..Default::default() }),
-            ("regularization", PadimConfig { regularization: f64::NAN, ..Default::default() }),
-            ("n_features", PadimConfig { n_features: Some(0), ..Default::default() }),
-            ("blur_sigma", PadimConfig { blur_sigma: -1.0, ..Default::default() }),
-            ("batch_size", PadimConfig { batch_size: 0, ..Default::default() }),
+            (
+                "regularization",
+                PadimConfig {
+                    regularization: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "regularization",
+                PadimConfig {
+                    regularization: f64::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "n_features",
+                PadimConfig {
+                    n_features: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "blur_sigma",
+                PadimConfig {
+                    blur_sigma: -1.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "batch_size",
+                PadimConfig {
+                    batch_size: 0,
+                    ..Default::default()
+                },
+            ),
         ];
         for (name, cfg) in cases {
             match cfg.check() {
@@ -187,7 +220,11 @@ mod tests {
 
     #[test]
     fn config_round_trips_through_json() {
-        let c = PadimConfig { n_features: Some(50), seed: 3, ..Default::default() };
+        let c = PadimConfig {
+            n_features: Some(50),
+            seed: 3,
+            ..Default::default()
+        };
         let s = serde_json::to_string(&c).unwrap();
         let back: PadimConfig = serde_json::from_str(&s).unwrap();
         assert_eq!(back, c);

@@ -78,17 +78,19 @@ pub fn gather_embedding(taps: &[TapMap], channels: &[usize]) -> (Vec<f32>, (usiz
     }
     let d = channels.len();
     let mut out = vec![0.0f32; gh * gw * batch * d];
-    out.par_chunks_mut(batch * d).enumerate().for_each(|(p, o)| {
-        let (y, x) = (p / gw, p % gw);
-        for b in 0..batch {
-            let row = &mut o[b * d..(b + 1) * d];
-            for (v, &(t, c)) in row.iter_mut().zip(&sources) {
-                let m = &taps[t];
-                let (sy, sx) = (nearest(y, m.height, gh), nearest(x, m.width, gw));
-                *v = m.data[((b * m.channels + c) * m.height + sy) * m.width + sx];
+    out.par_chunks_mut(batch * d)
+        .enumerate()
+        .for_each(|(p, o)| {
+            let (y, x) = (p / gw, p % gw);
+            for b in 0..batch {
+                let row = &mut o[b * d..(b + 1) * d];
+                for (v, &(t, c)) in row.iter_mut().zip(&sources) {
+                    let m = &taps[t];
+                    let (sy, sx) = (nearest(y, m.height, gh), nearest(x, m.width, gw));
+                    *v = m.data[((b * m.channels + c) * m.height + sy) * m.width + sx];
+                }
             }
-        }
-    });
+        });
     (out, (gh, gw))
 }
 
@@ -110,8 +112,20 @@ mod tests {
     #[test]
     fn deeper_taps_are_upsampled_nearest_and_concatenated() {
         // Tap 0: 1 image, 2 channels, 2x2; tap 1: 1 channel on 1x1 (value 9).
-        let t0 = TapMap { data: vec![0., 1., 2., 3., 10., 11., 12., 13.], batch: 1, channels: 2, height: 2, width: 2 };
-        let t1 = TapMap { data: vec![9.0], batch: 1, channels: 1, height: 1, width: 1 };
+        let t0 = TapMap {
+            data: vec![0., 1., 2., 3., 10., 11., 12., 13.],
+            batch: 1,
+            channels: 2,
+            height: 2,
+            width: 2,
+        };
+        let t1 = TapMap {
+            data: vec![9.0],
+            batch: 1,
+            channels: 1,
+            height: 1,
+            width: 1,
+        };
         let (e, grid) = gather_embedding(&[t0, t1], &[0, 1, 2]);
         assert_eq!(grid, (2, 2));
         assert_eq!(e, vec![0., 10., 9., 1., 11., 9., 2., 12., 9., 3., 13., 9.]);
@@ -129,7 +143,13 @@ mod tests {
 
     #[test]
     fn batch_layout_is_positions_then_images() {
-        let t = TapMap { data: vec![1., 2., 3., 4.], batch: 2, channels: 1, height: 1, width: 2 };
+        let t = TapMap {
+            data: vec![1., 2., 3., 4.],
+            batch: 2,
+            channels: 1,
+            height: 1,
+            width: 2,
+        };
         let (e, _) = gather_embedding(&[t], &[0]);
         // Position 0: image 0 -> 1, image 1 -> 3; position 1: 2, 4.
         assert_eq!(e, vec![1., 3., 2., 4.]);

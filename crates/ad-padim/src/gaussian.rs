@@ -80,13 +80,21 @@ impl GaussianAccumulator {
     /// When `x.len() != positions * batch * dim` (a bug of the caller, not a data error).
     pub fn add(&mut self, x: &[f32], batch: usize) {
         let (p, d) = (self.positions, self.dim);
-        assert_eq!(x.len(), p * batch * d, "embedding buffer has the wrong length");
+        assert_eq!(
+            x.len(),
+            p * batch * d,
+            "embedding buffer has the wrong length"
+        );
         if batch == 0 {
             return;
         }
         if self.shift.is_empty() {
             self.shift = (0..p)
-                .flat_map(|q| x[q * batch * d..q * batch * d + d].iter().map(|&v| v as f64))
+                .flat_map(|q| {
+                    x[q * batch * d..q * batch * d + d]
+                        .iter()
+                        .map(|&v| v as f64)
+                })
                 .collect();
         }
         let t = tri_len(d);
@@ -129,7 +137,9 @@ impl GaussianAccumulator {
         let (d, t) = (self.dim, tri_len(self.dim));
         let n = self.count as f64;
         let denom = if self.count > 1 { n - 1.0 } else { 1.0 };
-        let results: Vec<Result<(Vec<f32>, Vec<f32>), PadimError>> = (0..self.positions)
+        /// Mean and inverse factor of one position.
+        type Position = (Vec<f32>, Vec<f32>);
+        let results: Vec<Result<Position, PadimError>> = (0..self.positions)
             .into_par_iter()
             .map(|p| {
                 let sum = &self.sum[p * d..(p + 1) * d];
@@ -146,13 +156,14 @@ impl GaussianAccumulator {
                         cov[row_off(i) + j] = (sq[row_off(i) + j] - sum[i] * sum[j] / n) / denom;
                     }
                 }
-                let w = regularized_inverse_factor(&cov, d, regularization)
-                    .map_err(|(row, pivot, ridge)| PadimError::NotPositiveDefinite {
+                let w = regularized_inverse_factor(&cov, d, regularization).map_err(
+                    |(row, pivot, ridge)| PadimError::NotPositiveDefinite {
                         position: p,
                         row,
                         pivot,
                         regularization: ridge,
-                    })?;
+                    },
+                )?;
                 Ok((mean, w))
             })
             .collect();
@@ -290,7 +301,10 @@ impl Gaussians {
         mean: Vec<f32>,
         inv_chol: Vec<f32>,
     ) -> Result<Self, PadimError> {
-        let bad = |reason: String| PadimError::InvalidConfig { name: "gaussians", reason };
+        let bad = |reason: String| PadimError::InvalidConfig {
+            name: "gaussians",
+            reason,
+        };
         if positions == 0 || dim == 0 {
             return Err(bad(format!("{positions} positions x {dim} dims is empty")));
         }
@@ -304,7 +318,12 @@ impl Gaussians {
         if let Some(i) = mean.iter().chain(&inv_chol).position(|v| !v.is_finite()) {
             return Err(bad(format!("non-finite value at flat index {i}")));
         }
-        Ok(Self { positions, dim, mean, inv_chol })
+        Ok(Self {
+            positions,
+            dim,
+            mean,
+            inv_chol,
+        })
     }
 
     /// Grid positions.
@@ -352,7 +371,11 @@ impl Gaussians {
     /// When `x.len() != positions * batch * dim`.
     pub fn mahalanobis(&self, x: &[f32], batch: usize) -> Vec<f32> {
         let (p, d, t) = (self.positions, self.dim, tri_len(self.dim));
-        assert_eq!(x.len(), p * batch * d, "embedding buffer has the wrong length");
+        assert_eq!(
+            x.len(),
+            p * batch * d,
+            "embedding buffer has the wrong length"
+        );
         if batch == 0 {
             return Vec::new();
         }
@@ -400,7 +423,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -429,9 +454,13 @@ mod tests {
     /// Dense inverse by Gauss-Jordan, for checking.
     fn gauss_jordan_inverse(a: &[f64], d: usize) -> Vec<f64> {
         let mut m = a.to_vec();
-        let mut inv: Vec<f64> = (0..d * d).map(|k| if k / d == k % d { 1.0 } else { 0.0 }).collect();
+        let mut inv: Vec<f64> = (0..d * d)
+            .map(|k| if k / d == k % d { 1.0 } else { 0.0 })
+            .collect();
         for c in 0..d {
-            let piv = (c..d).max_by(|&x, &y| m[x * d + c].abs().total_cmp(&m[y * d + c].abs())).unwrap();
+            let piv = (c..d)
+                .max_by(|&x, &y| m[x * d + c].abs().total_cmp(&m[y * d + c].abs()))
+                .unwrap();
             for k in 0..d {
                 m.swap(c * d + k, piv * d + k);
                 inv.swap(c * d + k, piv * d + k);
@@ -462,7 +491,8 @@ mod tests {
             let mut x = vec![0.0f32; p * b * d];
             for (bi, img) in chunk.iter().enumerate() {
                 for q in 0..p {
-                    x[(q * b + bi) * d..(q * b + bi + 1) * d].copy_from_slice(&img[q * d..(q + 1) * d]);
+                    x[(q * b + bi) * d..(q * b + bi + 1) * d]
+                        .copy_from_slice(&img[q * d..(q + 1) * d]);
                 }
             }
             acc.add(&x, b);
@@ -476,7 +506,12 @@ mod tests {
         let (n, p, d) = (13, 3, 5);
         // Offset values far from zero: the shifted sums must not cancel.
         let samples: Vec<Vec<f32>> = (0..n)
-            .map(|k| values(p * d, k as u64 + 1).iter().map(|v| 100.0 + v).collect())
+            .map(|k| {
+                values(p * d, k as u64 + 1)
+                    .iter()
+                    .map(|v| 100.0 + v)
+                    .collect()
+            })
             .collect();
         let g = fit(&samples, p, d, 4, 0.01);
         for q in 0..p {
@@ -507,7 +542,12 @@ mod tests {
                 buf[qq * d..(qq + 1) * d].copy_from_slice(&samples[0][qq * d..(qq + 1) * d]);
             }
             let dist = g.mahalanobis(&buf, 1);
-            assert!(close(dist[q] as f64, m2.sqrt(), 1e-3), "{} vs {}", dist[q], m2.sqrt());
+            assert!(
+                close(dist[q] as f64, m2.sqrt(), 1e-3),
+                "{} vs {}",
+                dist[q],
+                m2.sqrt()
+            );
         }
     }
 
@@ -558,7 +598,9 @@ mod tests {
         // A = [[4, 2], [2, 3]]: L = [[2, 0], [1, sqrt 2]].
         let mut a = vec![4.0, 2.0, 3.0];
         cholesky_packed(&mut a, 2).unwrap();
-        assert!(close(a[0], 2.0, 1e-12) && close(a[1], 1.0, 1e-12) && close(a[2], 2f64.sqrt(), 1e-12));
+        assert!(
+            close(a[0], 2.0, 1e-12) && close(a[1], 1.0, 1e-12) && close(a[2], 2f64.sqrt(), 1e-12)
+        );
         let w = lower_inverse(&a, 2);
         assert!(close(w[0], 0.5, 1e-12) && close(w[2], 1.0 / 2f64.sqrt(), 1e-12));
         assert!(close(w[1], -0.5 / 2f64.sqrt(), 1e-12));

@@ -118,7 +118,8 @@ impl Padim {
         let inv = floats[n_mean..].to_vec();
         let mut mean = floats;
         mean.truncate(n_mean);
-        let gaussians = Gaussians::from_parts(positions, d, mean, inv).map_err(|e| bad(e.to_string()))?;
+        let gaussians =
+            Gaussians::from_parts(positions, d, mean, inv).map_err(|e| bad(e.to_string()))?;
         model.channels = header.channels;
         model.threshold = header.threshold;
         model.fitted = Some(Fitted {
@@ -214,7 +215,11 @@ mod tests {
             .unwrap()
             .unwrap();
         let before = model.predict(&batch.images).unwrap();
-        assert!(before.iter().all(|p| p.score.is_finite() && p.map.as_slice().iter().all(|v| v.is_finite())));
+        assert!(
+            before
+                .iter()
+                .all(|p| p.score.is_finite() && p.map.as_slice().iter().all(|v| v.is_finite()))
+        );
         assert_eq!(before[0].map.width(), 64);
         // Image score = max of the map.
         assert_eq!(before[0].score, before[0].map.max());
@@ -227,7 +232,13 @@ mod tests {
         let after = loaded.predict(&batch.images).unwrap();
         for (a, b) in before.iter().zip(&after) {
             assert_eq!(a.score.to_bits(), b.score.to_bits());
-            assert!(a.map.as_slice().iter().zip(b.map.as_slice()).all(|(x, y)| x.to_bits() == y.to_bits()));
+            assert!(
+                a.map
+                    .as_slice()
+                    .iter()
+                    .zip(b.map.as_slice())
+                    .all(|(x, y)| x.to_bits() == y.to_bits())
+            );
             assert_eq!(a.is_anomalous, b.is_anomalous);
         }
 
@@ -236,7 +247,9 @@ mod tests {
             let p = dir.path().join("bad.padim");
             std::fs::write(&p, data).unwrap();
             match Padim::load(&p, &Device::default()) {
-                Err(PadimError::BadModelFile { reason, .. }) => assert!(reason.contains(what), "{what}: {reason}"),
+                Err(PadimError::BadModelFile { reason, .. }) => {
+                    assert!(reason.contains(what), "{what}: {reason}")
+                }
                 other => panic!("{what}: {other:?}"),
             }
         };
@@ -268,16 +281,34 @@ mod tests {
         };
         assert!(matches!(
             Padim::new(&config, &Device::default()),
-            Err(PadimError::InvalidConfig { name: "n_features", .. })
+            Err(PadimError::InvalidConfig {
+                name: "n_features",
+                ..
+            })
         ));
         let (model, _cat, dir) = fitted();
         let wrong = ad_core::Preprocessor::new(PreprocessConfig::default().with_size(32, 32))
             .unwrap()
-            .batch(&[ad_core::RgbImage::from_fn(40, 40, |x, y| [x as u8, y as u8, 0])])
+            .batch(&[ad_core::RgbImage::from_fn(40, 40, |x, y| {
+                [x as u8, y as u8, 0]
+            })])
             .unwrap();
-        assert!(matches!(model.predict(&wrong), Err(PadimError::BatchShape { .. })));
-        let fresh = Padim::new(&PadimConfig { n_features: Some(24), ..config }, &Device::default()).unwrap();
+        assert!(matches!(
+            model.predict(&wrong),
+            Err(PadimError::BatchShape { .. })
+        ));
+        let fresh = Padim::new(
+            &PadimConfig {
+                n_features: Some(24),
+                ..config
+            },
+            &Device::default(),
+        )
+        .unwrap();
         assert!(matches!(fresh.predict(&wrong), Err(PadimError::NotFitted)));
-        assert!(matches!(fresh.save(dir.path().join("x")), Err(PadimError::NotFitted)));
+        assert!(matches!(
+            fresh.save(dir.path().join("x")),
+            Err(PadimError::NotFitted)
+        ));
     }
 }

@@ -10,10 +10,10 @@ use ad_patchcore::anomaly_map::{gaussian_blur, upsample};
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
+use crate::PadimError;
 use crate::config::{CheckedConfig, PadimConfig, default_n_features, default_taps};
 use crate::embedding::{TapMap, channel_subset, gather_embedding};
 use crate::gaussian::{GaussianAccumulator, Gaussians};
-use crate::PadimError;
 
 /// What fitting produced.
 #[derive(Clone, Debug)]
@@ -63,7 +63,13 @@ fn read_tap(t: Tensor<4>) -> Result<TapMap, PadimError> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| PadimError::Device(format!("{e:?}")))?;
-    Ok(TapMap { data, batch, channels, height, width })
+    Ok(TapMap {
+        data,
+        batch,
+        channels,
+        height,
+        width,
+    })
 }
 
 impl Padim {
@@ -77,7 +83,10 @@ impl Padim {
             if strides != [4, 8, 16] {
                 return Err(PadimError::InvalidConfig {
                     name: "taps",
-                    reason: format!("default taps {:?} have strides {strides:?}, expected [4, 8, 16]", config.taps),
+                    reason: format!(
+                        "default taps {:?} have strides {strides:?}, expected [4, 8, 16]",
+                        config.taps
+                    ),
                 });
             }
         }
@@ -199,7 +208,10 @@ impl Padim {
     }
 
     /// Mahalanobis distance of every grid position: `([batch][h * w], (h, w))`.
-    pub fn distance_grid(&self, batch: &ImageBatch) -> Result<(Vec<f32>, (usize, usize)), PadimError> {
+    pub fn distance_grid(
+        &self,
+        batch: &ImageBatch,
+    ) -> Result<(Vec<f32>, (usize, usize)), PadimError> {
         let fitted = self.fitted.as_ref().ok_or(PadimError::NotFitted)?;
         self.check_batch(batch)?;
         let (emb, grid) = self.embed(batch)?;
@@ -227,7 +239,9 @@ impl Detector for Padim {
     {
         let t0 = Instant::now();
         let mut extract = std::time::Duration::ZERO;
-        let mut state: Option<(GaussianAccumulator, (usize, usize), (usize, usize))> = None;
+        // Sums, feature grid and image size, fixed by the first batch.
+        type State = (GaussianAccumulator, (usize, usize), (usize, usize));
+        let mut state: Option<State> = None;
         for batch in batches {
             let batch = batch.map_err(|e| PadimError::Input(e.into()))?;
             if batch.is_empty() {
@@ -238,7 +252,11 @@ impl Detector for Padim {
             let (emb, grid) = self.embed(&batch)?;
             extract += te.elapsed();
             let (acc, g, s) = state.get_or_insert_with(|| {
-                (GaussianAccumulator::new(grid.0 * grid.1, self.channels.len()), grid, size)
+                (
+                    GaussianAccumulator::new(grid.0 * grid.1, self.channels.len()),
+                    grid,
+                    size,
+                )
             });
             if *s != size || *g != grid {
                 return Err(PadimError::BatchShape {
@@ -262,7 +280,12 @@ impl Detector for Padim {
             acc.dim(),
             build.as_secs_f64()
         );
-        self.fitted = Some(Fitted { gaussians, grid, image_size, images });
+        self.fitted = Some(Fitted {
+            gaussians,
+            grid,
+            image_size,
+            images,
+        });
         Ok(FitSummary {
             images,
             features: images * grid.0 * grid.1,

@@ -35,14 +35,24 @@ fn bottle_reaches_published_level() {
     for batch in BatchLoader::new(&bottle.splits.test, pre, 8) {
         let batch = batch.unwrap();
         size = (batch.images.height(), batch.images.width());
-        for ((p, s), m) in model.predict(&batch.images).unwrap().iter().zip(&batch.samples).zip(&batch.masks) {
+        for ((p, s), m) in model
+            .predict(&batch.images)
+            .unwrap()
+            .iter()
+            .zip(&batch.samples)
+            .zip(&batch.masks)
+        {
             scores.push(p.score);
             labels.push(s.is_anomalous);
             maps.extend_from_slice(p.map.as_slice());
             masks.extend_from_slice(m.as_ref().expect("bottle has every mask").as_slice());
         }
     }
-    let pixels = PixelMaps { maps: &maps, masks: &masks, dims: MapDims::new(scores.len(), size.0, size.1) };
+    let pixels = PixelMaps {
+        maps: &maps,
+        masks: &masks,
+        dims: MapDims::new(scores.len(), size.0, size.1),
+    };
     let eval = ad_metrics::evaluate(&scores, &labels, &pixels, &EvalOptions::default()).unwrap();
     let pixel = eval.pixel.unwrap();
     println!(
@@ -53,5 +63,9 @@ fn bottle_reaches_published_level() {
         pixel.aupro
     );
     assert!(eval.image.auroc >= 0.97, "image AUROC {}", eval.image.auroc);
-    assert!(pixel.level.auroc >= 0.95, "pixel AUROC {}", pixel.level.auroc);
+    assert!(
+        pixel.level.auroc >= 0.95,
+        "pixel AUROC {}",
+        pixel.level.auroc
+    );
 }

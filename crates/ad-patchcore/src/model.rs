@@ -209,10 +209,19 @@ impl PatchCore {
     pub fn patch_scores(&self, batch: &ImageBatch) -> Result<PatchScores, PatchcoreError> {
         let fitted = self.fitted.as_ref().ok_or(PatchcoreError::NotFitted)?;
         self.check_batch(batch)?;
+        let t0 = Instant::now();
         let (rows, grid, d) = self.embed(batch)?;
+        let t_embed = t0.elapsed();
         let per = grid.0 * grid.1;
         let b = batch.len();
         let nn = fitted.index.search(&rows, b * per, 1)?;
+        log::debug!(
+            "predict {b} images: features {:.1} ms, 1-NN of {} patches in a {}-row bank {:.1} ms",
+            t_embed.as_secs_f64() * 1e3,
+            b * per,
+            fitted.bank.len(),
+            (t0.elapsed() - t_embed).as_secs_f64() * 1e3
+        );
         let scores = nn.distances;
         // m^test,* per image: the patch farthest from the memory bank (first on ties).
         let mut star = Vec::with_capacity(b);
