@@ -91,7 +91,7 @@ fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
 
 enum Built {
     Brute(BruteForce),
-    Burn(BurnKnn),
+    Burn(Box<BurnKnn>),
     Kd(KdTree),
 }
 
@@ -99,7 +99,7 @@ impl Built {
     fn new(index: Index, bank: &MemoryBank) -> Self {
         match index {
             Index::Brute => Built::Brute(BruteForce::new(bank.clone())),
-            Index::Burn => Built::Burn(BurnKnn::on_device(bank, &Device::flex())),
+            Index::Burn => Built::Burn(Box::new(BurnKnn::on_device(bank, &Device::flex()))),
             Index::Kd => Built::Kd(KdTree::build(bank).expect("kd-tree")),
         }
     }

@@ -17,16 +17,17 @@ use std::time::{Duration, Instant};
 
 use ad_backbone::{BackboneKind, Weights};
 use ad_core::{Detector, PreprocessConfig};
-use ad_metrics::plot::{save_pr, save_roc};
-use ad_metrics::report::{MetricsRow, RunReport};
-use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, predicted_mask, save_overlay};
 use ad_metrics::EvalOptions;
-use ad_mvtec::{FolderConfig, MvtecCategory, Splits, SyntheticConfig};
+use ad_metrics::report::MetricsRow;
+use ad_mvtec::Splits;
 use ad_patchcore::{
     CoresetKind, CoresetProjection, KnnBackend, MapUpsample, PatchCore, PatchcoreConfig,
 };
-use anomaly_detection::pipeline::{self, device_from_name, peak_memory_mb, progress_bar};
 use anomaly_detection::Error;
+use anomaly_detection::cli::{
+    DataArgs, OutputArgs, keep_pictures, run_categories, save_pictures, write_category_report,
+};
+use anomaly_detection::pipeline::{self, device_from_name, peak_memory_mb, progress_bar};
 use clap::{Parser, ValueEnum};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -51,34 +52,12 @@ enum Knn {
 /// PatchCore (Roth et al., CVPR 2022) on an MVTec AD category, your own folders, or a
 /// generated category (the default, no download needed).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
-    /// MVTec AD root (the folder holding `bottle/`, ...). Without it and without
-    /// --folder-normal, a generated category is used.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Category (or comma-separated categories, or `all`) under --data; with several, a
-    /// combined table with the mean is printed and written to --out.
-    #[arg(long, default_value = "bottle")]
-    category: String,
-    /// Folder(s) of good images of your own line (anomalib's Folder); repeatable.
-    #[arg(long)]
-    folder_normal: Vec<PathBuf>,
-    /// Folder(s) of defective images; repeatable.
-    #[arg(long)]
-    folder_abnormal: Vec<PathBuf>,
-    /// Folder of masks for the defective images (`<stem>.png` or `<stem>_mask.png`).
-    #[arg(long)]
-    folder_mask: Option<PathBuf>,
-    /// Folder of good test images (otherwise --split of the normal images go to test).
-    #[arg(long)]
-    folder_normal_test: Option<PathBuf>,
-    /// Fraction of normal images moved to test when there is no --folder-normal-test.
-    #[arg(long, default_value_t = 0.2)]
-    split: f64,
-    /// Where the generated category is written (when no dataset is given).
-    #[arg(long, default_value = "datasets/generated")]
-    generated_root: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    output: OutputArgs,
     /// Backbone: efficientnet-lite0..4, resnet18/34/50/101, wide_resnet50_2, wide_resnet101_2.
     #[arg(long, default_value = "efficientnet-lite0")]
     backbone: String,
@@ -123,102 +102,19 @@ struct Args {
     /// Coreset seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Device: cpu, default, wgpu (--features wgpu), cuda (--features cuda).
-    #[arg(long, default_value = "cpu")]
-    device: String,
     /// Nearest-neighbour search on the host CPU or on the device.
     #[arg(long, value_enum, default_value = "cpu")]
     knn: Knn,
-    /// Output directory (default out/patchcore/<category>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Write at most this many overlays (defective images first); 0 = none.
-    #[arg(long, default_value_t = 1000)]
-    overlays: usize,
-    /// Do not save the fitted model.
-    #[arg(long)]
-    no_save: bool,
-    /// Hide progress bars.
-    #[arg(long)]
-    quiet: bool,
-}
-
-fn open_splits(args: &Args) -> Result<Vec<Splits>, Error> {
-    if !args.folder_normal.is_empty() {
-        let mut cfg = FolderConfig {
-            name: "folder".into(),
-            normal_dirs: args.folder_normal.clone(),
-            abnormal_dirs: args.folder_abnormal.clone(),
-            mask_dir: args.folder_mask.clone(),
-            normal_test_dir: args.folder_normal_test.clone(),
-            test_split_ratio: args.split,
-            seed: args.seed,
-        };
-        if let Some(first) = args.folder_normal.first().and_then(|p| p.parent()) {
-            if let Some(n) = first.file_name() {
-                cfg.name = n.to_string_lossy().into_owned();
-            }
-        }
-        return Ok(vec![cfg.open()?.splits]);
-    }
-    if let Some(root) = &args.data {
-        let names: Vec<String> = if args.category == "all" {
-            let mut v: Vec<String> = std::fs::read_dir(root)
-                .map_err(|source| Error::Io { path: root.clone(), source })?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().join("train").is_dir())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            v.sort();
-            v
-        } else {
-            args.category.split(',').map(|s| s.trim().to_string()).collect()
-        };
-        return names
-            .iter()
-            .map(|n| Ok(MvtecCategory::open(root, n)?.splits))
-            .collect();
-    }
-    let cfg = SyntheticConfig::default();
-    println!(
-        "no dataset given: using the generated category `{}` under {} (see datasets/README.md)",
-        cfg.name,
-        args.generated_root.display()
-    );
-    cfg.ensure(&args.generated_root)?;
-    Ok(vec![MvtecCategory::open(&args.generated_root, &cfg.name)?.splits])
 }
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let device = device_from_name(&args.device)?;
+    let device = device_from_name(&args.output.device)?;
     let kind = BackboneKind::from_name(&args.backbone)
         .ok_or_else(|| format!("unknown backbone `{}`", args.backbone))?;
-    let all = open_splits(&args)?;
-    if all.len() == 1 {
-        let out = args
-            .out
-            .clone()
-            .unwrap_or_else(|| Path::new("out/patchcore").join(&all[0].name));
-        run_category(&args, &device, kind, &all[0], &out)?;
-        return Ok(());
-    }
-    let base = args.out.clone().unwrap_or_else(|| Path::new("out/patchcore").to_path_buf());
-    let mut report = RunReport::new(format!(
-        "mvtec_patchcore {} categories, coreset {}",
-        all.len(),
-        args.coreset_ratio
-    ));
-    for splits in &all {
-        report.push(run_category(&args, &device, kind, splits, &base.join(&splits.name))?);
-    }
-    if let Some(mean) = report.mean_row() {
-        report.push(mean);
-    }
-    let (json, md) = report.write(&base, "report")?;
-    println!();
-    println!("{}", report.to_markdown());
-    println!("wrote {} and {}", json.display(), md.display());
-    Ok(())
+    let all = args.data.open()?;
+    run_categories(&all, &args.output, "patchcore", |splits, out| {
+        run_category(&args, &device, kind, splits, out)
+    })
 }
 
 fn run_category(
@@ -229,10 +125,6 @@ fn run_category(
     out: &Path,
 ) -> Result<MetricsRow, Box<dyn std::error::Error>> {
     let out = out.to_path_buf();
-    std::fs::create_dir_all(out.join("overlays")).map_err(|source| Error::Io {
-        path: out.clone(),
-        source,
-    })?;
     println!(
         "{}: {} train, {} test ({} defective), device {:?}",
         splits.name,
@@ -262,7 +154,9 @@ fn run_category(
         projection: if args.projection_dim == 0 {
             CoresetProjection::Identity
         } else {
-            CoresetProjection::Gaussian { dim: args.projection_dim }
+            CoresetProjection::Gaussian {
+                dim: args.projection_dim,
+            }
         },
         seed: args.seed,
         num_neighbors: args.neighbors,
@@ -286,14 +180,14 @@ fn run_category(
         model.backbone().tap_channels().iter().sum::<usize>()
     );
     let pre = model.preprocessor().clone();
-    let visible = !args.quiet;
+    let visible = !args.output.quiet;
 
     // Fit: feature extraction (progress bar), then the coreset (spinner).
     let t_fit = Instant::now();
     let bar = progress_bar(splits.train.len(), "features", visible);
     let spinner = std::cell::RefCell::new(None);
-    let fit_batches = ad_mvtec::BatchLoader::new(&splits.train, pre.clone(), args.batch_size)
-        .map(|b| {
+    let fit_batches =
+        ad_mvtec::BatchLoader::new(&splits.train, pre.clone(), args.batch_size).map(|b| {
             let b = b?;
             bar.inc(b.images.len() as u64);
             if bar.position() as usize >= splits.train.len() {
@@ -329,74 +223,35 @@ fn run_category(
     // Test.
     let bar = progress_bar(splits.test.len(), "testing", visible);
     let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
-    let test = pipeline::test(&model, &splits.test, &pre, args.batch_size, &bar, |batch, _| {
-        for (i, s) in batch.samples.iter().enumerate() {
-            let image = batch.images.image(i)?;
-            pictures.push((format!("{}_{}", s.defect, s.stem()), image.into_raw()));
-        }
-        Ok(())
-    })?;
+    let test = pipeline::test(
+        &model,
+        &splits.test,
+        &pre,
+        args.batch_size,
+        &bar,
+        keep_pictures(&mut pictures),
+    )?;
     let eval = test.evaluate(&EvalOptions::default())?;
 
     // Image threshold at F1-max: labels predictions and is saved with the model.
     model.set_threshold(Some(eval.image.f1.threshold));
     let model_path = out.join("model.patchcore");
-    let model_size_mb = if args.no_save {
+    let model_size_mb = if args.output.no_save {
         None
     } else {
+        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
+            path: out.clone(),
+            source,
+        })?;
         model.save(&model_path)?;
+        println!("model saved to {}", model_path.display());
         std::fs::metadata(&model_path)
             .ok()
             .map(|m| m.len() as f64 / (1024.0 * 1024.0))
     };
-
-    // Pictures: overlays on one colour scale (min..max of all maps), predicted mask at the
-    // pixel F1-max threshold.
-    let (h, w) = test.map_size;
-    let (lo, hi) = test
-        .maps
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
-    let style = OverlayStyle {
-        scale: MapScale::Fixed { min: lo, max: hi.max(lo + 1e-6) },
-        ..OverlayStyle::default()
-    };
-    let pixel_threshold = eval.pixel.map(|p| p.level.f1.threshold);
-    let mut order: Vec<usize> = (0..test.scores.len()).collect();
-    order.sort_by_key(|&i| !test.labels[i]);
-    for &i in order.iter().take(args.overlays) {
-        let map = &test.maps[i * h * w..(i + 1) * h * w];
-        let gt = &test.masks[i * h * w..(i + 1) * h * w];
-        let pred = pixel_threshold.map(|t| predicted_mask(map, t));
-        let input = OverlayInput {
-            image: &pictures[i].1,
-            map,
-            gt_mask: test.labels[i].then_some(gt),
-            pred_mask: pred.as_deref(),
-            width: w,
-            height: h,
-        };
-        save_overlay(
-            &out.join("overlays").join(format!("{}.png", pictures[i].0)),
-            &input,
-            &style,
-        )?;
-    }
     let title = format!("PatchCore {} ({})", splits.name, kind.name());
-    if let Some(c) = &eval.image_curves {
-        let mut curves = vec![("image", &c.roc)];
-        if let Some(p) = &eval.pixel_curves {
-            curves.push(("pixel", &p.roc));
-        }
-        save_roc(&out.join("roc.png"), &title, &curves, (640, 480))?;
-        let mut prs = vec![("image", &c.pr)];
-        if let Some(p) = &eval.pixel_curves {
-            prs.push(("pixel", &p.pr));
-        }
-        save_pr(&out.join("pr.png"), &title, &prs, (640, 480))?;
-    }
+    save_pictures(&out, &title, &test, &eval, &pictures, args.output.overlays)?;
 
-    // Report.
     let model_name = format!("patchcore-{}-coreset{}", kind.name(), args.coreset_ratio);
     let mut row = MetricsRow::from_evaluation(
         &splits.name,
@@ -407,25 +262,13 @@ fn run_category(
     );
     row.peak_memory_mb = peak_memory_mb();
     row.model_size_mb = model_size_mb;
-    row.extras.insert("memory_bank".into(), summary.memory_rows as f64);
-    let mut report = RunReport::new(format!("mvtec_patchcore {}", splits.name));
-    report.push(row.clone());
-    let (json, md) = report.write(&out, "report")?;
-    println!();
-    println!("{}", report.to_markdown());
+    row.extras
+        .insert("memory_bank".into(), summary.memory_rows as f64);
+    write_category_report(&out, &format!("mvtec_patchcore {}", splits.name), &row)?;
     println!(
-        "image threshold (F1-max) {:.4}; wrote {}, {}, {}/roc.png, {}/pr.png, overlays in {}/overlays{}",
+        "image threshold (F1-max) {:.4}; pictures in {} (overlays/, roc.png, pr.png)",
         eval.image.f1.threshold,
-        json.display(),
-        md.display(),
-        out.display(),
-        out.display(),
-        out.display(),
-        if args.no_save {
-            String::new()
-        } else {
-            format!(", model {}", model_path.display())
-        }
+        out.display()
     );
     Ok(row)
 }

@@ -10,11 +10,14 @@
 //! | pretrained CNN feature maps | [`backbone`] (`ad-backbone`) |
 //! | coreset memory bank and nearest neighbours | [`memory_bank`] (`ad-memory-bank`) |
 //! | PatchCore | [`patchcore`] (`ad-patchcore`) |
+//! | PaDiM | [`padim`] (`ad-padim`) |
 //! | AUROC, F1-max, AUPRO, overlays, reports | [`metrics`] (`ad-metrics`) |
 //!
-//! [`pipeline`] runs fit + test for any detector; [`Error`] wraps every crate's error.
+//! [`pipeline`] runs fit + test for any detector, [`cli`] holds what the examples share;
+//! [`Error`] wraps every crate's error.
 //! Start with `cargo run --release --example mvtec_patchcore`.
 
+pub mod cli;
 pub mod pipeline;
 
 pub use ad_backbone as backbone;
@@ -22,6 +25,7 @@ pub use ad_core as core;
 pub use ad_memory_bank as memory_bank;
 pub use ad_metrics as metrics;
 pub use ad_mvtec as mvtec;
+pub use ad_padim as padim;
 pub use ad_patchcore as patchcore;
 pub use burn;
 
@@ -43,6 +47,9 @@ pub enum Error {
     /// PatchCore.
     #[error(transparent)]
     Patchcore(#[from] ad_patchcore::PatchcoreError),
+    /// PaDiM.
+    #[error(transparent)]
+    Padim(#[from] ad_padim::PadimError),
     /// Metrics, pictures, reports.
     #[error(transparent)]
     Metrics(#[from] ad_metrics::MetricsError),

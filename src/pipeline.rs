@@ -84,9 +84,18 @@ impl TestRun {
                 masks: &self.masks,
                 dims: MapDims::new(self.scores.len(), h, w),
             };
-            Ok(ad_metrics::evaluate(&self.scores, &self.labels, &pixels, opts)?)
+            Ok(ad_metrics::evaluate(
+                &self.scores,
+                &self.labels,
+                &pixels,
+                opts,
+            )?)
         } else {
-            Ok(ad_metrics::evaluate_images(&self.scores, &self.labels, opts)?)
+            Ok(ad_metrics::evaluate_images(
+                &self.scores,
+                &self.labels,
+                opts,
+            )?)
         }
     }
 }
@@ -124,7 +133,8 @@ where
                 Some(m) => run.masks.extend_from_slice(m.as_slice()),
                 None => {
                     run.all_masks = false;
-                    run.masks.extend(std::iter::repeat_n(false, p.map.as_slice().len()));
+                    run.masks
+                        .extend(std::iter::repeat_n(false, p.map.as_slice().len()));
                 }
             }
         }
@@ -150,13 +160,23 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, String> {
         "cpu" | "flex" => Ok(burn::tensor::Device::flex()),
         "default" => Ok(burn::tensor::Device::default()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+        "wgpu" => Ok(burn::tensor::Device::wgpu(
+            burn::tensor::DeviceKind::DefaultDevice,
+        )),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(burn::tensor::Device::cuda(0)),
         other => Err(format!(
             "unknown or disabled device `{other}`: use cpu, default{}{}",
-            if cfg!(feature = "wgpu") { ", wgpu" } else { " (wgpu: build with --features wgpu)" },
-            if cfg!(feature = "cuda") { ", cuda" } else { " (cuda: build with --features cuda)" },
+            if cfg!(feature = "wgpu") {
+                ", wgpu"
+            } else {
+                " (wgpu: build with --features wgpu)"
+            },
+            if cfg!(feature = "cuda") {
+                ", cuda"
+            } else {
+                " (cuda: build with --features cuda)"
+            },
         )),
     }
 }

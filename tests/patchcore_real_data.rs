@@ -27,7 +27,10 @@ fn shared_mvtec() -> Option<PathBuf> {
     if root.join("bottle").is_dir() {
         Some(root)
     } else {
-        println!("SKIPPED: {} not found (real MVTec AD bottle)", root.display());
+        println!(
+            "SKIPPED: {} not found (real MVTec AD bottle)",
+            root.display()
+        );
         None
     }
 }

@@ -4,7 +4,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CoreError {
     /// A buffer does not have the length its dimensions require.
-    #[error("{what}: buffer holds {actual} values but {width}x{height}x{channels} needs {expected}")]
+    #[error(
+        "{what}: buffer holds {actual} values but {width}x{height}x{channels} needs {expected}"
+    )]
     BufferSize {
         /// Which buffer.
         what: &'static str,

@@ -34,7 +34,11 @@ impl RgbImage {
     }
 
     /// Builds an image from a function of the pixel position (handy in tests and examples).
-    pub fn from_fn(width: usize, height: usize, mut f: impl FnMut(usize, usize) -> [u8; 3]) -> Self {
+    pub fn from_fn(
+        width: usize,
+        height: usize,
+        mut f: impl FnMut(usize, usize) -> [u8; 3],
+    ) -> Self {
         let mut data = Vec::with_capacity(width * height * 3);
         for y in 0..height {
             for x in 0..width {
@@ -155,7 +159,13 @@ impl Mask {
     }
 
     /// Crops the rectangle at `(left, top)` of the given size (must lie inside the mask).
-    pub fn crop(&self, left: usize, top: usize, width: usize, height: usize) -> Result<Self, CoreError> {
+    pub fn crop(
+        &self,
+        left: usize,
+        top: usize,
+        width: usize,
+        height: usize,
+    ) -> Result<Self, CoreError> {
         check_dims("mask crop", width, height)?;
         if left + width > self.width || top + height > self.height {
             return Err(CoreError::InvalidParameter {
@@ -168,7 +178,9 @@ impl Mask {
         }
         let mut data = Vec::with_capacity(width * height);
         for y in top..top + height {
-            data.extend_from_slice(&self.data[y * self.width + left..y * self.width + left + width]);
+            data.extend_from_slice(
+                &self.data[y * self.width + left..y * self.width + left + width],
+            );
         }
         Ok(Self {
             width,

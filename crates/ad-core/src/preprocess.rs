@@ -174,7 +174,12 @@ impl Preprocessor {
         for image in images {
             planes.push(self.apply(image)?);
         }
-        ImageBatch::from_planes(planes, self.output_size(), self.config.mean, self.config.std)
+        ImageBatch::from_planes(
+            planes,
+            self.output_size(),
+            self.config.mean,
+            self.config.std,
+        )
     }
 }
 
@@ -300,12 +305,21 @@ impl ImageBatch {
 
 /// torchvision's `CenterCrop` origin: `round((size - crop) / 2)` with Python's
 /// round-half-to-even.
-pub fn center_crop_origin((width, height): (usize, usize), (cw, ch): (usize, usize)) -> (usize, usize) {
+pub fn center_crop_origin(
+    (width, height): (usize, usize),
+    (cw, ch): (usize, usize),
+) -> (usize, usize) {
     let half = |a: usize, b: usize| ((a - b) as f64 / 2.0).round_ties_even() as usize;
     (half(width, cw), half(height, ch))
 }
 
-fn crop_rgb(image: &RgbImage, left: usize, top: usize, width: usize, height: usize) -> Result<RgbImage, CoreError> {
+fn crop_rgb(
+    image: &RgbImage,
+    left: usize,
+    top: usize,
+    width: usize,
+    height: usize,
+) -> Result<RgbImage, CoreError> {
     let src = image.as_raw();
     let stride = image.width() * 3;
     let mut out = Vec::with_capacity(width * height * 3);
@@ -353,7 +367,11 @@ fn bilinear_coeffs(in_size: usize, out_size: usize) -> Coeffs {
             .iter()
             .map(|&v| {
                 let s = v * (1u32 << PRECISION_BITS) as f64;
-                if v < 0.0 { (s - 0.5) as i32 } else { (s + 0.5) as i32 }
+                if v < 0.0 {
+                    (s - 0.5) as i32
+                } else {
+                    (s + 0.5) as i32
+                }
             })
             .collect();
         start.push(xmin);
@@ -369,7 +387,11 @@ fn clip8(acc: i64) -> u8 {
 
 /// Bilinear resize with antialiasing, bit-identical to PIL's `Image.resize(size, BILINEAR)` on
 /// 8-bit RGB (horizontal pass first, each pass rounded to 8 bits).
-pub fn resize_bilinear(image: &RgbImage, width: usize, height: usize) -> Result<RgbImage, CoreError> {
+pub fn resize_bilinear(
+    image: &RgbImage,
+    width: usize,
+    height: usize,
+) -> Result<RgbImage, CoreError> {
     check_dims("resize target", width, height)?;
     let (iw, ih) = (image.width(), image.height());
     let src = image.as_raw();

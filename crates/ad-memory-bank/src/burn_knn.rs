@@ -122,11 +122,11 @@ impl KnnIndex for BurnKnn {
                 });
                 for round in 0..kb {
                     let (mv, mi) = v.clone().min_dim_with_indices(1); // [bq, 1]
-                    if round + 1 < kb {
-                        if let Some(iota) = &iota {
-                            let mask = iota.clone().equal(mi.clone().expand([bq, bm]));
-                            v = v.mask_fill(mask, f32::INFINITY);
-                        }
+                    if round + 1 < kb
+                        && let Some(iota) = &iota
+                    {
+                        let mask = iota.clone().equal(mi.clone().expand([bq, bm]));
+                        v = v.mask_fill(mask, f32::INFINITY);
                     }
                     vals.push(mv);
                     ids.push(mi);

@@ -18,6 +18,7 @@ use crate::knn::{KnnIndex, KnnResult, check_search};
 /// Leaf bucket size.
 const B: usize = 32;
 
+#[allow(clippy::large_enum_variant)] // one value per index; boxing buys nothing
 enum Tree {
     K4(ImmutableKdTree<f32, u64, 4, B>),
     K8(ImmutableKdTree<f32, u64, 8, B>),

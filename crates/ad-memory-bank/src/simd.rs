@@ -153,11 +153,13 @@ fn level() -> Level {
 macro_rules! dispatch {
     ($generic:ident, $avx512:ident, $avx2:ident, ($($arg:ident : $ty:ty),*) -> $ret:ty) => {
         #[cfg(target_arch = "x86_64")]
+        #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx512f,avx2,avx")]
         unsafe fn $avx512($($arg: $ty),*) -> $ret {
             $generic($($arg),*)
         }
         #[cfg(target_arch = "x86_64")]
+        #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,avx")]
         unsafe fn $avx2($($arg: $ty),*) -> $ret {
             $generic($($arg),*)

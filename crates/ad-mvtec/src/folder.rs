@@ -162,12 +162,16 @@ impl FolderConfig {
                 let stem = file_stem(&image);
                 let mask = match &self.mask_dir {
                     None => None,
-                    Some(mask_dir) => Some(masks.remove(&stem).ok_or_else(|| {
-                        DatasetError::MissingMask {
-                            expected_mask: mask_dir.join(format!("{stem}.png")),
-                            image: image.clone(),
-                        }
-                    })?),
+                    Some(mask_dir) => {
+                        Some(
+                            masks
+                                .remove(&stem)
+                                .ok_or_else(|| DatasetError::MissingMask {
+                                    expected_mask: mask_dir.join(format!("{stem}.png")),
+                                    image: image.clone(),
+                                })?,
+                        )
+                    }
                 };
                 test.push(Sample {
                     path: image,

@@ -27,10 +27,12 @@ pub fn load_sample(
     pre: &Preprocessor,
 ) -> Result<(Vec<f32>, Option<Mask>), DatasetError> {
     let image = load_rgb(&sample.path)?;
-    let planes = pre.apply(&image).map_err(|source| DatasetError::Preprocess {
-        path: sample.path.clone(),
-        source,
-    })?;
+    let planes = pre
+        .apply(&image)
+        .map_err(|source| DatasetError::Preprocess {
+            path: sample.path.clone(),
+            source,
+        })?;
     let (oh, ow) = pre.output_size();
     let mask = match (&sample.mask, sample.is_anomalous) {
         (Some(path), _) => {

@@ -60,10 +60,12 @@ impl MvtecCategory {
             }
             for image in images {
                 let stem = file_stem(&image);
-                let mask = masks.remove(&stem).ok_or_else(|| DatasetError::MissingMask {
-                    expected_mask: mask_dir.join(format!("{stem}_mask.png")),
-                    image: image.clone(),
-                })?;
+                let mask = masks
+                    .remove(&stem)
+                    .ok_or_else(|| DatasetError::MissingMask {
+                        expected_mask: mask_dir.join(format!("{stem}_mask.png")),
+                        image: image.clone(),
+                    })?;
                 test.push(Sample {
                     path: image,
                     is_anomalous: true,

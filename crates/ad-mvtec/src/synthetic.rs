@@ -97,9 +97,8 @@ impl SyntheticConfig {
         self.check()?;
         let dir = root.as_ref().join(&self.name);
         let mut jobs: Vec<(PathBuf, Option<(usize, PathBuf)>, u64)> = Vec::new();
-        let seed_of = |group: u64, i: usize| {
-            SplitMix64::new(self.seed ^ (group << 48) ^ i as u64).next_u64()
-        };
+        let seed_of =
+            |group: u64, i: usize| SplitMix64::new(self.seed ^ (group << 48) ^ i as u64).next_u64();
         for i in 0..self.train {
             jobs.push((
                 dir.join("train/good").join(format!("{i:03}.png")),
@@ -340,7 +339,10 @@ pub(crate) fn render(size: usize, seed: u64, defect: Option<usize>) -> (Vec<[f32
             paint(
                 &mut pixels,
                 &mut mask,
-                &|x, y| pts.windows(2).any(|seg| seg_dist((x, y), seg[0], seg[1]) <= w),
+                &|x, y| {
+                    pts.windows(2)
+                        .any(|seg| seg_dist((x, y), seg[0], seg[1]) <= w)
+                },
                 &|x, y| {
                     let n = noise[y * size + x];
                     [0.08 + n, 0.08 + n, 0.10 + n]

@@ -31,7 +31,13 @@ fn category_that_is_a_file() {
     let tmp = tempfile::tempdir().unwrap();
     fs::write(tmp.path().join("bottle"), b"x").unwrap();
     let err = MvtecCategory::open(tmp.path(), "bottle").unwrap_err();
-    assert!(matches!(err, DatasetError::WrongKind { expected: "directory", .. }));
+    assert!(matches!(
+        err,
+        DatasetError::WrongKind {
+            expected: "directory",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -42,7 +48,9 @@ fn empty_train_set() {
         fs::remove_file(f.unwrap().path()).unwrap();
     }
     let err = MvtecCategory::open(tmp.path(), "synthetic_small").unwrap_err();
-    assert!(matches!(err, DatasetError::EmptyTrainSet { ref path } if path.ends_with("train/good")));
+    assert!(
+        matches!(err, DatasetError::EmptyTrainSet { ref path } if path.ends_with("train/good"))
+    );
 }
 
 #[test]
@@ -108,15 +116,22 @@ fn zero_byte_truncated_and_garbage_files() {
 
     let empty = tmp.path().join("empty.png");
     fs::write(&empty, b"").unwrap();
-    assert!(matches!(load_rgb(&empty), Err(DatasetError::EmptyFile { ref path }) if *path == empty));
+    assert!(
+        matches!(load_rgb(&empty), Err(DatasetError::EmptyFile { ref path }) if *path == empty)
+    );
 
     let truncated = tmp.path().join("truncated.png");
     fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(matches!(load_rgb(&truncated), Err(DatasetError::Decode { ref path, .. }) if *path == truncated));
+    assert!(
+        matches!(load_rgb(&truncated), Err(DatasetError::Decode { ref path, .. }) if *path == truncated)
+    );
 
     let garbage = tmp.path().join("garbage.jpg");
     fs::write(&garbage, b"this is not an image at all").unwrap();
-    assert!(matches!(load_rgb(&garbage), Err(DatasetError::Decode { .. })));
+    assert!(matches!(
+        load_rgb(&garbage),
+        Err(DatasetError::Decode { .. })
+    ));
 
     let missing = tmp.path().join("missing.png");
     assert!(matches!(load_rgb(&missing), Err(DatasetError::Io { .. })));
@@ -126,7 +141,9 @@ fn zero_byte_truncated_and_garbage_files() {
     let cat = MvtecCategory::open(tmp.path(), "synthetic_small").unwrap();
     let pre = Preprocessor::new(PreprocessConfig::default().with_size(32, 32)).unwrap();
     let first = BatchLoader::new(&cat.splits.train, pre, 2).next().unwrap();
-    assert!(matches!(first, Err(DatasetError::Decode { ref path, .. }) if path.ends_with("000.png")));
+    assert!(
+        matches!(first, Err(DatasetError::Decode { ref path, .. }) if path.ends_with("000.png"))
+    );
 }
 
 #[test]
@@ -137,7 +154,11 @@ fn mask_of_another_size_is_resized() {
     let mask = load_mask(&mask_path).unwrap();
     // Store the mask at twice the image size.
     let big = mask.resize_nearest(64, 64).unwrap();
-    let bytes: Vec<u8> = big.as_slice().iter().map(|&m| if m { 255 } else { 0 }).collect();
+    let bytes: Vec<u8> = big
+        .as_slice()
+        .iter()
+        .map(|&m| if m { 255 } else { 0 })
+        .collect();
     image::GrayImage::from_raw(64, 64, bytes)
         .unwrap()
         .save(&mask_path)
@@ -160,14 +181,28 @@ fn mask_of_another_size_is_resized() {
 #[test]
 fn folder_dataset_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let err = FolderConfig::new("line", tmp.path().join("none")).open().unwrap_err();
+    let err = FolderConfig::new("line", tmp.path().join("none"))
+        .open()
+        .unwrap_err();
     assert!(matches!(err, DatasetError::MissingDir { .. }));
     let err = FolderConfig::default().open().unwrap_err();
-    assert!(matches!(err, DatasetError::InvalidParameter { name: "normal_dirs", .. }));
+    assert!(matches!(
+        err,
+        DatasetError::InvalidParameter {
+            name: "normal_dirs",
+            ..
+        }
+    ));
     let dir = small_category(tmp.path());
     let err = FolderConfig::new("line", dir.join("train/good"))
         .with_split(1.5, 0)
         .open()
         .unwrap_err();
-    assert!(matches!(err, DatasetError::InvalidParameter { name: "test_split_ratio", .. }));
+    assert!(matches!(
+        err,
+        DatasetError::InvalidParameter {
+            name: "test_split_ratio",
+            ..
+        }
+    ));
 }

@@ -13,7 +13,10 @@ fn shared_bottle() -> Option<PathBuf> {
     if root.join("bottle").is_dir() {
         Some(root)
     } else {
-        println!("SKIPPED: {} not found (real MVTec AD bottle)", root.display());
+        println!(
+            "SKIPPED: {} not found (real MVTec AD bottle)",
+            root.display()
+        );
         None
     }
 }
@@ -24,9 +27,15 @@ fn generated_category_opens_and_loads() {
     let cfg = SyntheticConfig::small();
     let dir = cfg.ensure(tmp.path()).unwrap();
     // A second ensure() finds the same marker and does not regenerate.
-    let before = std::fs::metadata(dir.join("train/good/000.png")).unwrap().modified().unwrap();
+    let before = std::fs::metadata(dir.join("train/good/000.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
     cfg.ensure(tmp.path()).unwrap();
-    let after = std::fs::metadata(dir.join("train/good/000.png")).unwrap().modified().unwrap();
+    let after = std::fs::metadata(dir.join("train/good/000.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(before, after);
 
     let cat = MvtecCategory::open(tmp.path(), &cfg.name).unwrap();
@@ -83,7 +92,9 @@ fn image_modes_and_formats_decode_to_rgb() {
         ),
         (
             "l16.tiff",
-            DynamicImage::ImageLuma16(ImageBuffer::from_fn(w, h, |x, _| Luma([x as u16 * 30 * 257]))),
+            DynamicImage::ImageLuma16(ImageBuffer::from_fn(w, h, |x, _| {
+                Luma([x as u16 * 30 * 257])
+            })),
         ),
         ("rgb.bmp", DynamicImage::ImageRgb8(rgb.clone())),
         ("rgb.tif", DynamicImage::ImageRgb8(rgb.clone())),
@@ -150,7 +161,12 @@ fn real_mvtec_bottle() {
         cat.splits.defect_types(),
         vec!["broken_large", "broken_small", "contamination", "good"]
     );
-    let with_mask: Vec<_> = cat.splits.test.iter().filter(|s| s.mask.is_some()).collect();
+    let with_mask: Vec<_> = cat
+        .splits
+        .test
+        .iter()
+        .filter(|s| s.mask.is_some())
+        .collect();
     assert_eq!(with_mask.len(), 63);
     for s in &with_mask {
         let mask_path = s.mask.as_ref().unwrap();

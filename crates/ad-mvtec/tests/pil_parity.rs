@@ -13,9 +13,10 @@ fn fixtures() -> &'static Path {
 #[test]
 fn resize_is_bit_identical_to_pil() {
     let src = load_rgb(&fixtures().join("resize_src.png")).unwrap();
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("resize_cases.json")).unwrap())
-            .unwrap();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("resize_cases.json")).unwrap(),
+    )
+    .unwrap();
     let cases = meta["cases"].as_array().unwrap();
     assert!(cases.len() >= 5);
     for case in cases {

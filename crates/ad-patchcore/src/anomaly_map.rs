@@ -34,7 +34,12 @@ fn reflect(i: isize, n: usize) -> usize {
 }
 
 /// Upsamples a `gh x gw` grid to `h x w`.
-pub fn upsample(grid: &[f32], (gh, gw): (usize, usize), (h, w): (usize, usize), mode: MapUpsample) -> Vec<f32> {
+pub fn upsample(
+    grid: &[f32],
+    (gh, gw): (usize, usize),
+    (h, w): (usize, usize),
+    mode: MapUpsample,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; h * w];
     match mode {
         MapUpsample::Nearest => {

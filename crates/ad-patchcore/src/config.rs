@@ -167,7 +167,10 @@ impl PatchcoreConfig {
             );
         }
         if !(self.blur_sigma.is_finite() && self.blur_sigma >= 0.0 && self.blur_sigma <= 64.0) {
-            return bad("blur_sigma", format!("{} is not in [0, 64]", self.blur_sigma));
+            return bad(
+                "blur_sigma",
+                format!("{} is not in [0, 64]", self.blur_sigma),
+            );
         }
         if self.batch_size == 0 {
             return bad("batch_size", "must be at least 1".into());
@@ -215,13 +218,55 @@ mod tests {
     #[test]
     fn invalid_values_are_rejected() {
         let cases: Vec<(&str, PatchcoreConfig)> = vec![
-            ("coreset_ratio", PatchcoreConfig { coreset_ratio: 0.0, ..Default::default() }),
-            ("coreset_ratio", PatchcoreConfig { coreset_ratio: 1.5, ..Default::default() }),
-            ("num_neighbors", PatchcoreConfig { num_neighbors: 0, ..Default::default() }),
-            ("patch_size", PatchcoreConfig { patch_size: 2, ..Default::default() }),
-            ("blur_sigma", PatchcoreConfig { blur_sigma: f32::NAN, ..Default::default() }),
-            ("batch_size", PatchcoreConfig { batch_size: 0, ..Default::default() }),
-            ("target_dim", PatchcoreConfig { target_dim: Some(0), ..Default::default() }),
+            (
+                "coreset_ratio",
+                PatchcoreConfig {
+                    coreset_ratio: 0.0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "coreset_ratio",
+                PatchcoreConfig {
+                    coreset_ratio: 1.5,
+                    ..Default::default()
+                },
+            ),
+            (
+                "num_neighbors",
+                PatchcoreConfig {
+                    num_neighbors: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "patch_size",
+                PatchcoreConfig {
+                    patch_size: 2,
+                    ..Default::default()
+                },
+            ),
+            (
+                "blur_sigma",
+                PatchcoreConfig {
+                    blur_sigma: f32::NAN,
+                    ..Default::default()
+                },
+            ),
+            (
+                "batch_size",
+                PatchcoreConfig {
+                    batch_size: 0,
+                    ..Default::default()
+                },
+            ),
+            (
+                "target_dim",
+                PatchcoreConfig {
+                    target_dim: Some(0),
+                    ..Default::default()
+                },
+            ),
         ];
         for (name, cfg) in cases {
             match cfg.check() {
@@ -233,7 +278,10 @@ mod tests {
 
     #[test]
     fn config_round_trips_through_json() {
-        let c = PatchcoreConfig { coreset_ratio: 0.01, ..Default::default() };
+        let c = PatchcoreConfig {
+            coreset_ratio: 0.01,
+            ..Default::default()
+        };
         let s = serde_json::to_string(&c).unwrap();
         let back: PatchcoreConfig = serde_json::from_str(&s).unwrap();
         assert_eq!(back, c);

@@ -15,7 +15,11 @@ use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
 /// - `taps[i]`: `[batch, c_i, h_i, w_i]`, the first tap is the finest grid `[h, w]`
 /// - returns `[batch * h * w, d]` with rows in `(image, y, x)` order, `d = sum c_i` or
 ///   `target_dim`
-pub fn patch_embedding(taps: Vec<Tensor<4>>, patch_size: usize, target_dim: Option<usize>) -> Tensor<2> {
+pub fn patch_embedding(
+    taps: Vec<Tensor<4>>,
+    patch_size: usize,
+    target_dim: Option<usize>,
+) -> Tensor<2> {
     let pad = patch_size / 2;
     let pool = AvgPoolOptions::new([patch_size, patch_size])
         .with_stride([1, 1])
@@ -24,7 +28,11 @@ pub fn patch_embedding(taps: Vec<Tensor<4>>, patch_size: usize, target_dim: Opti
     let mut grid = None;
     let mut parts = Vec::with_capacity(taps.len());
     for tap in taps {
-        let pooled = if patch_size > 1 { avg_pool2d(tap, pool.clone()) } else { tap };
+        let pooled = if patch_size > 1 {
+            avg_pool2d(tap, pool.clone())
+        } else {
+            tap
+        };
         let [_, _, h, w] = pooled.dims();
         let (gh, gw) = *grid.get_or_insert((h, w));
         let aligned = if (h, w) == (gh, gw) {

@@ -40,7 +40,11 @@ impl PatchCore {
 
     /// Saves with the memory bank in the given precision (`F16` halves the file and the
     /// loaded bank; scores change slightly).
-    pub fn save_with(&self, path: impl AsRef<Path>, storage: Storage) -> Result<(), PatchcoreError> {
+    pub fn save_with(
+        &self,
+        path: impl AsRef<Path>,
+        storage: Storage,
+    ) -> Result<(), PatchcoreError> {
         let path = path.as_ref();
         let fitted = self.fitted.as_ref().ok_or(PatchcoreError::NotFitted)?;
         let header = Header {
@@ -139,8 +143,7 @@ fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
         usize::try_from(u64::from_le_bytes(a)).map_err(|_| "section too large".to_string())
     };
     let hlen = len_of(take(8)?)?;
-    let header: Header =
-        serde_json::from_slice(take(hlen)?).map_err(|e| format!("header: {e}"))?;
+    let header: Header = serde_json::from_slice(take(hlen)?).map_err(|e| format!("header: {e}"))?;
     let blen = len_of(take(8)?)?;
     let bank = take(blen)?;
     if pos != body.len() {

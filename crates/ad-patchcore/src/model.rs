@@ -13,10 +13,10 @@ use ad_memory_bank::{
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
 
+use crate::PatchcoreError;
 use crate::anomaly_map::{gaussian_blur, upsample};
 use crate::config::{CheckedConfig, CoresetKind, KnnBackend, PatchcoreConfig};
 use crate::embedding::patch_embedding;
-use crate::PatchcoreError;
 
 /// Nearest-neighbour index over the memory bank, on the host or on the model's device.
 #[derive(Debug)]
@@ -166,7 +166,10 @@ impl PatchCore {
     }
 
     /// Locally aware patch features of a batch: `([batch * h * w, d] rows, (h, w), d)`.
-    pub fn embed(&self, batch: &ImageBatch) -> Result<(Vec<f32>, (usize, usize), usize), PatchcoreError> {
+    pub fn embed(
+        &self,
+        batch: &ImageBatch,
+    ) -> Result<(Vec<f32>, (usize, usize), usize), PatchcoreError> {
         let x = batch.to_tensor(&self.device); // [b, 3, H, W]
         let taps = self.backbone.forward(x);
         let grid = {

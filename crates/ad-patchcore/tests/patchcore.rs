@@ -29,7 +29,11 @@ fn category(root: &Path) -> MvtecCategory {
 }
 
 fn batches(model: &PatchCore, cat: &MvtecCategory, test: bool) -> Vec<ImageBatch> {
-    let samples = if test { &cat.splits.test } else { &cat.splits.train };
+    let samples = if test {
+        &cat.splits.test
+    } else {
+        &cat.splits.train
+    };
     BatchLoader::new(samples, model.preprocessor().clone(), 4)
         .map(|b| b.unwrap().images)
         .collect()
@@ -58,7 +62,10 @@ fn fit_predict_and_save_load_are_bit_identical() {
     assert_eq!(model.memory_bank().unwrap().dim(), 40 + 112);
     model.set_threshold(Some(1.5));
     let test = batches(&model, &cat, true);
-    let before: Vec<_> = test.iter().flat_map(|b| model.predict(b).unwrap()).collect();
+    let before: Vec<_> = test
+        .iter()
+        .flat_map(|b| model.predict(b).unwrap())
+        .collect();
     assert_eq!(before.len(), cat.splits.test.len());
     for p in &before {
         assert_eq!((p.map.width(), p.map.height()), (64, 64));
@@ -71,10 +78,19 @@ fn fit_predict_and_save_load_are_bit_identical() {
     let loaded = PatchCore::load(&path, &Device::default()).unwrap();
     assert_eq!(loaded.threshold(), Some(1.5));
     assert_eq!(loaded.config(), model.config());
-    let after: Vec<_> = test.iter().flat_map(|b| loaded.predict(b).unwrap()).collect();
+    let after: Vec<_> = test
+        .iter()
+        .flat_map(|b| loaded.predict(b).unwrap())
+        .collect();
     for (a, b) in before.iter().zip(&after) {
         assert_eq!(a.score.to_bits(), b.score.to_bits());
-        assert!(a.map.as_slice().iter().zip(b.map.as_slice()).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(
+            a.map
+                .as_slice()
+                .iter()
+                .zip(b.map.as_slice())
+                .all(|(x, y)| x.to_bits() == y.to_bits())
+        );
     }
     // Half-precision storage: half the bank bytes, nearly the same scores.
     let half = tmp.path().join("m16.patchcore");
@@ -83,7 +99,12 @@ fn fit_predict_and_save_load_are_bit_identical() {
     let loaded16 = PatchCore::load(&half, &Device::default()).unwrap();
     let p16 = loaded16.predict(&test[0]).unwrap();
     for (a, b) in before.iter().zip(&p16) {
-        assert!((a.score - b.score).abs() <= 1e-2 * a.score.max(1.0), "{} vs {}", a.score, b.score);
+        assert!(
+            (a.score - b.score).abs() <= 1e-2 * a.score.max(1.0),
+            "{} vs {}",
+            a.score,
+            b.score
+        );
     }
 }
 
@@ -106,7 +127,9 @@ fn single_image_api_and_options() {
     // and bilinear upsampling cannot exceed the grid's maximum.
     let max = p.map.max();
     assert!(max <= p.score + 1e-5, "{max} > {}", p.score);
-    let ps = model.patch_scores(&model.preprocessor().batch(&[image]).unwrap()).unwrap();
+    let ps = model
+        .patch_scores(&model.preprocessor().batch(&[image]).unwrap())
+        .unwrap();
     let grid_max = ps.scores.iter().cloned().fold(0.0, f32::max);
     assert_eq!(grid_max, ps.image_scores[0]);
     assert_eq!(p.is_anomalous, None);
@@ -117,11 +140,18 @@ fn training_patches_score_zero_at_full_coreset() {
     // With the whole training set as memory bank, every training patch is its own nearest
     // neighbour: patch scores are (numerically) zero.
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = PatchcoreConfig { coreset_ratio: 1.0, ..config(3) };
+    let cfg = PatchcoreConfig {
+        coreset_ratio: 1.0,
+        ..config(3)
+    };
     let (model, cat) = fitted(tmp.path(), &cfg);
     let train = batches(&model, &cat, false);
     let ps = model.patch_scores(&train[0]).unwrap();
-    assert!(ps.scores.iter().all(|&s| s < 1e-2), "max {}", ps.scores.iter().cloned().fold(0.0, f32::max));
+    assert!(
+        ps.scores.iter().all(|&s| s < 1e-2),
+        "max {}",
+        ps.scores.iter().cloned().fold(0.0, f32::max)
+    );
 }
 
 #[test]
@@ -130,29 +160,50 @@ fn misuse_is_a_typed_error() {
     let model = PatchCore::new(&config(4), &Device::default()).unwrap();
     let cat = category(tmp.path());
     let test = batches(&model, &cat, true);
-    assert!(matches!(model.predict(&test[0]), Err(PatchcoreError::NotFitted)));
-    assert!(matches!(model.save(tmp.path().join("x")), Err(PatchcoreError::NotFitted)));
+    assert!(matches!(
+        model.predict(&test[0]),
+        Err(PatchcoreError::NotFitted)
+    ));
+    assert!(matches!(
+        model.save(tmp.path().join("x")),
+        Err(PatchcoreError::NotFitted)
+    ));
 
     let mut model = PatchCore::new(&config(4), &Device::default()).unwrap();
     let none: Vec<Result<ImageBatch, BoxError>> = Vec::new();
-    assert!(matches!(model.fit(none), Err(PatchcoreError::NoTrainingImages)));
+    assert!(matches!(
+        model.fit(none),
+        Err(PatchcoreError::NoTrainingImages)
+    ));
     let failing = vec![Err::<ImageBatch, BoxError>("disk on fire".into())];
     match model.fit(failing) {
         Err(PatchcoreError::Input(e)) => assert!(e.to_string().contains("disk on fire")),
         other => panic!("{other:?}"),
     }
     // Batches of two sizes in one fit.
-    let other_pre = ad_core::Preprocessor::new(PreprocessConfig::default().with_size(32, 32)).unwrap();
+    let other_pre =
+        ad_core::Preprocessor::new(PreprocessConfig::default().with_size(32, 32)).unwrap();
     let img = ad_mvtec::decode::load_rgb(&cat.splits.train[0].path).unwrap();
     let mixed = vec![
-        Ok::<_, BoxError>(model.preprocessor().batch(std::slice::from_ref(&img)).unwrap()),
+        Ok::<_, BoxError>(
+            model
+                .preprocessor()
+                .batch(std::slice::from_ref(&img))
+                .unwrap(),
+        ),
         Ok(other_pre.batch(std::slice::from_ref(&img)).unwrap()),
     ];
-    assert!(matches!(model.fit(mixed), Err(PatchcoreError::BatchShape { .. })));
+    assert!(matches!(
+        model.fit(mixed),
+        Err(PatchcoreError::BatchShape { .. })
+    ));
     // Predicting on another image size than the fit.
     let (fitted, _) = fitted(&tmp.path().join("b"), &config(4));
     let small = other_pre.batch(&[img]).unwrap();
-    assert!(matches!(fitted.predict(&small), Err(PatchcoreError::BatchShape { .. })));
+    assert!(matches!(
+        fitted.predict(&small),
+        Err(PatchcoreError::BatchShape { .. })
+    ));
 }
 
 #[test]

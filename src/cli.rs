@@ -1,0 +1,248 @@
+//! What the examples share: dataset and output options (clap), pictures, per-category reports
+//! and the multi-category loop with its combined table.
+
+use std::path::{Path, PathBuf};
+
+use ad_metrics::Evaluation;
+use ad_metrics::plot::{save_pr, save_roc};
+use ad_metrics::report::{MetricsRow, RunReport};
+use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, predicted_mask, save_overlay};
+use ad_mvtec::{FolderConfig, MvtecCategory, Splits, SyntheticConfig};
+
+use crate::Error;
+use crate::pipeline::TestRun;
+
+/// Where the images come from: an MVTec AD root, your own folders, or (neither given) the
+/// generated category.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// MVTec AD root (the folder holding `bottle/`, ...). Without it and without
+    /// --folder-normal, a generated category is used.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Category (or comma-separated categories, or `all`) under --data; with several, a
+    /// combined table with the mean is printed and written to --out.
+    #[arg(long, default_value = "bottle")]
+    pub category: String,
+    /// Folder(s) of good images of your own line (anomalib's Folder); repeatable.
+    #[arg(long)]
+    pub folder_normal: Vec<PathBuf>,
+    /// Folder(s) of defective images; repeatable.
+    #[arg(long)]
+    pub folder_abnormal: Vec<PathBuf>,
+    /// Folder of masks for the defective images (`<stem>.png` or `<stem>_mask.png`).
+    #[arg(long)]
+    pub folder_mask: Option<PathBuf>,
+    /// Folder of good test images (otherwise --split of the normal images go to test).
+    #[arg(long)]
+    pub folder_normal_test: Option<PathBuf>,
+    /// Fraction of normal images moved to test when there is no --folder-normal-test.
+    #[arg(long, default_value_t = 0.2)]
+    pub split: f64,
+    /// Seed of that split.
+    #[arg(long, default_value_t = 42)]
+    pub split_seed: u64,
+    /// Where the generated category is written (when no dataset is given).
+    #[arg(long, default_value = "datasets/generated")]
+    pub generated_root: PathBuf,
+}
+
+impl DataArgs {
+    /// Opens the selected categories (one for folders and the generated data).
+    pub fn open(&self) -> Result<Vec<Splits>, Error> {
+        if !self.folder_normal.is_empty() {
+            let name = self
+                .folder_normal
+                .first()
+                .and_then(|p| p.parent())
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "folder".into());
+            let cfg = FolderConfig {
+                name,
+                normal_dirs: self.folder_normal.clone(),
+                abnormal_dirs: self.folder_abnormal.clone(),
+                mask_dir: self.folder_mask.clone(),
+                normal_test_dir: self.folder_normal_test.clone(),
+                test_split_ratio: self.split,
+                seed: self.split_seed,
+            };
+            return Ok(vec![cfg.open()?.splits]);
+        }
+        if let Some(root) = &self.data {
+            let names: Vec<String> = if self.category == "all" {
+                let mut v: Vec<String> = std::fs::read_dir(root)
+                    .map_err(|source| Error::Io {
+                        path: root.clone(),
+                        source,
+                    })?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("train").is_dir())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                v.sort();
+                v
+            } else {
+                self.category
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .collect()
+            };
+            return names
+                .iter()
+                .map(|n| Ok(MvtecCategory::open(root, n)?.splits))
+                .collect();
+        }
+        let cfg = SyntheticConfig::default();
+        println!(
+            "no dataset given: using the generated category `{}` under {} (see datasets/README.md)",
+            cfg.name,
+            self.generated_root.display()
+        );
+        cfg.ensure(&self.generated_root)?;
+        Ok(vec![
+            MvtecCategory::open(&self.generated_root, &cfg.name)?.splits,
+        ])
+    }
+}
+
+/// Device and output options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Device: cpu, default, wgpu (--features wgpu), cuda (--features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output directory (default out/<model>/<category>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write at most this many overlays (defective images first); 0 = none.
+    #[arg(long, default_value_t = 1000)]
+    pub overlays: usize,
+    /// Do not save the fitted model.
+    #[arg(long)]
+    pub no_save: bool,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Runs `one` on every category (each in `<out>/<category>`, or `<out>` itself for a single
+/// category) and, for several, prints and writes a combined table with the mean.
+pub fn run_categories(
+    splits: &[Splits],
+    out: &OutputArgs,
+    model: &str,
+    mut one: impl FnMut(&Splits, &Path) -> Result<MetricsRow, Box<dyn std::error::Error>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let base = out
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(model));
+    if let [single] = splits {
+        let dir = if out.out.is_some() {
+            base
+        } else {
+            base.join(&single.name)
+        };
+        one(single, &dir)?;
+        return Ok(());
+    }
+    let mut report = RunReport::new(format!("{model}: {} categories", splits.len()));
+    for s in splits {
+        report.push(one(s, &base.join(&s.name))?);
+    }
+    let (json, md) = report.write(&base, "report")?;
+    println!();
+    println!("{}", report.to_markdown());
+    println!("wrote {} and {}", json.display(), md.display());
+    Ok(())
+}
+
+/// Writes one category's report (JSON + Markdown) and prints its table.
+pub fn write_category_report(out: &Path, run: &str, row: &MetricsRow) -> Result<(), Error> {
+    let mut report = RunReport::new(run.to_string());
+    report.push(row.clone());
+    let (json, md) = report.write(out, "report")?;
+    println!();
+    println!("{}", report.to_markdown());
+    println!("wrote {}, {}", json.display(), md.display());
+    Ok(())
+}
+
+/// Writes the pictures of a test run into `out`: `overlays/<defect>_<stem>.png` (defective
+/// images first, at most `max_overlays`; one colour scale for all maps, predicted mask at the
+/// pixel F1-max threshold), `roc.png` and `pr.png` (image and pixel curves).
+pub fn save_pictures(
+    out: &Path,
+    title: &str,
+    run: &TestRun,
+    eval: &Evaluation,
+    pictures: &[(String, Vec<u8>)],
+    max_overlays: usize,
+) -> Result<(), Error> {
+    let overlays = out.join("overlays");
+    std::fs::create_dir_all(&overlays).map_err(|source| Error::Io {
+        path: overlays.clone(),
+        source,
+    })?;
+    let (h, w) = run.map_size;
+    let (lo, hi) = run
+        .maps
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let style = OverlayStyle {
+        scale: MapScale::Fixed {
+            min: lo,
+            max: hi.max(lo + 1e-6),
+        },
+        ..OverlayStyle::default()
+    };
+    let pixel_threshold = eval.pixel.map(|p| p.level.f1.threshold);
+    let mut order: Vec<usize> = (0..run.scores.len().min(pictures.len())).collect();
+    order.sort_by_key(|&i| !run.labels[i]);
+    for &i in order.iter().take(max_overlays) {
+        let map = &run.maps[i * h * w..(i + 1) * h * w];
+        let gt = &run.masks[i * h * w..(i + 1) * h * w];
+        let pred = pixel_threshold.map(|t| predicted_mask(map, t));
+        let input = OverlayInput {
+            image: &pictures[i].1,
+            map,
+            gt_mask: run.labels[i].then_some(gt),
+            pred_mask: pred.as_deref(),
+            width: w,
+            height: h,
+        };
+        save_overlay(
+            &overlays.join(format!("{}.png", pictures[i].0)),
+            &input,
+            &style,
+        )?;
+    }
+    if let Some(c) = &eval.image_curves {
+        let mut rocs = vec![("image", &c.roc)];
+        let mut prs = vec![("image", &c.pr)];
+        if let Some(p) = &eval.pixel_curves {
+            rocs.push(("pixel", &p.roc));
+            prs.push(("pixel", &p.pr));
+        }
+        save_roc(&out.join("roc.png"), title, &rocs, (640, 480))?;
+        save_pr(&out.join("pr.png"), title, &prs, (640, 480))?;
+    }
+    Ok(())
+}
+
+/// A `pipeline::test` callback that keeps each preprocessed picture (named
+/// `<defect>_<stem>`) for [`save_pictures`].
+pub fn keep_pictures(
+    pictures: &mut Vec<(String, Vec<u8>)>,
+) -> impl FnMut(&ad_mvtec::LoadedBatch, &[ad_core::Prediction]) -> Result<(), Error> + '_ {
+    move |batch, _| {
+        for (i, s) in batch.samples.iter().enumerate() {
+            let image = batch.images.image(i)?;
+            pictures.push((format!("{}_{}", s.defect, s.stem()), image.into_raw()));
+        }
+        Ok(())
+    }
+}
