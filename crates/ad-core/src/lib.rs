@@ -11,6 +11,7 @@
 //! - [`AnomalyMap`] and [`Prediction`]: what a detector returns for one image;
 //! - [`Detector`]: the trait that PatchCore and PaDiM implement — fit on good images,
 //!   predict a score and a map;
+//! - [`model_file`]: the versioned, checksummed container detectors save to;
 //! - [`CoreError`]: the typed errors of the above.
 //!
 //! ```
@@ -27,6 +28,7 @@ mod detector;
 mod error;
 mod image;
 mod map;
+pub mod model_file;
 pub mod preprocess;
 
 pub use detector::{BoxError, Detector, FitSummary};

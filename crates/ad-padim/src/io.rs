@@ -1,9 +1,8 @@
-//! One-file model format: magic, format version, JSON header (configuration, backbone
-//! identity, kept channels, grid, threshold), the Gaussians, and a CRC-32 of everything before.
+//! One-file model format: the [`ad_core::model_file`] container with magic `ADPADIM\0`, a JSON
+//! header (configuration, backbone identity, kept channels, grid, threshold) and the Gaussians
+//! as payload:
 //!
 //! ```text
-//! b"ADPADIM\0" | u32 version | u64 header length | header JSON
-//!             | u64 payload length | payload | u32 crc32
 //! payload = means f32 [positions * d] ++ inverse Cholesky factors f32 [positions * d (d + 1) / 2]
 //! ```
 //! All integers and floats little-endian. The backbone weights are not copied into the file:
@@ -54,18 +53,13 @@ impl Padim {
             reason: format!("cannot encode header: {e}"),
         })?;
         let g = &fitted.gaussians;
-        let payload_len = 4 * (g.means().len() + g.inv_chol().len());
-        let mut out = Vec::with_capacity(32 + json.len() + payload_len);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        out.extend_from_slice(&(payload_len as u64).to_le_bytes());
-        for v in g.means().iter().chain(g.inv_chol()) {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        let payload: Vec<u8> = g
+            .means()
+            .iter()
+            .chain(g.inv_chol())
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let out = ad_core::model_file::encode(MAGIC, FORMAT_VERSION, &json, &payload);
         std::fs::write(path, out).map_err(|source| PadimError::Io {
             path: path.to_path_buf(),
             source,
@@ -84,7 +78,10 @@ impl Padim {
             path: path.to_path_buf(),
             reason,
         };
-        let (header, payload) = parse(&bytes).map_err(bad)?;
+        let (header, payload) =
+            ad_core::model_file::decode(&bytes, MAGIC, FORMAT_VERSION, "PaDiM").map_err(bad)?;
+        let header: Header =
+            serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
         let mut model = Padim::new(&header.config, device)?;
         if model.backbone.identity() != header.backbone {
             return Err(PadimError::BackboneMismatch {
@@ -130,49 +127,6 @@ impl Padim {
         });
         Ok(model)
     }
-}
-
-fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
-    if bytes.len() < 8 + 4 + 8 + 8 + 4 {
-        return Err(format!("{} bytes is too short", bytes.len()));
-    }
-    if &bytes[..8] != MAGIC {
-        return Err("wrong magic bytes (not a PaDiM model)".into());
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    let version = u32::from_le_bytes([body[8], body[9], body[10], body[11]]);
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "format version {version}, this build reads version {FORMAT_VERSION}"
-        ));
-    }
-    if crc32fast::hash(body) != stored {
-        return Err("checksum mismatch (file corrupt or truncated)".into());
-    }
-    let mut pos: usize = 12;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let end = pos
-            .checked_add(n)
-            .filter(|&e| e <= body.len())
-            .ok_or_else(|| "section lengths exceed the file".to_string())?;
-        let s = &body[pos..end];
-        pos = end;
-        Ok(s)
-    };
-    let len_of = |b: &[u8]| -> Result<usize, String> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        usize::try_from(u64::from_le_bytes(a)).map_err(|_| "section too large".to_string())
-    };
-    let hlen = len_of(take(8)?)?;
-    let header: Header = serde_json::from_slice(take(hlen)?).map_err(|e| format!("header: {e}"))?;
-    let plen = len_of(take(8)?)?;
-    let payload = take(plen)?;
-    if pos != body.len() {
-        return Err("trailing bytes after the Gaussians".into());
-    }
-    Ok((header, payload))
 }
 
 #[cfg(test)]

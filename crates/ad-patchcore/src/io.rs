@@ -1,10 +1,5 @@
-//! One-file model format: magic, format version, JSON header (configuration, backbone identity,
-//! grid, threshold), the memory bank, and a CRC-32 of everything before it.
-//!
-//! ```text
-//! b"ADPATCHC" | u32 version | u64 header length | header JSON | u64 bank length | bank | u32 crc32
-//! ```
-//! All integers little-endian. The backbone weights are not copied into the file: their
+//! One-file model format: the [`ad_core::model_file`] container with magic `ADPATCHC`, a JSON
+//! header (configuration, backbone identity, grid, threshold) and the memory bank as payload. The backbone weights are not copied into the file: their
 //! identity (kind + SHA-256 of the checkpoint) is, and loading checks that the weights found
 //! now are the same.
 
@@ -61,15 +56,7 @@ impl PatchCore {
             reason: format!("cannot encode header: {e}"),
         })?;
         let bank = fitted.bank.to_bytes(storage);
-        let mut out = Vec::with_capacity(32 + json.len() + bank.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&(json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&json);
-        out.extend_from_slice(&(bank.len() as u64).to_le_bytes());
-        out.extend_from_slice(&bank);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
+        let out = ad_core::model_file::encode(MAGIC, FORMAT_VERSION, &json, &bank);
         std::fs::write(path, out).map_err(|source| PatchcoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -84,10 +71,14 @@ impl PatchCore {
             path: path.to_path_buf(),
             source,
         })?;
-        let (header, bank) = parse(&bytes).map_err(|reason| PatchcoreError::BadModelFile {
+        let bad = |reason: String| PatchcoreError::BadModelFile {
             path: path.to_path_buf(),
             reason,
-        })?;
+        };
+        let (header, bank) =
+            ad_core::model_file::decode(&bytes, MAGIC, FORMAT_VERSION, "PatchCore").map_err(bad)?;
+        let header: Header =
+            serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
         let mut model = PatchCore::new(&header.config, device)?;
         if model.backbone.identity() != header.backbone {
             return Err(PatchcoreError::BackboneMismatch {
@@ -107,47 +98,4 @@ impl PatchCore {
         });
         Ok(model)
     }
-}
-
-fn parse(bytes: &[u8]) -> Result<(Header, &[u8]), String> {
-    if bytes.len() < 8 + 4 + 8 + 8 + 4 {
-        return Err(format!("{} bytes is too short", bytes.len()));
-    }
-    if &bytes[..8] != MAGIC {
-        return Err("wrong magic bytes (not a PatchCore model)".into());
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-    let version = u32::from_le_bytes([body[8], body[9], body[10], body[11]]);
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "format version {version}, this build reads version {FORMAT_VERSION}"
-        ));
-    }
-    if crc32fast::hash(body) != stored {
-        return Err("checksum mismatch (file corrupt or truncated)".into());
-    }
-    let mut pos: usize = 12;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let end = pos
-            .checked_add(n)
-            .filter(|&e| e <= body.len())
-            .ok_or_else(|| "section lengths exceed the file".to_string())?;
-        let s = &body[pos..end];
-        pos = end;
-        Ok(s)
-    };
-    let len_of = |b: &[u8]| -> Result<usize, String> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        usize::try_from(u64::from_le_bytes(a)).map_err(|_| "section too large".to_string())
-    };
-    let hlen = len_of(take(8)?)?;
-    let header: Header = serde_json::from_slice(take(hlen)?).map_err(|e| format!("header: {e}"))?;
-    let blen = len_of(take(8)?)?;
-    let bank = take(blen)?;
-    if pos != body.len() {
-        return Err("trailing bytes after the memory bank".into());
-    }
-    Ok((header, bank))
 }
