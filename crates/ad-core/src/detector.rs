@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ImageBatch, Prediction};
+use crate::{CoreError, ImageBatch, Prediction, Preprocessor, RgbImage};
 
 /// A boxed error from the caller's side of [`Detector::fit`] (e.g. a dataset that failed to
 /// decode a file), carried unchanged inside the detector's own error.
@@ -43,4 +43,36 @@ pub trait Detector {
 
     /// Scores a batch: one [`Prediction`] per image, maps on the batch's pixel grid.
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, Self::Error>;
+
+    /// The preprocessing images must go through before [`Detector::predict`].
+    fn preprocessor(&self) -> &Preprocessor;
+
+    /// Images per forward pass used by [`Detector::fit_images`].
+    fn batch_size(&self) -> usize {
+        8
+    }
+
+    /// Fits on decoded images, preprocessed here in batches of [`Detector::batch_size`].
+    fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, Self::Error>
+    where
+        Self::Error: From<CoreError>,
+    {
+        let pre = self.preprocessor().clone();
+        let batches: Vec<Result<ImageBatch, CoreError>> = images
+            .chunks(self.batch_size().max(1))
+            .map(|c| pre.batch(c))
+            .collect();
+        self.fit(batches)
+    }
+
+    /// Scores one decoded image.
+    fn predict_image(&self, image: &RgbImage) -> Result<Prediction, Self::Error>
+    where
+        Self::Error: From<CoreError>,
+    {
+        let batch = self.preprocessor().batch(std::slice::from_ref(image))?;
+        self.predict(&batch)?
+            .pop()
+            .ok_or_else(|| CoreError::EmptyBatch.into())
+    }
 }

@@ -3,9 +3,7 @@
 use std::time::Instant;
 
 use ad_backbone::Backbone;
-use ad_core::{
-    AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, RgbImage,
-};
+use ad_core::{AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor};
 use ad_patchcore::anomaly_map::{gaussian_blur, upsample};
 use burn::tensor::{Device, Tensor};
 use rayon::prelude::*;
@@ -192,21 +190,6 @@ impl Padim {
         Ok(())
     }
 
-    /// Fits on decoded images (preprocessed here, in batches of `batch_size`).
-    pub fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, PadimError> {
-        let pre = self.preprocessor.clone();
-        let bs = self.config.batch_size;
-        let batches = images.chunks(bs).map(move |c| pre.batch(c));
-        Detector::fit(self, batches)
-    }
-
-    /// Scores one decoded image.
-    pub fn predict_image(&self, image: &RgbImage) -> Result<Prediction, PadimError> {
-        let batch = self.preprocessor.batch(std::slice::from_ref(image))?;
-        let mut p = self.predict(&batch)?;
-        p.pop().ok_or(PadimError::NotFitted)
-    }
-
     /// Mahalanobis distance of every grid position: `([batch][h * w], (h, w))`.
     pub fn distance_grid(
         &self,
@@ -230,6 +213,14 @@ impl Detector for Padim {
 
     fn name(&self) -> &'static str {
         "padim"
+    }
+
+    fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
     }
 
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, PadimError>

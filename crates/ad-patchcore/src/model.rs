@@ -3,9 +3,7 @@
 use std::time::Instant;
 
 use ad_backbone::Backbone;
-use ad_core::{
-    AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, RgbImage,
-};
+use ad_core::{AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor};
 use ad_memory_bank::{
     BruteForce, BurnKnn, CoresetAlgorithm, CoresetParams, CoresetSampler, CoresetSize, KnnIndex,
     KnnResult, MemoryBank, StartPoint,
@@ -193,21 +191,6 @@ impl PatchCore {
         Ok(())
     }
 
-    /// Fits on decoded images (preprocessed here, in batches of `batch_size`).
-    pub fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, PatchcoreError> {
-        let pre = self.preprocessor.clone();
-        let bs = self.config.batch_size;
-        let batches = images.chunks(bs).map(move |c| pre.batch(c));
-        Detector::fit(self, batches)
-    }
-
-    /// Scores one decoded image.
-    pub fn predict_image(&self, image: &RgbImage) -> Result<Prediction, PatchcoreError> {
-        let batch = self.preprocessor.batch(std::slice::from_ref(image))?;
-        let mut p = self.predict(&batch)?;
-        p.pop().ok_or(PatchcoreError::NotFitted)
-    }
-
     /// Patch scores and reweighted image scores (Eq. 7) of a batch, without building maps.
     pub fn patch_scores(&self, batch: &ImageBatch) -> Result<PatchScores, PatchcoreError> {
         let fitted = self.fitted.as_ref().ok_or(PatchcoreError::NotFitted)?;
@@ -294,6 +277,14 @@ impl Detector for PatchCore {
 
     fn name(&self) -> &'static str {
         "patchcore"
+    }
+
+    fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
     }
 
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, PatchcoreError>
