@@ -92,7 +92,7 @@ fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
 enum Built {
     Brute(BruteForce),
     Burn(Box<BurnKnn>),
-    Kd(KdTree),
+    Kd(Box<KdTree>),
 }
 
 impl Built {
@@ -100,7 +100,7 @@ impl Built {
         match index {
             Index::Brute => Built::Brute(BruteForce::new(bank.clone())),
             Index::Burn => Built::Burn(Box::new(BurnKnn::on_device(bank, &Device::flex()))),
-            Index::Kd => Built::Kd(KdTree::build(bank).expect("kd-tree")),
+            Index::Kd => Built::Kd(Box::new(KdTree::build(bank).expect("kd-tree"))),
         }
     }
     fn search(&self, q: &[f32], nq: usize, k: usize) -> f32 {
