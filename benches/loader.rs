@@ -12,10 +12,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn category() -> MvtecCategory {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/datasets/mvtec_ad");
-    if shared.join("bottle").is_dir() {
-        if let Ok(c) = MvtecCategory::open(&shared, "bottle") {
-            return c;
-        }
+    if shared.join("bottle").is_dir()
+        && let Ok(c) = MvtecCategory::open(&shared, "bottle")
+    {
+        return c;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/generated");
     let cfg = SyntheticConfig::default();

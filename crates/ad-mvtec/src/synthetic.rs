@@ -96,7 +96,9 @@ impl SyntheticConfig {
     pub fn generate(&self, root: impl AsRef<Path>) -> Result<PathBuf, DatasetError> {
         self.check()?;
         let dir = root.as_ref().join(&self.name);
-        let mut jobs: Vec<(PathBuf, Option<(usize, PathBuf)>, u64)> = Vec::new();
+        // (image path, (defect kind, mask path) for defective parts, seed)
+        type Job = (PathBuf, Option<(usize, PathBuf)>, u64);
+        let mut jobs: Vec<Job> = Vec::new();
         let seed_of =
             |group: u64, i: usize| SplitMix64::new(self.seed ^ (group << 48) ^ i as u64).next_u64();
         for i in 0..self.train {
@@ -158,10 +160,10 @@ impl SyntheticConfig {
     /// `generated.json` marker matches this configuration); returns `<root>/<name>`.
     pub fn ensure(&self, root: impl AsRef<Path>) -> Result<PathBuf, DatasetError> {
         let dir = root.as_ref().join(&self.name);
-        if let Ok(existing) = std::fs::read_to_string(dir.join("generated.json")) {
-            if existing == serde_json_string(self) {
-                return Ok(dir);
-            }
+        if let Ok(existing) = std::fs::read_to_string(dir.join("generated.json"))
+            && existing == serde_json_string(self)
+        {
+            return Ok(dir);
         }
         self.generate(root)
     }
@@ -375,14 +377,14 @@ mod tests {
 
     #[test]
     fn rendering_is_deterministic_and_masks_match_changes() {
-        for kind in 0..DEFECTS.len() {
+        for (kind, name) in DEFECTS.iter().enumerate() {
             let (a, m) = render(64, 99 + kind as u64, Some(kind));
             let (b, m2) = render(64, 99 + kind as u64, Some(kind));
             assert_eq!(a, b);
             assert_eq!(m, m2);
             let n = m.iter().filter(|&&v| v).count();
-            assert!(n > 5, "{}: only {n} defect pixels", DEFECTS[kind]);
-            assert!(n < 64 * 64 / 4, "{}: {n} defect pixels", DEFECTS[kind]);
+            assert!(n > 5, "{name}: only {n} defect pixels");
+            assert!(n < 64 * 64 / 4, "{name}: {n} defect pixels");
             // Pixels outside the mask are exactly the good rendering of the same seed.
             let (good, _) = render(64, 99 + kind as u64, None);
             for i in 0..64 * 64 {

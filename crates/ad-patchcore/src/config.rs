@@ -160,7 +160,7 @@ impl PatchcoreConfig {
         if self.num_neighbors == 0 {
             return bad("num_neighbors", "must be at least 1".into());
         }
-        if self.patch_size == 0 || self.patch_size % 2 == 0 {
+        if self.patch_size == 0 || self.patch_size.is_multiple_of(2) {
             return bad(
                 "patch_size",
                 format!("{} must be odd and positive", self.patch_size),

@@ -51,4 +51,4 @@ pub use config::{
     CheckedConfig, CoresetKind, CoresetProjection, KnnBackend, MapUpsample, PatchcoreConfig,
 };
 pub use error::PatchcoreError;
-pub use model::{PatchCore, PatchScores, reweight};
+pub use model::{Embedding, PatchCore, PatchScores, reweight};

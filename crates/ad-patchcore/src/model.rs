@@ -16,18 +16,21 @@ use crate::anomaly_map::{gaussian_blur, upsample};
 use crate::config::{CheckedConfig, CoresetKind, KnnBackend, PatchcoreConfig};
 use crate::embedding::patch_embedding;
 
+/// Patch features of a batch: `[batch * h * w, d]` rows, the grid `(h, w)` and `d`.
+pub type Embedding = (Vec<f32>, (usize, usize), usize);
+
 /// Nearest-neighbour index over the memory bank, on the host or on the model's device.
 #[derive(Debug)]
 pub(crate) enum Index {
     Cpu(BruteForce),
-    Device(BurnKnn),
+    Device(Box<BurnKnn>),
 }
 
 impl Index {
     pub(crate) fn build(bank: &MemoryBank, backend: KnnBackend, device: &Device) -> Self {
         match backend {
             KnnBackend::Cpu => Index::Cpu(BruteForce::new(bank.clone())),
-            KnnBackend::Device => Index::Device(BurnKnn::on_device(bank, device)),
+            KnnBackend::Device => Index::Device(Box::new(BurnKnn::on_device(bank, device))),
         }
     }
 
@@ -164,10 +167,7 @@ impl PatchCore {
     }
 
     /// Locally aware patch features of a batch: `([batch * h * w, d] rows, (h, w), d)`.
-    pub fn embed(
-        &self,
-        batch: &ImageBatch,
-    ) -> Result<(Vec<f32>, (usize, usize), usize), PatchcoreError> {
+    pub fn embed(&self, batch: &ImageBatch) -> Result<Embedding, PatchcoreError> {
         let x = batch.to_tensor(&self.device); // [b, 3, H, W]
         let taps = self.backbone.forward(x);
         let grid = {
@@ -180,13 +180,13 @@ impl PatchCore {
     }
 
     fn check_batch(&self, batch: &ImageBatch) -> Result<(), PatchcoreError> {
-        if let Some(f) = &self.fitted {
-            if (batch.height(), batch.width()) != f.image_size {
-                return Err(PatchcoreError::BatchShape {
-                    got: batch.shape(),
-                    expected: format!("[_, 3, {}, {}]", f.image_size.0, f.image_size.1),
-                });
-            }
+        if let Some(f) = &self.fitted
+            && (batch.height(), batch.width()) != f.image_size
+        {
+            return Err(PatchcoreError::BatchShape {
+                got: batch.shape(),
+                expected: format!("[_, 3, {}, {}]", f.image_size.0, f.image_size.1),
+            });
         }
         Ok(())
     }
@@ -294,18 +294,20 @@ impl Detector for PatchCore {
     {
         let t0 = Instant::now();
         let mut features: Vec<f32> = Vec::new();
-        let mut dims: Option<((usize, usize), usize, (usize, usize))> = None;
+        // (patch grid, feature dim, image size), fixed by the first batch.
+        type Dims = ((usize, usize), usize, (usize, usize));
+        let mut dims: Option<Dims> = None;
         let mut images = 0;
         for batch in batches {
             let batch = batch.map_err(|e| PatchcoreError::Input(e.into()))?;
             let size = (batch.height(), batch.width());
-            if let Some((_, _, s)) = dims {
-                if s != size {
-                    return Err(PatchcoreError::BatchShape {
-                        got: batch.shape(),
-                        expected: format!("[_, 3, {}, {}] like the first batch", s.0, s.1),
-                    });
-                }
+            if let Some((_, _, s)) = dims
+                && s != size
+            {
+                return Err(PatchcoreError::BatchShape {
+                    got: batch.shape(),
+                    expected: format!("[_, 3, {}, {}] like the first batch", s.0, s.1),
+                });
             }
             let (rows, grid, d) = self.embed(&batch)?;
             dims.get_or_insert((grid, d, size));
