@@ -17,18 +17,16 @@ use std::time::{Duration, Instant};
 
 use ad_backbone::BackboneKind;
 use ad_core::Detector;
-use ad_metrics::EvalOptions;
 use ad_metrics::report::MetricsRow;
 use ad_mvtec::Splits;
 use ad_patchcore::{
     CoresetKind, CoresetProjection, KnnBackend, MapUpsample, PatchCore, PatchcoreConfig,
 };
-use anomaly_detection::Error;
 use anomaly_detection::cli::{
-    DataArgs, ModelArgs, OutputArgs, keep_pictures, run_categories, save_pictures,
+    DataArgs, ModelArgs, OutputArgs, run_categories, save_model, test_and_evaluate,
     write_category_report,
 };
-use anomaly_detection::pipeline::{self, device_from_name, peak_memory_mb, progress_bar};
+use anomaly_detection::pipeline::{device_from_name, peak_memory_mb, progress_bar};
 use clap::{Parser, ValueEnum};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -194,37 +192,20 @@ fn run_category(
         summary.build_time.as_secs_f64()
     );
 
-    // Test.
-    let bar = progress_bar(splits.test.len(), "testing", visible);
-    let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
-    let test = pipeline::test(
+    // Test, metrics, pictures.
+    let title = format!("PatchCore {} ({})", splits.name, kind.name());
+    let (test, eval) = test_and_evaluate(
         &model,
-        &splits.test,
-        &pre,
+        splits,
         args.model.batch_size,
-        &bar,
-        keep_pictures(&mut pictures),
+        &args.output,
+        &out,
+        &title,
     )?;
-    let eval = test.evaluate(&EvalOptions::default())?;
 
     // Image threshold at F1-max: labels predictions and is saved with the model.
     model.set_threshold(Some(eval.image.f1.threshold));
-    let model_path = out.join("model.patchcore");
-    let model_size_mb = if args.output.no_save {
-        None
-    } else {
-        std::fs::create_dir_all(&out).map_err(|source| Error::Io {
-            path: out.clone(),
-            source,
-        })?;
-        model.save(&model_path)?;
-        println!("model saved to {}", model_path.display());
-        std::fs::metadata(&model_path)
-            .ok()
-            .map(|m| m.len() as f64 / (1024.0 * 1024.0))
-    };
-    let title = format!("PatchCore {} ({})", splits.name, kind.name());
-    save_pictures(&out, &title, &test, &eval, &pictures, args.output.overlays)?;
+    let model_size_mb = save_model(&args.output, &out, "model.patchcore", |p| model.save(p))?;
 
     let model_name = format!("patchcore-{}-coreset{}", kind.name(), args.coreset_ratio);
     let mut row = MetricsRow::from_evaluation(

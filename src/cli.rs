@@ -297,3 +297,56 @@ impl ModelArgs {
             .with_center_crop(self.center_crop.map(|c| (c, c)))
     }
 }
+
+/// Tests a fitted detector on a category's test split (progress bar), evaluates it and writes
+/// its pictures into `out` ([`save_pictures`]).
+pub fn test_and_evaluate<D: ad_core::Detector>(
+    detector: &D,
+    splits: &Splits,
+    batch_size: usize,
+    output: &OutputArgs,
+    out: &Path,
+    title: &str,
+) -> Result<(TestRun, Evaluation), Error>
+where
+    Error: From<D::Error>,
+{
+    let bar = crate::pipeline::progress_bar(splits.test.len(), "testing", !output.quiet);
+    let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
+    let run = crate::pipeline::test(
+        detector,
+        &splits.test,
+        detector.preprocessor(),
+        batch_size,
+        &bar,
+        keep_pictures(&mut pictures),
+    )?;
+    let eval = run.evaluate(&ad_metrics::EvalOptions::default())?;
+    save_pictures(out, title, &run, &eval, &pictures, output.overlays)?;
+    Ok((run, eval))
+}
+
+/// Saves a model as `out/<file_name>` with `save` unless `--no-save`; returns its size in MiB.
+pub fn save_model<E>(
+    output: &OutputArgs,
+    out: &Path,
+    file_name: &str,
+    save: impl FnOnce(&Path) -> Result<(), E>,
+) -> Result<Option<f64>, Error>
+where
+    Error: From<E>,
+{
+    if output.no_save {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(out).map_err(|source| Error::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let path = out.join(file_name);
+    save(&path)?;
+    println!("model saved to {}", path.display());
+    Ok(std::fs::metadata(&path)
+        .ok()
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0)))
+}
