@@ -13,12 +13,14 @@
 //! | PaDiM | [`padim`] (`ad-padim`) |
 //! | AUROC, F1-max, AUPRO, overlays, reports | [`metrics`] (`ad-metrics`) |
 //!
-//! [`pipeline`] runs fit + test for any detector, [`cli`] holds what the examples share;
-//! [`Error`] wraps every crate's error.
+//! [`registry`] names every detector (config-file schema, build by name, load any model
+//! file by its header); [`pipeline`] fits, calibrates the pass/fail threshold on good
+//! images and evaluates any detector; [`Error`] wraps every crate's error. The library prints
+//! nothing: the `ad` tool (crate `ad-cli`) and its examples talk to the user.
 //! Start with `cargo run --release --example mvtec_patchcore`.
 
-pub mod cli;
 pub mod pipeline;
+pub mod registry;
 
 pub use ad_backbone as backbone;
 pub use ad_core as core;
@@ -53,7 +55,38 @@ pub enum Error {
     /// Metrics, pictures, reports.
     #[error(transparent)]
     Metrics(#[from] ad_metrics::MetricsError),
-    /// Files written by the examples.
+    /// A detector held as `Box<dyn DynDetector>`.
+    #[error(transparent)]
+    Detector(#[from] ad_core::DetectorError),
+    /// `model = "..."` names no registered detector.
+    #[error("unknown model `{name}`: known models are {known}")]
+    UnknownModel {
+        /// The name given.
+        name: String,
+        /// The registered names.
+        known: String,
+    },
+    /// A file that no registered detector wrote.
+    #[error("{path}: not a model file of this workspace (unknown magic bytes)")]
+    UnknownModelFile {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// A model file that is truncated, corrupt or of another format version.
+    #[error("{path}: not a valid model file: {reason}")]
+    BadModelFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The threshold cannot be calibrated as asked.
+    #[error("threshold calibration: {0}")]
+    Calibration(String),
+    /// A device name that is unknown or not built in.
+    #[error("{0}")]
+    UnknownDevice(String),
+    /// Files read or written.
     #[error("{path}: {source}")]
     Io {
         /// The file.

@@ -1,51 +1,160 @@
-//! Fit and evaluate any [`Detector`] on a dataset split: the loop every example and
-//! integration test runs, written once.
+//! Fit, calibrate and evaluate any [`Detector`] on a dataset: the loop every front end (the
+//! `ad` tool, the examples, integration tests) runs, written once.
+//!
+//! A library: it prints nothing. Progress goes to the [`ProgressBar`] the caller hands in
+//! (`ProgressBar::hidden()` for none).
 
 use std::time::{Duration, Instant};
 
-use ad_core::{Detector, FitSummary, Prediction, Preprocessor};
-use ad_metrics::{EvalOptions, Evaluation, MapDims, PixelMaps};
-use ad_mvtec::{BatchLoader, LoadedBatch, Sample};
-use indicatif::{ProgressBar, ProgressStyle};
+use ad_core::{Detector, FitSummary, Prediction, Threshold, ThresholdMethod};
+use ad_metrics::{ConfusionMatrix, EvalOptions, Evaluation, MapDims, PixelMaps};
+use ad_mvtec::{BatchLoader, LoadedBatch, Sample, SplitMix64};
+use indicatif::ProgressBar;
 
 use crate::Error;
 
-/// A progress bar in the workspace's style (hidden when `visible` is false, e.g. in tests).
-pub fn progress_bar(len: usize, message: &str, visible: bool) -> ProgressBar {
-    if !visible {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    let style = ProgressStyle::with_template(
-        "{msg:>12} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} ({per_sec}, eta {eta})",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(message.to_string());
-    bar
-}
-
-/// Fits `detector` on the good training images, streaming batches from disk.
+/// Fits `detector` on good images, streaming batches from disk.
 pub fn fit<D: Detector>(
     detector: &mut D,
     train: &[Sample],
-    pre: &Preprocessor,
     batch_size: usize,
     progress: &ProgressBar,
 ) -> Result<FitSummary, Error>
 where
     Error: From<D::Error>,
 {
+    fit_with(detector, train, batch_size, progress, || {})
+}
+
+/// [`fit`], calling `on_features_done` once every image's features are extracted (when the
+/// detector goes on to build its memory: the coreset, the Gaussians), e.g. to start a spinner.
+pub fn fit_with<D: Detector>(
+    detector: &mut D,
+    train: &[Sample],
+    batch_size: usize,
+    progress: &ProgressBar,
+    on_features_done: impl FnOnce(),
+) -> Result<FitSummary, Error>
+where
+    Error: From<D::Error>,
+{
     progress.set_length(train.len() as u64);
-    let batches = BatchLoader::new(train, pre.clone(), batch_size).map(|b| {
+    let pre = detector.preprocessor().clone();
+    let mut done = Some(on_features_done);
+    let batches = BatchLoader::new(train, pre, batch_size).map(|b| {
         let b = b?;
         progress.inc(b.images.len() as u64);
+        if progress.position() as usize >= train.len() {
+            progress.finish();
+            if let Some(f) = done.take() {
+                f();
+            }
+        }
         Ok::<_, ad_mvtec::DatasetError>(b.images)
     });
     let summary = detector.fit(batches)?;
     progress.finish();
     Ok(summary)
+}
+
+/// Splits good training images into the images to fit on and `fraction` of them held out to
+/// calibrate the threshold (a seeded shuffle; at least one image is kept for fitting).
+///
+/// # Errors
+/// [`Error::Calibration`] when `fraction` is outside `[0, 1)` or leaves no image on a side
+/// that needs one.
+pub fn split_holdout(
+    train: &[Sample],
+    fraction: f64,
+    seed: u64,
+) -> Result<(Vec<Sample>, Vec<Sample>), Error> {
+    if !(0.0..1.0).contains(&fraction) {
+        return Err(Error::Calibration(format!(
+            "hold-out fraction {fraction} is not in [0, 1)"
+        )));
+    }
+    let n_hold = (train.len() as f64 * fraction).round() as usize;
+    if fraction > 0.0 && (n_hold == 0 || n_hold >= train.len()) {
+        return Err(Error::Calibration(format!(
+            "holding out {fraction} of {} good images leaves {n_hold} for calibration and {} \
+             for fitting; both need at least one (use more good images or another --holdout)",
+            train.len(),
+            train.len().saturating_sub(n_hold)
+        )));
+    }
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    SplitMix64::new(seed).shuffle(&mut order);
+    let mut held = vec![false; train.len()];
+    for &i in &order[..n_hold] {
+        held[i] = true;
+    }
+    let (hold, fit): (Vec<_>, Vec<_>) = train.iter().cloned().zip(held).partition(|(_, h)| *h);
+    Ok((
+        fit.into_iter().map(|(s, _)| s).collect(),
+        hold.into_iter().map(|(s, _)| s).collect(),
+    ))
+}
+
+/// Image scores of `samples`, in order.
+pub fn score<D: Detector>(
+    detector: &D,
+    samples: &[Sample],
+    batch_size: usize,
+    progress: &ProgressBar,
+) -> Result<Vec<f32>, Error>
+where
+    Error: From<D::Error>,
+{
+    progress.set_length(samples.len() as u64);
+    let mut scores = Vec::with_capacity(samples.len());
+    for batch in BatchLoader::new(samples, detector.preprocessor().clone(), batch_size) {
+        let batch = batch?;
+        scores.extend(detector.predict(&batch.images)?.iter().map(|p| p.score));
+        progress.inc(batch.samples.len() as u64);
+    }
+    progress.finish();
+    Ok(scores)
+}
+
+fn range(scores: &[f32]) -> (f32, f32) {
+    scores
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        })
+}
+
+/// The threshold from good images only: the `quantile` of the scores of good images the model
+/// was not fitted on (never the minimum score, as anomalib's F1 threshold falls back to).
+pub fn calibrate_good(good_scores: &[f32], quantile: f64) -> Result<Threshold, Error> {
+    let value = ad_metrics::good_only_threshold(good_scores, quantile)?;
+    let (min, max) = range(good_scores);
+    Ok(Threshold::new(
+        value,
+        min,
+        max,
+        ThresholdMethod::GoodQuantile {
+            quantile,
+            images: good_scores.len(),
+        },
+    )?)
+}
+
+/// anomalib's F1-adaptive threshold on labelled images (both classes required). Only
+/// meaningful on images that are not used to report results.
+pub fn calibrate_f1(scores: &[f32], labels: &[bool]) -> Result<Threshold, Error> {
+    let value = ad_metrics::f1_adaptive_threshold(scores, labels)?;
+    let (min, max) = range(scores);
+    let defective = labels.iter().filter(|&&l| l).count();
+    Ok(Threshold::new(
+        value,
+        min,
+        max,
+        ThresholdMethod::F1Adaptive {
+            good: labels.len() - defective,
+            defective,
+        },
+    )?)
 }
 
 /// Everything a test pass produced, kept flat for the metrics.
@@ -57,16 +166,43 @@ pub struct TestRun {
     pub scores: Vec<f32>,
     /// Image labels (`true` = defective).
     pub labels: Vec<bool>,
-    /// Anomaly maps, one after another.
+    /// Decisions at the detector's threshold, when it has one.
+    pub decisions: Vec<Option<bool>>,
+    /// Anomaly maps, one after another (`map_size` each).
     pub maps: Vec<f32>,
-    /// Ground-truth masks, one after another (empty for a defective image without a mask).
+    /// Ground-truth masks, one after another (all background for good images and for defective
+    /// images without a mask; see `has_mask`).
     pub masks: Vec<bool>,
-    /// Whether every defective image had a mask (pixel metrics are meaningful).
-    pub all_masks: bool,
+    /// Whether each image has pixel ground truth (good images do; defective ones when a mask
+    /// file exists).
+    pub has_mask: Vec<bool>,
     /// Map height and width.
     pub map_size: (usize, usize),
     /// Time spent in `predict` (excluding decoding).
     pub predict_time: Duration,
+}
+
+/// How much of a test split has pixel ground truth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PixelCoverage {
+    /// Defective test images.
+    pub defective: usize,
+    /// Defective test images with a mask.
+    pub defective_with_mask: usize,
+    /// Images the pixel metrics are computed on (good images and masked defective ones).
+    pub images: usize,
+}
+
+/// The metrics of a test run and what they cover.
+#[derive(Clone, Debug)]
+pub struct TestEvaluation {
+    /// Image and (when masks exist) pixel metrics; `None` when the test split lacks one of the
+    /// two classes (AUROC and F1 need both).
+    pub metrics: Option<Evaluation>,
+    /// Which images the pixel metrics cover.
+    pub coverage: PixelCoverage,
+    /// Decisions at the detector's threshold against the labels, when it has one.
+    pub confusion: Option<ConfusionMatrix>,
 }
 
 impl TestRun {
@@ -75,28 +211,70 @@ impl TestRun {
         self.predict_time.as_secs_f64() * 1e3 / self.scores.len().max(1) as f64
     }
 
-    /// Image AUROC, F1-max, pixel AUROC, AUPRO (pixel metrics when masks are complete).
-    pub fn evaluate(&self, opts: &EvalOptions) -> Result<Evaluation, Error> {
-        if self.all_masks && self.masks.iter().any(|&m| m) {
+    /// Which images have pixel ground truth.
+    pub fn coverage(&self) -> PixelCoverage {
+        let defective = self.labels.iter().filter(|&&l| l).count();
+        let defective_with_mask = self
+            .labels
+            .iter()
+            .zip(&self.has_mask)
+            .filter(|(l, m)| **l && **m)
+            .count();
+        PixelCoverage {
+            defective,
+            defective_with_mask,
+            images: self.has_mask.iter().filter(|&&m| m).count(),
+        }
+    }
+
+    /// Image AUROC and F1-max on every image; pixel AUROC, F1-max and AUPRO on the images that
+    /// have pixel ground truth (when at least one defective image has a mask); the confusion
+    /// matrix at the detector's threshold.
+    pub fn evaluate(&self, opts: &EvalOptions) -> Result<TestEvaluation, Error> {
+        let coverage = self.coverage();
+        let both_classes = coverage.defective > 0 && coverage.defective < self.labels.len();
+        let metrics = if !both_classes {
+            None
+        } else if coverage.defective_with_mask > 0 {
             let (h, w) = self.map_size;
+            let per = h * w;
+            let (mut maps, mut masks) = (Vec::new(), Vec::new());
+            for (i, &m) in self.has_mask.iter().enumerate() {
+                if m {
+                    maps.extend_from_slice(&self.maps[i * per..(i + 1) * per]);
+                    masks.extend_from_slice(&self.masks[i * per..(i + 1) * per]);
+                }
+            }
             let pixels = PixelMaps {
-                maps: &self.maps,
-                masks: &self.masks,
-                dims: MapDims::new(self.scores.len(), h, w),
+                maps: &maps,
+                masks: &masks,
+                dims: MapDims::new(coverage.images, h, w),
             };
-            Ok(ad_metrics::evaluate(
+            Some(ad_metrics::evaluate(
                 &self.scores,
                 &self.labels,
                 &pixels,
                 opts,
             )?)
         } else {
-            Ok(ad_metrics::evaluate_images(
+            Some(ad_metrics::evaluate_images(
                 &self.scores,
                 &self.labels,
                 opts,
             )?)
-        }
+        };
+        let confusion = if self.decisions.iter().all(Option::is_some) && !self.decisions.is_empty()
+        {
+            let predicted: Vec<bool> = self.decisions.iter().map(|d| d.unwrap_or(false)).collect();
+            Some(ConfusionMatrix::from_predictions(&predicted, &self.labels)?)
+        } else {
+            None
+        };
+        Ok(TestEvaluation {
+            metrics,
+            coverage,
+            confusion,
+        })
     }
 }
 
@@ -105,7 +283,6 @@ impl TestRun {
 pub fn test<D: Detector>(
     detector: &D,
     test: &[Sample],
-    pre: &Preprocessor,
     batch_size: usize,
     progress: &ProgressBar,
     mut on_batch: impl FnMut(&LoadedBatch, &[Prediction]) -> Result<(), Error>,
@@ -114,11 +291,8 @@ where
     Error: From<D::Error>,
 {
     progress.set_length(test.len() as u64);
-    let mut run = TestRun {
-        all_masks: true,
-        ..Default::default()
-    };
-    for batch in BatchLoader::new(test, pre.clone(), batch_size) {
+    let mut run = TestRun::default();
+    for batch in BatchLoader::new(test, detector.preprocessor().clone(), batch_size) {
         let batch = batch?;
         let t = Instant::now();
         let preds = detector.predict(&batch.images)?;
@@ -128,15 +302,15 @@ where
         for ((p, s), m) in preds.iter().zip(&batch.samples).zip(&batch.masks) {
             run.scores.push(p.score);
             run.labels.push(s.is_anomalous);
+            run.decisions.push(p.is_anomalous);
             run.maps.extend_from_slice(p.map.as_slice());
             match m {
                 Some(m) => run.masks.extend_from_slice(m.as_slice()),
-                None => {
-                    run.all_masks = false;
-                    run.masks
-                        .extend(std::iter::repeat_n(false, p.map.as_slice().len()));
-                }
+                None => run
+                    .masks
+                    .extend(std::iter::repeat_n(false, p.map.as_slice().len())),
             }
+            run.has_mask.push(m.is_some());
         }
         run.samples.extend(batch.samples.iter().cloned());
         progress.inc(batch.samples.len() as u64);
@@ -155,7 +329,7 @@ pub fn peak_memory_mb() -> Option<f64> {
 
 /// Picks a Burn device by name: `cpu` (flex), `wgpu`, `cuda` (when built with the matching
 /// cargo feature), or `default` (the first enabled backend, GPUs first).
-pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, String> {
+pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, Error> {
     match name {
         "cpu" | "flex" => Ok(burn::tensor::Device::flex()),
         "default" => Ok(burn::tensor::Device::default()),
@@ -165,7 +339,7 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, String> {
         )),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(burn::tensor::Device::cuda(0)),
-        other => Err(format!(
+        other => Err(Error::UnknownDevice(format!(
             "unknown or disabled device `{other}`: use cpu, default{}{}",
             if cfg!(feature = "wgpu") {
                 ", wgpu"
@@ -177,6 +351,63 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, String> {
             } else {
                 " (cuda: build with --features cuda)"
             },
-        )),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn goods(n: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|i| Sample::good(PathBuf::from(format!("{i:03}.png"))))
+            .collect()
+    }
+
+    #[test]
+    fn holdout_split_is_seeded_disjoint_and_checked() {
+        let train = goods(10);
+        let (fit, hold) = split_holdout(&train, 0.2, 7).unwrap();
+        assert_eq!((fit.len(), hold.len()), (8, 2));
+        assert!(hold.iter().all(|h| !fit.contains(h)));
+        assert_eq!(split_holdout(&train, 0.2, 7).unwrap().1, hold);
+        assert_eq!(split_holdout(&train, 0.0, 7).unwrap().0.len(), 10);
+        assert!(split_holdout(&goods(2), 0.1, 0).is_err());
+        assert!(split_holdout(&train, 1.0, 0).is_err());
+    }
+
+    #[test]
+    fn good_threshold_is_a_high_quantile_with_its_range() {
+        let scores: Vec<f32> = (1..=100).map(|i| i as f32).collect();
+        let t = calibrate_good(&scores, 0.99).unwrap();
+        assert!((t.value - 99.01).abs() < 1e-3, "{}", t.value);
+        assert_eq!((t.min, t.max), (1.0, 100.0));
+        assert!(calibrate_good(&scores, 0.2).is_err());
+        let f = calibrate_f1(&[0.1, 0.2, 0.9], &[false, false, true]).unwrap();
+        assert_eq!(f.value, 0.9);
+    }
+
+    #[test]
+    fn image_level_only_runs_give_image_metrics_and_say_pixels_are_absent() {
+        let run = TestRun {
+            samples: goods(4),
+            scores: vec![0.1, 0.2, 0.8, 0.9],
+            labels: vec![false, false, true, true],
+            decisions: vec![Some(false), Some(true), Some(true), Some(true)],
+            maps: vec![0.0; 16],
+            masks: vec![false; 16],
+            has_mask: vec![true, true, false, false],
+            map_size: (2, 2),
+            predict_time: Duration::ZERO,
+        };
+        let e = run.evaluate(&EvalOptions::default()).unwrap();
+        let m = e.metrics.unwrap();
+        assert_eq!(m.image.auroc, 1.0);
+        assert!(m.pixel.is_none());
+        assert_eq!(e.coverage.defective_with_mask, 0);
+        let c = e.confusion.unwrap();
+        assert_eq!((c.tp, c.fp, c.tn, c.fn_), (2, 1, 1, 0));
     }
 }

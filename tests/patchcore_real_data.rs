@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anomaly_detection::backbone::Pretrained;
 use anomaly_detection::core::PreprocessConfig;
+use anomaly_detection::memory_bank::{CoresetParams, CoresetSize};
 use anomaly_detection::metrics::EvalOptions;
 use anomaly_detection::mvtec::{MvtecCategory, SyntheticConfig};
 use anomaly_detection::patchcore::{PatchCore, PatchcoreConfig};
-use anomaly_detection::pipeline::{self, progress_bar};
+use anomaly_detection::pipeline;
 use burn::tensor::Device;
+use indicatif::ProgressBar;
 
 fn weights_available() -> bool {
     match Pretrained::EfficientNetLite0.ensure() {
@@ -37,11 +39,14 @@ fn shared_mvtec() -> Option<PathBuf> {
 
 fn run(cat: &MvtecCategory, config: &PatchcoreConfig) -> anomaly_detection::metrics::Evaluation {
     let mut model = PatchCore::new(config, &Device::default()).unwrap();
-    let pre = model.preprocessor().clone();
-    let hidden = progress_bar(0, "", false);
-    pipeline::fit(&mut model, &cat.splits.train, &pre, 8, &hidden).unwrap();
-    let test = pipeline::test(&model, &cat.splits.test, &pre, 8, &hidden, |_, _| Ok(())).unwrap();
-    let eval = test.evaluate(&EvalOptions::default()).unwrap();
+    let hidden = ProgressBar::hidden();
+    pipeline::fit(&mut model, &cat.splits.train, 8, &hidden).unwrap();
+    let test = pipeline::test(&model, &cat.splits.test, 8, &hidden, |_, _| Ok(())).unwrap();
+    let eval = test
+        .evaluate(&EvalOptions::default())
+        .unwrap()
+        .metrics
+        .unwrap();
     println!(
         "{}: image AUROC {:.4}, pixel AUROC {:.4}, AUPRO {:.4}, predict {:.1} ms/image",
         cat.splits.name,
@@ -86,7 +91,10 @@ fn patchcore_bottle_meets_the_bar() {
     }
     let cat = MvtecCategory::open(&root, "bottle").unwrap();
     let config = PatchcoreConfig {
-        coreset_ratio: 0.01,
+        coreset: CoresetParams {
+            size: CoresetSize::Ratio(0.01),
+            ..CoresetParams::default()
+        },
         ..PatchcoreConfig::default()
     };
     let eval = run(&cat, &config);

@@ -16,31 +16,43 @@ use crate::pretrained::Pretrained;
 use crate::resnet::{ResNet, ResNetSpec};
 use crate::state_dict::StateDict;
 
-/// A supported architecture.
+/// A supported architecture (config files use [`name`](Self::name): `"efficientnet-lite0"`,
+/// `"wide_resnet50_2"`, ...; `-` and `_` are interchangeable).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BackboneKind {
     /// EfficientNet-Lite0 (4.7 M parameters, 224 px native); the default.
     #[default]
+    #[serde(rename = "efficientnet-lite0", alias = "efficientnet_lite0")]
     EfficientNetLite0,
     /// EfficientNet-Lite1 (240 px native).
+    #[serde(rename = "efficientnet-lite1", alias = "efficientnet_lite1")]
     EfficientNetLite1,
     /// EfficientNet-Lite2 (260 px native).
+    #[serde(rename = "efficientnet-lite2", alias = "efficientnet_lite2")]
     EfficientNetLite2,
     /// EfficientNet-Lite3 (280 px native).
+    #[serde(rename = "efficientnet-lite3", alias = "efficientnet_lite3")]
     EfficientNetLite3,
     /// EfficientNet-Lite4 (300 px native).
+    #[serde(rename = "efficientnet-lite4", alias = "efficientnet_lite4")]
     EfficientNetLite4,
     /// torchvision `resnet18` (PaDiM's default, layers 1-3).
+    #[serde(rename = "resnet18")]
     ResNet18,
     /// torchvision `resnet34`.
+    #[serde(rename = "resnet34")]
     ResNet34,
     /// torchvision `resnet50`.
+    #[serde(rename = "resnet50")]
     ResNet50,
     /// torchvision `resnet101`.
+    #[serde(rename = "resnet101")]
     ResNet101,
     /// torchvision `wide_resnet50_2` (PatchCore's default, layers 2-3).
+    #[serde(rename = "wide_resnet50_2", alias = "wide-resnet50-2")]
     WideResNet50_2,
     /// torchvision `wide_resnet101_2`.
+    #[serde(rename = "wide_resnet101_2", alias = "wide-resnet101-2")]
     WideResNet101_2,
 }
 
@@ -85,25 +97,36 @@ impl BackboneKind {
         Self::ALL.into_iter().find(|k| norm(k.name()) == n)
     }
 
-    /// The taps the detectors use by default: blocks 4 and 10 for EfficientNet-Lite0 (the
-    /// last blocks at strides 8 and 16; the equivalent stride-8/16 blocks for Lite1..4), and
-    /// `layer2`, `layer3` for the ResNets (PatchCore's choice).
-    pub fn default_taps(self) -> Vec<String> {
+    /// The tap at the end of the stage whose output has stride `stride` (4, 8, 16 or 32) to
+    /// the input: the last EfficientNet block at that stride, or the ResNet layer
+    /// (`layer1` = 4 ... `layer4` = 32). `None` when no stage has that stride.
+    pub fn tap_at_stride(self, stride: usize) -> Option<String> {
         match self.arch() {
-            Arch::Eff(spec) => {
-                let last_at = |stride: usize| {
-                    spec.block_strides
-                        .iter()
-                        .rposition(|&s| s == stride)
-                        .unwrap_or(0)
-                };
-                vec![
-                    format!("blocks.{}", last_at(8)),
-                    format!("blocks.{}", last_at(16)),
-                ]
-            }
-            Arch::Res(_) => vec!["layer2".into(), "layer3".into()],
+            Arch::Eff(spec) => spec
+                .block_strides
+                .iter()
+                .rposition(|&s| s == stride)
+                .map(|i| format!("blocks.{i}")),
+            Arch::Res(_) => match stride {
+                4 => Some("layer1".into()),
+                8 => Some("layer2".into()),
+                16 => Some("layer3".into()),
+                32 => Some("layer4".into()),
+                _ => None,
+            },
         }
+    }
+
+    /// [`tap_at_stride`](Self::tap_at_stride) for each stride, finest first; `None` if one is
+    /// missing.
+    pub fn taps_at_strides(self, strides: &[usize]) -> Option<Vec<String>> {
+        strides.iter().map(|&s| self.tap_at_stride(s)).collect()
+    }
+
+    /// The taps PatchCore uses by default: strides 8 and 16 (blocks 4 and 10 for
+    /// EfficientNet-Lite0; `layer2`, `layer3` for the ResNets, the paper's choice).
+    pub fn default_taps(self) -> Vec<String> {
+        self.taps_at_strides(&[8, 16]).unwrap_or_default()
     }
 
     /// Pinned pretrained weights that [`Pretrained::ensure`] can fetch, if any.
@@ -232,8 +255,10 @@ impl Net {
     }
 }
 
-/// Where a backbone's weights come from.
+/// Where a backbone's weights come from (config files: `"pretrained"`,
+/// `{ file = "wide_resnet50_2.pth" }`, `{ random = { seed = 0 } }`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Weights {
     /// A checkpoint file: PyTorch `.pth` (zip or legacy format) or safetensors, with the
     /// key names of torchvision (ResNets) or lukemelas' EfficientNet-PyTorch.

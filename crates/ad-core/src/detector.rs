@@ -1,8 +1,9 @@
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CoreError, ImageBatch, Prediction, Preprocessor, RgbImage};
+use crate::{CoreError, ImageBatch, Prediction, Preprocessor, RgbImage, Threshold};
 
 /// A boxed error from the caller's side of [`Detector::fit`] (e.g. a dataset that failed to
 /// decode a file), carried unchanged inside the detector's own error.
@@ -24,9 +25,12 @@ pub struct FitSummary {
 }
 
 /// An unsupervised anomaly detector: fitted on good images only, it then gives every new image
-/// an anomaly score and a per-pixel anomaly map.
+/// an anomaly score and a per-pixel anomaly map, and says pass or fail from a threshold.
 ///
-/// PatchCore and PaDiM implement it, so they are interchangeable in user code.
+/// The whole life cycle: [`fit`](Detector::fit), [`predict`](Detector::predict),
+/// [`save`](Detector::save) (each detector also has a `load` constructor), and the decision
+/// [`threshold`](Detector::threshold). PatchCore and PaDiM implement it, so they are
+/// interchangeable in user code; [`DynDetector`] holds any of them at run time.
 pub trait Detector {
     /// The detector's typed error.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -41,11 +45,22 @@ pub trait Detector {
         I: IntoIterator<Item = Result<ImageBatch, E>>,
         E: Into<BoxError>;
 
-    /// Scores a batch: one [`Prediction`] per image, maps on the batch's pixel grid.
+    /// Scores a batch: one [`Prediction`] per image, maps on the batch's pixel grid, labelled
+    /// when a threshold is set.
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, Self::Error>;
 
     /// The preprocessing images must go through before [`Detector::predict`].
     fn preprocessor(&self) -> &Preprocessor;
+
+    /// Writes the fitted model, threshold included, to one versioned, checksummed file
+    /// (atomically: a crash never leaves a truncated file under `path`).
+    fn save(&self, path: &Path) -> Result<(), Self::Error>;
+
+    /// The decision threshold, once calibrated or set.
+    fn threshold(&self) -> Option<&Threshold>;
+
+    /// Sets (or clears) the decision threshold; it is saved with the model.
+    fn set_threshold(&mut self, threshold: Option<Threshold>);
 
     /// Images per forward pass used by [`Detector::fit_images`].
     fn batch_size(&self) -> usize {
@@ -74,5 +89,103 @@ pub trait Detector {
         self.predict(&batch)?
             .pop()
             .ok_or_else(|| CoreError::EmptyBatch.into())
+    }
+}
+
+/// The error of a detector held as [`DynDetector`]: the detector's own typed error, boxed
+/// (`downcast_ref` recovers it, e.g. `err.0.downcast_ref::<PatchcoreError>()`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DetectorError(pub BoxError);
+
+/// A stream of preprocessed batches, as a trait object.
+pub type BatchStream<'a> = dyn Iterator<Item = Result<ImageBatch, BoxError>> + 'a;
+
+/// Object-safe form of [`Detector`], implemented for every detector: what lets a program pick
+/// PatchCore, PaDiM or a later model by name at run time (`Box<dyn DynDetector>`). The boxed
+/// form implements [`Detector`] again, so generic code takes either.
+pub trait DynDetector {
+    /// [`Detector::name`].
+    fn dyn_name(&self) -> &'static str;
+    /// [`Detector::fit`] on a boxed stream.
+    fn dyn_fit(&mut self, batches: &mut BatchStream<'_>) -> Result<FitSummary, DetectorError>;
+    /// [`Detector::predict`].
+    fn dyn_predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError>;
+    /// [`Detector::preprocessor`].
+    fn dyn_preprocessor(&self) -> &Preprocessor;
+    /// [`Detector::save`].
+    fn dyn_save(&self, path: &Path) -> Result<(), DetectorError>;
+    /// [`Detector::threshold`].
+    fn dyn_threshold(&self) -> Option<&Threshold>;
+    /// [`Detector::set_threshold`].
+    fn dyn_set_threshold(&mut self, threshold: Option<Threshold>);
+    /// [`Detector::batch_size`].
+    fn dyn_batch_size(&self) -> usize;
+}
+
+impl<D: Detector> DynDetector for D {
+    fn dyn_name(&self) -> &'static str {
+        self.name()
+    }
+    fn dyn_fit(&mut self, batches: &mut BatchStream<'_>) -> Result<FitSummary, DetectorError> {
+        self.fit(batches).map_err(|e| DetectorError(Box::new(e)))
+    }
+    fn dyn_predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError> {
+        self.predict(batch).map_err(|e| DetectorError(Box::new(e)))
+    }
+    fn dyn_preprocessor(&self) -> &Preprocessor {
+        self.preprocessor()
+    }
+    fn dyn_save(&self, path: &Path) -> Result<(), DetectorError> {
+        self.save(path).map_err(|e| DetectorError(Box::new(e)))
+    }
+    fn dyn_threshold(&self) -> Option<&Threshold> {
+        self.threshold()
+    }
+    fn dyn_set_threshold(&mut self, threshold: Option<Threshold>) {
+        self.set_threshold(threshold)
+    }
+    fn dyn_batch_size(&self) -> usize {
+        self.batch_size()
+    }
+}
+
+impl Detector for Box<dyn DynDetector> {
+    type Error = DetectorError;
+
+    fn name(&self) -> &'static str {
+        self.as_ref().dyn_name()
+    }
+    fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, DetectorError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let mut stream = batches.into_iter().map(|b| b.map_err(Into::into));
+        self.as_mut().dyn_fit(&mut stream)
+    }
+    fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError> {
+        self.as_ref().dyn_predict(batch)
+    }
+    fn preprocessor(&self) -> &Preprocessor {
+        self.as_ref().dyn_preprocessor()
+    }
+    fn save(&self, path: &Path) -> Result<(), DetectorError> {
+        self.as_ref().dyn_save(path)
+    }
+    fn threshold(&self) -> Option<&Threshold> {
+        self.as_ref().dyn_threshold()
+    }
+    fn set_threshold(&mut self, threshold: Option<Threshold>) {
+        self.as_mut().dyn_set_threshold(threshold)
+    }
+    fn batch_size(&self) -> usize {
+        self.as_ref().dyn_batch_size()
+    }
+}
+
+impl From<CoreError> for DetectorError {
+    fn from(e: CoreError) -> Self {
+        DetectorError(Box::new(e))
     }
 }

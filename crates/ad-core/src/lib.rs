@@ -10,7 +10,12 @@
 //!   [`Device`](burn::tensor::Device);
 //! - [`AnomalyMap`] and [`Prediction`]: what a detector returns for one image;
 //! - [`Detector`]: the trait that PatchCore and PaDiM implement — fit on good images,
-//!   predict a score and a map;
+//!   predict a score and a map, save, threshold — and [`DynDetector`], the same as a trait
+//!   object, to pick a detector by name at run time;
+//! - [`postprocess`]: from a score grid to a pixel map (upsampling, Gaussian blur), shared by
+//!   every detector;
+//! - [`Threshold`]: the pass/fail decision a model carries, and score normalisation;
+//! - [`tensor::read_f32`]: the one device -> host read-back;
 //! - [`model_file`]: the versioned, checksummed container detectors save to;
 //! - [`CoreError`]: the typed errors of the above.
 //!
@@ -29,10 +34,15 @@ mod error;
 mod image;
 mod map;
 pub mod model_file;
+pub mod postprocess;
 pub mod preprocess;
+pub mod tensor;
+mod threshold;
 
-pub use detector::{BoxError, Detector, FitSummary};
+pub use detector::{BatchStream, BoxError, Detector, DetectorError, DynDetector, FitSummary};
 pub use error::CoreError;
 pub use image::{Mask, RgbImage};
 pub use map::{AnomalyMap, Prediction};
+pub use postprocess::MapUpsample;
 pub use preprocess::{ImageBatch, PreprocessConfig, Preprocessor};
+pub use threshold::{Threshold, ThresholdMethod};

@@ -8,6 +8,43 @@
 //! length before touching the contents, so a corrupt, truncated or foreign file is reported,
 //! never half-read.
 
+use std::io::Write;
+use std::path::Path;
+
+/// Reads the 8 magic bytes that open a model file (to pick the detector that can load it).
+pub fn read_magic(path: &Path) -> std::io::Result<[u8; 8]> {
+    let mut magic = [0u8; 8];
+    let mut f = std::fs::File::open(path)?;
+    std::io::Read::read_exact(&mut f, &mut magic)?;
+    Ok(magic)
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder is written,
+/// flushed to disk and renamed over `path`, so a crash or a kill never leaves a truncated file
+/// under the final name (the old file, if any, stays whole until the rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Assembles a container in memory.
 pub fn encode(magic: &[u8; 8], version: u32, header: &[u8], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(32 + header.len() + payload.len());
@@ -103,5 +140,20 @@ mod tests {
         let crc = crc32fast::hash(&forged);
         forged.extend_from_slice(&crc.to_le_bytes());
         assert!(err(&forged).contains("exceed"));
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_files_and_reads_magic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        write_atomic(&path, &encode(MAGIC, 1, b"{}", &[7; 100])).unwrap();
+        write_atomic(&path, &encode(MAGIC, 1, b"{}", &[9; 10])).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(decode(&bytes, MAGIC, 1, "test").unwrap().1, &[9; 10]);
+        assert_eq!(&read_magic(&path).unwrap(), MAGIC);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A folder that does not exist fails without creating anything.
+        assert!(write_atomic(&dir.path().join("no/such/m.bin"), b"x").is_err());
     }
 }

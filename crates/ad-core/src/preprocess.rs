@@ -19,7 +19,7 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Unchecked preprocessing parameters (serde-friendly); [`Preprocessor::new`] validates them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PreprocessConfig {
     /// Resize target `(height, width)`; default 256x256 (anomalib's default).
     pub resize: (usize, usize),

@@ -39,8 +39,9 @@ use crate::error::{MemoryBankError, Result, check_matrix};
 use crate::projection::{ProjectionKind, ProjectionMatrix};
 use crate::simd;
 
-/// How many points to keep.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How many points to keep (config files: `{ ratio = 0.1 }` or `{ count = 5000 }`).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CoresetSize {
     /// A fraction of the input, `floor(n * ratio)` points (as anomalib's `int(n * ratio)`), in (0, 1].
     Ratio(f64),
@@ -48,8 +49,10 @@ pub enum CoresetSize {
     Count(usize),
 }
 
-/// Which point the greedy search starts from (it is the first selected index).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which point the greedy search starts from (it is the first selected index; config files:
+/// `"random"` or `{ index = 17 }`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StartPoint {
     /// Uniformly random, from the sampler's seed.
     Random,
@@ -57,19 +60,73 @@ pub enum StartPoint {
     Index(usize),
 }
 
-/// Selection algorithm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Selection algorithm (config files and command lines: `greedy`, `greedy-reference`,
+/// `random`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CoresetAlgorithm {
     /// Plain greedy k-center, one full distance update per selected point (anomalib's algorithm).
+    #[serde(rename = "greedy_reference", alias = "reference")]
     Reference,
     /// Exact greedy k-center with triangle-inequality pruning; the same indices as `Reference`.
+    #[serde(rename = "greedy", alias = "fast")]
     Fast,
     /// Uniform random subset without replacement (baseline).
     Random,
 }
 
-/// Unchecked coreset parameters; [`CoresetSampler::new`] validates them once.
-#[derive(Clone, Debug, PartialEq)]
+impl CoresetAlgorithm {
+    /// Every algorithm with its name.
+    pub const ALL: [(&'static str, CoresetAlgorithm); 3] = [
+        ("greedy", Self::Fast),
+        ("greedy-reference", Self::Reference),
+        ("random", Self::Random),
+    ];
+}
+
+impl std::fmt::Display for CoresetAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, a)| a == self)
+            .map_or("greedy", |(n, _)| n);
+        f.write_str(name)
+    }
+}
+
+impl std::str::FromStr for CoresetAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let norm = s.to_ascii_lowercase().replace('_', "-");
+        match norm.as_str() {
+            "fast" => return Ok(Self::Fast),
+            "reference" => return Ok(Self::Reference),
+            _ => {}
+        }
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == norm)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                format!("unknown coreset algorithm `{s}`: use greedy, greedy-reference or random")
+            })
+    }
+}
+
+/// Coreset parameters (unchecked; [`CoresetSampler::new`] validates them once). The one
+/// parameter type for the coreset: detector configs, config files and the command line all use
+/// it. In a config file:
+///
+/// ```toml
+/// [coreset]
+/// size = { ratio = 0.1 }
+/// algorithm = "greedy"
+/// projection = { gaussian = { dim = 128 } }
+/// seed = 0
+/// ```
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CoresetParams {
     /// Number of points to keep.
     pub size: CoresetSize,

@@ -23,7 +23,13 @@ use crate::error::{MemoryBankError, Result, check_matrix};
 use crate::matmul::gemm_abt;
 
 /// Which projection to apply before the coreset distance computations.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// In config files (serde): `"identity"`, `{ gaussian = { dim = 128 } }`,
+/// `{ linear_uniform = { dim = 128 } }`, `{ sparse_jl = { eps = 0.9 } }`; on command lines
+/// ([`FromStr`](std::str::FromStr)): `identity`, `gaussian:128`, `linear-uniform:128`,
+/// `sparse-jl:0.9`.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ProjectionKind {
     /// Use the features as they are.
     Identity,
@@ -46,6 +52,43 @@ pub enum ProjectionKind {
     },
 }
 
+impl std::fmt::Display for ProjectionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProjectionKind::Identity => write!(f, "identity"),
+            ProjectionKind::Gaussian { dim } => write!(f, "gaussian:{dim}"),
+            ProjectionKind::LinearUniform { dim } => write!(f, "linear-uniform:{dim}"),
+            ProjectionKind::SparseJl { eps } => write!(f, "sparse-jl:{eps}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ProjectionKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let usage = "use identity, gaussian:DIM, linear-uniform:DIM or sparse-jl:EPS";
+        let dim = || {
+            arg.parse::<usize>()
+                .map_err(|_| format!("`{s}`: `{arg}` is not a dimension; {usage}"))
+        };
+        let kind = match name.to_ascii_lowercase().replace('_', "-").as_str() {
+            "identity" | "none" => ProjectionKind::Identity,
+            "gaussian" => ProjectionKind::Gaussian { dim: dim()? },
+            "linear-uniform" => ProjectionKind::LinearUniform { dim: dim()? },
+            "sparse-jl" => ProjectionKind::SparseJl {
+                eps: arg
+                    .parse()
+                    .map_err(|_| format!("`{s}`: `{arg}` is not a distortion; {usage}"))?,
+            },
+            _ => return Err(format!("unknown projection `{s}`: {usage}")),
+        };
+        kind.check().map_err(|e| e.to_string())?;
+        Ok(kind)
+    }
+}
+
 impl ProjectionKind {
     /// The official PatchCore default: dense projection to 128 components.
     pub const fn official() -> Self {
@@ -57,7 +100,8 @@ impl ProjectionKind {
         ProjectionKind::SparseJl { eps: 0.9 }
     }
 
-    pub(crate) fn check(&self) -> Result<()> {
+    /// Checks the dimension or distortion.
+    pub fn check(&self) -> Result<()> {
         match *self {
             ProjectionKind::Identity => Ok(()),
             ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim }

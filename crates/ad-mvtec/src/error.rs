@@ -32,14 +32,6 @@ pub enum DatasetError {
         /// The directory searched.
         path: PathBuf,
     },
-    /// A defective test image has no ground-truth mask.
-    #[error("defective image {image} has no mask (expected {expected_mask})")]
-    MissingMask {
-        /// The defective image.
-        image: PathBuf,
-        /// Where its mask should be.
-        expected_mask: PathBuf,
-    },
     /// A ground-truth mask has no test image.
     #[error("mask {mask} has no image (expected {expected_image})")]
     OrphanMask {

@@ -159,20 +159,9 @@ impl FolderConfig {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "abnormal".into());
             for image in list_images(dir)? {
-                let stem = file_stem(&image);
-                let mask = match &self.mask_dir {
-                    None => None,
-                    Some(mask_dir) => {
-                        Some(
-                            masks
-                                .remove(&stem)
-                                .ok_or_else(|| DatasetError::MissingMask {
-                                    expected_mask: mask_dir.join(format!("{stem}.png")),
-                                    image: image.clone(),
-                                })?,
-                        )
-                    }
-                };
+                // Without a mask folder, or without this image's mask, the image is labelled at
+                // image level only.
+                let mask = masks.remove(&file_stem(&image));
                 test.push(Sample {
                     path: image,
                     is_anomalous: true,

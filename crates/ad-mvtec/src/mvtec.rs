@@ -15,8 +15,10 @@ use crate::{DatasetError, Sample};
 /// <root>/<category>/ground_truth/<defect>/<stem>_mask.png
 /// ```
 ///
-/// Masks are paired to images by file stem; a defective image without its mask, or a mask
-/// without its image, is an error naming both paths.
+/// Masks are paired to images by file stem. A defective image without a mask (or a defect
+/// type without a `ground_truth` folder) is labelled at image level only
+/// ([`Splits::anomalous_without_mask`](crate::Splits::anomalous_without_mask)); a mask without its image is an error naming both
+/// paths.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MvtecCategory {
     /// `<root>/<category>`.
@@ -59,18 +61,14 @@ impl MvtecCategory {
                 }
             }
             for image in images {
-                let stem = file_stem(&image);
-                let mask = masks
-                    .remove(&stem)
-                    .ok_or_else(|| DatasetError::MissingMask {
-                        expected_mask: mask_dir.join(format!("{stem}_mask.png")),
-                        image: image.clone(),
-                    })?;
+                // A defective image without a mask is labelled at image level only: it counts
+                // in the image metrics, and pixel metrics use the images that have masks.
+                let mask = masks.remove(&file_stem(&image));
                 test.push(Sample {
                     path: image,
                     is_anomalous: true,
                     defect: defect.clone(),
-                    mask: Some(mask),
+                    mask,
                 });
             }
             if let Some((stem, mask)) = masks.into_iter().next() {

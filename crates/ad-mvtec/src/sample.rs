@@ -52,6 +52,14 @@ impl Splits {
         self.test.iter().filter(|s| s.is_anomalous).count()
     }
 
+    /// Defective test images without a ground-truth mask (labelled at image level only).
+    pub fn anomalous_without_mask(&self) -> usize {
+        self.test
+            .iter()
+            .filter(|s| s.is_anomalous && s.mask.is_none())
+            .count()
+    }
+
     /// Distinct defect types of the test split, sorted, `"good"` included when present.
     pub fn defect_types(&self) -> Vec<String> {
         let mut v: Vec<String> = self.test.iter().map(|s| s.defect.clone()).collect();

@@ -54,20 +54,31 @@ fn empty_train_set() {
 }
 
 #[test]
-fn defective_image_without_mask_names_both() {
+fn defective_image_without_mask_is_image_level() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = small_category(tmp.path());
     fs::remove_file(dir.join("ground_truth/spot/000_mask.png")).unwrap();
-    match MvtecCategory::open(tmp.path(), "synthetic_small").unwrap_err() {
-        DatasetError::MissingMask {
-            image,
-            expected_mask,
-        } => {
-            assert!(image.ends_with("test/spot/000.png"));
-            assert!(expected_mask.ends_with("ground_truth/spot/000_mask.png"));
-        }
-        e => panic!("unexpected {e}"),
-    }
+    // Image-level label only: the image is kept, without a mask, and counted.
+    let cat = MvtecCategory::open(tmp.path(), "synthetic_small").unwrap();
+    let s = cat
+        .splits
+        .test
+        .iter()
+        .find(|s| s.path.ends_with("test/spot/000.png"))
+        .unwrap();
+    assert!(s.is_anomalous && s.mask.is_none());
+    assert_eq!(cat.splits.anomalous_without_mask(), 1);
+    // A whole defect type without a ground_truth folder is image-level too.
+    fs::remove_dir_all(dir.join("ground_truth/spot")).unwrap();
+    let cat = MvtecCategory::open(tmp.path(), "synthetic_small").unwrap();
+    let spots = cat
+        .splits
+        .test
+        .iter()
+        .filter(|s| s.defect == "spot")
+        .count();
+    assert!(spots >= 1);
+    assert_eq!(cat.splits.anomalous_without_mask(), spots);
 }
 
 #[test]

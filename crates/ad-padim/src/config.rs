@@ -1,10 +1,8 @@
 //! Hyper-parameters: [`PadimConfig`] (serde, with defaults) is checked once by
 //! [`PadimConfig::check`]; the model only ever holds a [`CheckedConfig`].
 
-use ad_backbone::efficientnet::lite_coefficients;
 use ad_backbone::{BackboneConfig, BackboneKind, Weights};
-use ad_core::PreprocessConfig;
-pub use ad_patchcore::MapUpsample;
+use ad_core::{MapUpsample, PreprocessConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::PadimError;
@@ -13,26 +11,15 @@ use crate::PadimError;
 /// three taps). Measured on MVTec bottle (docs/results.md, "## PaDiM"): see the crate docs.
 pub const LITE_N_FEATURES: usize = 100;
 
-/// PaDiM's taps for `kind`: `layer1`, `layer2`, `layer3` for the ResNets (the paper,
-/// anomalib); for EfficientNet-Lite the last blocks at strides 4, 8 and 16 (Lite0:
-/// `blocks.2`, `blocks.4`, `blocks.10`, 24 + 40 + 112 = 176 channels).
+/// PaDiM's taps for `kind`: the backbone's taps at strides 4, 8 and 16 (`layer1`, `layer2`,
+/// `layer3` for the ResNets, the paper and anomalib; for EfficientNet-Lite0 `blocks.2`,
+/// `blocks.4`, `blocks.10`, 24 + 40 + 112 = 176 channels).
 pub fn default_taps(kind: BackboneKind) -> Vec<String> {
-    let variant = match kind {
-        BackboneKind::EfficientNetLite0 => 0,
-        BackboneKind::EfficientNetLite1 => 1,
-        BackboneKind::EfficientNetLite2 => 2,
-        BackboneKind::EfficientNetLite3 => 3,
-        BackboneKind::EfficientNetLite4 => 4,
-        _ => return vec!["layer1".into(), "layer2".into(), "layer3".into()],
-    };
-    // Stage 0 (stride 2) has one block, stage 1 (stride 4) ceil(2 * depth) blocks, so the
-    // last stride-4 block is `blocks.ceil(2 * depth)`; strides 8 and 16 as PatchCore's taps.
-    // `Padim::new` checks the resulting strides against the built backbone.
-    let (_, depth, _) = lite_coefficients(variant);
-    let mut taps = vec![format!("blocks.{}", (2.0 * depth).ceil() as usize)];
-    taps.extend(kind.default_taps());
-    taps
+    kind.taps_at_strides(&PADIM_STRIDES).unwrap_or_default()
 }
+
+/// Output strides of PaDiM's three taps (the paper's ResNet `layer1..3`).
+pub const PADIM_STRIDES: [usize; 3] = [4, 8, 16];
 
 /// Default size `d` of the random channel subset: 100 for ResNet-18/34 and 550 for the
 /// (Wide)ResNet-50/101 (the paper and anomalib), [`LITE_N_FEATURES`] for EfficientNet-Lite.
@@ -50,7 +37,7 @@ pub fn default_n_features(kind: BackboneKind) -> usize {
 
 /// PaDiM hyper-parameters (unchecked). Defaults follow anomalib.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PadimConfig {
     /// Feature extractor.
     pub backbone: BackboneKind,

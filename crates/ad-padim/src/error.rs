@@ -61,9 +61,6 @@ pub enum PadimError {
     /// Building an output failed.
     #[error(transparent)]
     Core(#[from] ad_core::CoreError),
-    /// A tensor could not be read back from the device.
-    #[error("reading a tensor from the device: {0}")]
-    Device(String),
     /// Reading or writing a model file.
     #[error("{path}: {source}")]
     Io {

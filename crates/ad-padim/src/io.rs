@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use ad_core::Threshold;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -18,9 +19,10 @@ use crate::gaussian::{Gaussians, tri_len};
 use crate::model::{Fitted, Padim};
 use crate::{PadimConfig, PadimError};
 
-const MAGIC: &[u8; 8] = b"ADPADIM\0";
-/// Version of the file format written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
+/// The 8 bytes that open a PaDiM model file.
+pub const MAGIC: &[u8; 8] = b"ADPADIM\0";
+/// Version of the file format written by this crate (2: calibrated threshold).
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -30,7 +32,7 @@ struct Header {
     grid: (usize, usize),
     image_size: (usize, usize),
     images: usize,
-    threshold: Option<f32>,
+    threshold: Option<Threshold>,
 }
 
 impl Padim {
@@ -46,7 +48,7 @@ impl Padim {
             grid: fitted.grid,
             image_size: fitted.image_size,
             images: fitted.images,
-            threshold: self.threshold,
+            threshold: self.threshold.clone(),
         };
         let json = serde_json::to_vec(&header).map_err(|e| PadimError::BadModelFile {
             path: path.to_path_buf(),
@@ -60,7 +62,7 @@ impl Padim {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let out = ad_core::model_file::encode(MAGIC, FORMAT_VERSION, &json, &payload);
-        std::fs::write(path, out).map_err(|source| PadimError::Io {
+        ad_core::model_file::write_atomic(path, &out).map_err(|source| PadimError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn save_load_predict_is_bit_identical_and_corruption_is_typed() {
         let (mut model, cat, dir) = fitted();
-        model.set_threshold(Some(1.5));
+        model.set_threshold(Some(Threshold::manual(1.5).unwrap()));
         let batch = BatchLoader::new(&cat.splits.test, model.preprocessor().clone(), 16)
             .next()
             .unwrap()
@@ -182,7 +184,7 @@ mod tests {
         model.save(&path).unwrap();
         let loaded = Padim::load(&path, &Device::default()).unwrap();
         assert_eq!(loaded.channels(), model.channels());
-        assert_eq!(loaded.threshold(), Some(1.5));
+        assert_eq!(loaded.threshold().map(|t| t.value), Some(1.5));
         let after = loaded.predict(&batch.images).unwrap();
         for (a, b) in before.iter().zip(&after) {
             assert_eq!(a.score.to_bits(), b.score.to_bits());

@@ -21,7 +21,7 @@
 //!    kept (packed, `f32`).
 //! 3. **Scoring**: the Mahalanobis distance of every position's embedding to its Gaussian;
 //!    the distance grid is upsampled (bilinear, half-pixel centres) to the input size and
-//!    blurred with a Gaussian of sigma 4 (`ad_patchcore::anomaly_map`); image score = the
+//!    blurred with a Gaussian of sigma 4 (`ad_core::postprocess`); image score = the
 //!    maximum of the map.
 //!
 //! Models are saved to one versioned, checksummed file ([`Padim::save`]).
@@ -51,10 +51,11 @@ pub mod gaussian;
 mod io;
 mod model;
 
+pub use ad_core::MapUpsample;
 pub use config::{
-    CheckedConfig, LITE_N_FEATURES, MapUpsample, PadimConfig, default_n_features, default_taps,
+    CheckedConfig, LITE_N_FEATURES, PADIM_STRIDES, PadimConfig, default_n_features, default_taps,
 };
 pub use error::PadimError;
 pub use gaussian::{GaussianAccumulator, Gaussians};
-pub use io::FORMAT_VERSION;
+pub use io::{FORMAT_VERSION, MAGIC};
 pub use model::Padim;

@@ -3,13 +3,15 @@
 use std::time::Instant;
 
 use ad_backbone::Backbone;
-use ad_core::{AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor};
-use ad_patchcore::anomaly_map::{gaussian_blur, upsample};
+use ad_core::postprocess::score_maps;
+use ad_core::tensor::read_f32;
+use ad_core::{
+    AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, Threshold,
+};
 use burn::tensor::{Device, Tensor};
-use rayon::prelude::*;
 
 use crate::PadimError;
-use crate::config::{CheckedConfig, PadimConfig, default_n_features, default_taps};
+use crate::config::{CheckedConfig, PADIM_STRIDES, PadimConfig, default_n_features, default_taps};
 use crate::embedding::{TapMap, channel_subset, gather_embedding};
 use crate::gaussian::{GaussianAccumulator, Gaussians};
 
@@ -50,17 +52,12 @@ pub struct Padim {
     pub(crate) preprocessor: Preprocessor,
     pub(crate) channels: Vec<usize>,
     pub(crate) fitted: Option<Fitted>,
-    pub(crate) threshold: Option<f32>,
+    pub(crate) threshold: Option<Threshold>,
 }
 
 fn read_tap(t: Tensor<4>) -> Result<TapMap, PadimError> {
     let [batch, channels, height, width] = t.dims();
-    let data = t
-        .try_into_data()
-        .map_err(|e| PadimError::Device(format!("{e:?}")))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| PadimError::Device(format!("{e:?}")))?;
+    let data = read_f32(t)?;
     Ok(TapMap {
         data,
         batch,
@@ -78,7 +75,7 @@ impl Padim {
         let backbone = config.backbone_config().init(device)?;
         if config.taps == default_taps(config.backbone) {
             let strides = backbone.tap_strides();
-            if strides != [4, 8, 16] {
+            if strides != PADIM_STRIDES {
                 return Err(PadimError::InvalidConfig {
                     name: "taps",
                     reason: format!(
@@ -145,16 +142,6 @@ impl Padim {
     /// Feature grid `(h, w)`, once fitted.
     pub fn feature_grid(&self) -> Option<(usize, usize)> {
         self.fitted.as_ref().map(|f| f.grid)
-    }
-
-    /// The image-score threshold used to label predictions, if one was set.
-    pub fn threshold(&self) -> Option<f32> {
-        self.threshold
-    }
-
-    /// Sets (or clears) the image-score threshold (learn it with `ad-metrics`).
-    pub fn set_threshold(&mut self, threshold: Option<f32>) {
-        self.threshold = threshold;
     }
 
     /// Embeddings of a batch: `([positions][batch][d], (h, w))`, checked finite.
@@ -289,13 +276,13 @@ impl Detector for Padim {
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, PadimError> {
         let (dist, grid) = self.distance_grid(batch)?;
         let (h, w) = (batch.height(), batch.width());
-        let per = grid.0 * grid.1;
-        let mode = self.config.upsample;
-        let sigma = self.config.blur_sigma;
-        let maps: Vec<Vec<f32>> = dist
-            .par_chunks(per)
-            .map(|g| gaussian_blur(&upsample(g, grid, (h, w), mode), (h, w), sigma))
-            .collect();
+        let maps = score_maps(
+            &dist,
+            grid,
+            (h, w),
+            self.config.upsample,
+            self.config.blur_sigma,
+        );
         maps.into_iter()
             .map(|m| {
                 let map = AnomalyMap::new(w, h, m)?;
@@ -303,9 +290,21 @@ impl Detector for Padim {
                 Ok(Prediction {
                     score,
                     map,
-                    is_anomalous: self.threshold.map(|t| score >= t),
+                    is_anomalous: self.threshold.as_ref().map(|t| t.is_anomalous(score)),
                 })
             })
             .collect()
+    }
+
+    fn save(&self, path: &std::path::Path) -> Result<(), PadimError> {
+        Padim::save(self, path)
+    }
+
+    fn threshold(&self) -> Option<&Threshold> {
+        self.threshold.as_ref()
+    }
+
+    fn set_threshold(&mut self, threshold: Option<Threshold>) {
+        self.threshold = threshold;
     }
 }

@@ -2,72 +2,15 @@
 //! [`PatchcoreConfig::check`] and the model only ever holds a [`CheckedConfig`].
 
 use ad_backbone::{BackboneConfig, BackboneKind, Weights};
-use ad_core::PreprocessConfig;
-use ad_memory_bank::ProjectionKind;
+use ad_core::{MapUpsample, PreprocessConfig};
+use ad_memory_bank::{CoresetParams, CoresetSampler};
 use serde::{Deserialize, Serialize};
 
 use crate::PatchcoreError;
 
-/// How the patch-score grid is brought to the image size before blurring.
+/// Where nearest neighbours are searched (`cpu` or `device`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum MapUpsample {
-    /// Nearest neighbour (`F.interpolate` default; anomalib).
-    #[default]
-    Nearest,
-    /// Bilinear with half-pixel centres (`align_corners = False`; the official code).
-    Bilinear,
-}
-
-/// Coreset algorithm (both greedy variants select identical indices).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum CoresetKind {
-    /// Exact greedy k-center with triangle-inequality pruning.
-    #[default]
-    Greedy,
-    /// Plain greedy k-center (anomalib's algorithm; slower, same selection).
-    GreedyReference,
-    /// Uniform random subsample (baseline).
-    Random,
-}
-
-/// Random projection used by the coreset's distance computations (serde mirror of
-/// [`ProjectionKind`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum CoresetProjection {
-    /// No projection: distances in the full feature space.
-    Identity,
-    /// Dense Gaussian projection to `dim` components (the official code: 128).
-    Gaussian {
-        /// Output dimension.
-        dim: usize,
-    },
-    /// Sparse random projection with the Johnson-Lindenstrauss dimension for distortion `eps`
-    /// (anomalib: 0.9).
-    SparseJl {
-        /// Distortion in (0, 1).
-        eps: f64,
-    },
-}
-
-impl Default for CoresetProjection {
-    fn default() -> Self {
-        Self::Gaussian { dim: 128 }
-    }
-}
-
-impl CoresetProjection {
-    /// The memory-bank crate's projection.
-    pub fn kind(self) -> ProjectionKind {
-        match self {
-            Self::Identity => ProjectionKind::Identity,
-            Self::Gaussian { dim } => ProjectionKind::Gaussian { dim },
-            Self::SparseJl { eps } => ProjectionKind::SparseJl { eps },
-        }
-    }
-}
-
-/// Where nearest neighbours are searched.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KnnBackend {
     /// Blocked multi-threaded brute force on the host CPU (fastest on CPU).
     #[default]
@@ -76,9 +19,29 @@ pub enum KnnBackend {
     Device,
 }
 
+impl std::fmt::Display for KnnBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KnnBackend::Cpu => "cpu",
+            KnnBackend::Device => "device",
+        })
+    }
+}
+
+impl std::str::FromStr for KnnBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "cpu" => Ok(KnnBackend::Cpu),
+            "device" => Ok(KnnBackend::Device),
+            _ => Err(format!("unknown kNN backend `{s}`: use cpu or device")),
+        }
+    }
+}
+
 /// PatchCore hyper-parameters (unchecked). Defaults follow anomalib; options follow the paper.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PatchcoreConfig {
     /// Feature extractor and its weights.
     pub backbone: BackboneKind,
@@ -93,14 +56,10 @@ pub struct PatchcoreConfig {
     /// Optional reduction of the concatenated features to this many channels by adaptive
     /// average pooling (the official code uses 1024); `None` keeps all channels (anomalib).
     pub target_dim: Option<usize>,
-    /// Fraction of training patches kept in the memory bank (0.1 default; paper 0.01-0.25).
-    pub coreset_ratio: f64,
-    /// Coreset algorithm.
-    pub coreset: CoresetKind,
-    /// Random projection used by the coreset distance computations.
-    pub projection: CoresetProjection,
-    /// Seed of the coreset (projection and start point).
-    pub seed: u64,
+    /// Coreset of the memory bank: size (10 % of the training patches by default; the paper
+    /// uses 1-25 %), algorithm, random projection and seed. A ratio whose bank would be
+    /// empty keeps one row; a count above the number of patches keeps them all.
+    pub coreset: CoresetParams,
     /// Neighbours `b` of the image-score reweighting (Eq. 7); 1 = plain maximum.
     pub num_neighbors: usize,
     /// Upsampling of the patch-score grid.
@@ -123,10 +82,7 @@ impl Default for PatchcoreConfig {
             preprocess: PreprocessConfig::default(),
             patch_size: 3,
             target_dim: None,
-            coreset_ratio: 0.1,
-            coreset: CoresetKind::Greedy,
-            projection: CoresetProjection::default(),
-            seed: 0,
+            coreset: CoresetParams::default(),
             num_neighbors: 9,
             upsample: MapUpsample::Nearest,
             blur_sigma: 4.0,
@@ -151,11 +107,8 @@ impl PatchcoreConfig {
     /// Validates every parameter once and resolves default taps.
     pub fn check(&self) -> Result<CheckedConfig, PatchcoreError> {
         let bad = |name, reason: String| Err(PatchcoreError::InvalidConfig { name, reason });
-        if !(self.coreset_ratio > 0.0 && self.coreset_ratio <= 1.0) {
-            return bad(
-                "coreset_ratio",
-                format!("{} is not in (0, 1]", self.coreset_ratio),
-            );
+        if let Err(e) = CoresetSampler::new(self.coreset.clone()) {
+            return bad("coreset", e.to_string());
         }
         if self.num_neighbors == 0 {
             return bad("num_neighbors", "must be at least 1".into());
@@ -215,20 +168,38 @@ mod tests {
         assert_eq!(c.num_neighbors, 9);
     }
 
+    use ad_memory_bank::{CoresetSize, ProjectionKind};
+
     #[test]
     fn invalid_values_are_rejected() {
         let cases: Vec<(&str, PatchcoreConfig)> = vec![
             (
-                "coreset_ratio",
+                "coreset",
                 PatchcoreConfig {
-                    coreset_ratio: 0.0,
+                    coreset: CoresetParams {
+                        size: CoresetSize::Ratio(0.0),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             ),
             (
-                "coreset_ratio",
+                "coreset",
                 PatchcoreConfig {
-                    coreset_ratio: 1.5,
+                    coreset: CoresetParams {
+                        size: CoresetSize::Ratio(1.5),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            ),
+            (
+                "coreset",
+                PatchcoreConfig {
+                    coreset: CoresetParams {
+                        projection: ProjectionKind::SparseJl { eps: 1.5 },
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             ),
@@ -279,7 +250,10 @@ mod tests {
     #[test]
     fn config_round_trips_through_json() {
         let c = PatchcoreConfig {
-            coreset_ratio: 0.01,
+            coreset: CoresetParams {
+                size: CoresetSize::Ratio(0.01),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let s = serde_json::to_string(&c).unwrap();
@@ -288,6 +262,11 @@ mod tests {
         // Missing fields take their defaults.
         let partial: PatchcoreConfig = serde_json::from_str(r#"{"num_neighbors": 1}"#).unwrap();
         assert_eq!(partial.num_neighbors, 1);
-        assert_eq!(partial.coreset_ratio, 0.1);
+        assert_eq!(partial.coreset.size, CoresetSize::Ratio(0.1));
+        // An unknown key is an error naming it.
+        let err = serde_json::from_str::<PatchcoreConfig>(r#"{"coreset_ratio": 0.1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("coreset_ratio"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use ad_core::Threshold;
 use ad_memory_bank::{MemoryBank, Storage};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -12,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Fitted, Index, PatchCore};
 use crate::{PatchcoreConfig, PatchcoreError};
 
-const MAGIC: &[u8; 8] = b"ADPATCHC";
-/// Version of the file format written by this crate.
-pub const FORMAT_VERSION: u32 = 1;
+/// The 8 bytes that open a PatchCore model file.
+pub const MAGIC: &[u8; 8] = b"ADPATCHC";
+/// Version of the file format written by this crate (2: coreset parameters as one
+/// `ad_memory_bank::CoresetParams`, calibrated threshold, bank rows in the header).
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Header {
@@ -23,7 +26,8 @@ struct Header {
     grid: (usize, usize),
     image_size: (usize, usize),
     feature_dim: usize,
-    threshold: Option<f32>,
+    bank_rows: usize,
+    threshold: Option<Threshold>,
     coverage_radius: f32,
 }
 
@@ -48,7 +52,8 @@ impl PatchCore {
             grid: fitted.grid,
             image_size: fitted.image_size,
             feature_dim: fitted.bank.dim(),
-            threshold: self.threshold,
+            bank_rows: fitted.bank.len(),
+            threshold: self.threshold.clone(),
             coverage_radius: fitted.coverage_radius,
         };
         let json = serde_json::to_vec(&header).map_err(|e| PatchcoreError::BadModelFile {
@@ -57,7 +62,7 @@ impl PatchCore {
         })?;
         let bank = fitted.bank.to_bytes(storage);
         let out = ad_core::model_file::encode(MAGIC, FORMAT_VERSION, &json, &bank);
-        std::fs::write(path, out).map_err(|source| PatchcoreError::Io {
+        ad_core::model_file::write_atomic(path, &out).map_err(|source| PatchcoreError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -87,6 +92,13 @@ impl PatchCore {
             });
         }
         let bank = MemoryBank::from_bytes_with_dim(bank, header.feature_dim)?;
+        if bank.len() != header.bank_rows {
+            return Err(bad(format!(
+                "header says {} bank rows, payload holds {}",
+                header.bank_rows,
+                bank.len()
+            )));
+        }
         let index = Index::build(&bank, model.config.knn, device);
         model.threshold = header.threshold;
         model.fitted = Some(Fitted {

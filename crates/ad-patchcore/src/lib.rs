@@ -16,7 +16,7 @@
 //!    = Eq. 7 reweighting of the largest patch score with the `num_neighbors` (9) nearest
 //!    memory samples of its neighbour, in anomalib's form `(1 - softmax(d)[0]) * s*`;
 //!    `num_neighbors = 1` gives the plain maximum (the official code).
-//! 4. **Anomaly map** ([`anomaly_map`]): the patch-score grid upsampled to the input size
+//! 4. **Anomaly map** ([`ad_core::postprocess`]): the patch-score grid upsampled to the input size
 //!    (nearest, anomalib; bilinear, the official code) and blurred with a Gaussian of sigma 4
 //!    (kernel `2 * int(4 * sigma + 0.5) + 1`, reflect padding).
 //!
@@ -40,15 +40,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod anomaly_map;
 mod config;
 pub mod embedding;
 mod error;
 mod io;
 mod model;
 
-pub use config::{
-    CheckedConfig, CoresetKind, CoresetProjection, KnnBackend, MapUpsample, PatchcoreConfig,
-};
+pub use ad_core::MapUpsample;
+pub use config::{CheckedConfig, KnnBackend, PatchcoreConfig};
 pub use error::PatchcoreError;
+pub use io::{FORMAT_VERSION, MAGIC};
 pub use model::{Embedding, PatchCore, PatchScores, reweight};

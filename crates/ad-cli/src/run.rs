@@ -1,0 +1,622 @@
+//! `ad fit`, `ad test`, `ad run` and `ad info`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ad_core::{Detector, DynDetector, FitSummary, Threshold};
+use ad_metrics::EvalOptions;
+use ad_metrics::report::RunReport;
+use ad_mvtec::Splits;
+use anomaly_detection::pipeline::{self, TestRun};
+use anomaly_detection::registry::{self, DetectorConfig};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::report::{
+    describe_method, keep_pictures, metrics_row, notes, save_pictures, write_report,
+};
+use crate::{CliError, DataArgs, ModelArgs};
+
+/// Device and terminal options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Device: cpu, default, wgpu (--features wgpu), cuda (--features cuda).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Hide progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// How the pass/fail threshold is chosen.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThresholdMode {
+    /// A high quantile of the scores of good images held out from fitting (--holdout,
+    /// --quantile): needs no defective image.
+    Good,
+    /// anomalib's F1-adaptive threshold on the dataset's labelled test split (optimistic when
+    /// the same split is then used to report results).
+    F1,
+    /// No threshold: predictions carry scores only.
+    None,
+}
+
+/// Threshold calibration options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CalibrationArgs {
+    /// How the pass/fail threshold is chosen.
+    #[arg(long, value_enum, default_value = "good")]
+    pub threshold: ThresholdMode,
+    /// Fraction of the good training images held out from fitting to calibrate the threshold
+    /// (--threshold good).
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Quantile of the held-out good scores used as threshold, in [0.5, 1].
+    #[arg(long, default_value_t = 0.99)]
+    pub quantile: f64,
+    /// Seed of the hold-out split.
+    #[arg(long, default_value_t = 0)]
+    pub holdout_seed: u64,
+}
+
+/// Test output options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Output directory [default: out/<model>/<category>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write at most this many overlays (defective images first); 0 = none.
+    #[arg(long, default_value_t = 1000)]
+    pub overlays: usize,
+}
+
+/// `ad fit`.
+#[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct FitArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    calibration: CalibrationArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Model file to write [default: out/<model>/<category>/model.<model>].
+    #[arg(long, short = 'o')]
+    out: Option<PathBuf>,
+}
+
+/// `ad test`.
+#[derive(clap::Args, Debug)]
+pub struct TestArgs {
+    /// Model file written by `ad fit`.
+    model_file: PathBuf,
+    /// A category folder in the MVTec layout (`train/`, `test/<defect>/`, optional
+    /// `ground_truth/`); or give the dataset with the --data / --folder-* options.
+    dataset: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `ad run`.
+#[derive(clap::Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    calibration: CalibrationArgs,
+    #[command(flatten)]
+    output: OutputArgs,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Do not save the fitted model.
+    #[arg(long)]
+    no_save: bool,
+}
+
+/// `ad info`.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Model file.
+    model_file: PathBuf,
+    /// Print the whole header as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A progress bar in the workspace's style (hidden when `visible` is false).
+pub fn progress_bar(len: usize, message: &str, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    let style = ProgressStyle::with_template(
+        "{msg:>12} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} ({per_sec}, eta {eta})",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message.to_string());
+    bar
+}
+
+fn device(common: &CommonArgs) -> Result<Device, CliError> {
+    Ok(pipeline::device_from_name(&common.device)?)
+}
+
+/// Creates `dir` and checks that a file can be written in it, before any work is spent.
+fn ensure_writable_dir(dir: &Path) -> Result<(), CliError> {
+    let io = |source| CliError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{}: exists and is not a directory",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let probe = dir.join(format!(".ad-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(io)?;
+    std::fs::remove_file(&probe).map_err(io)
+}
+
+fn ensure_writable_file(path: &Path) -> Result<(), CliError> {
+    if path.is_dir() {
+        return Err(CliError::Usage(format!(
+            "{}: is a directory; give the model file's path",
+            path.display()
+        )));
+    }
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => ensure_writable_dir(p),
+        _ => ensure_writable_dir(Path::new(".")),
+    }
+}
+
+fn say_dataset(data: &crate::data::Datasets) {
+    if let Some(root) = &data.generated {
+        println!(
+            "no dataset given: using the generated category at {} (see datasets/README.md)",
+            root.display()
+        );
+    }
+    for s in &data.splits {
+        let unmasked = s.anomalous_without_mask();
+        println!(
+            "{}: {} train, {} test ({} defective{})",
+            s.name,
+            s.train.len(),
+            s.test.len(),
+            s.test_anomalous(),
+            if unmasked > 0 {
+                format!(", {unmasked} without a mask: image-level labels only")
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// What fitting and calibrating produced.
+struct Fitted {
+    model: Box<dyn DynDetector>,
+    summary: FitSummary,
+    seconds: f64,
+}
+
+fn fit_and_calibrate(
+    config: &DetectorConfig,
+    device: &Device,
+    splits: &Splits,
+    calibration: &CalibrationArgs,
+    visible: bool,
+) -> Result<Fitted, CliError> {
+    let (fit_set, held) = match calibration.threshold {
+        ThresholdMode::Good => {
+            if calibration.holdout <= 0.0 {
+                return Err(CliError::Usage(
+                    "--threshold good needs good images held out: --holdout must be > 0 \
+                     (or use --threshold none)"
+                        .into(),
+                ));
+            }
+            pipeline::split_holdout(&splits.train, calibration.holdout, calibration.holdout_seed)?
+        }
+        _ => (splits.train.clone(), Vec::new()),
+    };
+    if calibration.threshold == ThresholdMode::Good && !(0.5..=1.0).contains(&calibration.quantile)
+    {
+        return Err(CliError::Usage(format!(
+            "--quantile {} is not in [0.5, 1]",
+            calibration.quantile
+        )));
+    }
+    if calibration.threshold == ThresholdMode::F1
+        && (splits.test_anomalous() == 0 || splits.test_anomalous() == splits.test.len())
+    {
+        return Err(CliError::Usage(
+            "--threshold f1 needs good and defective test images".into(),
+        ));
+    }
+    let mut model = config.build(device)?;
+    let batch_size = model.batch_size();
+    println!(
+        "fitting {} on {} good images{}",
+        config.name(),
+        fit_set.len(),
+        if held.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} held out for the threshold)", held.len())
+        }
+    );
+    let t0 = Instant::now();
+    let bar = progress_bar(fit_set.len(), "features", visible);
+    let spinner = std::cell::RefCell::new(None);
+    let summary = pipeline::fit_with(&mut model, &fit_set, batch_size, &bar, || {
+        if visible {
+            let s = ProgressBar::new_spinner();
+            s.set_message("building the model (coreset / Gaussians) ...");
+            s.enable_steady_tick(Duration::from_millis(200));
+            *spinner.borrow_mut() = Some(s);
+        }
+    })?;
+    if let Some(s) = spinner.borrow_mut().take() {
+        s.finish_and_clear();
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    println!(
+        "fit: {} images, {} features -> {} rows kept ({:.1} s features, {:.1} s building)",
+        summary.images,
+        summary.features,
+        summary.memory_rows,
+        summary.extract_time.as_secs_f64(),
+        summary.build_time.as_secs_f64()
+    );
+    let threshold = match calibration.threshold {
+        ThresholdMode::Good => {
+            let bar = progress_bar(held.len(), "threshold", visible);
+            let scores = pipeline::score(&model, &held, batch_size, &bar)?;
+            Some(pipeline::calibrate_good(&scores, calibration.quantile)?)
+        }
+        ThresholdMode::F1 => {
+            eprintln!(
+                "warning: --threshold f1 chooses the threshold on the test split's labels; \
+                 decisions reported on that split are optimistic"
+            );
+            let bar = progress_bar(splits.test.len(), "threshold", visible);
+            let scores = pipeline::score(&model, &splits.test, batch_size, &bar)?;
+            let labels: Vec<bool> = splits.test.iter().map(|s| s.is_anomalous).collect();
+            Some(pipeline::calibrate_f1(&scores, &labels)?)
+        }
+        ThresholdMode::None => None,
+    };
+    if let Some(t) = &threshold {
+        println!("threshold {:.4} ({})", t.value, describe_method(t));
+    }
+    model.set_threshold(threshold);
+    Ok(Fitted {
+        model,
+        summary,
+        seconds,
+    })
+}
+
+fn save(model: &dyn DynDetector, path: &Path) -> Result<f64, CliError> {
+    model.dyn_save(path)?;
+    let mb = std::fs::metadata(path)
+        .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+        .unwrap_or(0.0);
+    println!("model saved to {} ({mb:.1} MiB)", path.display());
+    Ok(mb)
+}
+
+fn default_out(model: &str, category: &str) -> PathBuf {
+    Path::new("out").join(model).join(category)
+}
+
+/// `ad fit`.
+pub fn fit(args: &FitArgs) -> Result<(), CliError> {
+    let config = args.model.resolve()?;
+    if args.model.print_config {
+        print!("{}", crate::to_toml(&config)?);
+        return Ok(());
+    }
+    let device = device(&args.common)?;
+    let data = args.data.open()?;
+    let [splits] = data.splits.as_slice() else {
+        return Err(CliError::Usage(format!(
+            "ad fit makes one model: {} categories were selected (use one --category)",
+            data.splits.len()
+        )));
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        default_out(config.name(), &splits.name).join(format!("model.{}", config.kind().extension))
+    });
+    ensure_writable_file(&out)?;
+    say_dataset(&data);
+    let fitted = fit_and_calibrate(
+        &config,
+        &device,
+        splits,
+        &args.calibration,
+        !args.common.quiet,
+    )?;
+    save(fitted.model.as_ref(), &out)?;
+    Ok(())
+}
+
+/// Tests `model` on `splits`, writes pictures and the report into `out`; returns the report.
+fn test_and_report(
+    model: &dyn DynDetector,
+    splits: &Splits,
+    output: &OutputArgs,
+    out: &Path,
+    fit_seconds: f64,
+    extras: &[(&str, f64)],
+    visible: bool,
+) -> Result<RunReport, CliError> {
+    let bar = progress_bar(splits.test.len(), "testing", visible);
+    let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
+    let boxed = DynRef(model);
+    let run: TestRun = pipeline::test(
+        &boxed,
+        &splits.test,
+        model.dyn_batch_size(),
+        &bar,
+        keep_pictures(&mut pictures),
+    )?;
+    let eval = run.evaluate(&EvalOptions::default())?;
+    let title = format!("{} {}", model.dyn_name(), splits.name);
+    save_pictures(out, &title, &run, &eval, &pictures, output.overlays)?;
+    let threshold = model.dyn_threshold();
+    let mut report = RunReport::new(format!("{} {}", model.dyn_name(), splits.name));
+    report.notes = notes(&eval, threshold);
+    if let Some(mut row) = metrics_row(
+        &splits.name,
+        model.dyn_name(),
+        &eval,
+        threshold,
+        fit_seconds,
+        run.predict_ms_per_image(),
+    ) {
+        row.peak_memory_mb = pipeline::peak_memory_mb();
+        for (k, v) in extras {
+            row.extras.insert((*k).to_string(), *v);
+        }
+        report.push(row);
+    }
+    write_report(out, &report)?;
+    println!("pictures in {} (overlays/, roc.png, pr.png)", out.display());
+    Ok(report)
+}
+
+/// A `&dyn DynDetector` seen as a [`Detector`] (for the generic pipeline).
+struct DynRef<'a>(&'a dyn DynDetector);
+
+impl Detector for DynRef<'_> {
+    type Error = ad_core::DetectorError;
+    fn name(&self) -> &'static str {
+        self.0.dyn_name()
+    }
+    fn fit<I, E>(&mut self, _: I) -> Result<FitSummary, Self::Error>
+    where
+        I: IntoIterator<Item = Result<ad_core::ImageBatch, E>>,
+        E: Into<ad_core::BoxError>,
+    {
+        Err(ad_core::DetectorError(
+            "a borrowed detector cannot be fitted".into(),
+        ))
+    }
+    fn predict(
+        &self,
+        batch: &ad_core::ImageBatch,
+    ) -> Result<Vec<ad_core::Prediction>, Self::Error> {
+        self.0.dyn_predict(batch)
+    }
+    fn preprocessor(&self) -> &ad_core::Preprocessor {
+        self.0.dyn_preprocessor()
+    }
+    fn save(&self, path: &Path) -> Result<(), Self::Error> {
+        self.0.dyn_save(path)
+    }
+    fn threshold(&self) -> Option<&Threshold> {
+        self.0.dyn_threshold()
+    }
+    fn set_threshold(&mut self, _: Option<Threshold>) {}
+    fn batch_size(&self) -> usize {
+        self.0.dyn_batch_size()
+    }
+}
+
+/// `ad test`.
+pub fn test(args: &TestArgs) -> Result<(), CliError> {
+    let device = device(&args.common)?;
+    let model = registry::load(&args.model_file, &device)?;
+    let data = match &args.dataset {
+        Some(dir) => crate::data::Datasets {
+            splits: vec![DataArgs::open_category_dir(dir)?],
+            generated: None,
+        },
+        None => args.data.open()?,
+    };
+    say_dataset(&data);
+    if let Some(t) = model.threshold() {
+        println!(
+            "model {} ({}), threshold {:.4} ({})",
+            args.model_file.display(),
+            model.name(),
+            t.value,
+            describe_method(t)
+        );
+    }
+    let base = args
+        .output
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join("test").join(model.name()));
+    let several = data.splits.len() > 1;
+    let mut all = RunReport::new(format!("ad test {}", args.model_file.display()));
+    for splits in &data.splits {
+        let out = if several || args.output.out.is_none() {
+            base.join(&splits.name)
+        } else {
+            base.clone()
+        };
+        ensure_writable_dir(&out)?;
+        let r = test_and_report(
+            model.as_ref(),
+            splits,
+            &args.output,
+            &out,
+            0.0,
+            &[],
+            !args.common.quiet,
+        )?;
+        all.rows.extend(r.rows);
+    }
+    if several {
+        write_report(&base, &all)?;
+    }
+    Ok(())
+}
+
+/// `ad run`: fit, calibrate, save, test for every selected category.
+pub fn run(args: &RunArgs) -> Result<(), CliError> {
+    let config = args.model.resolve()?;
+    if args.model.print_config {
+        print!("{}", crate::to_toml(&config)?);
+        return Ok(());
+    }
+    let device = device(&args.common)?;
+    let data = args.data.open()?;
+    say_dataset(&data);
+    let several = data.splits.len() > 1;
+    let base = args
+        .output
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("out").join(config.name()));
+    let mut all = RunReport::new(format!(
+        "{}: {} categories",
+        config.name(),
+        data.splits.len()
+    ));
+    for splits in &data.splits {
+        let out = if several || args.output.out.is_none() {
+            base.join(&splits.name)
+        } else {
+            base.clone()
+        };
+        ensure_writable_dir(&out)?;
+        let fitted = fit_and_calibrate(
+            &config,
+            &device,
+            splits,
+            &args.calibration,
+            !args.common.quiet,
+        )?;
+        // The model is saved before testing: a failure while testing never loses it.
+        let mut extras = vec![("memory_rows", fitted.summary.memory_rows as f64)];
+        if !args.no_save {
+            let path = out.join(format!("model.{}", config.kind().extension));
+            extras.push(("model_mb", save(fitted.model.as_ref(), &path)?));
+        }
+        let r = test_and_report(
+            fitted.model.as_ref(),
+            splits,
+            &args.output,
+            &out,
+            fitted.seconds,
+            &extras,
+            !args.common.quiet,
+        )?;
+        all.rows.extend(r.rows);
+    }
+    if several {
+        write_report(&base, &all)?;
+    }
+    Ok(())
+}
+
+/// `ad info`.
+pub fn info(args: &InfoArgs) -> Result<(), CliError> {
+    let info = registry::inspect(&args.model_file)?;
+    if args.json {
+        let s = serde_json::to_string_pretty(&info)
+            .map_err(|e| CliError::Usage(format!("cannot print JSON: {e}")))?;
+        println!("{s}");
+        return Ok(());
+    }
+    let h = &info.header;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    println!("file            {}", args.model_file.display());
+    println!(
+        "detector        {} (format version {}, {:.2} MiB, checksum ok)",
+        info.detector,
+        info.format_version,
+        info.file_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let backbone = text(&h["backbone"]);
+    match backbone.split_once(':') {
+        Some((kind, id)) => {
+            println!("backbone        {kind}");
+            println!("weights         {id}");
+        }
+        None => println!("backbone        {backbone}"),
+    }
+    println!("taps            {}", text(&h["config"]["taps"]));
+    println!("image size      {}", text(&h["image_size"]));
+    println!("feature grid    {}", text(&h["grid"]));
+    match info.detector {
+        "patchcore" => println!(
+            "memory bank     {} x {} (coverage radius {})",
+            text(&h["bank_rows"]),
+            text(&h["feature_dim"]),
+            text(&h["coverage_radius"])
+        ),
+        "padim" => {
+            let n = h["channels"].as_array().map_or(0, |a| a.len());
+            println!(
+                "Gaussians       one per grid position, d = {n}, fitted on {} images",
+                text(&h["images"])
+            );
+        }
+        _ => {}
+    }
+    match serde_json::from_value::<Option<Threshold>>(h["threshold"].clone()) {
+        Ok(Some(t)) => println!(
+            "threshold       {:.6} ({}; normalised over [{:.4}, {:.4}])",
+            t.value,
+            describe_method(&t),
+            t.min,
+            t.max
+        ),
+        _ => println!("threshold       none (predictions are not labelled)"),
+    }
+    let mut config = h["config"].clone();
+    if let serde_json::Value::Object(m) = &mut config {
+        m.insert("model".into(), info.detector.into());
+    }
+    if let Ok(c) = serde_json::from_value::<DetectorConfig>(config) {
+        println!("config:");
+        for line in crate::to_toml(&c)?.lines() {
+            println!("  {line}");
+        }
+    }
+    Ok(())
+}

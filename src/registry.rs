@@ -1,0 +1,214 @@
+//! Every detector of the workspace, by name: the one place a new detector is registered.
+//!
+//! [`DetectorConfig`] is the schema of a model's config file (`model = "patchcore"` plus that
+//! detector's parameters), [`DetectorConfig::build`] makes a fresh detector, [`load`] opens any
+//! model file by the magic bytes that start it, and [`inspect`] reads a model file's header
+//! without building anything (no backbone weights needed).
+//!
+//! A new detector crate adds one variant to [`DetectorConfig`] and one entry to [`MODELS`].
+
+use std::path::Path;
+
+use ad_core::DynDetector;
+use ad_padim::{Padim, PadimConfig};
+use ad_patchcore::{PatchCore, PatchcoreConfig};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// A detector and its parameters, tagged by `model` (the schema of config files).
+///
+/// ```toml
+/// model = "patchcore"
+/// backbone = "efficientnet-lite0"
+/// num_neighbors = 9
+/// [coreset]
+/// size = { ratio = 0.1 }
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum DetectorConfig {
+    /// PatchCore (Roth et al., CVPR 2022).
+    Patchcore(PatchcoreConfig),
+    /// PaDiM (Defard et al., ICPR 2020 workshops).
+    Padim(PadimConfig),
+}
+
+/// One registered detector: its name, model-file magic, format version and file extension.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelKind {
+    /// Name used by `model = "..."` and `--model`.
+    pub name: &'static str,
+    /// The 8 bytes its model files start with.
+    pub magic: &'static [u8; 8],
+    /// The file format version this build reads and writes.
+    pub format_version: u32,
+    /// Conventional file extension.
+    pub extension: &'static str,
+    /// One line for `--help`.
+    pub summary: &'static str,
+}
+
+/// Every registered detector.
+pub const MODELS: [ModelKind; 2] = [
+    ModelKind {
+        name: "patchcore",
+        magic: ad_patchcore::MAGIC,
+        format_version: ad_patchcore::FORMAT_VERSION,
+        extension: "patchcore",
+        summary: "PatchCore: coreset memory bank of patch features, nearest-neighbour scores",
+    },
+    ModelKind {
+        name: "padim",
+        magic: ad_padim::MAGIC,
+        format_version: ad_padim::FORMAT_VERSION,
+        extension: "padim",
+        summary: "PaDiM: per-position Gaussians, Mahalanobis distance",
+    },
+];
+
+/// The registered detector called `name` (case-insensitive).
+pub fn model_kind(name: &str) -> Result<ModelKind, Error> {
+    MODELS
+        .iter()
+        .find(|m| m.name.eq_ignore_ascii_case(name))
+        .copied()
+        .ok_or_else(|| Error::UnknownModel {
+            name: name.to_string(),
+            known: MODELS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+        })
+}
+
+impl DetectorConfig {
+    /// The default parameters of the detector called `name`.
+    pub fn default_for(name: &str) -> Result<Self, Error> {
+        Ok(match model_kind(name)?.name {
+            "patchcore" => Self::Patchcore(PatchcoreConfig::default()),
+            _ => Self::Padim(PadimConfig::default()),
+        })
+    }
+
+    /// The detector's name (`"patchcore"`, `"padim"`).
+    pub fn name(&self) -> &'static str {
+        self.kind().name
+    }
+
+    /// The registry entry of this detector.
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            Self::Patchcore(_) => MODELS[0],
+            Self::Padim(_) => MODELS[1],
+        }
+    }
+
+    /// Validates every parameter (nothing is loaded or read).
+    pub fn check(&self) -> Result<(), Error> {
+        match self {
+            Self::Patchcore(c) => c.check().map(drop)?,
+            Self::Padim(c) => c.check().map(drop)?,
+        }
+        Ok(())
+    }
+
+    /// Builds an unfitted detector on `device` (loading the backbone weights).
+    pub fn build(&self, device: &Device) -> Result<Box<dyn DynDetector>, Error> {
+        Ok(match self {
+            Self::Patchcore(c) => Box::new(PatchCore::new(c, device)?),
+            Self::Padim(c) => Box::new(Padim::new(c, device)?),
+        })
+    }
+}
+
+/// The registry entry of a model file, from its first 8 bytes.
+pub fn kind_of_file(path: &Path) -> Result<ModelKind, Error> {
+    let magic = ad_core::model_file::read_magic(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    MODELS
+        .iter()
+        .find(|m| m.magic == &magic)
+        .copied()
+        .ok_or_else(|| Error::UnknownModelFile {
+            path: path.to_path_buf(),
+        })
+}
+
+/// Loads any model file (the detector is chosen by the file's magic bytes), rebuilding its
+/// backbone on `device`.
+pub fn load(path: &Path, device: &Device) -> Result<Box<dyn DynDetector>, Error> {
+    Ok(match kind_of_file(path)?.name {
+        "patchcore" => Box::new(PatchCore::load(path, device)?),
+        _ => Box::new(Padim::load(path, device)?),
+    })
+}
+
+/// What a model file holds, read from its header alone.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelFileInfo {
+    /// Registry entry (detector name, format).
+    pub detector: &'static str,
+    /// Format version of the file.
+    pub format_version: u32,
+    /// File size in bytes.
+    pub file_bytes: u64,
+    /// The header: configuration, backbone identity, grid, threshold, memory sizes.
+    pub header: serde_json::Value,
+}
+
+/// Reads and checks (magic, version, checksum) a model file's header without building the
+/// detector.
+pub fn inspect(path: &Path) -> Result<ModelFileInfo, Error> {
+    let kind = kind_of_file(path)?;
+    let bytes = std::fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| Error::BadModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (header, _) =
+        ad_core::model_file::decode(&bytes, kind.magic, kind.format_version, kind.name)
+            .map_err(bad)?;
+    let header: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
+    Ok(ModelFileInfo {
+        detector: kind.name,
+        format_version: kind.format_version,
+        file_bytes: bytes.len() as u64,
+        header,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_and_unknown_names_list_the_known() {
+        assert_eq!(model_kind("PatchCore").unwrap().name, "patchcore");
+        let err = model_kind("cflow").unwrap_err().to_string();
+        assert!(err.contains("patchcore, padim"), "{err}");
+        for m in MODELS {
+            assert_eq!(DetectorConfig::default_for(m.name).unwrap().name(), m.name);
+        }
+    }
+
+    #[test]
+    fn config_is_tagged_by_model_and_refuses_unknown_keys() {
+        let c: DetectorConfig =
+            serde_json::from_str(r#"{"model": "padim", "n_features": 50}"#).unwrap();
+        match &c {
+            DetectorConfig::Padim(p) => assert_eq!(p.n_features, Some(50)),
+            other => panic!("{other:?}"),
+        }
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<DetectorConfig>(&json).unwrap(), c);
+        let err = serde_json::from_str::<DetectorConfig>(r#"{"model": "padim", "nfeatures": 5}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nfeatures"), "{err}");
+    }
+}
