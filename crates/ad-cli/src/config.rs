@@ -189,7 +189,7 @@ pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
 
 /// The config as TOML (what `--print-config` writes and config files read).
 pub fn to_toml(config: &DetectorConfig) -> Result<String, CliError> {
-    toml::to_string_pretty(config).map_err(|e| CliError::Usage(format!("cannot write TOML: {e}")))
+    toml::to_string(config).map_err(|e| CliError::Usage(format!("cannot write TOML: {e}")))
 }
 
 fn only_for(flag: &str, model: &str, given: &DetectorConfig) -> CliError {

@@ -33,13 +33,13 @@ pub struct PredictArgs {
     /// Stop after this many images (0 = no limit).
     #[arg(long, default_value_t = 0)]
     max_images: usize,
-    /// Write each anomaly map as a 16-bit grayscale PNG `<DIR>/<stem>.png`, at the image's own
+    /// Write each anomaly map as a 16-bit grayscale PNG `<DIR>/<folder>_<stem>.png`, at the image's own
     /// resolution (the map's grid when the model crops), the value being the normalised score
     /// (0.5 at the threshold; without a threshold, the map's own min..max).
     #[arg(long, value_name = "DIR")]
     maps: Option<PathBuf>,
     /// Write an overlay (image | heat map, blue contour where the map reaches the threshold)
-    /// `<DIR>/<stem>.png` at the image's own resolution.
+    /// `<DIR>/<folder>_<stem>.png` at the image's own resolution.
     #[arg(long, value_name = "DIR")]
     overlays: Option<PathBuf>,
     /// Use this raw score threshold instead of the one stored in the model.
@@ -130,6 +130,9 @@ fn expand(args: &[String]) -> Vec<Result<PathBuf, (String, String)>> {
 
 struct Scorer<'a> {
     model: &'a dyn DynDetector,
+    /// Output file names already used (maps and overlays of images with equal stems in
+    /// different folders must not overwrite each other).
+    names: HashSet<String>,
     threshold: Option<Threshold>,
     maps: Option<PathBuf>,
     overlays: Option<PathBuf>,
@@ -143,12 +146,16 @@ impl Scorer<'_> {
         let s = serde_json::to_string(line)
             .map_err(|e| CliError::Usage(format!("cannot write JSON: {e}")))?;
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{s}")
-            .and_then(|_| stdout.flush())
-            .map_err(|source| CliError::Io {
+        if let Err(source) = writeln!(stdout, "{s}").and_then(|_| stdout.flush()) {
+            if source.kind() == std::io::ErrorKind::BrokenPipe {
+                // The reader went away (`ad predict ... | head`): stop quietly, as SIGPIPE would.
+                std::process::exit(141);
+            }
+            return Err(CliError::Io {
                 path: PathBuf::from("<stdout>"),
                 source,
-            })?;
+            });
+        }
         if line.error.is_some() {
             self.failed += 1;
         }
@@ -224,7 +231,7 @@ impl Scorer<'_> {
 
     /// Writes the requested map and overlay at the image's resolution.
     fn outputs(
-        &self,
+        &mut self,
         path: &Path,
         image: &RgbImage,
         p: &ad_core::Prediction,
@@ -256,10 +263,22 @@ impl Scorer<'_> {
                     .collect()
             }
         };
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "image".into());
+        // `<folder>_<stem>`, made unique within the run.
+        let part = |p: Option<&std::ffi::OsStr>| p.map(|s| s.to_string_lossy().into_owned());
+        let base = match (
+            part(path.parent().and_then(|p| p.file_name())),
+            part(path.file_stem()),
+        ) {
+            (Some(dir), Some(stem)) => format!("{dir}_{stem}"),
+            (None, Some(stem)) => stem,
+            _ => "image".into(),
+        };
+        let mut stem = base.clone();
+        let mut n = 1;
+        while !self.names.insert(stem.clone()) {
+            n += 1;
+            stem = format!("{base}_{n}");
+        }
         let mut written = (None, None);
         if let Some(dir) = &self.maps {
             let out = dir.join(format!("{stem}.png"));
@@ -334,6 +353,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), CliError> {
     let batch_size = args.batch_size.unwrap_or(model.batch_size()).max(1);
     let mut scorer = Scorer {
         model: model.as_ref(),
+        names: HashSet::new(),
         threshold,
         maps: args.maps.clone(),
         overlays: args.overlays.clone(),
