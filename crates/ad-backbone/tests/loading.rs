@@ -311,6 +311,44 @@ fn kinds_parse_and_list_default_taps() {
 }
 
 #[test]
+fn taps_by_stride_match_the_built_networks() {
+    let device = Device::default();
+    assert_eq!(
+        BackboneKind::ResNet18.taps_at_strides(&[4, 8, 16, 32]),
+        Some(vec![
+            "layer1".into(),
+            "layer2".into(),
+            "layer3".into(),
+            "layer4".into()
+        ])
+    );
+    assert_eq!(BackboneKind::ResNet18.tap_at_stride(2), None);
+    for kind in [
+        BackboneKind::EfficientNetLite0,
+        BackboneKind::EfficientNetLite2,
+    ] {
+        let taps = kind.taps_at_strides(&[4, 8, 16, 32]).unwrap();
+        let bb = Backbone::random(kind, &taps, 0, &device).unwrap();
+        assert_eq!(bb.tap_strides(), vec![4, 8, 16, 32], "{kind}");
+        // Each is the last block at its stride: the next block is deeper.
+        for (t, s) in taps.iter().zip([4usize, 8, 16, 32]) {
+            let n: usize = t.strip_prefix("blocks.").unwrap().parse().unwrap();
+            let next = format!("blocks.{}", n + 1);
+            if let Ok(b) = Backbone::random(kind, &[next.as_str()], 0, &device) {
+                assert!(b.tap_strides()[0] > s, "{kind} {next}");
+            }
+        }
+    }
+    // Config files spell kinds as on the command line.
+    let k: BackboneKind = serde_json::from_str("\"wide-resnet50-2\"").unwrap();
+    assert_eq!(k, BackboneKind::WideResNet50_2);
+    assert_eq!(
+        serde_json::to_string(&BackboneKind::EfficientNetLite0).unwrap(),
+        "\"efficientnet-lite0\""
+    );
+}
+
+#[test]
 fn split_batch_forward_equals_whole_batch_forward() {
     let device = Device::default();
     let bb = Backbone::random(BackboneKind::ResNet18, &["layer2", "stem"], 1, &device).unwrap();

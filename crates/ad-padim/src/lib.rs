@@ -59,3 +59,13 @@ pub use error::PadimError;
 pub use gaussian::{GaussianAccumulator, Gaussians};
 pub use io::{FORMAT_VERSION, MAGIC};
 pub use model::Padim;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn detectors_are_siblings() {
+        // PaDiM shares ad-core, ad-backbone and ad-metrics with PatchCore, never PatchCore itself.
+        let manifest = include_str!("../Cargo.toml");
+        assert!(!manifest.contains("ad-patchcore"), "{manifest}");
+    }
+}
