@@ -1,6 +1,6 @@
 //! The one place where tensors come back from their device to the host.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 use crate::CoreError;
 
@@ -15,6 +15,18 @@ pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, CoreError> {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| CoreError::TensorRead(format!("{e:?}")))
+}
+
+/// Reads an integer tensor (e.g. nearest-neighbour indices) back to the host as `i64`,
+/// row-major, whatever the backend's integer width.
+///
+/// # Shapes
+/// Any `[d0, .., dn]` tensor gives `d0 * .. * dn` values.
+pub fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>, CoreError> {
+    Ok(t.try_into_data()
+        .map_err(|e| CoreError::TensorRead(format!("{e:?}")))?
+        .iter::<i64>()
+        .collect())
 }
 
 #[cfg(test)]

@@ -24,19 +24,11 @@ pub struct BurnKnn {
 }
 
 fn read_f32(t: Tensor<2>) -> Result<Vec<f32>> {
-    let data = t
-        .try_into_data()
-        .map_err(|e| MemoryBankError::Burn(format!("{e:?}")))?;
-    data.convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| MemoryBankError::Burn(format!("{e:?}")))
+    ad_core::tensor::read_f32(t).map_err(|e| MemoryBankError::Burn(e.to_string()))
 }
 
 fn read_i64(t: Tensor<2, Int>) -> Result<Vec<i64>> {
-    let data = t
-        .try_into_data()
-        .map_err(|e| MemoryBankError::Burn(format!("{e:?}")))?;
-    Ok(data.iter::<i64>().collect())
+    ad_core::tensor::read_i64(t).map_err(|e| MemoryBankError::Burn(e.to_string()))
 }
 
 impl BurnKnn {
