@@ -136,27 +136,18 @@ pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
     };
     // First the model's name, then the rest straight into that detector's parameter type
     // (with the `model` line blanked, so errors keep their line numbers and key paths).
-    let model: Option<String> = if yaml {
+    let model_value: Option<Result<String, ()>> = if yaml {
         let v: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        match v.get("model") {
-            None => None,
-            Some(m) => Some(
-                m.as_str()
-                    .ok_or_else(|| bad("`model` must be a string".into()))?
-                    .to_string(),
-            ),
-        }
+        v.get("model")
+            .map(|m| m.as_str().map(str::to_string).ok_or(()))
     } else {
         let v: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        match v.get("model") {
-            None => None,
-            Some(m) => Some(
-                m.as_str()
-                    .ok_or_else(|| bad("`model` must be a string".into()))?
-                    .to_string(),
-            ),
-        }
+        v.get("model")
+            .map(|m| m.as_str().map(str::to_string).ok_or(()))
     };
+    let model = model_value
+        .transpose()
+        .map_err(|()| bad("`model` must be a string".into()))?;
     let mut lines: Vec<&str> = text.lines().collect();
     if model.is_some() {
         let i = model_line(&text, yaml).ok_or_else(|| {

@@ -465,28 +465,43 @@ pub fn test(args: &TestArgs) -> Result<(), CliError> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new("out").join("test").join(model.name()));
-    let several = data.splits.len() > 1;
-    let mut all = RunReport::new(format!("ad test {}", args.model_file.display()));
-    for splits in &data.splits {
-        let out = if several || args.output.out.is_none() {
-            base.join(&splits.name)
-        } else {
-            base.clone()
-        };
-        ensure_writable_dir(&out)?;
-        let r = test_and_report(
+    let title = format!("ad test {}", args.model_file.display());
+    for_each_category(&data.splits, &args.output, &base, title, |splits, out| {
+        test_and_report(
             model.as_ref(),
             splits,
             &args.output,
-            &out,
+            out,
             0.0,
             &[],
             !args.common.quiet,
-        )?;
-        all.rows.extend(r.rows);
+        )
+    })
+}
+
+/// Runs `one` for every category in its own output folder (`<base>/<category>`, or `base`
+/// itself for one category with an explicit --out), checked writable first; with several
+/// categories, writes and prints the combined report.
+fn for_each_category(
+    all_splits: &[Splits],
+    output: &OutputArgs,
+    base: &Path,
+    title: String,
+    mut one: impl FnMut(&Splits, &Path) -> Result<RunReport, CliError>,
+) -> Result<(), CliError> {
+    let several = all_splits.len() > 1;
+    let mut all = RunReport::new(title);
+    for splits in all_splits {
+        let out = if several || output.out.is_none() {
+            base.join(&splits.name)
+        } else {
+            base.to_path_buf()
+        };
+        ensure_writable_dir(&out)?;
+        all.rows.extend(one(splits, &out)?.rows);
     }
     if several {
-        write_report(&base, &all)?;
+        write_report(base, &all)?;
     }
     Ok(())
 }
@@ -501,24 +516,13 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
     let device = device(&args.common)?;
     let data = args.data.open()?;
     say_dataset(&data);
-    let several = data.splits.len() > 1;
     let base = args
         .output
         .out
         .clone()
         .unwrap_or_else(|| Path::new("out").join(config.name()));
-    let mut all = RunReport::new(format!(
-        "{}: {} categories",
-        config.name(),
-        data.splits.len()
-    ));
-    for splits in &data.splits {
-        let out = if several || args.output.out.is_none() {
-            base.join(&splits.name)
-        } else {
-            base.clone()
-        };
-        ensure_writable_dir(&out)?;
+    let title = format!("{}: {} categories", config.name(), data.splits.len());
+    for_each_category(&data.splits, &args.output, &base, title, |splits, out| {
         let fitted = fit_and_calibrate(
             &config,
             &device,
@@ -532,21 +536,16 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             let path = out.join(format!("model.{}", config.kind().extension));
             extras.push(("model_mb", save(fitted.model.as_ref(), &path)?));
         }
-        let r = test_and_report(
+        test_and_report(
             fitted.model.as_ref(),
             splits,
             &args.output,
-            &out,
+            out,
             fitted.seconds,
             &extras,
             !args.common.quiet,
-        )?;
-        all.rows.extend(r.rows);
-    }
-    if several {
-        write_report(&base, &all)?;
-    }
-    Ok(())
+        )
+    })
 }
 
 /// `ad info`.
