@@ -83,6 +83,21 @@ pub enum Error {
     /// The threshold cannot be calibrated as asked.
     #[error("threshold calibration: {0}")]
     Calibration(String),
+    /// Fitting would need more memory than allowed.
+    #[error(
+        "fitting needs about {:.1} GiB ({detail}), above the limit of {:.1} GiB: lower \
+         --image-size or --batch-size, fit fewer images, or raise --memory-limit",
+        *estimate as f64 / (1u64 << 30) as f64,
+        *limit as f64 / (1u64 << 30) as f64
+    )]
+    MemoryLimit {
+        /// Estimated peak, bytes.
+        estimate: u64,
+        /// The limit, bytes.
+        limit: u64,
+        /// What the estimate is made of.
+        detail: String,
+    },
     /// A device name that is unknown or not built in.
     #[error("{0}")]
     UnknownDevice(String),

@@ -6,12 +6,69 @@
 
 use std::time::{Duration, Instant};
 
-use ad_core::{Detector, FitSummary, Prediction, Threshold, ThresholdMethod};
+use ad_core::{Detector, FitEstimate, FitSummary, Prediction, Threshold, ThresholdMethod};
 use ad_metrics::{ConfusionMatrix, EvalOptions, Evaluation, MapDims, PixelMaps};
-use ad_mvtec::{BatchLoader, LoadedBatch, Sample, SplitMix64};
+use ad_mvtec::{BatchLoader, DataCheck, LoadedBatch, Sample, SplitMix64, Splits};
 use indicatif::ProgressBar;
 
 use crate::Error;
+use crate::registry::DetectorConfig;
+
+/// What the pre-flight found: the dataset's headers, the fit's needs, and every warning.
+#[derive(Clone, Debug)]
+pub struct Preflight {
+    /// Every image and mask header, read.
+    pub data: DataCheck,
+    /// Grid, feature dimension, rows kept and peak memory of the fit.
+    pub fit: FitEstimate,
+    /// Warnings of both, in words (print them once; record them in the report).
+    pub warnings: Vec<String>,
+}
+
+/// Checks everything before the first image is decoded: every image and mask header of
+/// `splits` (missing, empty, undecodable or oversized files are errors; non-square, tiny
+/// images and masks of another size are warnings), the detector's settings for `fit_images`
+/// training images (patch grid, bank size), and the estimated peak memory of fitting against
+/// `memory_limit` bytes.
+pub fn preflight(
+    config: &DetectorConfig,
+    splits: &Splits,
+    fit_images: usize,
+    memory_limit: u64,
+) -> Result<Preflight, Error> {
+    let fit = config.estimate(fit_images)?;
+    if fit.peak_bytes > memory_limit {
+        return Err(Error::MemoryLimit {
+            estimate: fit.peak_bytes,
+            limit: memory_limit,
+            detail: format!(
+                "{fit_images} images, {}x{} grid, {} features per position",
+                fit.grid.0, fit.grid.1, fit.feature_dim
+            ),
+        });
+    }
+    let resize = config.preprocess().resize;
+    let data = ad_mvtec::check_splits(splits, resize)?;
+    let warnings = data.warnings.iter().chain(&fit.warnings).cloned().collect();
+    Ok(Preflight {
+        data,
+        fit,
+        warnings,
+    })
+}
+
+/// A default memory limit for [`preflight`]: 80 % of the machine's memory (Linux
+/// `MemTotal`), 16 GiB where that cannot be read.
+pub fn default_memory_limit() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        let line = s.lines().find(|l| l.starts_with("MemTotal:"))?.to_string();
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    match total {
+        Some(kb) => kb * 1024 / 10 * 8,
+        None => 16 << 30,
+    }
+}
 
 /// Fits `detector` on good images, streaming batches from disk.
 pub fn fit<D: Detector>(

@@ -111,6 +111,23 @@ impl DetectorConfig {
         Ok(())
     }
 
+    /// What fitting on `images` good images will need, and whether the settings make sense
+    /// (patch grid, bank size, image count), from the configuration alone.
+    pub fn estimate(&self, images: usize) -> Result<ad_core::FitEstimate, Error> {
+        Ok(match self {
+            Self::Patchcore(c) => c.check()?.estimate(images)?,
+            Self::Padim(c) => c.check()?.estimate(images)?,
+        })
+    }
+
+    /// The preprocessing configuration (its output size is the map grid of `ad test`).
+    pub fn preprocess(&self) -> &ad_core::PreprocessConfig {
+        match self {
+            Self::Patchcore(c) => &c.preprocess,
+            Self::Padim(c) => &c.preprocess,
+        }
+    }
+
     /// Builds an unfitted detector on `device` (loading the backbone weights).
     pub fn build(&self, device: &Device) -> Result<Box<dyn DynDetector>, Error> {
         Ok(match self {

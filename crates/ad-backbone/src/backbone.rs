@@ -117,6 +117,13 @@ impl BackboneKind {
         }
     }
 
+    /// `(channels, stride)` of a tap's output, without building the network.
+    pub fn tap_shape(self, tap: &str) -> Result<(usize, usize)> {
+        let arch = self.arch();
+        let stage = arch.parse_tap(self, tap)?;
+        Ok(arch.stage_shape(stage))
+    }
+
     /// [`tap_at_stride`](Self::tap_at_stride) for each stride, finest first; `None` if one is
     /// missing.
     pub fn taps_at_strides(self, strides: &[usize]) -> Option<Vec<String>> {

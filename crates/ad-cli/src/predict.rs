@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ad_core::{Detector, DynDetector, RgbImage, Threshold};
-use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, resize_map, save_overlay};
+use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, save_overlay};
 use ad_mvtec::decode::{is_image_file, load_rgb};
 use anomaly_detection::registry;
 use serde::Serialize;
@@ -245,11 +245,7 @@ impl Scorer<'_> {
         } else {
             (image.width(), image.height())
         };
-        let map = if (w, h) == (mw, mh) {
-            p.map.as_slice().to_vec()
-        } else {
-            resize_map(p.map.as_slice(), (mw, mh), (w, h)).map_err(|e| e.to_string())?
-        };
+        let map = p.map.resized(w, h).map_err(|e| e.to_string())?.into_vec();
         let norm: Vec<f32> = match &self.threshold {
             Some(t) => map.iter().map(|&v| t.normalize(v)).collect(),
             None => {

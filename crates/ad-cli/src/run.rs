@@ -57,6 +57,10 @@ pub struct CalibrationArgs {
     /// Seed of the hold-out split.
     #[arg(long, default_value_t = 0)]
     pub holdout_seed: u64,
+    /// Refuse to start a fit whose estimated peak memory exceeds this many GiB [default: 80 %
+    /// of the machine's memory].
+    #[arg(long, value_name = "GIB")]
+    pub memory_limit: Option<f64>,
 }
 
 /// Test output options.
@@ -212,6 +216,14 @@ struct Fitted {
     model: Box<dyn DynDetector>,
     summary: FitSummary,
     seconds: f64,
+    warnings: Vec<String>,
+}
+
+/// Prints warnings once, on stderr.
+fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 fn fit_and_calibrate(
@@ -248,6 +260,18 @@ fn fit_and_calibrate(
             "--threshold f1 needs good and defective test images".into(),
         ));
     }
+    let limit = match calibration.memory_limit {
+        Some(g) if g.is_finite() && g > 0.0 => (g * (1u64 << 30) as f64) as u64,
+        Some(g) => {
+            return Err(CliError::Usage(format!(
+                "--memory-limit {g} must be positive"
+            )));
+        }
+        None => pipeline::default_memory_limit(),
+    };
+    // Every header, the settings and the memory, before any image is decoded.
+    let preflight = pipeline::preflight(config, splits, fit_set.len(), limit)?;
+    warn_all(&preflight.warnings);
     let mut model = config.build(device)?;
     let batch_size = model.batch_size();
     println!(
@@ -309,6 +333,7 @@ fn fit_and_calibrate(
         model,
         summary,
         seconds,
+        warnings: preflight.warnings,
     })
 }
 
@@ -364,6 +389,7 @@ fn test_and_report(
     out: &Path,
     fit_seconds: f64,
     extras: &[(&str, f64)],
+    warnings: &[String],
     visible: bool,
 ) -> Result<RunReport, CliError> {
     let bar = progress_bar(splits.test.len(), "testing", visible);
@@ -381,7 +407,8 @@ fn test_and_report(
     save_pictures(out, &title, &run, &eval, &pictures, output.overlays)?;
     let threshold = model.dyn_threshold();
     let mut report = RunReport::new(format!("{} {}", model.dyn_name(), splits.name));
-    report.notes = notes(&eval, threshold);
+    report.notes = warnings.iter().map(|w| format!("warning: {w}")).collect();
+    report.notes.extend(notes(&eval, threshold));
     if let Some(mut row) = metrics_row(
         &splits.name,
         model.dyn_name(),
@@ -467,6 +494,9 @@ pub fn test(args: &TestArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| Path::new("out").join("test").join(model.name()));
     let title = format!("ad test {}", args.model_file.display());
     for_each_category(&data.splits, &args.output, &base, title, |splits, out| {
+        let check = ad_mvtec::check_splits(splits, model.preprocessor().config().resize)
+            .map_err(anomaly_detection::Error::from)?;
+        warn_all(&check.warnings);
         test_and_report(
             model.as_ref(),
             splits,
@@ -474,6 +504,7 @@ pub fn test(args: &TestArgs) -> Result<(), CliError> {
             out,
             0.0,
             &[],
+            &check.warnings,
             !args.common.quiet,
         )
     })
@@ -543,6 +574,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             out,
             fitted.seconds,
             &extras,
+            &fitted.warnings,
             !args.common.quiet,
         )
     })

@@ -17,6 +17,14 @@ fn ad(args: &[&str]) -> Output {
         .expect("run ad")
 }
 
+fn ad_threads(args: &[&str], threads: usize) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ad"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .expect("run ad")
+}
+
 fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -308,4 +316,133 @@ fn bottle_fit_then_predict_matches_in_process_bit_for_bit() {
         flagged.0, flagged.1
     );
     assert!(flagged.0 >= 18, "{flagged:?}");
+}
+
+#[test]
+fn same_seed_gives_byte_identical_models_on_one_and_two_threads() {
+    for model in ["patchcore", "padim"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (_, config) = setup(tmp.path(), model);
+        let mut files = Vec::new();
+        for (run, threads) in [(0, 1), (1, 2), (2, 2)] {
+            let out = tmp.path().join(format!("m{run}.{model}"));
+            let o = ad_threads(
+                &[
+                    "fit",
+                    "--quiet",
+                    "--config",
+                    s(&config),
+                    "--data",
+                    s(tmp.path()),
+                    "--category",
+                    "synthetic_small",
+                    "--out",
+                    s(&out),
+                ],
+                threads,
+            );
+            assert!(o.status.success(), "{}", text(&o));
+            files.push(std::fs::read(&out).unwrap());
+        }
+        assert!(
+            files[0] == files[1],
+            "{model}: 1 thread and 2 threads differ"
+        );
+        assert!(
+            files[1] == files[2],
+            "{model}: two runs on 2 threads differ"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_caught_before_fitting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, config) = setup(tmp.path(), "patchcore");
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "fit".to_string(),
+            "--quiet".into(),
+            "--config".into(),
+            s(&config).into(),
+            "--data".into(),
+            s(tmp.path()).into(),
+            "--category".into(),
+            "synthetic_small".into(),
+            "--out".into(),
+            s(&tmp.path().join("m.patchcore")).into(),
+        ];
+        v.extend(extra.iter().map(|e| e.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        ad(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    // A patch grid below 4x4, a bank smaller than the neighbours, a memory estimate over the
+    // limit: errors naming the option, before any image is decoded.
+    for (extra, needle) in [
+        (&["--image-size", "16"][..], "at least 32"),
+        (&["--coreset-count", "2"][..], "fewer than num_neighbors"),
+        (&["--image-size", "10000"][..], "--memory-limit"),
+    ] {
+        let o = run(extra);
+        assert_eq!(o.status.code(), Some(2), "{extra:?}: {}", text(&o));
+        assert!(text(&o).contains(needle), "{extra:?}: {}", text(&o));
+        assert!(!text(&o).contains("fitting patchcore"), "{}", text(&o));
+    }
+    // A corrupt test image stops the run before fitting, naming the file.
+    let bad = cat.join("test/good/zz_corrupt.png");
+    std::fs::write(&bad, b"\x89PNG but not really").unwrap();
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("zz_corrupt.png"), "{}", text(&o));
+    assert!(!text(&o).contains("fitting patchcore"), "{}", text(&o));
+    std::fs::remove_file(&bad).unwrap();
+    // Hidden and AppleDouble files are skipped, a wide image is a recorded warning.
+    std::fs::write(cat.join("train/good/._000.png"), b"AppleDouble").unwrap();
+    image::RgbImage::new(256, 64)
+        .save(cat.join("train/good/.hidden.png"))
+        .unwrap();
+    image::RgbImage::new(256, 64)
+        .save(cat.join("test/good/wide.png"))
+        .unwrap();
+    let out = tmp.path().join("run");
+    let o = ad(&[
+        "run",
+        "--quiet",
+        "--config",
+        s(&config),
+        "--data",
+        s(tmp.path()),
+        "--category",
+        "synthetic_small",
+        "--out",
+        s(&out),
+        "--overlays",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("warning: 1 images with another aspect ratio"),
+        "{}",
+        text(&o)
+    );
+    let report = std::fs::read_to_string(out.join("report.json")).unwrap();
+    assert!(report.contains("wide.png 256x64"), "{report}");
+    // --out pointing at a directory where a file is wanted fails before fitting.
+    let o = ad(&[
+        "fit",
+        "--quiet",
+        "--config",
+        s(&config),
+        "--data",
+        s(tmp.path()),
+        "--category",
+        "synthetic_small",
+        "--out",
+        s(tmp.path()),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("is a directory"), "{}", text(&o));
 }

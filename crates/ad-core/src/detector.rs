@@ -24,6 +24,41 @@ pub struct FitSummary {
     pub build_time: Duration,
 }
 
+/// Smallest feature grid (per side) a detector accepts: below it, maps and scores are
+/// meaningless (a 256 px image at stride 8 gives 32).
+pub const MIN_GRID: usize = 4;
+
+/// What fitting will need, estimated from a configuration and the number of training images
+/// before any image is read (the pre-flight of `ad fit`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FitEstimate {
+    /// Feature grid `(h, w)` of the first tap.
+    pub grid: (usize, usize),
+    /// Feature dimension.
+    pub feature_dim: usize,
+    /// Rows the model will keep (memory-bank rows, Gaussian positions).
+    pub memory_rows: usize,
+    /// Estimated peak memory of fitting, bytes.
+    pub peak_bytes: u64,
+    /// Degenerate but legal settings, in words.
+    pub warnings: Vec<String>,
+}
+
+/// Estimated bytes of one backbone forward pass on a batch (input, activations and im2col
+/// buffers of the early, full-resolution layers: about 100 bytes per input pixel and image,
+/// measured order of magnitude for EfficientNet-Lite and ResNets on flex).
+pub fn forward_bytes(batch: usize, (h, w): (usize, usize)) -> u64 {
+    (batch as u64) * (h as u64) * (w as u64) * 100
+}
+
+/// The feature grid of an image of `size` at `stride` (TF SAME padding rounds up).
+pub fn grid_at_stride(size: (usize, usize), stride: usize) -> (usize, usize) {
+    (
+        size.0.div_ceil(stride.max(1)),
+        size.1.div_ceil(stride.max(1)),
+    )
+}
+
 /// An unsupervised anomaly detector: fitted on good images only, it then gives every new image
 /// an anomaly score and a per-pixel anomaly map, and says pass or fail from a threshold.
 ///
@@ -80,15 +115,19 @@ pub trait Detector {
         self.fit(batches)
     }
 
-    /// Scores one decoded image.
+    /// Scores one decoded image; the map comes back at the image's own resolution, so it lies
+    /// over the original picture (on the model's grid when the preprocessing crops, since the
+    /// map then covers the crop only; [`Detector::predict`] keeps the grid).
     fn predict_image(&self, image: &RgbImage) -> Result<Prediction, Self::Error>
     where
         Self::Error: From<CoreError>,
     {
         let batch = self.preprocessor().batch(std::slice::from_ref(image))?;
-        self.predict(&batch)?
-            .pop()
-            .ok_or_else(|| CoreError::EmptyBatch.into())
+        let mut p = self.predict(&batch)?.pop().ok_or(CoreError::EmptyBatch)?;
+        if self.preprocessor().config().center_crop.is_none() {
+            p.map = p.map.resized(image.width(), image.height())?;
+        }
+        Ok(p)
     }
 }
 

@@ -39,7 +39,10 @@ pub mod preprocess;
 pub mod tensor;
 mod threshold;
 
-pub use detector::{BatchStream, BoxError, Detector, DetectorError, DynDetector, FitSummary};
+pub use detector::{
+    BatchStream, BoxError, Detector, DetectorError, DynDetector, FitEstimate, FitSummary, MIN_GRID,
+    forward_bytes, grid_at_stride,
+};
 pub use error::CoreError;
 pub use image::{Mask, RgbImage};
 pub use map::{AnomalyMap, Prediction};

@@ -57,6 +57,23 @@ impl AnomalyMap {
         self.data.iter().copied().fold(f32::NEG_INFINITY, f32::max)
     }
 
+    /// The map brought to `width x height` (bilinear, half-pixel centres, as
+    /// `F.interpolate(align_corners=False)`); a copy when the size is already right. Used to
+    /// return maps at the input image's resolution.
+    pub fn resized(&self, width: usize, height: usize) -> Result<AnomalyMap, CoreError> {
+        check_dims("resized anomaly map", width, height)?;
+        if (width, height) == (self.width, self.height) {
+            return Ok(self.clone());
+        }
+        let data = crate::postprocess::upsample(
+            &self.data,
+            (self.height, self.width),
+            (height, width),
+            crate::MapUpsample::Bilinear,
+        );
+        AnomalyMap::new(width, height, data)
+    }
+
     /// Binary segmentation at `threshold` (`score >= threshold`).
     pub fn threshold(&self, threshold: f32) -> Vec<bool> {
         self.data.iter().map(|&v| v >= threshold).collect()
@@ -85,5 +102,11 @@ mod tests {
         let m = AnomalyMap::new(2, 2, vec![0.1, 0.9, 0.5, 0.2]).unwrap();
         assert_eq!(m.max(), 0.9);
         assert_eq!(m.threshold(0.5), vec![false, true, true, false]);
+        let big = m.resized(4, 4).unwrap();
+        assert_eq!((big.width(), big.height()), (4, 4));
+        assert_eq!(big.as_slice()[0], 0.1);
+        assert_eq!(big.as_slice()[15], 0.2);
+        assert_eq!(m.resized(2, 2).unwrap(), m);
+        assert!(m.resized(0, 2).is_err());
     }
 }

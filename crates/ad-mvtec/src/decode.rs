@@ -3,11 +3,27 @@
 use std::path::Path;
 
 use ad_core::{Mask, RgbImage};
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageReader, Limits};
 
 use crate::DatasetError;
 
-fn open(path: &Path) -> Result<DynamicImage, DatasetError> {
+/// Largest image side decoded (pixels): 32,768, far above any line camera (20 MP is about
+/// 5,500 x 3,650).
+pub const MAX_SIDE: u32 = 32_768;
+
+/// Largest allocation one decode may make (bytes): 2 GiB, so a forged header cannot make the
+/// decoder allocate more.
+pub const MAX_ALLOC: u64 = 2 << 30;
+
+fn limits() -> Limits {
+    let mut l = Limits::default();
+    l.max_image_width = Some(MAX_SIDE);
+    l.max_image_height = Some(MAX_SIDE);
+    l.max_alloc = Some(MAX_ALLOC);
+    l
+}
+
+fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>, DatasetError> {
     let meta = std::fs::metadata(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
@@ -23,7 +39,7 @@ fn open(path: &Path) -> Result<DynamicImage, DatasetError> {
             path: path.to_path_buf(),
         });
     }
-    let reader = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .map_err(|source| DatasetError::Io {
             path: path.to_path_buf(),
             source,
@@ -33,10 +49,38 @@ fn open(path: &Path) -> Result<DynamicImage, DatasetError> {
             path: path.to_path_buf(),
             source,
         })?;
-    reader.decode().map_err(|source| DatasetError::Decode {
-        path: path.to_path_buf(),
-        source,
-    })
+    reader.limits(limits());
+    Ok(reader)
+}
+
+fn open(path: &Path) -> Result<DynamicImage, DatasetError> {
+    reader(path)?
+        .decode()
+        .map_err(|source| DatasetError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Width and height from the file's header, without decoding the pixels (checks that the file
+/// exists, is not empty, has a known format and a size within [`MAX_SIDE`]).
+pub fn read_dims(path: &Path) -> Result<(usize, usize), DatasetError> {
+    let (w, h) = reader(path)?
+        .into_dimensions()
+        .map_err(|source| DatasetError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
+        return Err(DatasetError::InvalidParameter {
+            name: "image size",
+            reason: format!(
+                "{}: {w}x{h} is outside 1..={MAX_SIDE} pixels per side",
+                path.display()
+            ),
+        });
+    }
+    Ok((w as usize, h as usize))
 }
 
 /// Decodes an image file to 8-bit RGB, like PIL's `convert("RGB")`: grey is replicated, alpha
@@ -63,15 +107,22 @@ pub fn load_mask(path: &Path) -> Result<Mask, DatasetError> {
     })
 }
 
-/// Whether the file name has an image extension this crate decodes.
+/// Whether the file name has an image extension this crate decodes and is not hidden
+/// (`.name`, including macOS AppleDouble `._name` files, is skipped everywhere).
 pub fn is_image_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .map(|e| {
-            matches!(
-                e.to_ascii_lowercase().as_str(),
-                "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff"
-            )
-        })
-        .unwrap_or(false)
+    let hidden = path
+        .file_name()
+        .map(|n| n.to_string_lossy().starts_with('.'))
+        .unwrap_or(false);
+    !hidden
+        && path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| {
+                matches!(
+                    e.to_ascii_lowercase().as_str(),
+                    "png" | "jpg" | "jpeg" | "bmp" | "tif" | "tiff"
+                )
+            })
+            .unwrap_or(false)
 }

@@ -23,6 +23,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod check;
 pub mod decode;
 mod error;
 mod folder;
@@ -32,6 +33,7 @@ mod rng;
 mod sample;
 pub mod synthetic;
 
+pub use check::{ASPECT_TOLERANCE, DataCheck, TINY_SIDE, check_splits};
 pub use error::DatasetError;
 pub use folder::{FolderConfig, FolderDataset};
 pub use loader::{BatchLoader, LoadedBatch, load_sample};

@@ -2,7 +2,9 @@
 //! [`PadimConfig::check`]; the model only ever holds a [`CheckedConfig`].
 
 use ad_backbone::{BackboneConfig, BackboneKind, Weights};
-use ad_core::{MapUpsample, PreprocessConfig};
+use ad_core::{
+    FitEstimate, MIN_GRID, MapUpsample, PreprocessConfig, forward_bytes, grid_at_stride,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::PadimError;
@@ -136,6 +138,76 @@ impl CheckedConfig {
     pub fn as_config(&self) -> &PadimConfig {
         &self.0
     }
+
+    /// What fitting on `images` good images will need (grid, kept channels, peak memory of
+    /// the streaming sums), from the configuration alone.
+    ///
+    /// # Errors
+    /// [`PadimError::InvalidConfig`] when the grid is smaller than [`MIN_GRID`] per side or
+    /// fewer than 2 images are given (a covariance needs two); an unknown tap as
+    /// [`PadimError::Backbone`].
+    pub fn estimate(&self, images: usize) -> Result<FitEstimate, PadimError> {
+        let mut total = 0;
+        let mut stride = 1;
+        for (i, tap) in self.taps.iter().enumerate() {
+            let (c, s) = self.backbone.tap_shape(tap)?;
+            total += c;
+            if i == 0 {
+                stride = s;
+            }
+        }
+        let d = self
+            .n_features
+            .unwrap_or_else(|| default_n_features(self.backbone).min(total));
+        let size = self.preprocess.output_size();
+        let grid = grid_at_stride(size, stride);
+        let bad = |name, reason| Err(PadimError::InvalidConfig { name, reason });
+        if grid.0 < MIN_GRID || grid.1 < MIN_GRID {
+            return bad(
+                "preprocess",
+                format!(
+                    "{}x{} images give a {}x{} grid at tap `{}` (stride {stride}); at least \
+                     {MIN_GRID}x{MIN_GRID} is needed: use an image size of at least {}",
+                    size.0,
+                    size.1,
+                    grid.0,
+                    grid.1,
+                    self.taps[0],
+                    MIN_GRID * stride
+                ),
+            );
+        }
+        if images < 2 {
+            return bad(
+                "training images",
+                format!("{images} good image(s): a covariance needs at least 2"),
+            );
+        }
+        let mut warnings = Vec::new();
+        if images < 10 {
+            warnings.push(format!(
+                "PaDiM on {images} good images: each {d}x{d} covariance has rank {} at most, \
+                 the rest is the {} ridge",
+                images - 1,
+                self.regularization
+            ));
+        }
+        let positions = (grid.0 * grid.1) as u64;
+        let (d64, tri) = (d as u64, (d * (d + 1) / 2) as u64);
+        // f64 sums and outer-product sums, the f32 means and inverse factors, one batch's
+        // embeddings and one forward pass.
+        let peak = positions * (d64 + tri) * 8
+            + positions * (d64 + tri) * 4
+            + self.batch_size as u64 * positions * total as u64 * 4
+            + forward_bytes(self.batch_size, size);
+        Ok(FitEstimate {
+            grid,
+            feature_dim: d,
+            memory_rows: grid.0 * grid.1,
+            peak_bytes: peak,
+            warnings,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +275,25 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn estimates_check_grid_and_images() {
+        let c = PadimConfig::default().check().unwrap();
+        let e = c.estimate(209).unwrap();
+        assert_eq!(
+            (e.grid, e.feature_dim, e.memory_rows),
+            ((64, 64), 100, 4096)
+        );
+        assert!(e.warnings.is_empty());
+        assert!(c.estimate(1).is_err());
+        assert!(c.estimate(5).unwrap().warnings[0].contains("rank 4"));
+        let tiny = PadimConfig {
+            preprocess: PreprocessConfig::default().with_size(12, 12),
+            ..Default::default()
+        };
+        let err = tiny.check().unwrap().estimate(10).unwrap_err().to_string();
+        assert!(err.contains("3x3 grid"), "{err}");
     }
 
     #[test]

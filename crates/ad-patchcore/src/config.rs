@@ -2,8 +2,10 @@
 //! [`PatchcoreConfig::check`] and the model only ever holds a [`CheckedConfig`].
 
 use ad_backbone::{BackboneConfig, BackboneKind, Weights};
-use ad_core::{MapUpsample, PreprocessConfig};
-use ad_memory_bank::{CoresetParams, CoresetSampler};
+use ad_core::{
+    FitEstimate, MIN_GRID, MapUpsample, PreprocessConfig, forward_bytes, grid_at_stride,
+};
+use ad_memory_bank::{CoresetParams, CoresetSampler, CoresetSize, ProjectionKind, jl_min_dim};
 use serde::{Deserialize, Serialize};
 
 use crate::PatchcoreError;
@@ -155,6 +157,82 @@ impl CheckedConfig {
     pub fn as_config(&self) -> &PatchcoreConfig {
         &self.0
     }
+
+    /// What fitting on `images` good images will need (grid, feature dimension, bank rows,
+    /// peak memory), from the configuration alone.
+    ///
+    /// # Errors
+    /// [`PatchcoreError::InvalidConfig`] when the patch grid is smaller than
+    /// [`MIN_GRID`] per side or the bank would hold fewer rows than `num_neighbors`; an
+    /// unknown tap as [`PatchcoreError::Backbone`].
+    pub fn estimate(&self, images: usize) -> Result<FitEstimate, PatchcoreError> {
+        let mut dim = 0;
+        let mut stride = 1;
+        for (i, tap) in self.taps.iter().enumerate() {
+            let (c, s) = self.backbone.tap_shape(tap)?;
+            dim += c;
+            if i == 0 {
+                stride = s;
+            }
+        }
+        let dim = self.target_dim.unwrap_or(dim);
+        let size = self.preprocess.output_size();
+        let grid = grid_at_stride(size, stride);
+        if grid.0 < MIN_GRID || grid.1 < MIN_GRID {
+            return Err(PatchcoreError::InvalidConfig {
+                name: "preprocess",
+                reason: format!(
+                    "{}x{} images give a {}x{} patch grid at tap `{}` (stride {stride}); at \
+                     least {MIN_GRID}x{MIN_GRID} is needed: use an image size of at least {}",
+                    size.0,
+                    size.1,
+                    grid.0,
+                    grid.1,
+                    self.taps[0],
+                    MIN_GRID * stride
+                ),
+            });
+        }
+        let patches = images * grid.0 * grid.1;
+        let rows = match self.coreset.size {
+            CoresetSize::Ratio(r) => (patches as f64 * r) as usize,
+            CoresetSize::Count(c) => c,
+        }
+        .clamp(1, patches.max(1));
+        if rows < self.num_neighbors {
+            return Err(PatchcoreError::InvalidConfig {
+                name: "coreset",
+                reason: format!(
+                    "the memory bank would hold {rows} rows ({images} images x {}x{} patches x \
+                     the coreset size), fewer than num_neighbors = {}: raise the coreset ratio \
+                     or lower num_neighbors",
+                    grid.0, grid.1, self.num_neighbors
+                ),
+            });
+        }
+        let mut warnings = Vec::new();
+        if rows < 1000 {
+            warnings.push(format!(
+                "tiny memory bank: {rows} rows from {images} images; scores of normal variation \
+                 the bank has not seen will be high (more good images or a larger coreset ratio)"
+            ));
+        }
+        let projected = match self.coreset.projection {
+            ProjectionKind::Identity => dim,
+            ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim } => dim,
+            ProjectionKind::SparseJl { eps } => jl_min_dim(patches.max(1), eps)?,
+        };
+        // All patch features, their projection and per-point bookkeeping, plus one forward.
+        let peak = patches as u64 * (4 * dim as u64 + 4 * projected as u64 + 16)
+            + forward_bytes(self.batch_size, size);
+        Ok(FitEstimate {
+            grid,
+            feature_dim: dim,
+            memory_rows: rows,
+            peak_bytes: peak,
+            warnings,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -167,8 +245,6 @@ mod tests {
         assert_eq!(c.taps, vec!["blocks.4", "blocks.10"]);
         assert_eq!(c.num_neighbors, 9);
     }
-
-    use ad_memory_bank::{CoresetSize, ProjectionKind};
 
     #[test]
     fn invalid_values_are_rejected() {
@@ -245,6 +321,54 @@ mod tests {
                 other => panic!("{name}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn estimates_check_the_grid_and_the_bank() {
+        let c = PatchcoreConfig::default().check().unwrap();
+        let e = c.estimate(209).unwrap();
+        assert_eq!((e.grid, e.feature_dim), ((32, 32), 152));
+        assert_eq!(e.memory_rows, 209 * 1024 / 10);
+        assert!(e.warnings.is_empty());
+        // 209 x 1024 patches x (152 + 128) floats: about 0.23 GiB.
+        assert!(
+            e.peak_bytes > 200 << 20 && e.peak_bytes < 400 << 20,
+            "{}",
+            e.peak_bytes
+        );
+        let tiny = PatchcoreConfig {
+            preprocess: PreprocessConfig::default().with_size(7, 7),
+            ..Default::default()
+        };
+        let err = tiny.check().unwrap().estimate(10).unwrap_err().to_string();
+        assert!(
+            err.contains("1x1 patch grid") && err.contains("at least 32"),
+            "{err}"
+        );
+        let small_bank = PatchcoreConfig {
+            coreset: CoresetParams {
+                size: CoresetSize::Count(4),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = small_bank
+            .check()
+            .unwrap()
+            .estimate(10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fewer than num_neighbors"), "{err}");
+        let e = PatchcoreConfig::default()
+            .check()
+            .unwrap()
+            .estimate(3)
+            .unwrap();
+        assert!(
+            e.warnings[0].contains("tiny memory bank"),
+            "{:?}",
+            e.warnings
+        );
     }
 
     #[test]

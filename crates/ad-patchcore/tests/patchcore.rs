@@ -132,6 +132,11 @@ fn single_image_api_and_options() {
     assert_eq!(model.memory_bank().unwrap().dim(), 64);
     let image = ad_mvtec::decode::load_rgb(&cat.splits.test[0].path).unwrap();
     let p = model.predict_image(&image).unwrap();
+    // The map comes back at the image's resolution.
+    assert_eq!(
+        (p.map.width(), p.map.height()),
+        (image.width(), image.height())
+    );
     // With one neighbour and no blur, the image score is exactly the largest patch score,
     // and bilinear upsampling cannot exceed the grid's maximum.
     let max = p.map.max();

@@ -1,0 +1,187 @@
+//! Pre-flight of a dataset: every file's header read (in parallel) before any pixel is
+//! decoded, so a missing, empty or undecodable file stops the run before work is spent, and
+//! degenerate but legal input is reported as warnings instead of being silently stretched.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::decode::read_dims;
+use crate::{DatasetError, Splits};
+
+/// Images smaller than this on a side are reported (they are upsampled a lot).
+pub const TINY_SIDE: usize = 32;
+
+/// Relative aspect-ratio difference from the resize target above which an image is reported
+/// as stretched.
+pub const ASPECT_TOLERANCE: f64 = 0.02;
+
+/// What [`check_splits`] found: the image count and the warnings, one line per kind of
+/// problem (with a count and the first file).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DataCheck {
+    /// Images whose headers were read (train and test).
+    pub images: usize,
+    /// Masks whose headers were read.
+    pub masks: usize,
+    /// Degenerate but legal input, in words.
+    pub warnings: Vec<String>,
+}
+
+struct Finding {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Finding {
+    fn new() -> Self {
+        Self {
+            count: 0,
+            first: None,
+        }
+    }
+
+    fn add(&mut self, what: impl FnOnce() -> String) {
+        self.count += 1;
+        if self.first.is_none() {
+            self.first = Some(what());
+        }
+    }
+
+    fn warn(&self, out: &mut Vec<String>, what: &str, consequence: &str) {
+        if let Some(first) = &self.first {
+            out.push(format!(
+                "{} {what} (first: {first}): {consequence}",
+                self.count
+            ));
+        }
+    }
+}
+
+fn dims_all(paths: &[&Path]) -> Result<Vec<(usize, usize)>, DatasetError> {
+    // The first failure in file order is reported.
+    let all: Vec<Result<(usize, usize), DatasetError>> =
+        paths.par_iter().map(|p| read_dims(p)).collect();
+    all.into_iter().collect()
+}
+
+/// Reads the header of every image and mask of `splits` and checks them against the resize
+/// target `(height, width)`.
+///
+/// # Errors
+/// The first file (in dataset order) that is missing, empty, of an unknown format or too large.
+pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck, DatasetError> {
+    let samples: Vec<_> = splits.train.iter().chain(&splits.test).collect();
+    let paths: Vec<&Path> = samples.iter().map(|s| s.path.as_path()).collect();
+    let dims = dims_all(&paths)?;
+    let masked: Vec<(usize, &PathBuf)> = samples
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.mask.as_ref().map(|m| (i, m)))
+        .collect();
+    let mask_paths: Vec<&Path> = masked.iter().map(|(_, m)| m.as_path()).collect();
+    let mask_dims = dims_all(&mask_paths)?;
+
+    let (th, tw) = target;
+    let target_aspect = tw as f64 / th as f64;
+    let (mut tiny, mut stretched, mut resized) = (Finding::new(), Finding::new(), Finding::new());
+    for (p, &(w, h)) in paths.iter().zip(&dims) {
+        if w < TINY_SIDE || h < TINY_SIDE {
+            tiny.add(|| format!("{} {w}x{h}", p.display()));
+        }
+        let aspect = w as f64 / h as f64;
+        if ((aspect - target_aspect) / target_aspect).abs() > ASPECT_TOLERANCE {
+            stretched.add(|| format!("{} {w}x{h}", p.display()));
+        }
+    }
+    for ((i, m), &(mw, mh)) in masked.iter().zip(&mask_dims) {
+        let (w, h) = dims[*i];
+        if (mw, mh) != (w, h) {
+            resized.add(|| format!("{} {mw}x{mh}, image {w}x{h}", m.display()));
+        }
+    }
+    let mut warnings = Vec::new();
+    tiny.warn(
+        &mut warnings,
+        &format!("images smaller than {TINY_SIDE} px on a side"),
+        &format!("upsampled to {tw}x{th}, little detail is left to detect defects in"),
+    );
+    stretched.warn(
+        &mut warnings,
+        &format!("images with another aspect ratio than the {tw}x{th} resize"),
+        "stretched (consider --center-crop, or tiling for large images)",
+    );
+    resized.warn(
+        &mut warnings,
+        "masks of another size than their image",
+        "resized to the image (nearest neighbour)",
+    );
+    Ok(DataCheck {
+        images: paths.len(),
+        masks: mask_paths.len(),
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Sample;
+
+    fn png(dir: &Path, name: &str, w: u32, h: u32) -> PathBuf {
+        let p = dir.join(name);
+        image::RgbImage::new(w, h).save(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn headers_are_checked_and_degenerate_input_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ok = png(d, "ok.png", 64, 64);
+        let wide = png(d, "wide.png", 512, 128);
+        let tiny = png(d, "tiny.png", 1, 1);
+        let mask = png(d, "m.png", 32, 32);
+        let splits = Splits {
+            name: "t".into(),
+            train: vec![Sample::good(ok.clone()), Sample::good(wide.clone())],
+            test: vec![
+                Sample::good(tiny),
+                Sample {
+                    path: ok.clone(),
+                    is_anomalous: true,
+                    defect: "x".into(),
+                    mask: Some(mask),
+                },
+            ],
+        };
+        let c = check_splits(&splits, (256, 256)).unwrap();
+        assert_eq!((c.images, c.masks), (4, 1));
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("1 images smaller"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[1].contains("wide.png 512x128"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[2].contains("m.png 32x32, image 64x64"),
+            "{:?}",
+            c.warnings
+        );
+
+        // A garbage file is an error naming it, before any decoding.
+        let bad = d.join("bad.png");
+        std::fs::write(&bad, b"definitely not a png").unwrap();
+        let mut broken = splits.clone();
+        broken.test.push(Sample::good(bad.clone()));
+        match check_splits(&broken, (256, 256)) {
+            Err(e) => assert!(e.to_string().contains("bad.png"), "{e}"),
+            Ok(c) => panic!("{c:?}"),
+        }
+    }
+}
