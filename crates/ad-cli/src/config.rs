@@ -441,4 +441,45 @@ mod tests {
         .to_string();
         assert!(err.contains("--weights FILE"), "{err}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any edit of a valid config file gives a config or an error naming the file, never
+        /// a panic.
+        #[test]
+        fn mutated_config_files_never_panic(
+            yaml in proptest::bool::ANY,
+            pos in proptest::prelude::any::<proptest::sample::Index>(),
+            len in 0usize..8,
+            insert in "[ -~\n]{0,6}",
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let config = ModelArgs::default().resolve().unwrap();
+            let text = if yaml {
+                serde_yaml::to_string(&config).unwrap()
+            } else {
+                to_toml(&config).unwrap()
+            };
+            let chars: Vec<char> = text.chars().collect();
+            let at = pos.index(chars.len());
+            let end = (at + len).min(chars.len());
+            let edited: String = chars[..at]
+                .iter()
+                .chain(insert.chars().collect::<Vec<_>>().iter())
+                .chain(chars[end..].iter())
+                .collect();
+            let name = if yaml { "c.yaml" } else { "c.toml" };
+            let path = write(dir.path(), name, &edited);
+            let result = ModelArgs {
+                config: Some(path),
+                ..Default::default()
+            }
+            .resolve();
+            if let Err(e) = result {
+                let msg = e.to_string();
+                proptest::prop_assert!(msg.contains(name) || msg.starts_with("--"), "{msg}");
+            }
+        }
+    }
 }
