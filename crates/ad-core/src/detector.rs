@@ -24,6 +24,22 @@ pub struct FitSummary {
     pub build_time: Duration,
 }
 
+/// What a learned detector reports after each training epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// Epoch just finished (1-based).
+    pub epoch: usize,
+    /// Epochs in all.
+    pub epochs: usize,
+    /// Mean training loss of the epoch.
+    pub loss: f64,
+    /// Wall time of the epoch, seconds.
+    pub seconds: f64,
+}
+
+/// Called after every training epoch (progress bars, logs); the library itself prints nothing.
+pub type EpochCallback = Box<dyn FnMut(&EpochReport) + Send>;
+
 /// Smallest feature grid (per side) a detector accepts: below it, maps and scores are
 /// meaningless (a 256 px image at stride 8 gives 32).
 pub const MIN_GRID: usize = 4;
@@ -102,6 +118,12 @@ pub trait Detector {
         8
     }
 
+    /// Sets the callback a trained detector calls after every epoch of `fit` (detectors fitted
+    /// in one pass, PatchCore and PaDiM, have no epochs and ignore it).
+    fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
+        drop(callback);
+    }
+
     /// Fits on decoded images, preprocessed here in batches of [`Detector::batch_size`].
     fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, Self::Error>
     where
@@ -160,6 +182,8 @@ pub trait DynDetector {
     fn dyn_set_threshold(&mut self, threshold: Option<Threshold>);
     /// [`Detector::batch_size`].
     fn dyn_batch_size(&self) -> usize;
+    /// [`Detector::set_epoch_callback`].
+    fn dyn_set_epoch_callback(&mut self, callback: Option<EpochCallback>);
 }
 
 impl<D: Detector> DynDetector for D {
@@ -186,6 +210,9 @@ impl<D: Detector> DynDetector for D {
     }
     fn dyn_batch_size(&self) -> usize {
         self.batch_size()
+    }
+    fn dyn_set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
+        self.set_epoch_callback(callback)
     }
 }
 
@@ -220,6 +247,9 @@ impl Detector for Box<dyn DynDetector> {
     }
     fn batch_size(&self) -> usize {
         self.as_ref().dyn_batch_size()
+    }
+    fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
+        self.as_mut().dyn_set_epoch_callback(callback)
     }
 }
 

@@ -40,7 +40,8 @@ pub mod tensor;
 mod threshold;
 
 pub use detector::{
-    BatchStream, BoxError, Detector, DetectorError, DynDetector, FitEstimate, FitSummary, MIN_GRID,
+    BatchStream, BoxError, Detector, DetectorError, DynDetector, EpochCallback, EpochReport,
+    FitEstimate, FitSummary, MIN_GRID,
     forward_bytes, grid_at_stride,
 };
 pub use error::CoreError;
