@@ -11,6 +11,7 @@
 //! | coreset memory bank and nearest neighbours | [`memory_bank`] (`ad-memory-bank`) |
 //! | PatchCore | [`patchcore`] (`ad-patchcore`) |
 //! | PaDiM | [`padim`] (`ad-padim`) |
+//! | CFlow (normalizing flows, trained) | [`cflow`] (`ad-cflow`) |
 //! | AUROC, F1-max, AUPRO, overlays, reports | [`metrics`] (`ad-metrics`) |
 //!
 //! [`registry`] names every detector (config-file schema, build by name, load any model
@@ -23,6 +24,7 @@ pub mod pipeline;
 pub mod registry;
 
 pub use ad_backbone as backbone;
+pub use ad_cflow as cflow;
 pub use ad_core as core;
 pub use ad_memory_bank as memory_bank;
 pub use ad_metrics as metrics;
@@ -52,6 +54,9 @@ pub enum Error {
     /// PaDiM.
     #[error(transparent)]
     Padim(#[from] ad_padim::PadimError),
+    /// CFlow.
+    #[error(transparent)]
+    Cflow(#[from] ad_cflow::CflowError),
     /// Metrics, pictures, reports.
     #[error(transparent)]
     Metrics(#[from] ad_metrics::MetricsError),

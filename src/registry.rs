@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use ad_cflow::{Cflow, CflowConfig};
 use ad_core::DynDetector;
 use ad_padim::{Padim, PadimConfig};
 use ad_patchcore::{PatchCore, PatchcoreConfig};
@@ -33,6 +34,8 @@ pub enum DetectorConfig {
     Patchcore(PatchcoreConfig),
     /// PaDiM (Defard et al., ICPR 2020 workshops).
     Padim(PadimConfig),
+    /// CFLOW-AD (Gudovskiy et al., WACV 2022).
+    Cflow(CflowConfig),
 }
 
 /// One registered detector: its name, model-file magic, format version and file extension.
@@ -51,7 +54,7 @@ pub struct ModelKind {
 }
 
 /// Every registered detector.
-pub const MODELS: [ModelKind; 2] = [
+pub const MODELS: [ModelKind; 3] = [
     ModelKind {
         name: "patchcore",
         magic: ad_patchcore::MAGIC,
@@ -65,6 +68,13 @@ pub const MODELS: [ModelKind; 2] = [
         format_version: ad_padim::FORMAT_VERSION,
         extension: "padim",
         summary: "PaDiM: per-position Gaussians, Mahalanobis distance",
+    },
+    ModelKind {
+        name: "cflow",
+        magic: ad_cflow::MAGIC,
+        format_version: ad_cflow::FORMAT_VERSION,
+        extension: "cflow",
+        summary: "CFLOW-AD: conditional normalizing flows trained on patch features",
     },
 ];
 
@@ -85,7 +95,8 @@ impl DetectorConfig {
     pub fn default_for(name: &str) -> Result<Self, Error> {
         Ok(match model_kind(name)?.name {
             "patchcore" => Self::Patchcore(PatchcoreConfig::default()),
-            _ => Self::Padim(PadimConfig::default()),
+            "padim" => Self::Padim(PadimConfig::default()),
+            _ => Self::Cflow(CflowConfig::default()),
         })
     }
 
@@ -99,6 +110,7 @@ impl DetectorConfig {
         match self {
             Self::Patchcore(_) => MODELS[0],
             Self::Padim(_) => MODELS[1],
+            Self::Cflow(_) => MODELS[2],
         }
     }
 
@@ -107,6 +119,7 @@ impl DetectorConfig {
         match self {
             Self::Patchcore(c) => c.check().map(drop)?,
             Self::Padim(c) => c.check().map(drop)?,
+            Self::Cflow(c) => c.check().map(drop)?,
         }
         Ok(())
     }
@@ -117,6 +130,7 @@ impl DetectorConfig {
         Ok(match self {
             Self::Patchcore(c) => c.check()?.estimate(images)?,
             Self::Padim(c) => c.check()?.estimate(images)?,
+            Self::Cflow(c) => c.check()?.estimate(images)?,
         })
     }
 
@@ -125,6 +139,7 @@ impl DetectorConfig {
         match self {
             Self::Patchcore(c) => &c.preprocess,
             Self::Padim(c) => &c.preprocess,
+            Self::Cflow(c) => &c.preprocess,
         }
     }
 
@@ -133,6 +148,7 @@ impl DetectorConfig {
         Ok(match self {
             Self::Patchcore(c) => Box::new(PatchCore::new(c, device)?),
             Self::Padim(c) => Box::new(Padim::new(c, device)?),
+            Self::Cflow(c) => Box::new(Cflow::new(c, device)?),
         })
     }
 }
@@ -157,7 +173,8 @@ pub fn kind_of_file(path: &Path) -> Result<ModelKind, Error> {
 pub fn load(path: &Path, device: &Device) -> Result<Box<dyn DynDetector>, Error> {
     Ok(match kind_of_file(path)?.name {
         "patchcore" => Box::new(PatchCore::load(path, device)?),
-        _ => Box::new(Padim::load(path, device)?),
+        "padim" => Box::new(Padim::load(path, device)?),
+        _ => Box::new(Cflow::load(path, device)?),
     })
 }
 
@@ -206,8 +223,8 @@ mod tests {
     #[test]
     fn names_resolve_and_unknown_names_list_the_known() {
         assert_eq!(model_kind("PatchCore").unwrap().name, "patchcore");
-        let err = model_kind("cflow").unwrap_err().to_string();
-        assert!(err.contains("patchcore, padim"), "{err}");
+        let err = model_kind("cflowz").unwrap_err().to_string();
+        assert!(err.contains("patchcore, padim, cflow"), "{err}");
         for m in MODELS {
             assert_eq!(DetectorConfig::default_for(m.name).unwrap().name(), m.name);
         }

@@ -72,4 +72,3 @@ pub enum CflowError {
         found: String,
     },
 }
-

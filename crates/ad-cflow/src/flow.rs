@@ -33,11 +33,8 @@ fn global_scale_init() -> f32 {
 /// weight and bias, drawn on the host from `rng` (so a seed fixes it, whatever else runs).
 fn linear(d_in: usize, d_out: usize, rng: &mut Xoshiro256PlusPlus, device: &Device) -> Linear {
     let bound = 1.0 / (d_in as f32).sqrt();
-    let mut draw = |n: usize| -> Vec<f32> {
-        (0..n)
-            .map(|_| rng.random_range(-bound..bound))
-            .collect()
-    };
+    let mut draw =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
     let w = draw(d_in * d_out);
     let b = draw(d_out);
     linear_from(w, b, d_in, d_out, device)
@@ -128,10 +125,7 @@ impl CouplingBlock {
     fn coefficients(&self, x1: Tensor<2>, c: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let (_, s2) = self.split();
         let h = Tensor::cat(vec![x1, c], 1);
-        let a = self
-            .fc2
-            .forward(relu(self.fc1.forward(h)))
-            .mul_scalar(0.1);
+        let a = self.fc2.forward(relu(self.fc1.forward(h))).mul_scalar(0.1);
         let s = a.clone().narrow(1, 0, s2).tanh().mul_scalar(self.clamp);
         let t = a.narrow(1, s2, s2);
         (s, t)
@@ -277,10 +271,14 @@ mod tests {
         let mut r = rng(5, 0);
         let mut f = Flow::new(channels, cond, 3, 1.9, &mut r, device);
         for (i, b) in f.blocks.iter_mut().enumerate() {
-            let gs: Vec<f32> = (0..channels).map(|k| 3.0 + 0.5 * ((i + k) % 4) as f32).collect();
+            let gs: Vec<f32> = (0..channels)
+                .map(|k| 3.0 + 0.5 * ((i + k) % 4) as f32)
+                .collect();
             let go: Vec<f32> = (0..channels).map(|k| 0.1 * (k as f32) - 0.2).collect();
-            b.global_scale = Param::from_tensor(Tensor::from_data(TensorData::new(gs, [channels]), device));
-            b.global_offset = Param::from_tensor(Tensor::from_data(TensorData::new(go, [channels]), device));
+            b.global_scale =
+                Param::from_tensor(Tensor::from_data(TensorData::new(gs, [channels]), device));
+            b.global_offset =
+                Param::from_tensor(Tensor::from_data(TensorData::new(go, [channels]), device));
             // Larger subnet outputs: scale the last layer up so tanh is not linear.
             let w = b.fc2.weight.val().mul_scalar(30.0);
             b.fc2.weight = Param::from_tensor(w);
@@ -322,10 +320,16 @@ mod tests {
         for b in &flow.blocks {
             let f = |x: &[f64]| -> Vec<f64> {
                 let t = Tensor::<2>::from_data(
-                    TensorData::new(x.iter().map(|&v| v as f32).collect::<Vec<_>>(), [1, channels]),
+                    TensorData::new(
+                        x.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                        [1, channels],
+                    ),
                     &device,
                 );
-                host(b.forward(t, c.clone()).0).into_iter().map(f64::from).collect()
+                host(b.forward(t, c.clone()).0)
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
             };
             let h = 1e-2;
             let mut jac = vec![0.0f64; channels * channels];

@@ -55,9 +55,23 @@ impl Cflow {
         for flow in &self.decoders {
             for b in &flow.blocks {
                 push(&mut params, b.fc1.weight.val())?;
-                push1(&mut params, b.fc1.bias.as_ref().map(|p| p.val()).ok_or(CflowError::NotFitted)?)?;
+                push1(
+                    &mut params,
+                    b.fc1
+                        .bias
+                        .as_ref()
+                        .map(|p| p.val())
+                        .ok_or(CflowError::NotFitted)?,
+                )?;
                 push(&mut params, b.fc2.weight.val())?;
-                push1(&mut params, b.fc2.bias.as_ref().map(|p| p.val()).ok_or(CflowError::NotFitted)?)?;
+                push1(
+                    &mut params,
+                    b.fc2
+                        .bias
+                        .as_ref()
+                        .map(|p| p.val())
+                        .ok_or(CflowError::NotFitted)?,
+                )?;
                 push1(&mut params, b.global_scale.val())?;
                 push1(&mut params, b.global_offset.val())?;
             }
@@ -121,7 +135,9 @@ impl Cflow {
             || header.reference.len() != taps
             || payload.len() != 4 * header.parameters
         {
-            return Err(bad("header and payload do not describe the same decoders".into()));
+            return Err(bad(
+                "header and payload do not describe the same decoders".into()
+            ));
         }
         let floats: Vec<f32> = payload
             .chunks_exact(4)
@@ -153,14 +169,10 @@ impl Cflow {
                 }
                 b.fc1 = linear_from(take(k * 2 * k)?, take(2 * k)?, k, 2 * k, device);
                 b.fc2 = linear_from(take(2 * k * 2 * s2)?, take(2 * s2)?, 2 * k, 2 * s2, device);
-                b.global_scale = Param::from_tensor(Tensor::from_data(
-                    TensorData::new(take(c)?, [c]),
-                    device,
-                ));
-                b.global_offset = Param::from_tensor(Tensor::from_data(
-                    TensorData::new(take(c)?, [c]),
-                    device,
-                ));
+                b.global_scale =
+                    Param::from_tensor(Tensor::from_data(TensorData::new(take(c)?, [c]), device));
+                b.global_offset =
+                    Param::from_tensor(Tensor::from_data(TensorData::new(take(c)?, [c]), device));
                 b.perm = perm.clone();
             }
         }

@@ -7,8 +7,8 @@ use ad_backbone::Backbone;
 use ad_core::postprocess::{gaussian_blur, upsample};
 use ad_core::tensor::read_f32;
 use ad_core::{
-    AnomalyMap, BoxError, Detector, EpochCallback, EpochReport, FitSummary, ImageBatch,
-    Prediction, Preprocessor, Threshold,
+    AnomalyMap, BoxError, Detector, EpochCallback, EpochReport, FitSummary, ImageBatch, Prediction,
+    Preprocessor, Threshold,
 };
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -172,7 +172,9 @@ impl Cflow {
             }
             let ct = Tensor::<2>::from_data(TensorData::new(cv, [m, cond_dim]), &self.device);
             out.extend(read_f32(
-                self.decoders[l].log_prob_per_dim(x, ct).unsqueeze_dim::<2>(1),
+                self.decoders[l]
+                    .log_prob_per_dim(x, ct)
+                    .unsqueeze_dim::<2>(1),
             )?);
             start += m;
         }
@@ -411,7 +413,11 @@ impl Detector for Cflow {
                     }
                 }
                 let inverted: Vec<f32> = total.into_iter().map(|v| n_taps - v).collect();
-                let map = AnomalyMap::new(w, h, gaussian_blur(&inverted, (h, w), self.config.blur_sigma))?;
+                let map = AnomalyMap::new(
+                    w,
+                    h,
+                    gaussian_blur(&inverted, (h, w), self.config.blur_sigma),
+                )?;
                 let score = map.max();
                 Ok(Prediction {
                     score,

@@ -69,14 +69,20 @@ fn loss_falls_seed_fixes_weights_and_save_load_is_bit_identical() {
     assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
 
     let test = batches(&model, &cat.splits.test);
-    let before: Vec<_> = test.iter().flat_map(|b| model.predict(b).unwrap()).collect();
+    let before: Vec<_> = test
+        .iter()
+        .flat_map(|b| model.predict(b).unwrap())
+        .collect();
     for p in &before {
         assert!(p.score.is_finite());
         assert_eq!((p.map.width(), p.map.height()), (64, 64));
         assert_eq!(p.score, p.map.max());
     }
     let loaded = Cflow::load(&a, &Device::flex()).unwrap();
-    let after: Vec<_> = test.iter().flat_map(|b| loaded.predict(b).unwrap()).collect();
+    let after: Vec<_> = test
+        .iter()
+        .flat_map(|b| loaded.predict(b).unwrap())
+        .collect();
     for (x, y) in before.iter().zip(&after) {
         assert_eq!(x.score.to_bits(), y.score.to_bits());
     }
@@ -92,7 +98,10 @@ fn loss_falls_seed_fixes_weights_and_save_load_is_bit_identical() {
 fn bottle_reaches_the_bar() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/mvtec_ad");
     if !root.join("bottle").is_dir() {
-        println!("SKIPPED: {} not found (real MVTec AD bottle)", root.display());
+        println!(
+            "SKIPPED: {} not found (real MVTec AD bottle)",
+            root.display()
+        );
         return;
     }
     if let Err(e) = ad_backbone::Pretrained::EfficientNetLite0.ensure() {
@@ -134,8 +143,13 @@ fn bottle_reaches_the_bar() {
         masks: &masks,
         dims: ad_metrics::MapDims::new(scores.len(), 256, 256),
     };
-    let eval = ad_metrics::evaluate(&scores, &labels, &pixels, &ad_metrics::EvalOptions::default())
-        .unwrap();
+    let eval = ad_metrics::evaluate(
+        &scores,
+        &labels,
+        &pixels,
+        &ad_metrics::EvalOptions::default(),
+    )
+    .unwrap();
     let pixel = eval.pixel.unwrap();
     println!(
         "CFlow bottle ({epochs} epochs, losses {:?}): image AUROC {:.4}, pixel AUROC {:.4}, AUPRO {:.4}, fit {fit_s:.1} s, predict {predict_ms:.1} ms/img",
@@ -145,5 +159,9 @@ fn bottle_reaches_the_bar() {
         pixel.aupro
     );
     assert!(eval.image.auroc >= 0.97, "image AUROC {}", eval.image.auroc);
-    assert!(pixel.level.auroc >= 0.95, "pixel AUROC {}", pixel.level.auroc);
+    assert!(
+        pixel.level.auroc >= 0.95,
+        "pixel AUROC {}",
+        pixel.level.auroc
+    );
 }

@@ -19,7 +19,8 @@ pub struct ModelArgs {
     /// below override its values.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Detector: patchcore or padim [default: the config file's `model`, else patchcore].
+    /// Detector: patchcore, padim or cflow [default: the config file's `model`, else
+    /// patchcore].
     #[arg(long)]
     pub model: Option<String>,
     /// Print the effective config (TOML) and exit without reading any image.
@@ -85,6 +86,18 @@ pub struct ModelArgs {
     /// PaDiM: ridge added to every covariance diagonal [default: 0.01].
     #[arg(long)]
     pub regularization: Option<f64>,
+    /// CFlow: training epochs [default: 10].
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// CFlow: Adam learning rate [default: 1e-4].
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// CFlow: coupling blocks per decoder [default: 8].
+    #[arg(long)]
+    pub coupling_blocks: Option<usize>,
+    /// CFlow: fibers per optimiser step [default: 64].
+    #[arg(long)]
+    pub fiber_batch: Option<usize>,
 }
 
 /// The line (0-based) of the top-level `model` key: in TOML before the first `[table]`, in
@@ -173,7 +186,8 @@ pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
     }
     match kind.name {
         "patchcore" => parse(&rest, yaml).map(DetectorConfig::Patchcore),
-        _ => parse(&rest, yaml).map(DetectorConfig::Padim),
+        "padim" => parse(&rest, yaml).map(DetectorConfig::Padim),
+        _ => parse(&rest, yaml).map(DetectorConfig::Cflow),
     }
     .map_err(bad)
 }
@@ -307,6 +321,7 @@ impl ModelArgs {
                 if self.regularization.is_some() {
                     return Err(only_for("regularization", "padim", config));
                 }
+                self.refuse_cflow_flags(config)?;
             }
             DetectorConfig::Padim(c) => {
                 shared!(&mut *c);
@@ -331,9 +346,55 @@ impl ModelArgs {
                 if let Some((flag, _)) = patchcore_only.iter().find(|(_, given)| *given) {
                     return Err(only_for(flag, "patchcore", config));
                 }
+                self.refuse_cflow_flags(config)?;
+            }
+            DetectorConfig::Cflow(c) => {
+                shared!(&mut *c);
+                if let Some(s) = self.seed {
+                    c.seed = s;
+                }
+                if let Some(e) = self.epochs {
+                    c.epochs = e;
+                }
+                if let Some(r) = self.learning_rate {
+                    c.learning_rate = r;
+                }
+                if let Some(b) = self.coupling_blocks {
+                    c.coupling_blocks = b;
+                }
+                if let Some(b) = self.fiber_batch {
+                    c.fiber_batch = b;
+                }
+                let others = [
+                    ("coreset-ratio", "patchcore", self.coreset_ratio.is_some()),
+                    ("coreset-count", "patchcore", self.coreset_count.is_some()),
+                    ("coreset", "patchcore", self.coreset.is_some()),
+                    ("projection", "patchcore", self.projection.is_some()),
+                    ("neighbors", "patchcore", self.neighbors.is_some()),
+                    ("target-dim", "patchcore", self.target_dim.is_some()),
+                    ("knn", "patchcore", self.knn.is_some()),
+                    ("n-features", "padim", self.n_features.is_some()),
+                    ("regularization", "padim", self.regularization.is_some()),
+                ];
+                if let Some((flag, model, _)) = others.iter().find(|(_, _, given)| *given) {
+                    return Err(only_for(flag, model, config));
+                }
             }
         }
         Ok(())
+    }
+
+    fn refuse_cflow_flags(&self, config: &DetectorConfig) -> Result<(), CliError> {
+        let flags = [
+            ("epochs", self.epochs.is_some()),
+            ("learning-rate", self.learning_rate.is_some()),
+            ("coupling-blocks", self.coupling_blocks.is_some()),
+            ("fiber-batch", self.fiber_batch.is_some()),
+        ];
+        match flags.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(only_for(flag, "cflow", config)),
+            None => Ok(()),
+        }
     }
 }
 

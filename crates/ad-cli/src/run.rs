@@ -274,6 +274,27 @@ fn fit_and_calibrate(
     warn_all(&preflight.warnings);
     let mut model = config.build(device)?;
     let batch_size = model.batch_size();
+    let epochs = match config {
+        DetectorConfig::Cflow(c) => c.epochs,
+        _ => 0,
+    };
+    let epoch_bar = progress_bar(epochs, "training", visible && epochs > 0);
+    if epochs > 0 && visible {
+        let bar = epoch_bar.clone();
+        model.set_epoch_callback(Some(Box::new(move |r: &ad_core::EpochReport| {
+            let line = format!(
+                "epoch {}/{}: loss {:.5} ({:.1} s)",
+                r.epoch, r.epochs, r.loss, r.seconds
+            );
+            // Without a terminal the bar is hidden: the epoch lines still go to stderr.
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                bar.println(line);
+            }
+            bar.inc(1);
+        })));
+    }
     println!(
         "fitting {} on {} good images{}",
         config.name(),
@@ -298,6 +319,7 @@ fn fit_and_calibrate(
     if let Some(s) = spinner.borrow_mut().take() {
         s.finish_and_clear();
     }
+    epoch_bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     println!(
         "fit: {} images, {} features -> {} rows kept ({:.1} s features, {:.1} s building)",
@@ -612,7 +634,14 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
     }
     println!("taps            {}", text(&h["config"]["taps"]));
     println!("image size      {}", text(&h["image_size"]));
-    println!("feature grid    {}", text(&h["grid"]));
+    println!(
+        "feature grid    {}",
+        text(if h["grid"].is_null() {
+            &h["grids"]
+        } else {
+            &h["grid"]
+        })
+    );
     match info.detector {
         "patchcore" => println!(
             "memory bank     {} x {} (coverage radius {})",
@@ -620,6 +649,20 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
             text(&h["feature_dim"]),
             text(&h["coverage_radius"])
         ),
+        "cflow" => {
+            let losses: Vec<f64> = h["losses"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                .unwrap_or_default();
+            println!(
+                "decoders        {} flows x {} coupling blocks, {} parameters, {} epochs (last loss {})",
+                h["tap_channels"].as_array().map_or(0, |a| a.len()),
+                text(&h["config"]["coupling_blocks"]),
+                text(&h["parameters"]),
+                losses.len(),
+                losses.last().map_or("-".into(), |l| format!("{l:.5}"))
+            );
+        }
         "padim" => {
             let n = h["channels"].as_array().map_or(0, |a| a.len());
             println!(

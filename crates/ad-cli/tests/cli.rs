@@ -42,10 +42,10 @@ fn s(p: &Path) -> &str {
 fn setup(root: &Path, model: &str) -> (PathBuf, PathBuf) {
     SyntheticConfig::small().generate(root).unwrap();
     let config = root.join(format!("{model}.toml"));
-    let extra = if model == "patchcore" {
-        "num_neighbors = 3\n[coreset]\nsize = { ratio = 0.25 }\n"
-    } else {
-        "n_features = 24\n"
+    let extra = match model {
+        "patchcore" => "num_neighbors = 3\n[coreset]\nsize = { ratio = 0.25 }\n",
+        "cflow" => "epochs = 2\ncoupling_blocks = 2\ncondition_dim = 16\nlearning_rate = 0.001\n",
+        _ => "n_features = 24\n",
     };
     std::fs::write(
         &config,
@@ -445,4 +445,38 @@ fn bad_input_is_caught_before_fitting() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("is a directory"), "{}", text(&o));
+}
+
+#[test]
+fn cflow_trains_and_predicts_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, config) = setup(tmp.path(), "cflow");
+    let model = tmp.path().join("m.cflow");
+    // Not quiet: the loss of every epoch is reported (on stderr without a terminal).
+    let o = ad(&[
+        "fit",
+        "--config",
+        s(&config),
+        "--data",
+        s(tmp.path()),
+        "--category",
+        "synthetic_small",
+        "--out",
+        s(&model),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("epoch 2/2: loss"), "{}", text(&o));
+    let o = ad(&["info", s(&model)]);
+    assert!(text(&o).contains("coupling blocks"), "{}", text(&o));
+    let o = ad(&["predict", s(&model), s(&cat.join("test/crack"))]);
+    assert!(o.status.success(), "{}", text(&o));
+    let loaded = ad_cflow::Cflow::load(&model, &Device::default()).unwrap();
+    for line in lines(&o) {
+        let path = PathBuf::from(line["path"].as_str().unwrap());
+        let p = loaded
+            .predict_image(&ad_mvtec::decode::load_rgb(&path).unwrap())
+            .unwrap();
+        let score = line["score"].as_f64().unwrap() as f32;
+        assert_eq!(score.to_bits(), p.score.to_bits(), "{}", path.display());
+    }
 }
