@@ -403,17 +403,28 @@ pub fn fit(args: &FitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+/// What a report carries besides the test run: fit time, extra columns, pre-flight warnings.
+#[derive(Clone, Copy)]
+struct ReportContext<'a> {
+    fit_seconds: f64,
+    extras: &'a [(&'a str, f64)],
+    warnings: &'a [String],
+}
+
 /// Tests `model` on `splits`, writes pictures and the report into `out`; returns the report.
 fn test_and_report(
     model: &dyn DynDetector,
     splits: &Splits,
     output: &OutputArgs,
     out: &Path,
-    fit_seconds: f64,
-    extras: &[(&str, f64)],
-    warnings: &[String],
+    context: &ReportContext<'_>,
     visible: bool,
 ) -> Result<RunReport, CliError> {
+    let ReportContext {
+        fit_seconds,
+        extras,
+        warnings,
+    } = *context;
     let bar = progress_bar(splits.test.len(), "testing", visible);
     let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
     let boxed = DynRef(model);
@@ -524,9 +535,11 @@ pub fn test(args: &TestArgs) -> Result<(), CliError> {
             splits,
             &args.output,
             out,
-            0.0,
-            &[],
-            &check.warnings,
+            &ReportContext {
+                fit_seconds: 0.0,
+                extras: &[],
+                warnings: &check.warnings,
+            },
             !args.common.quiet,
         )
     })
@@ -594,9 +607,11 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             splits,
             &args.output,
             out,
-            fitted.seconds,
-            &extras,
-            &fitted.warnings,
+            &ReportContext {
+                fit_seconds: fitted.seconds,
+                extras: &extras,
+                warnings: &fitted.warnings,
+            },
             !args.common.quiet,
         )
     })
