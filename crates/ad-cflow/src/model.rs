@@ -17,6 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 
 use crate::CflowError;
 use crate::config::{CflowConfig, CheckedConfig};
@@ -396,36 +397,31 @@ impl Detector for Cflow {
             })
             .collect::<Result<_, CflowError>>()?;
         let n_taps = taps.len() as f32;
-        (0..batch.len())
+        let (mode, sigma) = (self.config.upsample, self.config.blur_sigma);
+        let threshold = self.threshold.as_ref();
+        let maps: Vec<Result<Prediction, CflowError>> = (0..batch.len())
+            .into_par_iter()
             .map(|i| {
                 // Sum of the per-tap likelihood maps, inverted: n_taps - sum(exp(log p - ref)).
                 let mut total = vec![0.0f32; h * w];
                 for (t, p) in taps.iter().zip(&probs) {
                     let per = t.grid.0 * t.grid.1;
-                    let up = upsample(
-                        &p[i * per..(i + 1) * per],
-                        t.grid,
-                        (h, w),
-                        self.config.upsample,
-                    );
+                    let up = upsample(&p[i * per..(i + 1) * per], t.grid, (h, w), mode);
                     for (a, v) in total.iter_mut().zip(up) {
                         *a += v;
                     }
                 }
                 let inverted: Vec<f32> = total.into_iter().map(|v| n_taps - v).collect();
-                let map = AnomalyMap::new(
-                    w,
-                    h,
-                    gaussian_blur(&inverted, (h, w), self.config.blur_sigma),
-                )?;
+                let map = AnomalyMap::new(w, h, gaussian_blur(&inverted, (h, w), sigma))?;
                 let score = map.max();
                 Ok(Prediction {
                     score,
                     map,
-                    is_anomalous: self.threshold.as_ref().map(|t| t.is_anomalous(score)),
+                    is_anomalous: threshold.map(|t| t.is_anomalous(score)),
                 })
             })
-            .collect()
+            .collect();
+        maps.into_iter().collect()
     }
 
     fn save(&self, path: &std::path::Path) -> Result<(), CflowError> {
