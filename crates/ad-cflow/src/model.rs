@@ -383,7 +383,9 @@ impl Detector for Cflow {
                 expected: format!("[_, 3, {}, {}]", fitted.image_size.0, fitted.image_size.1),
             });
         }
+        let t0 = Instant::now();
         let taps = self.encode(batch)?;
+        let t_encode = t0.elapsed();
         let probs: Vec<Vec<f32>> = taps
             .iter()
             .enumerate()
@@ -396,6 +398,7 @@ impl Detector for Cflow {
                     .collect())
             })
             .collect::<Result<_, CflowError>>()?;
+        let t_flows = t0.elapsed() - t_encode;
         let n_taps = taps.len() as f32;
         let (mode, sigma) = (self.config.upsample, self.config.blur_sigma);
         let threshold = self.threshold.as_ref();
@@ -421,6 +424,13 @@ impl Detector for Cflow {
                 })
             })
             .collect();
+        log::debug!(
+            "predict {} images: encoder {:.1} ms, decoders {:.1} ms, maps {:.1} ms",
+            batch.len(),
+            t_encode.as_secs_f64() * 1e3,
+            t_flows.as_secs_f64() * 1e3,
+            (t0.elapsed() - t_encode - t_flows).as_secs_f64() * 1e3
+        );
         maps.into_iter().collect()
     }
 
