@@ -117,21 +117,11 @@ impl CflowConfig {
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
         }
-        if !(self.blur_sigma.is_finite() && self.blur_sigma >= 0.0 && self.blur_sigma <= 64.0) {
-            return bad(
-                "blur_sigma",
-                format!("{} is not in [0, 64]", self.blur_sigma),
-            );
+        if let Err((name, reason)) =
+            ad_core::postprocess::check_shared(self.blur_sigma, self.batch_size, &self.preprocess)
+        {
+            return bad(name, reason);
         }
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1".into());
-        }
-        ad_core::Preprocessor::new(self.preprocess.clone()).map_err(|e| {
-            CflowError::InvalidConfig {
-                name: "preprocess",
-                reason: e.to_string(),
-            }
-        })?;
         let mut c = self.clone();
         if c.taps.is_empty() {
             c.taps = default_taps(c.backbone);

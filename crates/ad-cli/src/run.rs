@@ -372,13 +372,21 @@ fn default_out(model: &str, category: &str) -> PathBuf {
     Path::new("out").join(model).join(category)
 }
 
+/// The effective config, or `None` after printing it for `--print-config`.
+fn resolve_or_print(model: &ModelArgs) -> Result<Option<DetectorConfig>, CliError> {
+    let config = model.resolve()?;
+    if model.print_config {
+        print!("{}", crate::to_toml(&config)?);
+        return Ok(None);
+    }
+    Ok(Some(config))
+}
+
 /// `ad fit`.
 pub fn fit(args: &FitArgs) -> Result<(), CliError> {
-    let config = args.model.resolve()?;
-    if args.model.print_config {
-        print!("{}", crate::to_toml(&config)?);
+    let Some(config) = resolve_or_print(&args.model)? else {
         return Ok(());
-    }
+    };
     let device = device(&args.common)?;
     let data = args.data.open()?;
     let [splits] = data.splits.as_slice() else {
@@ -574,11 +582,9 @@ fn for_each_category(
 
 /// `ad run`: fit, calibrate, save, test for every selected category.
 pub fn run(args: &RunArgs) -> Result<(), CliError> {
-    let config = args.model.resolve()?;
-    if args.model.print_config {
-        print!("{}", crate::to_toml(&config)?);
+    let Some(config) = resolve_or_print(&args.model)? else {
         return Ok(());
-    }
+    };
     let device = device(&args.common)?;
     let data = args.data.open()?;
     say_dataset(&data);

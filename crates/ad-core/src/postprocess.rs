@@ -43,6 +43,24 @@ impl std::str::FromStr for MapUpsample {
     }
 }
 
+/// Checks the settings every detector shares, returning the name of the first bad one and why:
+/// the map blur `sigma` in `[0, 64]`, a `batch_size` of at least 1, and the preprocessing.
+pub fn check_shared(
+    sigma: f32,
+    batch_size: usize,
+    preprocess: &crate::PreprocessConfig,
+) -> Result<(), (&'static str, String)> {
+    if !(sigma.is_finite() && (0.0..=64.0).contains(&sigma)) {
+        return Err(("blur_sigma", format!("{sigma} is not in [0, 64]")));
+    }
+    if batch_size == 0 {
+        return Err(("batch_size", "must be at least 1".into()));
+    }
+    crate::Preprocessor::new(preprocess.clone())
+        .map(drop)
+        .map_err(|e| ("preprocess", e.to_string()))
+}
+
 /// Upsamples a `[batch][gh * gw]` score grid to `h x w` and blurs it with `sigma`: the anomaly
 /// map of every image of a batch, computed in parallel.
 ///

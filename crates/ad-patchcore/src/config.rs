@@ -121,24 +121,14 @@ impl PatchcoreConfig {
                 format!("{} must be odd and positive", self.patch_size),
             );
         }
-        if !(self.blur_sigma.is_finite() && self.blur_sigma >= 0.0 && self.blur_sigma <= 64.0) {
-            return bad(
-                "blur_sigma",
-                format!("{} is not in [0, 64]", self.blur_sigma),
-            );
-        }
-        if self.batch_size == 0 {
-            return bad("batch_size", "must be at least 1".into());
-        }
         if self.target_dim == Some(0) {
             return bad("target_dim", "must be at least 1 when set".into());
         }
-        ad_core::Preprocessor::new(self.preprocess.clone()).map_err(|e| {
-            PatchcoreError::InvalidConfig {
-                name: "preprocess",
-                reason: e.to_string(),
-            }
-        })?;
+        if let Err((name, reason)) =
+            ad_core::postprocess::check_shared(self.blur_sigma, self.batch_size, &self.preprocess)
+        {
+            return bad(name, reason);
+        }
         let mut c = self.clone();
         if c.taps.is_empty() {
             c.taps = c.backbone.default_taps();
