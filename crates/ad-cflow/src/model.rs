@@ -153,33 +153,12 @@ impl Cflow {
 
     /// Per-dimension log-likelihood of every row of `tap` under decoder `l`.
     pub(crate) fn log_prob(&self, l: usize, tap: &TapRows) -> Result<Vec<f32>, CflowError> {
-        let (h, w) = tap.grid;
-        let cond_dim = self.config.condition_dim;
-        let cond = positional_encoding_2d(cond_dim, h, w);
-        let c = tap.channels;
-        let n = tap.rows.len() / c.max(1);
-        let mut out = Vec::with_capacity(n);
-        let mut start = 0;
-        while start < n {
-            let m = INFER_CHUNK.min(n - start);
-            let x = Tensor::<2>::from_data(
-                TensorData::new(tap.rows[start * c..(start + m) * c].to_vec(), [m, c]),
-                &self.device,
-            );
-            let mut cv = Vec::with_capacity(m * cond_dim);
-            for i in start..start + m {
-                let p = i % (h * w);
-                cv.extend_from_slice(&cond[p * cond_dim..(p + 1) * cond_dim]);
-            }
-            let ct = Tensor::<2>::from_data(TensorData::new(cv, [m, cond_dim]), &self.device);
-            out.extend(read_f32(
-                self.decoders[l]
-                    .log_prob_per_dim(x, ct)
-                    .unsqueeze_dim::<2>(1),
-            )?);
-            start += m;
-        }
-        Ok(out)
+        log_prob_rows(
+            &self.decoders[l],
+            self.config.condition_dim,
+            tap,
+            &self.device,
+        )
     }
 
     /// Trains decoder `l` for one epoch on `tap`, returning the summed loss and the number of
@@ -240,6 +219,37 @@ impl Cflow {
         }
         Ok((flow, total, n))
     }
+}
+
+/// Per-dimension log-likelihood of every row of `tap` under `decoder`, in chunks.
+fn log_prob_rows(
+    decoder: &Flow,
+    cond_dim: usize,
+    tap: &TapRows,
+    device: &Device,
+) -> Result<Vec<f32>, CflowError> {
+    let (h, w) = tap.grid;
+    let cond = positional_encoding_2d(cond_dim, h, w);
+    let c = tap.channels;
+    let n = tap.rows.len() / c.max(1);
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    while start < n {
+        let m = INFER_CHUNK.min(n - start);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(tap.rows[start * c..(start + m) * c].to_vec(), [m, c]),
+            device,
+        );
+        let mut cv = Vec::with_capacity(m * cond_dim);
+        for i in start..start + m {
+            let p = i % (h * w);
+            cv.extend_from_slice(&cond[p * cond_dim..(p + 1) * cond_dim]);
+        }
+        let ct = Tensor::<2>::from_data(TensorData::new(cv, [m, cond_dim]), device);
+        out.extend(read_f32(decoder.log_prob_per_dim(x, ct))?);
+        start += m;
+    }
+    Ok(out)
 }
 
 impl Detector for Cflow {
@@ -386,13 +396,15 @@ impl Detector for Cflow {
         let t0 = Instant::now();
         let taps = self.encode(batch)?;
         let t_encode = t0.elapsed();
+        // The taps' decoders run concurrently (each is small-matrix work that leaves cores idle).
+        let (decoders, cond_dim, device) =
+            (&self.decoders, self.config.condition_dim, &self.device);
         let probs: Vec<Vec<f32>> = taps
-            .iter()
+            .par_iter()
             .enumerate()
             .map(|(l, t)| {
                 let r = fitted.reference[l];
-                Ok(self
-                    .log_prob(l, t)?
+                Ok(log_prob_rows(&decoders[l], cond_dim, t, device)?
                     .into_iter()
                     .map(|v| (v - r).exp())
                     .collect())
