@@ -18,7 +18,7 @@ use crate::run::CommonArgs;
 #[derive(clap::Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct PredictArgs {
-    /// Model file written by `ad fit` (PatchCore or PaDiM, recognised by its header).
+    /// Model file written by `ad fit` (any detector, recognised by its header).
     model_file: PathBuf,
     /// Images: files, folders (their image files, sorted; hidden files skipped) or glob
     /// patterns (quote them: 'line/*/*.png').
