@@ -101,7 +101,7 @@ pub fn metrics_row(
     model: &str,
     eval: &TestEvaluation,
     threshold: Option<&Threshold>,
-    fit_seconds: f64,
+    fit_seconds: Option<f64>,
     predict_ms: f64,
 ) -> Option<MetricsRow> {
     let m = eval.metrics.as_ref()?;

@@ -414,7 +414,7 @@ pub fn fit(args: &FitArgs) -> Result<(), CliError> {
 /// What a report carries besides the test run: fit time, extra columns, pre-flight warnings.
 #[derive(Clone, Copy)]
 struct ReportContext<'a> {
-    fit_seconds: f64,
+    fit_seconds: Option<f64>,
     extras: &'a [(&'a str, f64)],
     warnings: &'a [String],
 }
@@ -544,7 +544,7 @@ pub fn test(args: &TestArgs) -> Result<(), CliError> {
             &args.output,
             out,
             &ReportContext {
-                fit_seconds: 0.0,
+                fit_seconds: None,
                 extras: &[],
                 warnings: &check.warnings,
             },
@@ -614,7 +614,7 @@ pub fn run(args: &RunArgs) -> Result<(), CliError> {
             &args.output,
             out,
             &ReportContext {
-                fit_seconds: fitted.seconds,
+                fit_seconds: Some(fitted.seconds),
                 extras: &extras,
                 warnings: &fitted.warnings,
             },

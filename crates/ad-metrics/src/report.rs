@@ -28,8 +28,10 @@ pub struct MetricsRow {
     pub aupro: Option<f64>,
     /// FPR limit of `aupro`.
     pub aupro_fpr_limit: Option<f64>,
-    /// Seconds spent fitting (building the memory bank, ...).
-    pub fit_seconds: f64,
+    /// Seconds spent fitting (building the memory bank, ...); `None` when the run did not
+    /// fit (a saved model was tested).
+    #[serde(default)]
+    pub fit_seconds: Option<f64>,
     /// Mean prediction time per test image, milliseconds.
     pub predict_ms_per_image: f64,
     /// Peak resident memory during the run, MiB.
@@ -49,7 +51,7 @@ impl MetricsRow {
         category: impl Into<String>,
         model: impl Into<String>,
         eval: &Evaluation,
-        fit_seconds: f64,
+        fit_seconds: Option<f64>,
         predict_ms_per_image: f64,
     ) -> Self {
         Self {
@@ -135,7 +137,7 @@ impl RunReport {
             pixel_f1_max: mean(r.iter().map(|x| x.pixel_f1_max)),
             aupro: mean(r.iter().map(|x| x.aupro)),
             aupro_fpr_limit: r.iter().find_map(|x| x.aupro_fpr_limit),
-            fit_seconds: mean(r.iter().map(|x| Some(x.fit_seconds))).unwrap_or(0.0),
+            fit_seconds: mean(r.iter().map(|x| x.fit_seconds)),
             predict_ms_per_image: mean(r.iter().map(|x| Some(x.predict_ms_per_image)))
                 .unwrap_or(0.0),
             peak_memory_mb: mean(r.iter().map(|x| x.peak_memory_mb)),
@@ -207,7 +209,7 @@ impl RunReport {
                 pct(Some(r.image_f1_max)),
                 pct(r.pixel_f1_max),
                 pct(r.aupro),
-                num(Some(r.fit_seconds), 2),
+                num(r.fit_seconds, 2),
                 num(Some(r.predict_ms_per_image), 1),
             ];
             if has_mem {
@@ -305,10 +307,10 @@ mod tests {
         .unwrap();
         let mut rep = RunReport::new("smoke");
         rep.notes.push("command: cargo test".into());
-        let mut a = MetricsRow::from_evaluation("bottle", "patchcore", &e, 1.5, 20.0);
+        let mut a = MetricsRow::from_evaluation("bottle", "patchcore", &e, Some(1.5), 20.0);
         a.peak_memory_mb = Some(512.0);
         rep.push(a);
-        let mut b = MetricsRow::from_evaluation("cable", "patchcore", &e, 2.5, 30.0);
+        let mut b = MetricsRow::from_evaluation("cable", "patchcore", &e, Some(2.5), 30.0);
         b.pixel_auroc = Some(0.9);
         b.extras.insert("balanced_acc".into(), 0.75);
         rep.push(b);
@@ -321,7 +323,7 @@ mod tests {
         assert!(md.contains("peak MiB") && md.contains("balanced_acc"));
         assert_eq!(md.lines().filter(|l| l.starts_with('|')).count(), 5);
         let m = rep.mean_row().unwrap();
-        assert_eq!(m.fit_seconds, 2.0);
+        assert_eq!(m.fit_seconds, Some(2.0));
         let dir = tempfile::tempdir().unwrap();
         let (json, mdp) = rep.write(dir.path(), "run").unwrap();
         assert_eq!(RunReport::read_json(&json).unwrap(), rep);
