@@ -71,7 +71,7 @@ pub fn default_memory_limit() -> u64 {
 }
 
 /// Fits `detector` on good images, streaming batches from disk.
-pub fn fit<D: Detector>(
+pub fn fit<D: Detector + ?Sized>(
     detector: &mut D,
     train: &[Sample],
     batch_size: usize,
@@ -85,7 +85,7 @@ where
 
 /// [`fit`], calling `on_features_done` once every image's features are extracted (when the
 /// detector goes on to build its memory: the coreset, the Gaussians), e.g. to start a spinner.
-pub fn fit_with<D: Detector>(
+pub fn fit_with<D: Detector + ?Sized>(
     detector: &mut D,
     train: &[Sample],
     batch_size: usize,
@@ -153,7 +153,7 @@ pub fn split_holdout(
 }
 
 /// Image scores of `samples`, in order.
-pub fn score<D: Detector>(
+pub fn score<D: Detector + ?Sized>(
     detector: &D,
     samples: &[Sample],
     batch_size: usize,
@@ -337,7 +337,7 @@ impl TestRun {
 
 /// Scores every test image; `on_batch` sees each batch with its predictions (to write
 /// overlays) before the maps are appended.
-pub fn test<D: Detector>(
+pub fn test<D: Detector + ?Sized>(
     detector: &D,
     test: &[Sample],
     batch_size: usize,

@@ -42,7 +42,7 @@ fn small_models(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .iter()
         .map(|c| {
             let mut model = c.build(&Device::default()).unwrap();
-            pipeline::fit(&mut model, &cat.splits.train, 4, &ProgressBar::hidden()).unwrap();
+            pipeline::fit(model.as_mut(), &cat.splits.train, 4, &ProgressBar::hidden()).unwrap();
             model.set_threshold(Some(
                 anomaly_detection::core::Threshold::manual(1.0).unwrap(),
             ));

@@ -308,7 +308,7 @@ fn fit_and_calibrate(
     let t0 = Instant::now();
     let bar = progress_bar(fit_set.len(), "features", visible);
     let spinner = std::cell::RefCell::new(None);
-    let summary = pipeline::fit_with(&mut model, &fit_set, batch_size, &bar, || {
+    let summary = pipeline::fit_with(model.as_mut(), &fit_set, batch_size, &bar, || {
         if visible {
             let s = ProgressBar::new_spinner();
             s.set_message("building the model (coreset / Gaussians) ...");
@@ -332,7 +332,7 @@ fn fit_and_calibrate(
     let threshold = match calibration.threshold {
         ThresholdMode::Good => {
             let bar = progress_bar(held.len(), "threshold", visible);
-            let scores = pipeline::score(&model, &held, batch_size, &bar)?;
+            let scores = pipeline::score(model.as_ref(), &held, batch_size, &bar)?;
             Some(pipeline::calibrate_good(&scores, calibration.quantile)?)
         }
         ThresholdMode::F1 => {
@@ -341,7 +341,7 @@ fn fit_and_calibrate(
                  decisions reported on that split are optimistic"
             );
             let bar = progress_bar(splits.test.len(), "threshold", visible);
-            let scores = pipeline::score(&model, &splits.test, batch_size, &bar)?;
+            let scores = pipeline::score(model.as_ref(), &splits.test, batch_size, &bar)?;
             let labels: Vec<bool> = splits.test.iter().map(|s| s.is_anomalous).collect();
             Some(pipeline::calibrate_f1(&scores, &labels)?)
         }
@@ -435,9 +435,8 @@ fn test_and_report(
     } = *context;
     let bar = progress_bar(splits.test.len(), "testing", visible);
     let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
-    let boxed = DynRef(model);
     let run: TestRun = pipeline::test(
-        &boxed,
+        model,
         &splits.test,
         model.dyn_batch_size(),
         &bar,
@@ -467,44 +466,6 @@ fn test_and_report(
     write_report(out, &report)?;
     println!("pictures in {} (overlays/, roc.png, pr.png)", out.display());
     Ok(report)
-}
-
-/// A `&dyn DynDetector` seen as a [`Detector`] (for the generic pipeline).
-struct DynRef<'a>(&'a dyn DynDetector);
-
-impl Detector for DynRef<'_> {
-    type Error = ad_core::DetectorError;
-    fn name(&self) -> &'static str {
-        self.0.dyn_name()
-    }
-    fn fit<I, E>(&mut self, _: I) -> Result<FitSummary, Self::Error>
-    where
-        I: IntoIterator<Item = Result<ad_core::ImageBatch, E>>,
-        E: Into<ad_core::BoxError>,
-    {
-        Err(ad_core::DetectorError(
-            "a borrowed detector cannot be fitted".into(),
-        ))
-    }
-    fn predict(
-        &self,
-        batch: &ad_core::ImageBatch,
-    ) -> Result<Vec<ad_core::Prediction>, Self::Error> {
-        self.0.dyn_predict(batch)
-    }
-    fn preprocessor(&self) -> &ad_core::Preprocessor {
-        self.0.dyn_preprocessor()
-    }
-    fn save(&self, path: &Path) -> Result<(), Self::Error> {
-        self.0.dyn_save(path)
-    }
-    fn threshold(&self) -> Option<&Threshold> {
-        self.0.dyn_threshold()
-    }
-    fn set_threshold(&mut self, _: Option<Threshold>) {}
-    fn batch_size(&self) -> usize {
-        self.0.dyn_batch_size()
-    }
 }
 
 /// `ad test`.

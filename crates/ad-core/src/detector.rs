@@ -163,8 +163,8 @@ pub struct DetectorError(pub BoxError);
 pub type BatchStream<'a> = dyn Iterator<Item = Result<ImageBatch, BoxError>> + 'a;
 
 /// Object-safe form of [`Detector`], implemented for every detector: what lets a program pick
-/// PatchCore, PaDiM or a later model by name at run time (`Box<dyn DynDetector>`). The boxed
-/// form implements [`Detector`] again, so generic code takes either.
+/// PatchCore, PaDiM or a later model by name at run time (`Box<dyn DynDetector>`). `dyn DynDetector`
+/// implements [`Detector`] again, so generic code (taking `D: Detector + ?Sized`) takes either.
 pub trait DynDetector {
     /// [`Detector::name`].
     fn dyn_name(&self) -> &'static str;
@@ -216,11 +216,11 @@ impl<D: Detector> DynDetector for D {
     }
 }
 
-impl Detector for Box<dyn DynDetector> {
+impl Detector for dyn DynDetector + '_ {
     type Error = DetectorError;
 
     fn name(&self) -> &'static str {
-        self.as_ref().dyn_name()
+        self.dyn_name()
     }
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, DetectorError>
     where
@@ -228,28 +228,28 @@ impl Detector for Box<dyn DynDetector> {
         E: Into<BoxError>,
     {
         let mut stream = batches.into_iter().map(|b| b.map_err(Into::into));
-        self.as_mut().dyn_fit(&mut stream)
+        self.dyn_fit(&mut stream)
     }
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError> {
-        self.as_ref().dyn_predict(batch)
+        self.dyn_predict(batch)
     }
     fn preprocessor(&self) -> &Preprocessor {
-        self.as_ref().dyn_preprocessor()
+        self.dyn_preprocessor()
     }
     fn save(&self, path: &Path) -> Result<(), DetectorError> {
-        self.as_ref().dyn_save(path)
+        self.dyn_save(path)
     }
     fn threshold(&self) -> Option<&Threshold> {
-        self.as_ref().dyn_threshold()
+        self.dyn_threshold()
     }
     fn set_threshold(&mut self, threshold: Option<Threshold>) {
-        self.as_mut().dyn_set_threshold(threshold)
+        self.dyn_set_threshold(threshold)
     }
     fn batch_size(&self) -> usize {
-        self.as_ref().dyn_batch_size()
+        self.dyn_batch_size()
     }
     fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
-        self.as_mut().dyn_set_epoch_callback(callback)
+        self.dyn_set_epoch_callback(callback)
     }
 }
 
