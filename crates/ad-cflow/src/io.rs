@@ -181,6 +181,7 @@ impl Cflow {
         }
         model.threshold = header.threshold;
         model.fitted = Some(Fitted {
+            conditions: crate::model::conditions(p_dim, &header.grids),
             grids: header.grids,
             reference: header.reference,
             image_size: header.image_size,

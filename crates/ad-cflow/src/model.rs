@@ -41,6 +41,8 @@ pub(crate) struct TapRows {
 pub(crate) struct Fitted {
     /// Grid `(h, w)` of every tap.
     pub(crate) grids: Vec<(usize, usize)>,
+    /// Positional condition of every tap's grid (derived from `grids`, not saved).
+    pub(crate) conditions: Vec<Vec<f32>>,
     /// Largest per-dimension log-likelihood of a training fiber, per tap: the likelihoods of
     /// new fibers are normalised by it (`exp(log p - reference)`).
     pub(crate) reference: Vec<f32>,
@@ -151,16 +153,6 @@ impl Cflow {
             .collect()
     }
 
-    /// Per-dimension log-likelihood of every row of `tap` under decoder `l`.
-    pub(crate) fn log_prob(&self, l: usize, tap: &TapRows) -> Result<Vec<f32>, CflowError> {
-        log_prob_rows(
-            &self.decoders[l],
-            self.config.condition_dim,
-            tap,
-            &self.device,
-        )
-    }
-
     /// Trains decoder `l` for one epoch on `tap`, returning the summed loss and the number of
     /// fibers.
     #[allow(clippy::too_many_arguments)]
@@ -221,15 +213,25 @@ impl Cflow {
     }
 }
 
-/// Per-dimension log-likelihood of every row of `tap` under `decoder`, in chunks.
+/// The positional conditions of every tap's grid, `[h * w, dim]` each (computed once per fit or
+/// load, not per prediction).
+pub(crate) fn conditions(dim: usize, grids: &[(usize, usize)]) -> Vec<Vec<f32>> {
+    grids
+        .iter()
+        .map(|&(h, w)| positional_encoding_2d(dim, h, w))
+        .collect()
+}
+
+/// Per-dimension log-likelihood of every row of `tap` under `decoder`, in chunks; `cond` is
+/// the tap grid's positional condition (`[h * w, dim]`).
 fn log_prob_rows(
     decoder: &Flow,
-    cond_dim: usize,
+    cond: &[f32],
     tap: &TapRows,
     device: &Device,
 ) -> Result<Vec<f32>, CflowError> {
     let (h, w) = tap.grid;
-    let cond = positional_encoding_2d(cond_dim, h, w);
+    let cond_dim = cond.len() / (h * w).max(1);
     let c = tap.channels;
     let n = tap.rows.len() / c.max(1);
     let mut out = Vec::with_capacity(n);
@@ -317,10 +319,8 @@ impl Detector for Cflow {
         let mut optims: Vec<_> = (0..taps.len())
             .map(|_| AdamConfig::new().with_epsilon(1e-8).init())
             .collect();
-        let conds: Vec<Vec<f32>> = taps
-            .iter()
-            .map(|t| positional_encoding_2d(self.config.condition_dim, t.grid.0, t.grid.1))
-            .collect();
+        let grids: Vec<(usize, usize)> = taps.iter().map(|t| t.grid).collect();
+        let conds = conditions(self.config.condition_dim, &grids);
         let mut shuffle = Xoshiro256PlusPlus::seed_from_u64(self.config.seed ^ 0x5EED_F1B5);
         let mut losses = Vec::with_capacity(self.config.epochs);
         let mut callback = self.on_epoch.take();
@@ -365,12 +365,13 @@ impl Detector for Cflow {
         // The reference likelihood of every tap: the best-explained training fiber.
         let mut reference = Vec::with_capacity(taps.len());
         for (l, tap) in taps.iter().enumerate() {
-            let lp = self.log_prob(l, tap)?;
+            let lp = log_prob_rows(&self.decoders[l], &conds[l], tap, &self.device)?;
             reference.push(lp.iter().copied().fold(f32::NEG_INFINITY, f32::max));
         }
         let features: usize = taps.iter().map(|t| t.rows.len() / t.channels).sum();
         self.fitted = Some(Fitted {
-            grids: taps.iter().map(|t| t.grid).collect(),
+            grids,
+            conditions: conds,
             reference,
             image_size,
             losses,
@@ -396,18 +397,33 @@ impl Detector for Cflow {
         let t0 = Instant::now();
         let taps = self.encode(batch)?;
         let t_encode = t0.elapsed();
+        if let Some((l, t)) = taps
+            .iter()
+            .enumerate()
+            .find(|(l, t)| fitted.grids.get(*l) != Some(&t.grid))
+        {
+            return Err(CflowError::BatchShape {
+                got: batch.shape(),
+                expected: format!(
+                    "a {:?} grid at tap {l} like the fitted model, got {:?}",
+                    fitted.grids.get(l),
+                    t.grid
+                ),
+            });
+        }
         // The taps' decoders run concurrently (each is small-matrix work that leaves cores idle).
-        let (decoders, cond_dim, device) =
-            (&self.decoders, self.config.condition_dim, &self.device);
+        let (decoders, device) = (&self.decoders, &self.device);
         let probs: Vec<Vec<f32>> = taps
             .par_iter()
             .enumerate()
             .map(|(l, t)| {
                 let r = fitted.reference[l];
-                Ok(log_prob_rows(&decoders[l], cond_dim, t, device)?
-                    .into_iter()
-                    .map(|v| (v - r).exp())
-                    .collect())
+                Ok(
+                    log_prob_rows(&decoders[l], &fitted.conditions[l], t, device)?
+                        .into_iter()
+                        .map(|v| (v - r).exp())
+                        .collect(),
+                )
             })
             .collect::<Result<_, CflowError>>()?;
         let t_flows = t0.elapsed() - t_encode;
