@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reruns every PatchCore figure of docs/results.md (MVTec AD bottle, 12 PIPED classes; coreset
+# Reruns the PatchCore, threshold and CFlow figures of docs/results.md (MVTec AD bottle, 12 PIPED classes; coreset
 # 0.1 and 0.01). Needs ../shared/datasets (or pass another root as $1). Writes out/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,3 +18,6 @@ target/release/ad fit --quiet --data "$data/mvtec_ad" --category bottle --out ou
 target/release/ad test --quiet out/results/bottle_fit/bottle.patchcore "$data/mvtec_ad/bottle" --out out/results/bottle_fit/test --overlays 0
 target/release/ad fit --quiet --model padim --data "$data/mvtec_ad" --category bottle --out out/results/bottle_fit/bottle.padim
 target/release/ad test --quiet out/results/bottle_fit/bottle.padim "$data/mvtec_ad/bottle" --out out/results/bottle_fit/test_padim --overlays 0
+# CFlow (docs/results.md, "## CFlow"): bottle and the 12 PIPED classes, 5 epochs.
+target/release/ad run --quiet --model cflow --epochs 5 --threshold none --data "$data/mvtec_ad" --category bottle --out out/results/cflow_bottle --overlays 8
+target/release/ad run --quiet --model cflow --epochs 5 --threshold none --data "$data/piped" --category all --out out/results/cflow_piped --overlays 2
