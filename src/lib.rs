@@ -31,6 +31,7 @@ pub use ad_metrics as metrics;
 pub use ad_mvtec as mvtec;
 pub use ad_padim as padim;
 pub use ad_patchcore as patchcore;
+pub use ad_regress as regress;
 pub use burn;
 
 /// Any error of the workspace's crates.
@@ -57,12 +58,18 @@ pub enum Error {
     /// CFlow.
     #[error(transparent)]
     Cflow(#[from] ad_cflow::CflowError),
+    /// Learned heads (score student, supervised classifier).
+    #[error(transparent)]
+    Regress(#[from] ad_regress::RegressError),
     /// Metrics, pictures, reports.
     #[error(transparent)]
     Metrics(#[from] ad_metrics::MetricsError),
     /// A detector held as `Box<dyn DynDetector>`.
     #[error(transparent)]
     Detector(#[from] ad_core::DetectorError),
+    /// A student's `teacher` table is not a usable detector config.
+    #[error("invalid teacher: {0}")]
+    InvalidTeacher(String),
     /// `model = "..."` names no registered detector.
     #[error("unknown model `{name}`: known models are {known}")]
     UnknownModel {

@@ -13,6 +13,7 @@ use ad_cflow::{Cflow, CflowConfig};
 use ad_core::DynDetector;
 use ad_padim::{Padim, PadimConfig};
 use ad_patchcore::{PatchCore, PatchcoreConfig};
+use ad_regress::{ClassifierConfig, ScoreStudent, StudentConfig, SupervisedClassifier};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,12 @@ pub enum DetectorConfig {
     Padim(PadimConfig),
     /// CFLOW-AD (Gudovskiy et al., WACV 2022).
     Cflow(CflowConfig),
+    /// A per-patch MLP regressing a teacher's anomaly maps (`teacher`: another detector's
+    /// config, PatchCore by default; it sees the student's preprocessing).
+    Student(StudentConfig),
+    /// A supervised defect classifier with CAM maps: it needs labelled defects
+    /// (`ad supervised`); fitting it on good images alone is refused.
+    Classifier(ClassifierConfig),
 }
 
 /// One registered detector: its name, model-file magic, format version and file extension.
@@ -54,7 +61,7 @@ pub struct ModelKind {
 }
 
 /// Every registered detector.
-pub const MODELS: [ModelKind; 3] = [
+pub const MODELS: [ModelKind; 5] = [
     ModelKind {
         name: "patchcore",
         magic: ad_patchcore::MAGIC,
@@ -76,6 +83,20 @@ pub const MODELS: [ModelKind; 3] = [
         extension: "cflow",
         summary: "CFLOW-AD: conditional normalizing flows trained on patch features",
     },
+    ModelKind {
+        name: "student",
+        magic: ad_regress::STUDENT_MAGIC,
+        format_version: ad_regress::FORMAT_VERSION,
+        extension: "student",
+        summary: "Score student: an MLP per patch regressing a teacher's (PatchCore's) maps, no memory bank",
+    },
+    ModelKind {
+        name: "classifier",
+        magic: ad_regress::CLASSIFIER_MAGIC,
+        format_version: ad_regress::FORMAT_VERSION,
+        extension: "classifier",
+        summary: "Supervised classifier with CAM maps (needs labelled defects: `ad supervised`)",
+    },
 ];
 
 /// The registered detector called `name` (case-insensitive).
@@ -96,6 +117,8 @@ impl DetectorConfig {
         Ok(match model_kind(name)?.name {
             "patchcore" => Self::Patchcore(PatchcoreConfig::default()),
             "padim" => Self::Padim(PadimConfig::default()),
+            "student" => Self::Student(StudentConfig::default()),
+            "classifier" => Self::Classifier(ClassifierConfig::default()),
             _ => Self::Cflow(CflowConfig::default()),
         })
     }
@@ -111,6 +134,8 @@ impl DetectorConfig {
             Self::Patchcore(_) => MODELS[0],
             Self::Padim(_) => MODELS[1],
             Self::Cflow(_) => MODELS[2],
+            Self::Student(_) => MODELS[3],
+            Self::Classifier(_) => MODELS[4],
         }
     }
 
@@ -120,6 +145,11 @@ impl DetectorConfig {
             Self::Patchcore(c) => c.check().map(drop)?,
             Self::Padim(c) => c.check().map(drop)?,
             Self::Cflow(c) => c.check().map(drop)?,
+            Self::Student(c) => {
+                c.check()?;
+                teacher_config(c)?.check()?;
+            }
+            Self::Classifier(c) => c.check().map(drop)?,
         }
         Ok(())
     }
@@ -131,6 +161,26 @@ impl DetectorConfig {
             Self::Patchcore(c) => c.check()?.estimate(images)?,
             Self::Padim(c) => c.check()?.estimate(images)?,
             Self::Cflow(c) => c.check()?.estimate(images)?,
+            Self::Student(c) => {
+                // The student's own data, or a teacher's fit on all but one fold, whichever
+                // is larger (they never run at the same time).
+                let folds = c.folds.max(2);
+                let teacher_images = images - images / folds;
+                let mut own = c.check()?.estimate(images)?;
+                let teacher = teacher_config(c)?.estimate(teacher_images)?;
+                own.peak_bytes = own.peak_bytes.max(teacher.peak_bytes);
+                own.warnings.extend(
+                    teacher
+                        .warnings
+                        .into_iter()
+                        .map(|w| format!("teacher: {w}")),
+                );
+                own
+            }
+            Self::Classifier(c) => {
+                c.check()?;
+                return Err(classifier_needs_labels());
+            }
         })
     }
 
@@ -140,6 +190,18 @@ impl DetectorConfig {
             Self::Patchcore(c) => &c.preprocess,
             Self::Padim(c) => &c.preprocess,
             Self::Cflow(c) => &c.preprocess,
+            Self::Student(c) => &c.preprocess,
+            Self::Classifier(c) => &c.preprocess,
+        }
+    }
+
+    fn preprocess_mut(&mut self) -> &mut ad_core::PreprocessConfig {
+        match self {
+            Self::Patchcore(c) => &mut c.preprocess,
+            Self::Padim(c) => &mut c.preprocess,
+            Self::Cflow(c) => &mut c.preprocess,
+            Self::Student(c) => &mut c.preprocess,
+            Self::Classifier(c) => &mut c.preprocess,
         }
     }
 
@@ -149,8 +211,50 @@ impl DetectorConfig {
             Self::Patchcore(c) => Box::new(PatchCore::new(c, device)?),
             Self::Padim(c) => Box::new(Padim::new(c, device)?),
             Self::Cflow(c) => Box::new(Cflow::new(c, device)?),
+            Self::Student(c) => {
+                let teacher = teacher_config(c)?;
+                teacher.check()?;
+                let on = device.clone();
+                let factory: ad_regress::TeacherFactory =
+                    Box::new(move || teacher.build(&on).map_err(Into::into));
+                Box::new(ScoreStudent::new(c, Some(factory), device)?)
+            }
+            Self::Classifier(c) => Box::new(SupervisedClassifier::new(c, device)?),
         })
     }
+}
+
+/// The error of fitting a classifier without labels.
+fn classifier_needs_labels() -> Error {
+    Error::Regress(ad_regress::RegressError::SingleClass {
+        present: "good",
+        missing: "defective",
+    })
+}
+
+/// The teacher of a student: its `teacher` table as a detector config, with the student's
+/// preprocessing (a teacher that sets another one is refused: both must see the same pixels).
+pub fn teacher_config(student: &StudentConfig) -> Result<DetectorConfig, Error> {
+    let mut teacher: DetectorConfig = serde_json::from_value(student.teacher.clone())
+        .map_err(|e| Error::InvalidTeacher(format!("{e}")))?;
+    if matches!(
+        teacher,
+        DetectorConfig::Student(_) | DetectorConfig::Classifier(_)
+    ) {
+        return Err(Error::InvalidTeacher(format!(
+            "a {} cannot be a teacher: use patchcore, padim or cflow",
+            teacher.name()
+        )));
+    }
+    let own = teacher.preprocess().clone();
+    if own != ad_core::PreprocessConfig::default() && own != student.preprocess {
+        return Err(Error::InvalidTeacher(format!(
+            "its preprocess {own:?} differs from the student's {:?}; set it on the student only",
+            student.preprocess
+        )));
+    }
+    *teacher.preprocess_mut() = student.preprocess.clone();
+    Ok(teacher)
 }
 
 /// The registry entry of a model file, from its first 8 bytes.
@@ -174,6 +278,8 @@ pub fn load(path: &Path, device: &Device) -> Result<Box<dyn DynDetector>, Error>
     Ok(match kind_of_file(path)?.name {
         "patchcore" => Box::new(PatchCore::load(path, device)?),
         "padim" => Box::new(Padim::load(path, device)?),
+        "student" => Box::new(ScoreStudent::load(path, device)?),
+        "classifier" => Box::new(SupervisedClassifier::load(path, device)?),
         _ => Box::new(Cflow::load(path, device)?),
     })
 }
@@ -224,7 +330,10 @@ mod tests {
     fn names_resolve_and_unknown_names_list_the_known() {
         assert_eq!(model_kind("PatchCore").unwrap().name, "patchcore");
         let err = model_kind("cflowz").unwrap_err().to_string();
-        assert!(err.contains("patchcore, padim, cflow"), "{err}");
+        assert!(
+            err.contains("patchcore, padim, cflow, student, classifier"),
+            "{err}"
+        );
         for m in MODELS {
             assert_eq!(DetectorConfig::default_for(m.name).unwrap().name(), m.name);
         }

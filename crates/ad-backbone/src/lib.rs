@@ -55,6 +55,7 @@
 
 mod backbone;
 pub mod efficientnet;
+pub mod embedding;
 mod error;
 mod layers;
 mod pretrained;
@@ -62,6 +63,7 @@ pub mod resnet;
 mod state_dict;
 
 pub use backbone::{Backbone, BackboneConfig, BackboneKind, Classifier, Net, Weights, sha256_file};
+pub use embedding::patch_embedding;
 pub use error::{BackboneError, Result};
 pub use layers::{Dense, FoldedConv, Pad, formula_tensor};
 pub use pretrained::Pretrained;

@@ -19,8 +19,8 @@ pub struct ModelArgs {
     /// below override its values.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Detector: patchcore, padim or cflow [default: the config file's `model`, else
-    /// patchcore].
+    /// Detector: patchcore, padim, cflow, student or classifier [default: the config file's
+    /// `model`, else patchcore].
     #[arg(long)]
     pub model: Option<String>,
     /// Print the effective config (TOML) and exit without reading any image.
@@ -54,7 +54,8 @@ pub struct ModelArgs {
     /// bilinear for PaDiM].
     #[arg(long)]
     pub upsample: Option<MapUpsample>,
-    /// Seed: PatchCore's coreset, PaDiM's channel subset [default: 0].
+    /// Seed: PatchCore's coreset, PaDiM's channel subset, the trained models' initialisation
+    /// and shuffling [default: 0; classifier 42].
     #[arg(long)]
     pub seed: Option<u64>,
     /// PatchCore: fraction of training patches kept in the memory bank [default: 0.1].
@@ -86,10 +87,10 @@ pub struct ModelArgs {
     /// PaDiM: ridge added to every covariance diagonal [default: 0.01].
     #[arg(long)]
     pub regularization: Option<f64>,
-    /// CFlow: training epochs [default: 10].
+    /// Trained models: epochs [default: CFlow 10, student 20, classifier 10 at most].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// CFlow: Adam learning rate [default: 1e-4].
+    /// Trained models: Adam learning rate [default: CFlow 1e-4, student 1e-3, classifier 1e-4].
     #[arg(long)]
     pub learning_rate: Option<f64>,
     /// CFlow: coupling blocks per decoder [default: 8].
@@ -187,6 +188,8 @@ pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
     match kind.name {
         "patchcore" => parse(&rest, yaml).map(DetectorConfig::Patchcore),
         "padim" => parse(&rest, yaml).map(DetectorConfig::Padim),
+        "student" => parse(&rest, yaml).map(DetectorConfig::Student),
+        "classifier" => parse(&rest, yaml).map(DetectorConfig::Classifier),
         _ => parse(&rest, yaml).map(DetectorConfig::Cflow),
     }
     .map_err(bad)
@@ -288,6 +291,63 @@ impl ModelArgs {
                 }
             }};
         }
+        // Flags that only some detectors have: refused (never ignored) for the others.
+        let specific: [(&str, bool, &[&str]); 14] = [
+            (
+                "coreset-ratio",
+                self.coreset_ratio.is_some(),
+                &["patchcore"],
+            ),
+            (
+                "coreset-count",
+                self.coreset_count.is_some(),
+                &["patchcore"],
+            ),
+            ("coreset", self.coreset.is_some(), &["patchcore"]),
+            ("projection", self.projection.is_some(), &["patchcore"]),
+            ("neighbors", self.neighbors.is_some(), &["patchcore"]),
+            ("target-dim", self.target_dim.is_some(), &["patchcore"]),
+            ("knn", self.knn.is_some(), &["patchcore"]),
+            ("n-features", self.n_features.is_some(), &["padim"]),
+            ("regularization", self.regularization.is_some(), &["padim"]),
+            (
+                "coupling-blocks",
+                self.coupling_blocks.is_some(),
+                &["cflow"],
+            ),
+            ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
+            (
+                "epochs",
+                self.epochs.is_some(),
+                &["cflow", "student", "classifier"],
+            ),
+            (
+                "learning-rate",
+                self.learning_rate.is_some(),
+                &["cflow", "student", "classifier"],
+            ),
+            (
+                "taps",
+                self.taps.is_some(),
+                &["patchcore", "padim", "cflow", "student"],
+            ),
+        ];
+        if let Some((flag, _, models)) = specific
+            .iter()
+            .find(|(_, given, models)| *given && !models.contains(&config.name()))
+        {
+            return Err(only_for(flag, &models.join(", "), config));
+        }
+        for (flag, given) in [
+            ("sigma", self.sigma.is_some()),
+            ("upsample", self.upsample.is_some()),
+        ] {
+            if given && matches!(config, DetectorConfig::Classifier(_)) {
+                return Err(CliError::Usage(format!(
+                    "--{flag} does not apply to the classifier: its map is the class activation map"
+                )));
+            }
+        }
         match config {
             DetectorConfig::Patchcore(c) => {
                 shared!(&mut *c);
@@ -315,13 +375,6 @@ impl ModelArgs {
                 if let Some(k) = self.knn {
                     c.knn = k;
                 }
-                if self.n_features.is_some() {
-                    return Err(only_for("n-features", "padim", config));
-                }
-                if self.regularization.is_some() {
-                    return Err(only_for("regularization", "padim", config));
-                }
-                self.refuse_cflow_flags(config)?;
             }
             DetectorConfig::Padim(c) => {
                 shared!(&mut *c);
@@ -334,19 +387,6 @@ impl ModelArgs {
                 if let Some(r) = self.regularization {
                     c.regularization = r;
                 }
-                let patchcore_only = [
-                    ("coreset-ratio", self.coreset_ratio.is_some()),
-                    ("coreset-count", self.coreset_count.is_some()),
-                    ("coreset", self.coreset.is_some()),
-                    ("projection", self.projection.is_some()),
-                    ("neighbors", self.neighbors.is_some()),
-                    ("target-dim", self.target_dim.is_some()),
-                    ("knn", self.knn.is_some()),
-                ];
-                if let Some((flag, _)) = patchcore_only.iter().find(|(_, given)| *given) {
-                    return Err(only_for(flag, "patchcore", config));
-                }
-                self.refuse_cflow_flags(config)?;
             }
             DetectorConfig::Cflow(c) => {
                 shared!(&mut *c);
@@ -365,36 +405,55 @@ impl ModelArgs {
                 if let Some(b) = self.fiber_batch {
                     c.fiber_batch = b;
                 }
-                let others = [
-                    ("coreset-ratio", "patchcore", self.coreset_ratio.is_some()),
-                    ("coreset-count", "patchcore", self.coreset_count.is_some()),
-                    ("coreset", "patchcore", self.coreset.is_some()),
-                    ("projection", "patchcore", self.projection.is_some()),
-                    ("neighbors", "patchcore", self.neighbors.is_some()),
-                    ("target-dim", "patchcore", self.target_dim.is_some()),
-                    ("knn", "patchcore", self.knn.is_some()),
-                    ("n-features", "padim", self.n_features.is_some()),
-                    ("regularization", "padim", self.regularization.is_some()),
-                ];
-                if let Some((flag, model, _)) = others.iter().find(|(_, _, given)| *given) {
-                    return Err(only_for(flag, model, config));
+            }
+            DetectorConfig::Student(c) => {
+                shared!(&mut *c);
+                if let Some(s) = self.seed {
+                    c.seed = s;
+                }
+                if let Some(e) = self.epochs {
+                    c.epochs = e;
+                }
+                if let Some(r) = self.learning_rate {
+                    c.learning_rate = r;
+                }
+            }
+            DetectorConfig::Classifier(c) => {
+                if let Some(k) = backbone {
+                    c.backbone = k;
+                    c.tap.clear();
+                    if self.weights.is_none() && k.pretrained().is_none() {
+                        return Err(CliError::Usage(format!(
+                            "--backbone {} has no pinned pretrained weights: pass its torchvision \
+                             checkpoint with --weights FILE",
+                            k.name()
+                        )));
+                    }
+                }
+                if let Some(w) = &weights {
+                    c.weights = w.clone();
+                }
+                if let Some(s) = self.image_size {
+                    c.preprocess.resize = (s, s);
+                }
+                if let Some(s) = self.center_crop {
+                    c.preprocess.center_crop = Some((s, s));
+                }
+                if let Some(b) = self.batch_size {
+                    c.forward_batch = b;
+                }
+                if let Some(s) = self.seed {
+                    c.seed = s;
+                }
+                if let Some(e) = self.epochs {
+                    c.max_epochs = e;
+                }
+                if let Some(r) = self.learning_rate {
+                    c.learning_rate = r;
                 }
             }
         }
         Ok(())
-    }
-
-    fn refuse_cflow_flags(&self, config: &DetectorConfig) -> Result<(), CliError> {
-        let flags = [
-            ("epochs", self.epochs.is_some()),
-            ("learning-rate", self.learning_rate.is_some()),
-            ("coupling-blocks", self.coupling_blocks.is_some()),
-            ("fiber-batch", self.fiber_batch.is_some()),
-        ];
-        match flags.iter().find(|(_, given)| *given) {
-            Some((flag, _)) => Err(only_for(flag, "cflow", config)),
-            None => Ok(()),
-        }
     }
 }
 

@@ -170,6 +170,10 @@ pub fn describe_method(t: &Threshold) -> String {
             format!("F1-adaptive on {good} good + {defective} defective labelled images")
         }
         ad_core::ThresholdMethod::Manual => "set by hand".to_string(),
+        ad_core::ThresholdMethod::Classifier { good, defective } => format!(
+            "the classifier's decision (probability 0.5), trained on {good} good and {defective} \
+             defective images"
+        ),
     }
 }
 

@@ -276,6 +276,7 @@ fn fit_and_calibrate(
     let batch_size = model.batch_size();
     let epochs = match config {
         DetectorConfig::Cflow(c) => c.epochs,
+        DetectorConfig::Student(c) => c.epochs,
         _ => 0,
     };
     let epoch_bar = progress_bar(epochs, "training", visible && epochs > 0);
@@ -643,6 +644,33 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 text(&h["parameters"]),
                 losses.len(),
                 losses.last().map_or("-".into(), |l| format!("{l:.5}"))
+            );
+        }
+        "student" | "classifier" => {
+            let losses: Vec<f64> = h["trained"]["losses"]
+                .as_array()
+                .or(h["report"]["losses"].as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+                .unwrap_or_default();
+            println!(
+                "head            MLP {} ({} epochs, last loss {}){}",
+                text(&h["dims"]),
+                losses.len(),
+                losses.last().map_or("-".into(), |l| format!("{l:.5}")),
+                if info.detector == "student" {
+                    format!(
+                        "; teacher {}, trained on {} good + {} cut-paste images",
+                        text(&h["trained"]["teacher"]),
+                        text(&h["trained"]["images"][0]),
+                        text(&h["trained"]["images"][1])
+                    )
+                } else {
+                    format!(
+                        "; trained on {} good + {} defective images",
+                        text(&h["report"]["good"]),
+                        text(&h["report"]["defective"])
+                    )
+                }
             );
         }
         "padim" => {

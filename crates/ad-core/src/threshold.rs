@@ -32,6 +32,14 @@ pub enum ThresholdMethod {
     },
     /// Given by the user.
     Manual,
+    /// A supervised classifier's own decision boundary: logit 0 (probability 0.5), learnt
+    /// from `good` good and `defective` defective training images.
+    Classifier {
+        /// Good training images.
+        good: usize,
+        /// Defective training images.
+        defective: usize,
+    },
 }
 
 /// An image-score decision threshold with the range used to normalise scores.

@@ -41,7 +41,8 @@
 //! ```
 
 mod config;
-pub mod embedding;
+/// Locally aware patch features, shared with the other detectors (in `ad-backbone`).
+pub use ad_backbone::embedding;
 mod error;
 mod io;
 mod model;

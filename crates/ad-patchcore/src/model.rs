@@ -16,7 +16,7 @@ use burn::tensor::Device;
 
 use crate::PatchcoreError;
 use crate::config::{CheckedConfig, KnnBackend, PatchcoreConfig};
-use crate::embedding::patch_embedding;
+use ad_backbone::patch_embedding;
 
 /// Patch features of a batch: `[batch * h * w, d]` rows, the grid `(h, w)` and `d`.
 pub type Embedding = (Vec<f32>, (usize, usize), usize);

@@ -1,0 +1,215 @@
+//! One-file model formats, in the [`ad_core::model_file`] container (versioned, checksummed,
+//! written atomically): a JSON header (configuration, backbone identity, head widths, grid,
+//! training record, threshold) and the head's parameters as the payload, `f32` little-endian
+//! in [`Mlp::to_flat`]'s order. The backbone weights are not copied: their identity (kind +
+//! SHA-256 of the checkpoint) is, and loading checks it.
+
+use std::path::Path;
+
+use ad_core::Threshold;
+use burn::tensor::Device;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::RegressError;
+use crate::classifier::{ClassifierConfig, SupervisedClassifier, TrainReport};
+use crate::head::Mlp;
+use crate::student::{ScoreStudent, StudentConfig, Trained};
+
+/// The 8 bytes that open a [`ScoreStudent`] model file.
+pub const STUDENT_MAGIC: &[u8; 8] = b"ADSTUDNT";
+/// The 8 bytes that open a [`SupervisedClassifier`] model file.
+pub const CLASSIFIER_MAGIC: &[u8; 8] = b"ADCLASSF";
+/// Version of the file formats written by this crate.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct StudentHeader {
+    config: StudentConfig,
+    backbone: String,
+    dims: Vec<usize>,
+    trained: Trained,
+    threshold: Option<Threshold>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClassifierHeader {
+    config: ClassifierConfig,
+    backbone: String,
+    dims: Vec<usize>,
+    image_size: (usize, usize),
+    report: Option<TrainReport>,
+    threshold: Option<Threshold>,
+}
+
+fn write<H: Serialize>(
+    path: &Path,
+    magic: &[u8; 8],
+    kind: &'static str,
+    header: &H,
+    head: &Mlp,
+) -> Result<(), RegressError> {
+    let json = serde_json::to_vec(header).map_err(|e| RegressError::BadModelFile {
+        path: path.to_path_buf(),
+        kind,
+        reason: format!("cannot encode header: {e}"),
+    })?;
+    let payload: Vec<u8> = head
+        .to_flat()?
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let out = ad_core::model_file::encode(magic, FORMAT_VERSION, &json, &payload);
+    ad_core::model_file::write_atomic(path, &out).map_err(|source| RegressError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read<H: DeserializeOwned>(
+    path: &Path,
+    magic: &[u8; 8],
+    kind: &'static str,
+) -> Result<(H, Vec<f32>), RegressError> {
+    let bytes = std::fs::read(path).map_err(|source| RegressError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| RegressError::BadModelFile {
+        path: path.to_path_buf(),
+        kind,
+        reason,
+    };
+    let (header, payload) =
+        ad_core::model_file::decode(&bytes, magic, FORMAT_VERSION, kind).map_err(bad)?;
+    let header: H = serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
+    if payload.len() % 4 != 0 {
+        return Err(bad("payload is not a whole number of f32".into()));
+    }
+    let floats = payload
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok((header, floats))
+}
+
+fn head_from(
+    path: &Path,
+    kind: &'static str,
+    dims: &[usize],
+    expect_in: usize,
+    expect_out: usize,
+    flat: &[f32],
+    device: &Device,
+) -> Result<Mlp, RegressError> {
+    if dims.first() != Some(&expect_in) || dims.last() != Some(&expect_out) {
+        return Err(RegressError::BadModelFile {
+            path: path.to_path_buf(),
+            kind,
+            reason: format!(
+                "head widths {dims:?} do not fit the backbone ({expect_in} in, {expect_out} out)"
+            ),
+        });
+    }
+    Mlp::from_flat(dims, flat, device).ok_or_else(|| RegressError::BadModelFile {
+        path: path.to_path_buf(),
+        kind,
+        reason: format!(
+            "{} parameters for a head of widths {dims:?} ({} expected)",
+            flat.len(),
+            Mlp::parameter_count(dims)
+        ),
+    })
+}
+
+impl ScoreStudent {
+    /// Saves the trained student (head in f32: reloading gives bit-identical scores).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), RegressError> {
+        let (head, trained) = match (&self.head, &self.trained) {
+            (Some(h), Some(t)) => (h, t),
+            _ => return Err(RegressError::NotFitted),
+        };
+        let header = StudentHeader {
+            config: self.config.as_config().clone(),
+            backbone: self.backbone.identity().to_string(),
+            dims: head.dims(),
+            trained: trained.clone(),
+            threshold: self.threshold.clone(),
+        };
+        write(path.as_ref(), STUDENT_MAGIC, "student", &header, head)
+    }
+
+    /// Loads a model saved by [`ScoreStudent::save`], rebuilding its backbone on `device` and
+    /// checking that the weights are the ones it was trained with. The loaded model predicts;
+    /// to train it again, give it a teacher ([`ScoreStudent::set_teacher`]).
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, RegressError> {
+        let path = path.as_ref();
+        let (header, flat): (StudentHeader, _) = read(path, STUDENT_MAGIC, "student")?;
+        let mut model = ScoreStudent::new(&header.config, None, device)?;
+        if model.backbone.identity() != header.backbone {
+            return Err(RegressError::BackboneMismatch {
+                saved: header.backbone,
+                found: model.backbone.identity().to_string(),
+            });
+        }
+        let d = model.config.feature_dim()?;
+        model.head = Some(head_from(
+            path,
+            "student",
+            &header.dims,
+            d,
+            1,
+            &flat,
+            device,
+        )?);
+        model.trained = Some(header.trained);
+        model.threshold = header.threshold;
+        Ok(model)
+    }
+}
+
+impl SupervisedClassifier {
+    /// Saves the trained classifier.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), RegressError> {
+        let (head, image_size) = match (&self.head, self.image_size) {
+            (Some(h), Some(s)) => (h, s),
+            _ => return Err(RegressError::NotFitted),
+        };
+        let header = ClassifierHeader {
+            config: self.config.as_config().clone(),
+            backbone: self.backbone.identity().to_string(),
+            dims: head.dims(),
+            image_size,
+            report: self.report.clone(),
+            threshold: self.threshold.clone(),
+        };
+        write(path.as_ref(), CLASSIFIER_MAGIC, "classifier", &header, head)
+    }
+
+    /// Loads a model saved by [`SupervisedClassifier::save`] (backbone identity checked).
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self, RegressError> {
+        let path = path.as_ref();
+        let (header, flat): (ClassifierHeader, _) = read(path, CLASSIFIER_MAGIC, "classifier")?;
+        let mut model = SupervisedClassifier::new(&header.config, device)?;
+        if model.backbone.identity() != header.backbone {
+            return Err(RegressError::BackboneMismatch {
+                saved: header.backbone,
+                found: model.backbone.identity().to_string(),
+            });
+        }
+        let c = model.backbone.tap_channels().first().copied().unwrap_or(0);
+        model.head = Some(head_from(
+            path,
+            "classifier",
+            &header.dims,
+            c,
+            2,
+            &flat,
+            device,
+        )?);
+        model.image_size = Some(header.image_size);
+        model.report = header.report;
+        model.threshold = header.threshold;
+        Ok(model)
+    }
+}

@@ -1,0 +1,745 @@
+//! [`ScoreStudent`]: a small head on frozen backbone features that regresses a teacher
+//! detector's anomaly map (PatchCore by default), so prediction needs no memory bank and no
+//! nearest-neighbour search.
+//!
+//! Training data, made from good images only:
+//! 1. The good images are split into `folds` parts (seeded). For each part, a fresh teacher is
+//!    fitted on the other parts and scores this part: good parts get the realistic, non-zero
+//!    scores a fitted teacher gives new good images (a teacher never scores its own training
+//!    images honestly: their patches are in its memory bank).
+//! 2. The same teacher scores `synthetic_per_image` [cut-paste](crate::cut_paste) copies of
+//!    every image of the part, so the head also sees what defects score.
+//! 3. Targets are the teacher's maps averaged over each cell of the student's feature grid,
+//!    divided by a scale (the 0.99 quantile of the good images' targets); the head (an MLP per
+//!    patch on locally aware patch features, as PatchCore's) is trained by mean squared error
+//!    with Adam, seeded.
+//!
+//! Prediction: the head's grid, times the scale, upsampled to the image (bilinear), optionally
+//! blurred; image score = max of the map, as the teacher.
+
+use std::time::Instant;
+
+use ad_backbone::{Backbone, BackboneConfig, BackboneKind, Weights, patch_embedding};
+use ad_core::postprocess::{gaussian_blur, upsample};
+use ad_core::tensor::read_f32;
+use ad_core::{
+    AnomalyMap, BoxError, Detector, DynDetector, EpochCallback, EpochReport, FitEstimate,
+    FitSummary, ImageBatch, MIN_GRID, MapUpsample, Prediction, PreprocessConfig, Preprocessor,
+    Threshold, forward_bytes, grid_at_stride,
+};
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::RegressError;
+use crate::head::{Mlp, scalar};
+use crate::synth::cut_paste;
+
+/// Builds a fresh, unfitted teacher (called once per fold).
+pub type TeacherFactory = Box<dyn Fn() -> Result<Box<dyn DynDetector>, BoxError> + Send + Sync>;
+
+/// Rows per inference chunk of the head.
+const INFER_CHUNK: usize = 16_384;
+
+/// Hyper-parameters of [`ScoreStudent`] (unchecked).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StudentConfig {
+    /// Feature extractor (frozen).
+    pub backbone: BackboneKind,
+    /// Weight source of the backbone.
+    pub weights: Weights,
+    /// Taps, finest first; empty = the taps at strides 8 and 16 (PatchCore's).
+    pub taps: Vec<String>,
+    /// Image preprocessing (the teacher sees the same).
+    pub preprocess: PreprocessConfig,
+    /// Neighbourhood of the local average of each tap (3, as PatchCore).
+    pub patch_size: usize,
+    /// Hidden widths of the per-patch MLP (`[256, 64]`).
+    pub hidden: Vec<usize>,
+    /// Passes over the training patches (20).
+    pub epochs: usize,
+    /// Adam learning rate (1e-3).
+    pub learning_rate: f64,
+    /// Patches per optimiser step (2048).
+    pub patch_batch: usize,
+    /// Seed of the fold split, the synthetic anomalies, the initialisation and the shuffling.
+    pub seed: u64,
+    /// Parts the good images are split into for the teacher (2: each half scored by a teacher
+    /// fitted on the other half).
+    pub folds: usize,
+    /// Cut-paste anomalies made from every good image (1).
+    pub synthetic_per_image: usize,
+    /// Upsampling of the head's grid to the image (bilinear).
+    pub upsample: MapUpsample,
+    /// Gaussian blur of the map, pixels (0: the targets are the teacher's already smooth
+    /// maps).
+    pub blur_sigma: f32,
+    /// Images per backbone forward pass.
+    pub batch_size: usize,
+    /// The teacher's configuration as the caller's registry reads it (for the facade: a
+    /// tagged detector config, `{ model = "patchcore", ... }`); kept in the model file. This
+    /// crate never reads it: [`ScoreStudent::new`] takes a [`TeacherFactory`].
+    pub teacher: serde_json::Value,
+}
+
+impl Default for StudentConfig {
+    fn default() -> Self {
+        Self {
+            backbone: BackboneKind::EfficientNetLite0,
+            weights: Weights::Pretrained,
+            taps: Vec::new(),
+            preprocess: PreprocessConfig::default(),
+            patch_size: 3,
+            hidden: vec![256, 64],
+            epochs: 20,
+            learning_rate: 1e-3,
+            patch_batch: 2048,
+            seed: 0,
+            folds: 2,
+            synthetic_per_image: 1,
+            upsample: MapUpsample::Bilinear,
+            blur_sigma: 0.0,
+            batch_size: 8,
+            teacher: serde_json::json!({ "model": "patchcore" }),
+        }
+    }
+}
+
+/// A validated [`StudentConfig`] (taps resolved); only [`StudentConfig::check`] makes one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedStudentConfig(StudentConfig);
+
+impl std::ops::Deref for CheckedStudentConfig {
+    type Target = StudentConfig;
+    fn deref(&self) -> &StudentConfig {
+        &self.0
+    }
+}
+
+impl StudentConfig {
+    /// Validates every parameter once and resolves the default taps.
+    pub fn check(&self) -> Result<CheckedStudentConfig, RegressError> {
+        let bad = |name, reason: String| Err(RegressError::InvalidConfig { name, reason });
+        if self.patch_size == 0 || self.patch_size.is_multiple_of(2) {
+            return bad(
+                "patch_size",
+                format!("{} must be odd and positive", self.patch_size),
+            );
+        }
+        if self.hidden.contains(&0) {
+            return bad("hidden", format!("{:?} has a zero width", self.hidden));
+        }
+        if self.epochs == 0 {
+            return bad("epochs", "must be at least 1".into());
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0)
+        {
+            return bad(
+                "learning_rate",
+                format!("{} is not in (0, 1)", self.learning_rate),
+            );
+        }
+        if self.patch_batch == 0 {
+            return bad("patch_batch", "must be at least 1".into());
+        }
+        if self.folds < 2 {
+            return bad(
+                "folds",
+                format!(
+                    "{}: at least 2 (a teacher cannot score its own training images)",
+                    self.folds
+                ),
+            );
+        }
+        if let Err((name, reason)) =
+            ad_core::postprocess::check_shared(self.blur_sigma, self.batch_size, &self.preprocess)
+        {
+            return bad(name, reason);
+        }
+        if !self.teacher.is_object() {
+            return bad(
+                "teacher",
+                format!(
+                    "{} is not a table such as {{ model = \"patchcore\" }}",
+                    self.teacher
+                ),
+            );
+        }
+        let mut c = self.clone();
+        if c.taps.is_empty() {
+            c.taps = c.backbone.default_taps();
+        }
+        if c.taps.is_empty() {
+            return bad("taps", format!("{} has no default taps", c.backbone));
+        }
+        for tap in &c.taps {
+            c.backbone.tap_shape(tap)?;
+        }
+        Ok(CheckedStudentConfig(c))
+    }
+}
+
+impl CheckedStudentConfig {
+    /// The backbone description.
+    pub fn backbone_config(&self) -> BackboneConfig {
+        BackboneConfig::new(self.backbone, self.weights.clone()).with_taps(&self.taps)
+    }
+
+    /// The unchecked form (for serialisation).
+    pub fn as_config(&self) -> &StudentConfig {
+        &self.0
+    }
+
+    /// The head's input width (sum of the taps' channels).
+    pub fn feature_dim(&self) -> Result<usize, RegressError> {
+        let mut d = 0;
+        for t in &self.taps {
+            d += self.backbone.tap_shape(t)?.0;
+        }
+        Ok(d)
+    }
+
+    /// What fitting on `images` good images will need (the student's own training data; the
+    /// teacher's fits come on top, one fold at a time).
+    pub fn estimate(&self, images: usize) -> Result<FitEstimate, RegressError> {
+        let size = self.preprocess.output_size();
+        let (_, stride) = self.backbone.tap_shape(&self.taps[0])?;
+        let grid = grid_at_stride(size, stride);
+        if grid.0 < MIN_GRID || grid.1 < MIN_GRID {
+            return Err(RegressError::InvalidConfig {
+                name: "preprocess",
+                reason: format!(
+                    "{}x{} images give a {}x{} grid (stride {stride}); at least \
+                     {MIN_GRID}x{MIN_GRID} is needed",
+                    size.0, size.1, grid.0, grid.1
+                ),
+            });
+        }
+        let d = self.feature_dim()?;
+        let samples = images * (1 + self.synthetic_per_image);
+        let rows = samples * grid.0 * grid.1;
+        let mut warnings = Vec::new();
+        if images < self.folds {
+            warnings.push(format!(
+                "{images} good images for {} teacher folds: every fold needs one",
+                self.folds
+            ));
+        }
+        Ok(FitEstimate {
+            grid,
+            feature_dim: d,
+            memory_rows: rows,
+            peak_bytes: (rows * (d + 1)) as u64 * 4
+                + (samples * 3 * size.0 * size.1) as u64 * 4
+                + forward_bytes(self.batch_size, size),
+            warnings,
+        })
+    }
+}
+
+/// What fitting produced besides the head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Trained {
+    /// Grid `(h, w)` of the head's output.
+    pub(crate) grid: (usize, usize),
+    /// Preprocessed image size `(h, w)`.
+    pub(crate) image_size: (usize, usize),
+    /// Targets were divided by this.
+    pub(crate) scale: f32,
+    /// Mean training loss of every epoch.
+    pub(crate) losses: Vec<f64>,
+    /// Name of the teacher.
+    pub(crate) teacher: String,
+    /// Good and synthetic images the head was trained on.
+    pub(crate) images: (usize, usize),
+}
+
+/// A student of a detector's anomaly maps: backbone -> patch features -> per-patch MLP.
+pub struct ScoreStudent {
+    pub(crate) config: CheckedStudentConfig,
+    pub(crate) device: Device,
+    pub(crate) backbone: Backbone,
+    pub(crate) preprocessor: Preprocessor,
+    pub(crate) head: Option<Mlp>,
+    pub(crate) trained: Option<Trained>,
+    pub(crate) threshold: Option<Threshold>,
+    teacher: Option<TeacherFactory>,
+    on_epoch: Option<EpochCallback>,
+}
+
+impl std::fmt::Debug for ScoreStudent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScoreStudent")
+            .field("config", &self.config)
+            .field("backbone", &self.backbone.identity())
+            .field("trained", &self.trained)
+            .field("threshold", &self.threshold)
+            .finish()
+    }
+}
+
+/// Area average of an `(h, w)` map over a `(gh, gw)` grid of cells.
+fn pool_to_grid(map: &[f32], (h, w): (usize, usize), (gh, gw): (usize, usize)) -> Vec<f32> {
+    let mut out = vec![0.0f32; gh * gw];
+    for gy in 0..gh {
+        let (y0, y1) = (gy * h / gh, ((gy + 1) * h / gh).max(gy * h / gh + 1));
+        for gx in 0..gw {
+            let (x0, x1) = (gx * w / gw, ((gx + 1) * w / gw).max(gx * w / gw + 1));
+            let mut s = 0.0f64;
+            for y in y0..y1.min(h) {
+                for x in x0..x1.min(w) {
+                    s += map[y * w + x] as f64;
+                }
+            }
+            out[gy * gw + gx] = (s / ((y1 - y0) * (x1 - x0)) as f64) as f32;
+        }
+    }
+    out
+}
+
+/// The `q` quantile (nearest rank) of `v`.
+fn quantile(v: &[f32], q: f64) -> f32 {
+    let mut s: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return 0.0;
+    }
+    s.sort_by(f32::total_cmp);
+    s[((s.len() - 1) as f64 * q).round() as usize]
+}
+
+impl ScoreStudent {
+    /// Validates the configuration and builds the backbone on `device`; `teacher` makes the
+    /// teachers `fit` trains against (`None` for a model that will only predict, e.g. one
+    /// about to be loaded).
+    pub fn new(
+        config: &StudentConfig,
+        teacher: Option<TeacherFactory>,
+        device: &Device,
+    ) -> Result<Self, RegressError> {
+        let config = config.check()?;
+        let backbone = config.backbone_config().init(device)?;
+        let preprocessor = Preprocessor::new(config.preprocess.clone())?;
+        Ok(Self {
+            config,
+            device: device.clone(),
+            backbone,
+            preprocessor,
+            head: None,
+            trained: None,
+            threshold: None,
+            teacher,
+            on_epoch: None,
+        })
+    }
+
+    /// Sets the factory of the teachers `fit` trains against.
+    pub fn set_teacher(&mut self, teacher: Option<TeacherFactory>) {
+        self.teacher = teacher;
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &StudentConfig {
+        self.config.as_config()
+    }
+
+    /// The frozen backbone.
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
+    }
+
+    /// Mean training loss of every epoch of the last `fit`.
+    pub fn losses(&self) -> Option<&[f64]> {
+        self.trained.as_ref().map(|t| t.losses.as_slice())
+    }
+
+    /// Patch features of a batch: `[images * h * w, d]` rows, `(image, y, x)` order, and the
+    /// grid.
+    fn patch_rows(&self, batch: &ImageBatch) -> Result<(Vec<f32>, (usize, usize)), RegressError> {
+        let mut rows = Vec::new();
+        let mut grid = (0, 0);
+        for chunk in batch.chunks(self.config.batch_size) {
+            let taps = self.backbone.forward(chunk.to_tensor(&self.device));
+            let [_, _, h, w] = taps
+                .first()
+                .map(|t| t.dims())
+                .ok_or_else(|| RegressError::Data("the backbone has no tap".into()))?;
+            grid = (h, w);
+            rows.extend(read_f32(patch_embedding(
+                taps,
+                self.config.patch_size,
+                None,
+            ))?);
+        }
+        Ok((rows, grid))
+    }
+
+    /// The head's (unscaled) output for patch rows.
+    fn head_rows(&self, head: &Mlp, rows: &[f32], d: usize) -> Result<Vec<f32>, RegressError> {
+        let n = rows.len() / d.max(1);
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(INFER_CHUNK) {
+            let m = INFER_CHUNK.min(n - start);
+            let x = Tensor::<2>::from_data(
+                TensorData::new(rows[start * d..(start + m) * d].to_vec(), [m, d]),
+                &self.device,
+            );
+            out.extend(read_f32(head.forward(x))?);
+        }
+        Ok(out)
+    }
+
+    /// The teacher's targets for one fold: good images of the fold, then their cut-paste
+    /// copies, each with the teacher's map pooled to the student's grid.
+    fn fold_targets(
+        &self,
+        factory: &TeacherFactory,
+        train: &[&[f32]],
+        score: &[&[f32]],
+        size: (usize, usize),
+        fold: usize,
+    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, String), RegressError> {
+        let pre = self.preprocessor.config();
+        let batch_of = |planes: Vec<Vec<f32>>| -> Result<ImageBatch, RegressError> {
+            Ok(ImageBatch::from_planes(planes, size, pre.mean, pre.std)?)
+        };
+        let mut teacher = factory().map_err(RegressError::Teacher)?;
+        if teacher.dyn_preprocessor().config() != pre {
+            return Err(RegressError::Teacher(
+                format!(
+                    "the teacher preprocesses images as {:?}, the student as {:?}: they must \
+                     see the same pixels",
+                    teacher.dyn_preprocessor().config(),
+                    pre
+                )
+                .into(),
+            ));
+        }
+        let bs = self.config.batch_size;
+        let mut fit_batches = train
+            .chunks(bs)
+            .map(|c| batch_of(c.iter().map(|p| p.to_vec()).collect()).map_err(BoxError::from));
+        teacher
+            .dyn_fit(&mut fit_batches)
+            .map_err(|e| RegressError::Teacher(e.0))?;
+        // Synthetic anomalies: a rectangle of the next image of the fold pasted into this one.
+        let mut planes: Vec<Vec<f32>> = score.iter().map(|p| p.to_vec()).collect();
+        for s in 0..self.config.synthetic_per_image {
+            for (i, p) in score.iter().enumerate() {
+                let mut copy = p.to_vec();
+                let source = score[(i + 1 + s) % score.len()];
+                let seed = self.config.seed ^ ((fold as u64) << 48) ^ ((s as u64) << 32) ^ i as u64;
+                cut_paste(&mut copy, source, size, seed);
+                planes.push(copy);
+            }
+        }
+        let mut inputs = Vec::with_capacity(planes.len());
+        let mut targets = Vec::with_capacity(planes.len());
+        for chunk in planes.chunks(bs) {
+            let batch = batch_of(chunk.to_vec())?;
+            let preds = teacher
+                .dyn_predict(&batch)
+                .map_err(|e| RegressError::Teacher(e.0))?;
+            for p in preds {
+                targets.push(p.map.into_vec());
+            }
+            inputs.extend(chunk.iter().cloned());
+        }
+        Ok((inputs, targets, teacher.dyn_name().to_string()))
+    }
+}
+
+impl Detector for ScoreStudent {
+    type Error = RegressError;
+
+    fn name(&self) -> &'static str {
+        "student"
+    }
+
+    fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
+
+    fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
+        self.on_epoch = callback;
+    }
+
+    fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, RegressError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let t0 = Instant::now();
+        let factory = self.teacher.take().ok_or_else(|| {
+            RegressError::Teacher(
+                "no teacher: build the student with a TeacherFactory (or set_teacher) to fit it"
+                    .into(),
+            )
+        })?;
+        let result = self.fit_with(&factory, batches, t0);
+        self.teacher = Some(factory);
+        result
+    }
+
+    fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, RegressError> {
+        let (head, trained) = match (&self.head, &self.trained) {
+            (Some(h), Some(t)) => (h, t),
+            _ => return Err(RegressError::NotFitted),
+        };
+        let (h, w) = (batch.height(), batch.width());
+        if (h, w) != trained.image_size {
+            return Err(RegressError::BatchShape {
+                got: batch.shape(),
+                expected: format!("[_, 3, {}, {}]", trained.image_size.0, trained.image_size.1),
+            });
+        }
+        let (rows, grid) = self.patch_rows(batch)?;
+        if grid != trained.grid {
+            return Err(RegressError::BatchShape {
+                got: batch.shape(),
+                expected: format!("a {:?} feature grid, got {grid:?}", trained.grid),
+            });
+        }
+        let d = rows.len() / (batch.len() * grid.0 * grid.1).max(1);
+        let out = self.head_rows(head, &rows, d)?;
+        let per = grid.0 * grid.1;
+        out.chunks(per)
+            .map(|g| {
+                let scaled: Vec<f32> = g.iter().map(|v| v * trained.scale).collect();
+                let up = upsample(&scaled, grid, (h, w), self.config.upsample);
+                let map =
+                    AnomalyMap::new(w, h, gaussian_blur(&up, (h, w), self.config.blur_sigma))?;
+                let score = map.max();
+                Ok(Prediction {
+                    score,
+                    map,
+                    is_anomalous: self.threshold.as_ref().map(|t| t.is_anomalous(score)),
+                })
+            })
+            .collect()
+    }
+
+    fn save(&self, path: &std::path::Path) -> Result<(), RegressError> {
+        ScoreStudent::save(self, path)
+    }
+
+    fn threshold(&self) -> Option<&Threshold> {
+        self.threshold.as_ref()
+    }
+
+    fn set_threshold(&mut self, threshold: Option<Threshold>) {
+        self.threshold = threshold;
+    }
+}
+
+impl ScoreStudent {
+    fn fit_with<I, E>(
+        &mut self,
+        factory: &TeacherFactory,
+        batches: I,
+        t0: Instant,
+    ) -> Result<FitSummary, RegressError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        // 1. The good images, as planes.
+        let mut planes: Vec<Vec<f32>> = Vec::new();
+        let mut size = None;
+        for batch in batches {
+            let batch = batch.map_err(|e| RegressError::Input(e.into()))?;
+            if batch.is_empty() {
+                continue;
+            }
+            let s = (batch.height(), batch.width());
+            if *size.get_or_insert(s) != s {
+                return Err(RegressError::BatchShape {
+                    got: batch.shape(),
+                    expected: format!("[_, 3, {}, {}] like the first batch", s.0, s.1),
+                });
+            }
+            let per = 3 * s.0 * s.1;
+            planes.extend(batch.as_slice().chunks(per).map(<[f32]>::to_vec));
+        }
+        let size = size.ok_or(RegressError::NoTrainingImages)?;
+        let k = self.config.folds;
+        if planes.len() < k {
+            return Err(RegressError::Data(format!(
+                "{} good images for {k} teacher folds: at least one per fold is needed",
+                planes.len()
+            )));
+        }
+        let mut order: Vec<usize> = (0..planes.len()).collect();
+        order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(self.config.seed));
+        let part: Vec<usize> = {
+            let mut p = vec![0; planes.len()];
+            for (r, &i) in order.iter().enumerate() {
+                p[i] = r % k;
+            }
+            p
+        };
+
+        // 2. Teacher targets, fold by fold, and the student's patch features of the same images.
+        let mut rows: Vec<f32> = Vec::new();
+        let mut targets: Vec<f32> = Vec::new();
+        let mut good_targets: Vec<f32> = Vec::new();
+        let mut grid = (0, 0);
+        let mut teacher_name = String::new();
+        let mut synthetic = 0;
+        for f in 0..k {
+            let train: Vec<&[f32]> = (0..planes.len())
+                .filter(|&i| part[i] != f)
+                .map(|i| planes[i].as_slice())
+                .collect();
+            let score: Vec<&[f32]> = (0..planes.len())
+                .filter(|&i| part[i] == f)
+                .map(|i| planes[i].as_slice())
+                .collect();
+            let (inputs, maps, name) = self.fold_targets(factory, &train, &score, size, f)?;
+            teacher_name = name;
+            synthetic += inputs.len() - score.len();
+            let pre = self.preprocessor.config();
+            for (j, chunk) in inputs.chunks(self.config.batch_size).enumerate() {
+                let batch = ImageBatch::from_planes(chunk.to_vec(), size, pre.mean, pre.std)?;
+                let (r, g) = self.patch_rows(&batch)?;
+                grid = g;
+                rows.extend(r);
+                for (m, map) in maps[j * self.config.batch_size..][..chunk.len()]
+                    .iter()
+                    .enumerate()
+                {
+                    let pooled = pool_to_grid(map, size, g);
+                    if j * self.config.batch_size + m < score.len() {
+                        good_targets.extend_from_slice(&pooled);
+                    }
+                    targets.extend(pooled);
+                }
+            }
+        }
+        let extract_time = t0.elapsed();
+        let t1 = Instant::now();
+        let n = targets.len();
+        let d = rows.len() / n.max(1);
+        let scale = quantile(&good_targets, 0.99).max(1e-6);
+        for t in &mut targets {
+            *t /= scale;
+        }
+
+        // 3. The head, by mean squared error.
+        let mut dims = vec![d];
+        dims.extend(&self.config.hidden);
+        dims.push(1);
+        let ad = self.device.clone().autodiff();
+        let head = Mlp::new(&dims, self.config.seed ^ 0x57D3_0000, &ad);
+        let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+        let mut shuffle = Xoshiro256PlusPlus::seed_from_u64(self.config.seed ^ 0x5EED);
+        let mut idx: Vec<usize> = (0..n).collect();
+        let mut losses = Vec::with_capacity(self.config.epochs);
+        let mut callback = self.on_epoch.take();
+        let result = (|| {
+            let mut head = head;
+            for epoch in 1..=self.config.epochs {
+                let te = Instant::now();
+                idx.shuffle(&mut shuffle);
+                let mut total = 0.0;
+                for b in idx.chunks(self.config.patch_batch) {
+                    let m = b.len();
+                    let mut x = Vec::with_capacity(m * d);
+                    let mut y = Vec::with_capacity(m);
+                    for &i in b {
+                        x.extend_from_slice(&rows[i * d..(i + 1) * d]);
+                        y.push(targets[i]);
+                    }
+                    let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d]), &ad);
+                    let yt = Tensor::<2>::from_data(TensorData::new(y, [m, 1]), &ad);
+                    let diff = head.forward(xt) - yt;
+                    let loss = (diff.clone() * diff).mean();
+                    let value = scalar(loss.clone().inner())?;
+                    if !value.is_finite() {
+                        return Err(RegressError::Diverged { loss: value, epoch });
+                    }
+                    total += value * m as f64;
+                    let grads = GradientsParams::from_grads(loss.backward(), &head);
+                    head = optim.step(self.config.learning_rate, head, grads);
+                }
+                let loss = total / n.max(1) as f64;
+                losses.push(loss);
+                log::info!("student epoch {epoch}: loss {loss:.5}");
+                if let Some(cb) = callback.as_mut() {
+                    cb(&EpochReport {
+                        epoch,
+                        epochs: self.config.epochs,
+                        loss,
+                        seconds: te.elapsed().as_secs_f64(),
+                    });
+                }
+            }
+            Ok(head)
+        })();
+        self.on_epoch = callback;
+        self.head = Some(result?.valid());
+        self.trained = Some(Trained {
+            grid,
+            image_size: size,
+            scale,
+            losses,
+            teacher: teacher_name,
+            images: (planes.len(), synthetic),
+        });
+        Ok(FitSummary {
+            images: planes.len(),
+            features: n,
+            memory_rows: 0,
+            extract_time,
+            build_time: t1.elapsed(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_averages_cells() {
+        let map: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        assert_eq!(
+            pool_to_grid(&map, (4, 4), (2, 2)),
+            vec![2.5, 4.5, 10.5, 12.5]
+        );
+        assert_eq!(pool_to_grid(&map, (4, 4), (4, 4)), map);
+    }
+
+    #[test]
+    fn config_checks() {
+        assert!(StudentConfig::default().check().is_ok());
+        for bad in [
+            StudentConfig {
+                folds: 1,
+                ..Default::default()
+            },
+            StudentConfig {
+                patch_size: 2,
+                ..Default::default()
+            },
+            StudentConfig {
+                hidden: vec![8, 0],
+                ..Default::default()
+            },
+            StudentConfig {
+                teacher: serde_json::json!("patchcore"),
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Synthetic anomalies made from good images, so that a head trained without real defects
+//! still sees what a defect looks like to its teacher.
+//!
+//! CutPaste (Li et al., CVPR 2021): a rectangle cut from a good image (of area 2-15 % of the
+//! image, aspect ratio 0.3-3.3, log-uniform), its colour jittered, pasted elsewhere; and the
+//! "scar" variant, a thin strip (2-16 px wide, 10-25 % of the side long, horizontal or
+//! vertical). Images are the normalised planar `[3, h, w]` values of an
+//! [`ImageBatch`](ad_core::ImageBatch); the mask says which pixels changed.
+
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+/// A rectangle `(y, x, height, width)`.
+type Rect = (usize, usize, usize, usize);
+
+fn patch_rect(rng: &mut Xoshiro256PlusPlus, (h, w): (usize, usize)) -> Rect {
+    let area = rng.random_range(0.02f64..0.15) * (h * w) as f64;
+    let aspect = (rng.random_range(0.3f64.ln()..3.3f64.ln())).exp();
+    let ph = ((area * aspect).sqrt().round() as usize).clamp(1, h);
+    let pw = ((area / aspect).sqrt().round() as usize).clamp(1, w);
+    (0, 0, ph, pw)
+}
+
+fn scar_rect(rng: &mut Xoshiro256PlusPlus, (h, w): (usize, usize)) -> Rect {
+    let thick = rng.random_range(2..=16usize);
+    let fraction = rng.random_range(0.10f64..0.25);
+    let long = |side: usize| ((side as f64 * fraction) as usize).clamp(2, side);
+    if rng.random_bool(0.5) {
+        (0, 0, thick.min(h), long(w))
+    } else {
+        (0, 0, long(h), thick.min(w))
+    }
+}
+
+/// Pastes a jittered rectangle of `source` into `target` (both planar `[3, h, w]`), at a
+/// position different from where it was cut; returns the changed-pixel mask `[h * w]`.
+///
+/// `seed` fixes the shape, positions and jitter.
+pub fn cut_paste(target: &mut [f32], source: &[f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    let (h, w) = size;
+    let plane = h * w;
+    let mut mask = vec![false; plane];
+    if target.len() != 3 * plane || source.len() != 3 * plane || h < 2 || w < 2 {
+        return mask;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let scar = rng.random_bool(0.5);
+    let (_, _, ph, pw) = if scar {
+        scar_rect(&mut rng, size)
+    } else {
+        patch_rect(&mut rng, size)
+    };
+    let (sy, sx) = (rng.random_range(0..=h - ph), rng.random_range(0..=w - pw));
+    let (ty, tx) = (rng.random_range(0..=h - ph), rng.random_range(0..=w - pw));
+    // Colour jitter in normalised units (about +-0.1 .. 0.4 of the [0, 1] range / std 0.225).
+    let jitter: [f32; 3] = std::array::from_fn(|_| rng.random_range(-1.5f32..1.5));
+    let contrast = rng.random_range(0.6f32..1.4);
+    for c in 0..3 {
+        let (src, dst) = (&source[c * plane..], c * plane);
+        for y in 0..ph {
+            for x in 0..pw {
+                let v = src[(sy + y) * w + sx + x] * contrast + jitter[c];
+                let t = dst + (ty + y) * w + tx + x;
+                if target[t] != v {
+                    target[t] = v;
+                    mask[(ty + y) * w + tx + x] = true;
+                }
+            }
+        }
+    }
+    mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(h: usize, w: usize, v: f32) -> Vec<f32> {
+        (0..3 * h * w).map(|i| v + (i % 7) as f32 * 0.1).collect()
+    }
+
+    #[test]
+    fn changes_exactly_the_masked_pixels_and_is_seeded() {
+        let (h, w) = (64, 48);
+        let source = image(h, w, 0.0);
+        for seed in 0..20 {
+            let original = image(h, w, 0.5);
+            let mut a = original.clone();
+            let m = cut_paste(&mut a, &source, (h, w), seed);
+            let changed = m.iter().filter(|&&b| b).count();
+            assert!(changed > 0, "seed {seed}");
+            assert!(changed < h * w / 4, "seed {seed}: {changed}");
+            for p in 0..h * w {
+                let diff = (0..3).any(|c| a[c * h * w + p] != original[c * h * w + p]);
+                assert_eq!(diff, m[p], "seed {seed} pixel {p}");
+            }
+            let mut b = original.clone();
+            assert_eq!(cut_paste(&mut b, &source, (h, w), seed), m);
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn wrong_sizes_change_nothing() {
+        let mut t = vec![0.0; 10];
+        assert!(!cut_paste(&mut t, &[0.0; 10], (4, 4), 0).iter().any(|&b| b));
+    }
+}
