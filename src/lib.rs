@@ -22,6 +22,7 @@
 
 pub mod pipeline;
 pub mod registry;
+pub mod supervised;
 
 pub use ad_backbone as backbone;
 pub use ad_cflow as cflow;

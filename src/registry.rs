@@ -195,7 +195,8 @@ impl DetectorConfig {
         }
     }
 
-    fn preprocess_mut(&mut self) -> &mut ad_core::PreprocessConfig {
+    /// The preprocessing configuration, to change it.
+    pub fn preprocess_mut(&mut self) -> &mut ad_core::PreprocessConfig {
         match self {
             Self::Patchcore(c) => &mut c.preprocess,
             Self::Padim(c) => &mut c.preprocess,

@@ -15,6 +15,7 @@ use crate::layers::{Loader, Source};
 use crate::pretrained::Pretrained;
 use crate::resnet::{ResNet, ResNetSpec};
 use crate::state_dict::StateDict;
+use crate::vgg::{Vgg, VggSpec};
 
 /// A supported architecture (config files use [`name`](Self::name): `"efficientnet-lite0"`,
 /// `"wide_resnet50_2"`, ...; `-` and `_` are interchangeable).
@@ -54,11 +55,14 @@ pub enum BackboneKind {
     /// torchvision `wide_resnet101_2`.
     #[serde(rename = "wide_resnet101_2", alias = "wide-resnet101-2")]
     WideResNet101_2,
+    /// torchvision `vgg16` (no batch-norm; the supervised recipe's backbone).
+    #[serde(rename = "vgg16")]
+    Vgg16,
 }
 
 impl BackboneKind {
     /// Every kind.
-    pub const ALL: [BackboneKind; 11] = [
+    pub const ALL: [BackboneKind; 12] = [
         Self::EfficientNetLite0,
         Self::EfficientNetLite1,
         Self::EfficientNetLite2,
@@ -70,6 +74,7 @@ impl BackboneKind {
         Self::ResNet101,
         Self::WideResNet50_2,
         Self::WideResNet101_2,
+        Self::Vgg16,
     ];
 
     /// Name as used on command lines and in identities (`efficientnet-lite0`,
@@ -87,6 +92,7 @@ impl BackboneKind {
             Self::ResNet101 => "resnet101",
             Self::WideResNet50_2 => "wide_resnet50_2",
             Self::WideResNet101_2 => "wide_resnet101_2",
+            Self::Vgg16 => "vgg16",
         }
     }
 
@@ -114,6 +120,7 @@ impl BackboneKind {
                 32 => Some("layer4".into()),
                 _ => None,
             },
+            Arch::Vgg(v) => v.tap_at_stride(stride),
         }
     }
 
@@ -159,6 +166,7 @@ impl BackboneKind {
             Self::ResNet101 => Arch::Res(ResNetSpec::new([3, 4, 23, 3], Some(64))),
             Self::WideResNet50_2 => Arch::Res(ResNetSpec::new([3, 4, 6, 3], Some(128))),
             Self::WideResNet101_2 => Arch::Res(ResNetSpec::new([3, 4, 23, 3], Some(128))),
+            Self::Vgg16 => Arch::Vgg(VggSpec),
         }
     }
 }
@@ -172,6 +180,7 @@ impl fmt::Display for BackboneKind {
 enum Arch {
     Eff(EfficientNetSpec),
     Res(ResNetSpec),
+    Vgg(VggSpec),
 }
 
 impl Arch {
@@ -179,6 +188,7 @@ impl Arch {
         match self {
             Arch::Eff(s) => s.num_stages(),
             Arch::Res(_) => 5,
+            Arch::Vgg(v) => v.num_stages(),
         }
     }
 
@@ -202,6 +212,7 @@ impl Arch {
                 "layer4" => Some(4),
                 _ => None,
             },
+            Arch::Vgg(v) => v.parse_tap(tap),
         };
         stage.ok_or_else(|| BackboneError::UnknownTap {
             tap: tap.to_string(),
@@ -212,6 +223,7 @@ impl Arch {
                     s.blocks.len() - 1
                 ),
                 Arch::Res(_) => "\"stem\", \"layer1\" ..= \"layer4\"".to_string(),
+                Arch::Vgg(_) => VggSpec::tap_names(),
             },
         })
     }
@@ -220,6 +232,7 @@ impl Arch {
         match self {
             Arch::Eff(s) => s.stage_shape(stage),
             Arch::Res(s) => s.stage_shape(stage),
+            Arch::Vgg(s) => s.stage_shape(stage),
         }
     }
 
@@ -227,6 +240,7 @@ impl Arch {
         match self {
             Arch::Eff(s) => s.all_keys(),
             Arch::Res(s) => s.all_keys(),
+            Arch::Vgg(s) => s.all_keys(),
         }
     }
 
@@ -240,6 +254,7 @@ impl Arch {
         Ok(match self {
             Arch::Eff(s) => Net::EfficientNet(s.build(loader, last, classifier, device)?),
             Arch::Res(s) => Net::ResNet(s.build(loader, last, classifier, device)?),
+            Arch::Vgg(s) => Net::Vgg(s.build(loader, last, classifier, device)?),
         })
     }
 }
@@ -251,6 +266,8 @@ pub enum Net {
     EfficientNet(EfficientNet),
     /// A ResNet / WideResNet.
     ResNet(ResNet),
+    /// VGG-16.
+    Vgg(Vgg),
 }
 
 impl Net {
@@ -258,6 +275,7 @@ impl Net {
         match self {
             Net::EfficientNet(n) => n.forward_stages(x, stages),
             Net::ResNet(n) => n.forward_stages(x, stages),
+            Net::Vgg(n) => n.forward_stages(x, stages),
         }
     }
 }
@@ -537,6 +555,15 @@ impl Classifier {
         Ok(Self { net, kind })
     }
 
+    /// The full network with deterministic stand-in weights ([`crate::formula_tensor`] with
+    /// `seed`), for parity tests.
+    pub fn random(kind: BackboneKind, seed: u64, device: &Device) -> Result<Self> {
+        let arch = kind.arch();
+        let mut loader = Loader::new(Source::Formula(seed));
+        let net = arch.build(&mut loader, arch.num_stages() - 1, true, device)?;
+        Ok(Self { net, kind })
+    }
+
     /// The architecture.
     pub fn kind(&self) -> BackboneKind {
         self.kind
@@ -550,6 +577,7 @@ impl Classifier {
         let out = match &self.net {
             Net::EfficientNet(n) => n.logits(x),
             Net::ResNet(n) => n.logits(x),
+            Net::Vgg(n) => n.logits(x),
         };
         // Both networks are built with their classifier in `load`.
         match out {

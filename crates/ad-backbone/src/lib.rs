@@ -61,6 +61,7 @@ mod layers;
 mod pretrained;
 pub mod resnet;
 mod state_dict;
+pub mod vgg;
 
 pub use backbone::{Backbone, BackboneConfig, BackboneKind, Classifier, Net, Weights, sha256_file};
 pub use embedding::patch_embedding;

@@ -17,6 +17,7 @@ mod data;
 mod predict;
 mod report;
 mod run;
+mod supervised;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,10 @@ pub enum Command {
     /// Fit, calibrate, save and test in one go, on one or several categories (what the
     /// examples run).
     Run(run::RunArgs),
+    /// Supervised classifier (needs labelled defects): stratified k-fold cross-validation on a
+    /// category's pooled good and defective images, CAM overlays, optional fusion with
+    /// PatchCore, and the final model trained on everything (--save).
+    Supervised(supervised::SupervisedArgs),
 }
 
 /// Runs a parsed command line.
@@ -100,6 +105,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Test(a) => run::test(&a),
         Command::Info(a) => run::info(&a),
         Command::Run(a) => run::run(&a),
+        Command::Supervised(a) => supervised::supervised(&a),
     }
 }
 

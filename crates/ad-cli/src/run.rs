@@ -152,12 +152,12 @@ pub fn progress_bar(len: usize, message: &str, visible: bool) -> ProgressBar {
     bar
 }
 
-fn device(common: &CommonArgs) -> Result<Device, CliError> {
+pub(crate) fn device(common: &CommonArgs) -> Result<Device, CliError> {
     Ok(pipeline::device_from_name(&common.device)?)
 }
 
 /// Creates `dir` and checks that a file can be written in it, before any work is spent.
-fn ensure_writable_dir(dir: &Path) -> Result<(), CliError> {
+pub(crate) fn ensure_writable_dir(dir: &Path) -> Result<(), CliError> {
     let io = |source| CliError::Io {
         path: dir.to_path_buf(),
         source,
@@ -187,7 +187,7 @@ fn ensure_writable_file(path: &Path) -> Result<(), CliError> {
     }
 }
 
-fn say_dataset(data: &crate::data::Datasets) {
+pub(crate) fn say_dataset(data: &crate::data::Datasets) {
     if let Some(root) = &data.generated {
         println!(
             "no dataset given: using the generated category at {} (see datasets/README.md)",
@@ -220,7 +220,7 @@ struct Fitted {
 }
 
 /// Prints warnings once, on stderr.
-fn warn_all(warnings: &[String]) {
+pub(crate) fn warn_all(warnings: &[String]) {
     for w in warnings {
         eprintln!("warning: {w}");
     }

@@ -88,6 +88,12 @@ pub struct CvReport {
     pub out_of_fold_logits: Vec<f32>,
     /// Fold of every image (index into `folds`).
     pub fold_of: Vec<usize>,
+    /// Every image's class activation map from the fold that held it out, on the tap's grid
+    /// ([`CvReport::cam_grid`]), for overlays.
+    #[serde(skip)]
+    pub out_of_fold_cams: Vec<Vec<f32>>,
+    /// Grid `(h, w)` of the CAMs.
+    pub cam_grid: (usize, usize),
 }
 
 /// What one cross-validation runs on: the frozen features of every image, its label
@@ -129,6 +135,7 @@ pub fn cross_validate(
     let mut results = Vec::with_capacity(k);
     let mut oof = vec![f32::NAN; n];
     let mut fold_of = vec![0; n];
+    let mut cams = vec![Vec::new(); n];
     let mut total = ConfusionMatrix::default();
     for (f, fold) in folds.iter().enumerate() {
         let train_labels: Vec<bool> = fold.train.iter().map(|&i| data.labels[i]).collect();
@@ -149,6 +156,7 @@ pub fn cross_validate(
         for (s, &i) in scores.iter().zip(&fold.test) {
             oof[i] = s.logit;
             fold_of[i] = f;
+            cams[i] = s.cam.clone();
             if let Some(mask) = &data.masks[i] {
                 let map = SupervisedClassifier::cam_map(s, data.image_size)?;
                 if mask.width() != map.width() || mask.height() != map.height() {
@@ -192,6 +200,8 @@ pub fn cross_validate(
         folds: results,
         out_of_fold_logits: oof,
         fold_of,
+        out_of_fold_cams: cams,
+        cam_grid: data.features.grid(),
     })
 }
 

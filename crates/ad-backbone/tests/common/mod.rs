@@ -23,11 +23,16 @@ pub struct Fixtures {
 
 impl Fixtures {
     pub fn load() -> Self {
+        Self::load_named("backbone_fixtures")
+    }
+
+    /// `<stem>.json` + `<stem>.bin`.
+    pub fn load_named(stem: &str) -> Self {
         let meta: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(fixture("backbone_fixtures.json")).expect("fixture manifest"),
+            &std::fs::read(fixture(&format!("{stem}.json"))).expect("fixture manifest"),
         )
         .expect("manifest is JSON");
-        let bytes = std::fs::read(fixture("backbone_fixtures.bin")).expect("fixture data");
+        let bytes = std::fs::read(fixture(&format!("{stem}.bin"))).expect("fixture data");
         let all: Vec<f32> = bytes
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
