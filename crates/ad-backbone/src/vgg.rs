@@ -7,6 +7,7 @@
 //! of each of the 5 blocks before its pool (`features.3`, `.8`, `.15`, `.22`, `.29`; strides
 //! 1, 2, 4, 8, 16) and after it (`features.4`, `.9`, `.16`, `.23`, `.30`; strides 2 ... 32).
 
+use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
@@ -17,7 +18,13 @@ use crate::layers::{Dense, FoldedConv, Loader, Pad};
 
 const NUM_CLASSES: usize = 1000;
 /// Output channels of the 13 convolutions, by block.
-const BLOCKS: [&[usize]; 5] = [&[64, 64], &[128, 128], &[256, 256, 256], &[512; 3], &[512; 3]];
+const BLOCKS: [&[usize]; 5] = [
+    &[64, 64],
+    &[128, 128],
+    &[256, 256, 256],
+    &[512; 3],
+    &[512; 3],
+];
 
 /// The architecture: block widths and torchvision indices.
 #[derive(Debug, Clone)]
@@ -66,7 +73,12 @@ impl VggSpec {
         let (_, pools) = Self::layout();
         pools
             .iter()
-            .flat_map(|p| [format!("\"features.{}\"", p - 1), format!("\"features.{p}\"")])
+            .flat_map(|p| {
+                [
+                    format!("\"features.{}\"", p - 1),
+                    format!("\"features.{p}\""),
+                ]
+            })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -83,7 +95,11 @@ impl VggSpec {
     pub fn stage_shape(&self, stage: usize) -> (usize, usize) {
         let b = (stage / 2).min(4);
         let channels = *BLOCKS[b].last().unwrap_or(&512);
-        let stride = if stage % 2 == 0 { 1 << b } else { 2 << b };
+        let stride = if stage.is_multiple_of(2) {
+            1 << b
+        } else {
+            2 << b
+        };
         (channels, stride)
     }
 
@@ -95,7 +111,11 @@ impl VggSpec {
             out.push((format!("features.{i}.weight"), vec![c_out, c_in, 3, 3]));
             out.push((format!("features.{i}.bias"), vec![c_out]));
         }
-        for (i, f_in, f_out) in [(0, 512 * 7 * 7, 4096), (3, 4096, 4096), (6, 4096, NUM_CLASSES)] {
+        for (i, f_in, f_out) in [
+            (0, 512 * 7 * 7, 4096),
+            (3, 4096, 4096),
+            (6, 4096, NUM_CLASSES),
+        ] {
             out.push((format!("classifier.{i}.weight"), vec![f_out, f_in]));
             out.push((format!("classifier.{i}.bias"), vec![f_out]));
         }
@@ -112,7 +132,11 @@ impl VggSpec {
         device: &Device,
     ) -> Result<Vgg> {
         let (convs, _) = Self::layout();
-        let last_block = if classifier { 4 } else { (last_stage / 2).min(4) };
+        let last_block = if classifier {
+            4
+        } else {
+            (last_stage / 2).min(4)
+        };
         let mut blocks = Vec::new();
         let mut at = 0;
         for widths in BLOCKS.iter().take(last_block + 1) {

@@ -47,7 +47,12 @@ fn vgg16_reads_torchvision_key_names() {
     let loaded = Backbone::load(BackboneKind::Vgg16, &path, &["features.4"], &device).unwrap();
     let formula = Backbone::random(BackboneKind::Vgg16, &["features.4"], 0, &device).unwrap();
     let x = Tensor::<4>::from_data(
-        TensorData::new((0..3 * 16 * 16).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(), [1, 3, 16, 16]),
+        TensorData::new(
+            (0..3 * 16 * 16)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect::<Vec<_>>(),
+            [1, 3, 16, 16],
+        ),
         &device,
     );
     let a = to_vec(loaded.forward(x.clone()).remove(0));
@@ -57,6 +62,9 @@ fn vgg16_reads_torchvision_key_names() {
     let err = Backbone::load(BackboneKind::Vgg16, &path, &["features.9"], &device).unwrap_err();
     assert!(err.to_string().contains("features.5.weight"), "{err}");
     // Unknown tap names list the valid ones.
-    let err = BackboneKind::Vgg16.tap_shape("features.28").unwrap_err().to_string();
+    let err = BackboneKind::Vgg16
+        .tap_shape("features.28")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("features.29"), "{err}");
 }

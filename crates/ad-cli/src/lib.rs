@@ -58,6 +58,12 @@ pub enum CliError {
     ImagesFailed(usize),
 }
 
+impl From<anomaly_detection::regress::RegressError> for CliError {
+    fn from(e: anomaly_detection::regress::RegressError) -> Self {
+        CliError::Lib(e.into())
+    }
+}
+
 impl From<ad_core::DetectorError> for CliError {
     fn from(e: ad_core::DetectorError) -> Self {
         CliError::Lib(e.into())

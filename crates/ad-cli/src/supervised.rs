@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 
 use ad_core::{Detector, ImageBatch};
 use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, save_overlay};
-use ad_regress::SupervisedClassifier;
 use anomaly_detection::registry::DetectorConfig;
+use anomaly_detection::regress::{ClassScore, SupervisedClassifier};
 use anomaly_detection::supervised::{SupervisedReport, pool, supervised_cv, train_classifier};
 
+use crate::CliError;
 use crate::config::ModelArgs;
 use crate::data::DataArgs;
 use crate::run::{CommonArgs, device, ensure_writable_dir, progress_bar, say_dataset};
-use crate::CliError;
 
 /// `ad supervised`.
 #[derive(clap::Args, Debug)]
@@ -142,7 +142,7 @@ fn save_cams(
     let maps: Vec<Vec<f32>> = chosen
         .iter()
         .map(|&i| {
-            let score = ad_regress::ClassScore {
+            let score = ClassScore {
                 logit: cv.out_of_fold_logits[i],
                 probability: 0.0,
                 cam: cv.out_of_fold_cams[i].clone(),
@@ -172,8 +172,9 @@ fn save_cams(
         let picture = ImageBatch::from_planes(vec![planes], (h, w), c.mean, c.std)
             .and_then(|b| b.image(0))
             .map_err(anomaly_detection::Error::from)?;
-        let region = classifier.cam_region(&ad_core::AnomalyMap::new(w, h, map.clone())
-            .map_err(anomaly_detection::Error::from)?);
+        let region = classifier.cam_region(
+            &ad_core::AnomalyMap::new(w, h, map.clone()).map_err(anomaly_detection::Error::from)?,
+        );
         let input = OverlayInput {
             image: picture.as_raw(),
             map,
@@ -216,7 +217,10 @@ pub fn supervised(args: &SupervisedArgs) -> Result<(), CliError> {
     let fusion = match &args.fusion {
         Some(name) => {
             let c = DetectorConfig::default_for(name)?;
-            if matches!(c, DetectorConfig::Student(_) | DetectorConfig::Classifier(_)) {
+            if matches!(
+                c,
+                DetectorConfig::Student(_) | DetectorConfig::Classifier(_)
+            ) {
                 return Err(CliError::Usage(format!(
                     "--fusion {name}: use an unsupervised detector (patchcore, padim, cflow)"
                 )));
@@ -272,7 +276,13 @@ pub fn supervised(args: &SupervisedArgs) -> Result<(), CliError> {
         std::fs::write(&mpath, &md).map_err(io(&mpath))?;
         let mut classifier = SupervisedClassifier::new(&config, &device)?;
         if args.overlays > 0 {
-            save_cams(&classifier, &samples, &report, &out.join("cams"), args.overlays)?;
+            save_cams(
+                &classifier,
+                &samples,
+                &report,
+                &out.join("cams"),
+                args.overlays,
+            )?;
         }
         println!(
             "wrote {}, {}{}",

@@ -511,6 +511,8 @@ impl Detector for SupervisedClassifier {
         &self.preprocessor
     }
 
+    // Images per backbone pass; `config.batch_size` is the training batch of pooled features.
+    #[allow(clippy::misnamed_getters)]
     fn batch_size(&self) -> usize {
         self.config.forward_batch
     }

@@ -131,7 +131,7 @@ mod tests {
         };
         assert_eq!(a.pooled(), vec![1.5, 5.5, 9.5, 13.5]);
         let b = a.select(&[1]).unwrap();
-        assert_eq!(b.image(0), &a.image(1)[..]);
+        assert_eq!(b.image(0), a.image(1));
         let mut c = b.clone();
         c.append(a.select(&[0]).unwrap()).unwrap();
         assert_eq!(c.len(), 2);

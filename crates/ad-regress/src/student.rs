@@ -42,6 +42,9 @@ use crate::synth::cut_paste;
 /// Builds a fresh, unfitted teacher (called once per fold).
 pub type TeacherFactory = Box<dyn Fn() -> Result<Box<dyn DynDetector>, BoxError> + Send + Sync>;
 
+/// One fold's training images (planes), the teacher's map of each, and the teacher's name.
+type FoldTargets = (Vec<Vec<f32>>, Vec<Vec<f32>>, String);
+
 /// Rows per inference chunk of the head.
 const INFER_CHUNK: usize = 16_384;
 
@@ -402,7 +405,7 @@ impl ScoreStudent {
         score: &[&[f32]],
         size: (usize, usize),
         fold: usize,
-    ) -> Result<(Vec<Vec<f32>>, Vec<Vec<f32>>, String), RegressError> {
+    ) -> Result<FoldTargets, RegressError> {
         let pre = self.preprocessor.config();
         let batch_of = |planes: Vec<Vec<f32>>| -> Result<ImageBatch, RegressError> {
             Ok(ImageBatch::from_planes(planes, size, pre.mean, pre.std)?)
