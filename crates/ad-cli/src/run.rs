@@ -615,15 +615,27 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
         }
         None => println!("backbone        {backbone}"),
     }
-    println!("taps            {}", text(&h["config"]["taps"]));
-    println!("image size      {}", text(&h["image_size"]));
+    // The first of these keys that the header has (detectors store them in different places).
+    let first = |keys: &[&[&str]]| -> String {
+        keys.iter()
+            .map(|path| {
+                path.iter()
+                    .fold(h, |v: &serde_json::Value, k: &&str| &v[*k])
+            })
+            .find(|v| !v.is_null())
+            .map_or("-".to_string(), |v| text(v))
+    };
+    println!(
+        "taps            {}",
+        first(&[&["config", "taps"], &["config", "tap"]])
+    );
+    println!(
+        "image size      {}",
+        first(&[&["image_size"], &["trained", "image_size"]])
+    );
     println!(
         "feature grid    {}",
-        text(if h["grid"].is_null() {
-            &h["grids"]
-        } else {
-            &h["grid"]
-        })
+        first(&[&["grid"], &["grids"], &["trained", "grid"]])
     );
     match info.detector {
         "patchcore" => println!(
