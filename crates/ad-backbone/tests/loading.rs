@@ -302,7 +302,8 @@ fn kinds_parse_and_list_default_taps() {
         BackboneKind::from_name("WIDE-RESNET50-2"),
         Some(BackboneKind::WideResNet50_2)
     );
-    assert_eq!(BackboneKind::from_name("vgg16"), None);
+    assert_eq!(BackboneKind::from_name("VGG16"), Some(BackboneKind::Vgg16));
+    assert_eq!(BackboneKind::from_name("vgg19"), None);
     // Lite1 has 21 blocks: its last stride-8 and stride-16 blocks are 6 and 14.
     assert_eq!(
         BackboneKind::EfficientNetLite1.default_taps(),
