@@ -84,7 +84,7 @@ pub fn grid_at_stride(size: (usize, usize), stride: usize) -> (usize, usize) {
 /// interchangeable in user code; [`DynDetector`] holds any of them at run time.
 pub trait Detector {
     /// The detector's typed error.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + Send + Sync + From<CoreError> + 'static;
 
     /// A short name for reports ("patchcore", "padim").
     fn name(&self) -> &'static str;
@@ -95,6 +95,23 @@ pub trait Detector {
     where
         I: IntoIterator<Item = Result<ImageBatch, E>>,
         E: Into<BoxError>;
+
+    /// Adds good images to a fitted model without fitting it again and without the images it
+    /// was fitted on (PatchCore continues its greedy coreset over the new patches, PaDiM updates
+    /// its streaming sums exactly). An empty stream leaves the model unchanged. Detectors that
+    /// cannot (trained ones) return [`CoreError::Unsupported`].
+    fn add<I, E>(&mut self, batches: I) -> Result<FitSummary, Self::Error>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        drop(batches);
+        Err(CoreError::Unsupported {
+            model: self.name(),
+            operation: "add images to a fitted model: fit it again on all good images",
+        }
+        .into())
+    }
 
     /// Scores a batch: one [`Prediction`] per image, maps on the batch's pixel grid, labelled
     /// when a threshold is set.
@@ -125,10 +142,7 @@ pub trait Detector {
     }
 
     /// Fits on decoded images, preprocessed here in batches of [`Detector::batch_size`].
-    fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, Self::Error>
-    where
-        Self::Error: From<CoreError>,
-    {
+    fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, Self::Error> {
         let pre = self.preprocessor().clone();
         let batches: Vec<Result<ImageBatch, CoreError>> = images
             .chunks(self.batch_size().max(1))
@@ -137,13 +151,21 @@ pub trait Detector {
         self.fit(batches)
     }
 
+    /// [`Detector::add`] on decoded images, preprocessed here in batches of
+    /// [`Detector::batch_size`].
+    fn add_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, Self::Error> {
+        let pre = self.preprocessor().clone();
+        let batches: Vec<Result<ImageBatch, CoreError>> = images
+            .chunks(self.batch_size().max(1))
+            .map(|c| pre.batch(c))
+            .collect();
+        self.add(batches)
+    }
+
     /// Scores one decoded image; the map comes back at the image's own resolution, so it lies
     /// over the original picture (on the model's grid when the preprocessing crops, since the
     /// map then covers the crop only; [`Detector::predict`] keeps the grid).
-    fn predict_image(&self, image: &RgbImage) -> Result<Prediction, Self::Error>
-    where
-        Self::Error: From<CoreError>,
-    {
+    fn predict_image(&self, image: &RgbImage) -> Result<Prediction, Self::Error> {
         let batch = self.preprocessor().batch(std::slice::from_ref(image))?;
         let mut p = self.predict(&batch)?.pop().ok_or(CoreError::EmptyBatch)?;
         if self.preprocessor().config().center_crop.is_none() {
@@ -170,6 +192,8 @@ pub trait DynDetector {
     fn dyn_name(&self) -> &'static str;
     /// [`Detector::fit`] on a boxed stream.
     fn dyn_fit(&mut self, batches: &mut BatchStream<'_>) -> Result<FitSummary, DetectorError>;
+    /// [`Detector::add`] on a boxed stream.
+    fn dyn_add(&mut self, batches: &mut BatchStream<'_>) -> Result<FitSummary, DetectorError>;
     /// [`Detector::predict`].
     fn dyn_predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError>;
     /// [`Detector::preprocessor`].
@@ -192,6 +216,9 @@ impl<D: Detector> DynDetector for D {
     }
     fn dyn_fit(&mut self, batches: &mut BatchStream<'_>) -> Result<FitSummary, DetectorError> {
         self.fit(batches).map_err(|e| DetectorError(Box::new(e)))
+    }
+    fn dyn_add(&mut self, batches: &mut BatchStream<'_>) -> Result<FitSummary, DetectorError> {
+        self.add(batches).map_err(|e| DetectorError(Box::new(e)))
     }
     fn dyn_predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError> {
         self.predict(batch).map_err(|e| DetectorError(Box::new(e)))
@@ -229,6 +256,14 @@ impl Detector for dyn DynDetector + '_ {
     {
         let mut stream = batches.into_iter().map(|b| b.map_err(Into::into));
         self.dyn_fit(&mut stream)
+    }
+    fn add<I, E>(&mut self, batches: I) -> Result<FitSummary, DetectorError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let mut stream = batches.into_iter().map(|b| b.map_err(Into::into));
+        self.dyn_add(&mut stream)
     }
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, DetectorError> {
         self.dyn_predict(batch)

@@ -50,6 +50,14 @@ pub enum CoreError {
         /// Batch length.
         len: usize,
     },
+    /// The detector cannot do what was asked (e.g. adding images to a trained model).
+    #[error("{model} cannot {operation}")]
+    Unsupported {
+        /// Detector name.
+        model: &'static str,
+        /// What was asked, and the way out, in words.
+        operation: &'static str,
+    },
     /// A tensor could not be read back from its device.
     #[error("reading a tensor back from the device failed: {0}")]
     TensorRead(String),

@@ -288,6 +288,151 @@ impl CoresetSampler {
     }
 }
 
+impl CoresetSampler {
+    /// Continues a greedy k-center selection over new points: the `m` rows of `centres` (already
+    /// selected, e.g. a fitted memory bank) stay selected, and `count` of the `n` rows of
+    /// `candidates` are added, each the candidate farthest from everything selected so far —
+    /// the next steps of the same greedy search, as if the centres had been its first picks.
+    /// Both matrices (`d` columns) are projected with the sampler's projection, drawn for
+    /// `m + n` samples. Nothing but the centres is needed from the earlier selection.
+    ///
+    /// Returns indices into `candidates` in selection order; the coverage radius is the largest
+    /// distance of a candidate to the whole selection (old centres included). `count = 0`
+    /// selects nothing. With [`CoresetAlgorithm::Random`] the candidates are sampled uniformly.
+    pub fn extend(
+        &self,
+        centres: &[f32],
+        m: usize,
+        candidates: &[f32],
+        n: usize,
+        d: usize,
+        count: usize,
+    ) -> Result<CoresetSelection> {
+        if m > 0 {
+            check_matrix("centres", centres, m, d)?;
+        }
+        check_matrix("candidates", candidates, n, d)?;
+        if count > n {
+            return Err(MemoryBankError::InvalidParameter {
+                name: "count",
+                value: format!("{count} of {n} candidates"),
+                reason: "cannot select more candidates than there are",
+            });
+        }
+        if count == 0 {
+            return Ok(CoresetSelection {
+                indices: Vec::new(),
+                coverage_radius: 0.0,
+                distance_evaluations: 0,
+            });
+        }
+        if m == 0 {
+            // Nothing selected yet: an ordinary selection.
+            let sampler = CoresetSampler::new(CoresetParams {
+                size: CoresetSize::Count(count),
+                ..self.params.clone()
+            })?;
+            return sampler.select(candidates, n, d);
+        }
+        let (mut points, dp) = match self.params.projection.matrix(m + n, d, self.params.seed)? {
+            None => ([centres, candidates].concat(), d),
+            Some(mat) => {
+                let mut p = mat.project(centres, m)?;
+                p.extend(mat.project(candidates, n)?);
+                (p, mat.out_dim())
+            }
+        };
+        Ok(match self.params.algorithm {
+            CoresetAlgorithm::Reference => continue_reference(&points, m, n, dp, count),
+            CoresetAlgorithm::Fast => continue_fast(&points, m, n, dp, count),
+            CoresetAlgorithm::Random => {
+                let mut rng = start_rng(self.params.seed);
+                let indices: Vec<usize> = rand::seq::index::sample(&mut rng, n, count).into_vec();
+                let all: Vec<usize> = (0..m).chain(indices.iter().map(|&i| m + i)).collect();
+                let radius = coverage_radius(&points, m + n, dp, &all)?;
+                points.clear();
+                CoresetSelection {
+                    indices,
+                    coverage_radius: radius,
+                    distance_evaluations: 0,
+                }
+            }
+        })
+    }
+}
+
+/// [`CoresetSampler::extend`] written plainly: distances of the candidates (rows `m..m + n` of
+/// `points`) to the centres (rows `0..m`), then the greedy loop over the candidates.
+fn continue_reference(
+    points: &[f32],
+    m: usize,
+    n: usize,
+    d: usize,
+    count: usize,
+) -> CoresetSelection {
+    let cands = &points[m * d..];
+    let mut mind2 = vec![f32::INFINITY; n];
+    let update = |c: &[f32], mind2: &mut [f32]| {
+        mind2
+            .par_chunks_mut(ROW_BLOCK)
+            .zip(cands.par_chunks(ROW_BLOCK * d))
+            .for_each(|(mm, rows)| simd::min_update(rows, d, c, mm));
+    };
+    for c in points[..m * d].chunks_exact(d) {
+        update(c, &mut mind2);
+    }
+    let mut indices = Vec::with_capacity(count);
+    for _ in 0..count {
+        let idx = first_unselected_argmax(&mind2, &indices);
+        mind2[idx] = 0.0;
+        indices.push(idx);
+        update(&cands[idx * d..(idx + 1) * d], &mut mind2);
+    }
+    let coverage_radius = mind2.iter().fold(0.0f32, |a, &b| a.max(b)).sqrt();
+    CoresetSelection {
+        indices,
+        coverage_radius,
+        distance_evaluations: n as u64 * (m + count) as u64,
+    }
+}
+
+/// First index of the maximum; once every distance is zero (all candidates duplicate selected
+/// points) the first candidate not yet selected, so no candidate is taken twice.
+fn first_unselected_argmax(mind2: &[f32], selected: &[usize]) -> usize {
+    let idx = first_argmax(mind2);
+    if mind2[idx] > 0.0 {
+        return idx;
+    }
+    (0..mind2.len())
+        .find(|i| !selected.contains(i))
+        .unwrap_or(idx)
+}
+
+/// [`CoresetSampler::extend`] with the pruned search: the centres enter the state first.
+fn continue_fast(points: &[f32], m: usize, n: usize, d: usize, count: usize) -> CoresetSelection {
+    let mut state = FastState::new(points, m + n, d, 0);
+    for c in 1..m {
+        state.add_centre(c);
+    }
+    let mut indices = Vec::with_capacity(count);
+    let mut taken = vec![false; n];
+    for _ in 0..count {
+        let mut idx = state.max.1;
+        if state.max.0 <= 0.0 || idx < m {
+            // Every candidate duplicates a selected point: take them in order.
+            idx = m + taken.iter().position(|&t| !t).unwrap_or(0);
+        }
+        taken[idx - m] = true;
+        indices.push(idx - m);
+        state.add_centre(idx);
+    }
+    CoresetSelection {
+        indices,
+        coverage_radius: state.max.0.max(0.0).sqrt(),
+        distance_evaluations: state.evaluated,
+    }
+}
+
 fn start_rng(seed: u64) -> Xoshiro256PlusPlus {
     // Different stream from the projection matrix, which uses `seed` itself.
     Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15)
@@ -878,6 +1023,66 @@ mod tests {
                 .select(&data, n, 4)
                 .unwrap();
             assert_eq!(r.indices, f.indices, "count {count}");
+        }
+    }
+
+    #[test]
+    fn extend_continues_the_greedy_search_exactly() {
+        for (x, n, d) in [
+            (clustered(3000, 48, 12, 5), 3000, 48),
+            (gaussian(1500, 40, 6), 1500, 40),
+        ] {
+            for algorithm in [CoresetAlgorithm::Fast, CoresetAlgorithm::Reference] {
+                let full = sampler(120, algorithm, StartPoint::Index(7), 3)
+                    .select_projected(&x, n, d)
+                    .unwrap();
+                // The first 50 picks as centres; continuing over all points (the centres among
+                // them, at distance 0) must make the remaining 70 picks.
+                let centres: Vec<f32> = full.indices[..50]
+                    .iter()
+                    .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+                    .collect();
+                let params = CoresetParams {
+                    projection: ProjectionKind::Identity,
+                    algorithm,
+                    ..Default::default()
+                };
+                let ext = CoresetSampler::new(params)
+                    .unwrap()
+                    .extend(&centres, 50, &x, n, d, 70)
+                    .unwrap();
+                assert_eq!(ext.indices, full.indices[50..], "{algorithm}");
+                assert_eq!(ext.coverage_radius, full.coverage_radius, "{algorithm}");
+            }
+        }
+    }
+
+    #[test]
+    fn extend_edge_cases() {
+        let (n, d) = (200, 8);
+        let x = gaussian(n, d, 1);
+        let s = CoresetSampler::new(CoresetParams::default()).unwrap();
+        let none = s.extend(&x[..10 * d], 10, &x, n, d, 0).unwrap();
+        assert!(none.indices.is_empty());
+        assert!(s.extend(&x[..10 * d], 10, &x, n, d, n + 1).is_err());
+        // No centres: an ordinary selection of `count` points.
+        let fresh = s.extend(&[], 0, &x, n, d, 20).unwrap();
+        assert_eq!(fresh.indices.len(), 20);
+        // Candidates that duplicate the centres: every one taken once, none twice.
+        for algorithm in [CoresetAlgorithm::Fast, CoresetAlgorithm::Reference] {
+            let p = CoresetParams {
+                algorithm,
+                projection: ProjectionKind::Identity,
+                ..Default::default()
+            };
+            let e = CoresetSampler::new(p)
+                .unwrap()
+                .extend(&x[..5 * d], 5, &x[..5 * d], 5, d, 5)
+                .unwrap();
+            let mut got = e.indices.clone();
+            got.sort_unstable();
+            assert_eq!(got, vec![0, 1, 2, 3, 4], "{algorithm}");
+            assert_eq!(e.coverage_radius, 0.0);
         }
     }
 

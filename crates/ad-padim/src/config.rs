@@ -62,6 +62,10 @@ pub struct PadimConfig {
     pub blur_sigma: f32,
     /// Images per backbone forward pass.
     pub batch_size: usize,
+    /// Keep the streaming sums (f64) in the model, and in its file, so that good images can
+    /// be added later with exactly the result of a fit on all of them (`ad add`); they make
+    /// the file about three times larger. `false` keeps only the Gaussians.
+    pub keep_sums: bool,
 }
 
 impl Default for PadimConfig {
@@ -77,6 +81,7 @@ impl Default for PadimConfig {
             upsample: MapUpsample::Bilinear,
             blur_sigma: 4.0,
             batch_size: 8,
+            keep_sums: true,
         }
     }
 }

@@ -74,6 +74,51 @@ impl GaussianAccumulator {
         self.count
     }
 
+    /// The sums as `(count, shift, sum, sum_sq)`: what a model file keeps for exact updates.
+    pub fn parts(&self) -> (usize, &[f64], &[f64], &[f64]) {
+        (self.count, &self.shift, &self.sum, &self.sum_sq)
+    }
+
+    /// Rebuilds sums saved from [`GaussianAccumulator::parts`], checking every length.
+    pub fn from_parts(
+        positions: usize,
+        dim: usize,
+        count: usize,
+        shift: Vec<f64>,
+        sum: Vec<f64>,
+        sum_sq: Vec<f64>,
+    ) -> Result<Self, PadimError> {
+        let shift_len = if count == 0 { 0 } else { positions * dim };
+        if shift.len() != shift_len
+            || sum.len() != positions * dim
+            || sum_sq.len() != positions * tri_len(dim)
+            || shift
+                .iter()
+                .chain(&sum)
+                .chain(&sum_sq)
+                .any(|v| !v.is_finite())
+        {
+            return Err(PadimError::InvalidConfig {
+                name: "sums",
+                reason: format!(
+                    "{} + {} + {} values (not all finite?) do not fit {positions} positions x \
+                     {dim} dims",
+                    shift.len(),
+                    sum.len(),
+                    sum_sq.len()
+                ),
+            });
+        }
+        Ok(Self {
+            positions,
+            dim,
+            count,
+            shift,
+            sum,
+            sum_sq,
+        })
+    }
+
     /// Adds a batch of embeddings laid out `[positions][batch][dim]`.
     ///
     /// # Panics

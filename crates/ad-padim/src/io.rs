@@ -33,6 +33,9 @@ struct Header {
     image_size: (usize, usize),
     images: usize,
     threshold: Option<Threshold>,
+    /// The payload also holds the streaming sums (f64) after the Gaussians.
+    #[serde(default)]
+    sums: bool,
 }
 
 impl Padim {
@@ -49,18 +52,29 @@ impl Padim {
             image_size: fitted.image_size,
             images: fitted.images,
             threshold: self.threshold.clone(),
+            sums: fitted.sums.is_some(),
         };
         let json = serde_json::to_vec(&header).map_err(|e| PadimError::BadModelFile {
             path: path.to_path_buf(),
             reason: format!("cannot encode header: {e}"),
         })?;
         let g = &fitted.gaussians;
-        let payload: Vec<u8> = g
+        let mut payload: Vec<u8> = g
             .means()
             .iter()
             .chain(g.inv_chol())
             .flat_map(|v| v.to_le_bytes())
             .collect();
+        if let Some(acc) = &fitted.sums {
+            let (_, shift, sum, sum_sq) = acc.parts();
+            payload.extend(
+                shift
+                    .iter()
+                    .chain(sum)
+                    .chain(sum_sq)
+                    .flat_map(|v| v.to_le_bytes()),
+            );
+        }
         let out = ad_core::model_file::encode(MAGIC, FORMAT_VERSION, &json, &payload);
         ad_core::model_file::write_atomic(path, &out).map_err(|source| PadimError::Io {
             path: path.to_path_buf(),
@@ -102,14 +116,41 @@ impl Padim {
         let (positions, d) = (header.grid.0 * header.grid.1, ch.len());
         let n_mean = positions * d;
         let n_inv = positions * tri_len(d);
-        if payload.len() != 4 * (n_mean + n_inv) {
+        let n_sums = if header.sums {
+            positions * (2 * d + tri_len(d))
+        } else {
+            0
+        };
+        let need = 4 * (n_mean + n_inv) + 8 * n_sums;
+        if payload.len() != need {
             return Err(bad(format!(
-                "payload of {} bytes, a {:?} grid with {d} channels needs {}",
+                "payload of {} bytes, a {:?} grid with {d} channels needs {need}",
                 payload.len(),
                 header.grid,
-                4 * (n_mean + n_inv)
             )));
         }
+        let (payload, sum_bytes) = payload.split_at(4 * (n_mean + n_inv));
+        let sums = if header.sums {
+            let v: Vec<f64> = sum_bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+                .collect();
+            let (shift, rest) = v.split_at(positions * d);
+            let (sum, sum_sq) = rest.split_at(positions * d);
+            Some(
+                crate::gaussian::GaussianAccumulator::from_parts(
+                    positions,
+                    d,
+                    header.images,
+                    shift.to_vec(),
+                    sum.to_vec(),
+                    sum_sq.to_vec(),
+                )
+                .map_err(|e| bad(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let floats: Vec<f32> = payload
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -126,6 +167,7 @@ impl Padim {
             grid: header.grid,
             image_size: header.image_size,
             images: header.images,
+            sums,
         });
         Ok(model)
     }
@@ -225,6 +267,79 @@ mod tests {
             Padim::load(dir.path().join("missing.padim"), &Device::default()),
             Err(PadimError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn adding_images_equals_the_full_fit_and_adding_none_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SyntheticConfig::small();
+        cfg.ensure(dir.path()).unwrap();
+        let cat = MvtecCategory::open(dir.path(), &cfg.name).unwrap();
+        let config = PadimConfig {
+            weights: Weights::Random { seed: 1 },
+            preprocess: PreprocessConfig::default().with_size(64, 64),
+            n_features: Some(24),
+            batch_size: 4,
+            ..Default::default()
+        };
+        let train = &cat.splits.train;
+        let half = train.len() / 2;
+        let fit = |samples: &[ad_mvtec::Sample]| {
+            let mut m = Padim::new(&config, &Device::default()).unwrap();
+            let pre = m.preprocessor().clone();
+            m.fit(BatchLoader::new(samples, pre, 4).map(|b| b.map(|b| b.images)))
+                .unwrap();
+            m
+        };
+        let full = fit(train);
+        let mut part = fit(&train[..half]);
+        // Through the file: the sums travel with the model.
+        let path = dir.path().join("a.padim");
+        part.save(&path).unwrap();
+        part = Padim::load(&path, &Device::default()).unwrap();
+        let pre = part.preprocessor().clone();
+        let summary = part
+            .add(BatchLoader::new(&train[half..], pre.clone(), 4).map(|b| b.map(|b| b.images)))
+            .unwrap();
+        assert_eq!(summary.images, train.len() - half);
+        let (a, b) = (full.gaussians().unwrap(), part.gaussians().unwrap());
+        let close = |x: &[f32], y: &[f32]| {
+            x.iter()
+                .zip(y)
+                .all(|(p, q)| (p - q).abs() <= 1e-5 * (1.0 + p.abs().max(q.abs())))
+        };
+        assert!(close(a.means(), b.means()));
+        assert!(close(a.inv_chol(), b.inv_chol()));
+
+        // Adding nothing leaves the saved file byte-identical.
+        let p1 = dir.path().join("b.padim");
+        let p2 = dir.path().join("c.padim");
+        part.save(&p1).unwrap();
+        let s = part
+            .add(std::iter::empty::<
+                Result<ad_core::ImageBatch, ad_core::CoreError>,
+            >())
+            .unwrap();
+        assert_eq!(s.images, 0);
+        part.save(&p2).unwrap();
+        assert_eq!(std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+
+        // Without the sums an update is refused, with the way out.
+        let mut lean = Padim::new(
+            &PadimConfig {
+                keep_sums: false,
+                ..config.clone()
+            },
+            &Device::default(),
+        )
+        .unwrap();
+        lean.fit(BatchLoader::new(&train[..half], pre.clone(), 4).map(|b| b.map(|b| b.images)))
+            .unwrap();
+        let err = lean
+            .add(BatchLoader::new(&train[half..], pre, 4).map(|b| b.map(|b| b.images)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keep_sums"), "{err}");
     }
 
     #[test]

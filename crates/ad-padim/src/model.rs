@@ -25,6 +25,8 @@ pub(crate) struct Fitted {
     pub(crate) image_size: (usize, usize),
     /// Training images.
     pub(crate) images: usize,
+    /// The streaming sums, kept for exact updates (`keep_sums`).
+    pub(crate) sums: Option<GaussianAccumulator>,
 }
 
 /// PaDiM (Defard et al., "PaDiM: a Patch Distribution Modeling Framework for Anomaly
@@ -263,10 +265,64 @@ impl Detector for Padim {
             grid,
             image_size,
             images,
+            sums: self.config.keep_sums.then_some(acc),
         });
         Ok(FitSummary {
             images,
             features: images * grid.0 * grid.1,
+            memory_rows: grid.0 * grid.1,
+            extract_time: extract,
+            build_time: t0.elapsed().saturating_sub(extract),
+        })
+    }
+
+    /// Adds good images exactly: their embeddings join the kept streaming sums and the
+    /// Gaussians are solved again, as a fit on all images in the same order would. Needs a
+    /// model fitted with `keep_sums` (the default). No images: the model is left unchanged.
+    fn add<I, E>(&mut self, batches: I) -> Result<FitSummary, PadimError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let t0 = Instant::now();
+        let fitted = self.fitted.as_ref().ok_or(PadimError::NotFitted)?;
+        let Some(sums) = fitted.sums.as_ref() else {
+            return Err(PadimError::InvalidConfig {
+                name: "keep_sums",
+                reason: "this model was fitted (or saved) without its streaming sums: fit it \
+                         again with keep_sums = true to add images"
+                    .into(),
+            });
+        };
+        let grid = fitted.grid;
+        let mut acc: Option<GaussianAccumulator> = None;
+        let mut extract = std::time::Duration::ZERO;
+        for batch in batches {
+            let batch = batch.map_err(|e| PadimError::Input(e.into()))?;
+            if batch.is_empty() {
+                continue;
+            }
+            self.check_batch(&batch)?;
+            let te = Instant::now();
+            let (emb, _) = self.embed(&batch)?;
+            extract += te.elapsed();
+            acc.get_or_insert_with(|| sums.clone())
+                .add(&emb, batch.len());
+        }
+        let Some(acc) = acc else {
+            return Ok(FitSummary::default());
+        };
+        let added = acc.count() - sums.count();
+        let gaussians = acc.finish(self.config.regularization)?;
+        let images = acc.count();
+        if let Some(f) = self.fitted.as_mut() {
+            f.gaussians = gaussians;
+            f.images = images;
+            f.sums = Some(acc);
+        }
+        Ok(FitSummary {
+            images: added,
+            features: added * grid.0 * grid.1,
             memory_rows: grid.0 * grid.1,
             extract_time: extract,
             build_time: t0.elapsed().saturating_sub(extract),

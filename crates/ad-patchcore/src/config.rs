@@ -73,6 +73,12 @@ pub struct PatchcoreConfig {
     pub batch_size: usize,
     /// Nearest-neighbour search backend.
     pub knn: KnnBackend,
+    /// Streaming coreset under a memory budget, in MiB: patch features are buffered up to this
+    /// size, then reduced into the memory bank (the greedy search continued from the rows
+    /// already kept, the bank growing by the coreset ratio of each chunk). `None` (default)
+    /// keeps every patch feature until the end: the exact greedy coreset. Needs a coreset
+    /// ratio, not a count.
+    pub fit_budget_mib: Option<usize>,
 }
 
 impl Default for PatchcoreConfig {
@@ -90,6 +96,7 @@ impl Default for PatchcoreConfig {
             blur_sigma: 4.0,
             batch_size: 8,
             knn: KnnBackend::Cpu,
+            fit_budget_mib: None,
         }
     }
 }
@@ -120,6 +127,18 @@ impl PatchcoreConfig {
                 "patch_size",
                 format!("{} must be odd and positive", self.patch_size),
             );
+        }
+        match (self.fit_budget_mib, self.coreset.size) {
+            (Some(0), _) => return bad("fit_budget_mib", "must be at least 1 MiB when set".into()),
+            (Some(_), CoresetSize::Count(_)) => {
+                return bad(
+                    "fit_budget_mib",
+                    "a streaming coreset keeps a ratio of each chunk: set coreset.size = \
+                     { ratio = .. } instead of a count"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         if self.target_dim == Some(0) {
             return bad("target_dim", "must be at least 1 when set".into());
@@ -212,9 +231,17 @@ impl CheckedConfig {
             ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim } => dim,
             ProjectionKind::SparseJl { eps } => jl_min_dim(patches.max(1), eps)?,
         };
-        // All patch features, their projection and per-point bookkeeping, plus one forward.
-        let peak = patches as u64 * (4 * dim as u64 + 4 * projected as u64 + 16)
-            + forward_bytes(self.batch_size, size);
+        // All patch features (or one budget's worth), their projection and per-point
+        // bookkeeping, the bank, plus one forward.
+        let per_row = 4 * dim as u64 + 4 * projected as u64 + 16;
+        let buffered = match self.fit_budget_mib {
+            None => patches as u64 * per_row,
+            Some(mib) => {
+                let budget_rows = crate::model::budget_rows(mib, dim, projected) as u64;
+                (patches as u64).min(budget_rows) * per_row + rows as u64 * per_row
+            }
+        };
+        let peak = buffered + forward_bytes(self.batch_size, size);
         Ok(FitEstimate {
             grid,
             feature_dim: dim,

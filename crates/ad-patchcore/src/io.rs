@@ -29,6 +29,9 @@ struct Header {
     bank_rows: usize,
     threshold: Option<Threshold>,
     coverage_radius: f32,
+    /// Patch features the bank was selected from (0: not recorded by older builds).
+    #[serde(default)]
+    patches_seen: usize,
 }
 
 impl PatchCore {
@@ -55,6 +58,7 @@ impl PatchCore {
             bank_rows: fitted.bank.len(),
             threshold: self.threshold.clone(),
             coverage_radius: fitted.coverage_radius,
+            patches_seen: fitted.patches_seen,
         };
         let json = serde_json::to_vec(&header).map_err(|e| PatchcoreError::BadModelFile {
             path: path.to_path_buf(),
@@ -104,6 +108,7 @@ impl PatchCore {
         model.fitted = Some(Fitted {
             bank,
             index,
+            patches_seen: header.patches_seen,
             grid: header.grid,
             image_size: header.image_size,
             coverage_radius: header.coverage_radius,

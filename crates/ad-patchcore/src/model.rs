@@ -10,7 +10,7 @@ use ad_core::{
 };
 use ad_memory_bank::{
     BruteForce, BurnKnn, CoresetParams, CoresetSampler, CoresetSize, KnnIndex, KnnResult,
-    MemoryBank,
+    MemoryBank, ProjectionKind,
 };
 use burn::tensor::Device;
 
@@ -49,6 +49,9 @@ impl Index {
 pub(crate) struct Fitted {
     pub(crate) bank: MemoryBank,
     pub(crate) index: Index,
+    /// Patch features the bank was selected from (fit and every add; 0 when unknown, in
+    /// files written before it was recorded).
+    pub(crate) patches_seen: usize,
     /// Patch grid `(h, w)` of the first tap.
     pub(crate) grid: (usize, usize),
     /// Preprocessed image size `(h, w)` the model was fitted on.
@@ -241,6 +244,174 @@ impl PatchCore {
     }
 }
 
+/// Bytes per buffered patch feature in the coreset's working set: the feature, its
+/// projection and per-point bookkeeping.
+fn bytes_per_row(d: usize, projected: usize) -> usize {
+    4 * d + 4 * projected + 16
+}
+
+/// Patch features a fit buffers under a budget of `mib` MiB (at least one image's worth is
+/// always allowed by the caller pushing whole batches).
+pub(crate) fn budget_rows(mib: usize, d: usize, projected: usize) -> usize {
+    (mib << 20) / bytes_per_row(d, projected).max(1)
+}
+
+/// A bank to continue from (adding images).
+struct Start {
+    bank: Vec<f32>,
+    seen: usize,
+    radius: f32,
+}
+
+/// What a [`BankBuilder`] produced.
+struct BuiltBank {
+    bank: MemoryBank,
+    seen: usize,
+    radius: f32,
+}
+
+/// Collects patch features and reduces them into the memory bank: one greedy coreset over all
+/// of them (the default), or, under `fit_budget_mib`, chunk by chunk with the greedy search
+/// continued from the rows already kept. The bank's size always follows the total:
+/// `floor(patches * ratio)` rows, however the patches were chunked.
+struct BankBuilder {
+    params: CoresetParams,
+    d: usize,
+    /// Rows kept so far (row-major, `d` columns).
+    bank: Vec<f32>,
+    /// Patch features not yet reduced.
+    buffer: Vec<f32>,
+    /// Buffer size (rows) that triggers a reduction; `usize::MAX` without a budget.
+    budget_rows: usize,
+    /// Patch features absorbed (earlier fits included when adding).
+    seen: usize,
+    /// Rows per patch when adding to a bank fitted with a count: `(bank rows, patches)`.
+    fitted_rate: Option<(usize, usize)>,
+    /// Coverage radius so far (a bound after continued selections).
+    radius: f32,
+    /// Time spent selecting.
+    build_time: std::time::Duration,
+    /// Patch features pushed into this builder.
+    pushed: usize,
+}
+
+impl BankBuilder {
+    fn new(config: &CheckedConfig, d: usize, start: Option<Start>) -> Self {
+        let projected = match config.coreset.projection {
+            ProjectionKind::Gaussian { dim } | ProjectionKind::LinearUniform { dim } => dim,
+            ProjectionKind::Identity | ProjectionKind::SparseJl { .. } => d,
+        };
+        let budget_rows = config
+            .fit_budget_mib
+            .map_or(usize::MAX, |mib| budget_rows(mib, d, projected).max(1));
+        let (bank, seen, radius) =
+            start.map_or((Vec::new(), 0, 0.0), |s| (s.bank, s.seen, s.radius));
+        let fitted_rate = match config.coreset.size {
+            CoresetSize::Count(_) if seen > 0 => Some((bank.len() / d.max(1), seen)),
+            _ => None,
+        };
+        Self {
+            params: config.coreset.clone(),
+            d,
+            bank,
+            buffer: Vec::new(),
+            budget_rows,
+            seen,
+            fitted_rate,
+            radius,
+            build_time: std::time::Duration::ZERO,
+            pushed: 0,
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.bank.len() / self.d
+    }
+
+    fn push(&mut self, rows: &[f32]) -> Result<(), PatchcoreError> {
+        self.buffer.extend_from_slice(rows);
+        self.pushed += rows.len() / self.d;
+        if self.buffer.len() / self.d >= self.budget_rows {
+            self.reduce()?;
+        }
+        Ok(())
+    }
+
+    /// Rows to keep from the `n` buffered patches.
+    fn keep(&self, n: usize) -> usize {
+        let m = self.rows();
+        if let Some((rows, patches)) = self.fitted_rate {
+            return (n * rows / patches.max(1)).min(n);
+        }
+        match self.params.size {
+            CoresetSize::Ratio(r) => {
+                let total = ((self.seen + n) as f64 * r) as usize;
+                let keep = total.saturating_sub(m).min(n);
+                if m == 0 { keep.max(1) } else { keep }
+            }
+            CoresetSize::Count(c) => c.saturating_sub(m).clamp(1, n),
+        }
+    }
+
+    /// Reduces the buffer into the bank.
+    fn reduce(&mut self) -> Result<(), PatchcoreError> {
+        let (d, n) = (self.d, self.buffer.len() / self.d);
+        if n == 0 {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let m = self.rows();
+        let keep = self.keep(n);
+        if keep == n {
+            self.bank.append(&mut self.buffer);
+        } else if keep > 0 {
+            let sampler = CoresetSampler::new(CoresetParams {
+                size: CoresetSize::Count(keep),
+                ..self.params.clone()
+            })?;
+            let selection = if m == 0 {
+                sampler.select(&self.buffer, n, d)?
+            } else {
+                sampler.extend(&self.bank, m, &self.buffer, n, d, keep)?
+            };
+            self.radius = self.radius.max(selection.coverage_radius);
+            self.bank.extend(selection.gather(&self.buffer, d));
+            log::debug!(
+                "coreset chunk: kept {keep} of {n} patches, bank {} rows",
+                self.rows()
+            );
+        }
+        self.seen += n;
+        self.buffer = Vec::new();
+        self.build_time += t.elapsed();
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        t0: Instant,
+        images: usize,
+    ) -> Result<(BuiltBank, FitSummary), PatchcoreError> {
+        self.reduce()?;
+        let summary = FitSummary {
+            images,
+            features: self.pushed,
+            memory_rows: self.rows(),
+            extract_time: t0.elapsed().saturating_sub(self.build_time),
+            build_time: self.build_time,
+        };
+        let bank = MemoryBank::from_rows(self.bank, self.d)?;
+        Ok((
+            BuiltBank {
+                bank,
+                seen: self.seen,
+                radius: self.radius,
+            },
+            summary,
+        ))
+    }
+}
+
 /// Eq. 7 as anomalib computes it: `s = (1 - softmax(d)[0]) * s*`, where `d` are the distances of
 /// `m^test,*` to `N_b(m*)` (nearest first, so `d[0]` is the distance to `m*` itself).
 pub fn reweight(s_star: f32, dists: &[f32]) -> f32 {
@@ -275,15 +446,16 @@ impl Detector for PatchCore {
         E: Into<BoxError>,
     {
         let t0 = Instant::now();
-        let mut features: Vec<f32> = Vec::new();
-        // (patch grid, feature dim, image size), fixed by the first batch.
-        type Dims = ((usize, usize), usize, (usize, usize));
-        let mut dims: Option<Dims> = None;
+        let mut builder: Option<BankBuilder> = None;
+        let mut shape: Option<((usize, usize), (usize, usize))> = None;
         let mut images = 0;
         for batch in batches {
             let batch = batch.map_err(|e| PatchcoreError::Input(e.into()))?;
+            if batch.is_empty() {
+                continue;
+            }
             let size = (batch.height(), batch.width());
-            if let Some((_, _, s)) = dims
+            if let Some((_, s)) = shape
                 && s != size
             {
                 return Err(PatchcoreError::BatchShape {
@@ -292,52 +464,91 @@ impl Detector for PatchCore {
                 });
             }
             let (rows, grid, d) = self.embed(&batch)?;
-            dims.get_or_insert((grid, d, size));
-            features.extend_from_slice(&rows);
+            shape.get_or_insert((grid, size));
+            builder
+                .get_or_insert_with(|| BankBuilder::new(&self.config, d, None))
+                .push(&rows)?;
             images += batch.len();
-            log::debug!("fit: {images} images, {} patches", features.len() / d);
+            log::debug!("fit: {images} images");
         }
-        let Some((grid, d, image_size)) = dims else {
+        let (Some(builder), Some((grid, image_size))) = (builder, shape) else {
             return Err(PatchcoreError::NoTrainingImages);
         };
-        let n = features.len() / d;
-        let extract_time = t0.elapsed();
-        let t1 = Instant::now();
-        let count = match self.config.coreset.size {
-            CoresetSize::Ratio(r) => ((n as f64 * r) as usize).clamp(1, n),
-            CoresetSize::Count(c) => c.clamp(1, n),
-        };
-        let (bank, coverage_radius) = if count == n {
-            (MemoryBank::from_rows(features, d)?, 0.0)
-        } else {
-            let sampler = CoresetSampler::new(CoresetParams {
-                size: CoresetSize::Count(count),
-                ..self.config.coreset.clone()
-            })?;
-            let selection = sampler.select(&features, n, d)?;
-            let rows = selection.gather(&features, d);
-            (MemoryBank::from_rows(rows, d)?, selection.coverage_radius)
-        };
+        let (bank, summary) = builder.finish(t0, images)?;
         log::info!(
-            "memory bank: {} of {n} patches ({d}-d), coverage radius {coverage_radius:.4}",
-            bank.len()
+            "memory bank: {} of {} patches ({}-d), coverage radius {:.4}",
+            bank.bank.len(),
+            summary.features,
+            bank.bank.dim(),
+            bank.radius
         );
-        let index = Index::build(&bank, self.config.knn, &self.device);
-        let memory_rows = bank.len();
+        let index = Index::build(&bank.bank, self.config.knn, &self.device);
         self.fitted = Some(Fitted {
-            bank,
+            bank: bank.bank,
             index,
+            patches_seen: bank.seen,
             grid,
             image_size,
-            coverage_radius,
+            coverage_radius: bank.radius,
         });
-        Ok(FitSummary {
-            images,
-            features: n,
-            memory_rows,
-            extract_time,
-            build_time: t1.elapsed(),
-        })
+        Ok(summary)
+    }
+
+    /// Adds good images: their patches join the memory bank by the greedy k-center search
+    /// continued from the bank's rows (the bank grows by the coreset ratio of the new patches;
+    /// a bank fitted with a count grows by its own ratio, rows per patch seen). The images the
+    /// model was fitted on are not needed. No images: the model is left unchanged.
+    fn add<I, E>(&mut self, batches: I) -> Result<FitSummary, PatchcoreError>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let t0 = Instant::now();
+        let fitted = self.fitted.as_ref().ok_or(PatchcoreError::NotFitted)?;
+        let d = fitted.bank.dim();
+        let mut builder: Option<BankBuilder> = None;
+        let mut images = 0;
+        for batch in batches {
+            let batch = batch.map_err(|e| PatchcoreError::Input(e.into()))?;
+            if batch.is_empty() {
+                continue;
+            }
+            self.check_batch(&batch)?;
+            let (rows, _, _) = self.embed(&batch)?;
+            if builder.is_none() {
+                let seen = fitted.patches_seen;
+                if seen == 0 {
+                    return Err(PatchcoreError::InvalidConfig {
+                        name: "model file",
+                        reason: "it does not record how many patches its bank was selected \
+                                 from (written by an older build): fit it again to add images"
+                            .into(),
+                    });
+                }
+                let start = Start {
+                    bank: fitted.bank.as_slice().to_vec(),
+                    seen,
+                    radius: fitted.coverage_radius,
+                };
+                builder = Some(BankBuilder::new(&self.config, d, Some(start)));
+            }
+            if let Some(b) = builder.as_mut() {
+                b.push(&rows)?;
+            }
+            images += batch.len();
+        }
+        let Some(builder) = builder else {
+            return Ok(FitSummary::default());
+        };
+        let (bank, summary) = builder.finish(t0, images)?;
+        let index = Index::build(&bank.bank, self.config.knn, &self.device);
+        if let Some(f) = self.fitted.as_mut() {
+            f.bank = bank.bank;
+            f.index = index;
+            f.patches_seen = bank.seen;
+            f.coverage_radius = bank.radius;
+        }
+        Ok(summary)
     }
 
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, PatchcoreError> {

@@ -273,3 +273,134 @@ fn corrupt_model_files_are_typed_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn adding_images_continues_the_bank_and_adding_none_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(3);
+    let (full, cat) = fitted(dir.path(), &cfg);
+    let train = batches(&full, &cat, false);
+    let half = train.len() / 2;
+    let fit = |cfg: &PatchcoreConfig, b: &[ImageBatch]| {
+        let mut m = PatchCore::new(cfg, &Device::default()).unwrap();
+        m.fit(b.iter().cloned().map(Ok::<_, BoxError>)).unwrap();
+        m
+    };
+    let part = fit(&cfg, &train[..half]);
+    let old = part.memory_bank().unwrap().as_slice().to_vec();
+    // Through the file: the count of patches seen travels with the model.
+    let path = dir.path().join("a.patchcore");
+    part.save(&path).unwrap();
+    let mut part = PatchCore::load(&path, &Device::default()).unwrap();
+    let s = part
+        .add(train[half..].iter().cloned().map(Ok::<_, BoxError>))
+        .unwrap();
+    let n_new: usize = train[half..].iter().map(|b| b.len() * 64).sum();
+    assert_eq!(s.features, n_new);
+    let bank = part.memory_bank().unwrap();
+    // The bank grows to floor(all patches * ratio), as a fit on everything, and keeps its rows.
+    assert_eq!(bank.len(), full.memory_bank().unwrap().len());
+    assert_eq!(&bank.as_slice()[..old.len()], &old[..]);
+    // The new rows are new patches' features: training patches of B now score (almost) zero.
+    let b_scores = part.patch_scores(&train[half]).unwrap();
+    let before = PatchCore::load(&path, &Device::default())
+        .unwrap()
+        .patch_scores(&train[half])
+        .unwrap();
+    let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+    assert!(mean(&b_scores.scores) < mean(&before.scores));
+
+    // Adding nothing leaves the saved model byte-identical.
+    let (p1, p2) = (
+        dir.path().join("b.patchcore"),
+        dir.path().join("c.patchcore"),
+    );
+    part.save(&p1).unwrap();
+    let none = part
+        .add(std::iter::empty::<Result<ImageBatch, BoxError>>())
+        .unwrap();
+    assert_eq!(none.images, 0);
+    part.save(&p2).unwrap();
+    assert_eq!(std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+
+    // At ratio 1 nothing is selected away: fit(A) + add(B) is fit(A + B), bit for bit.
+    let all = PatchcoreConfig {
+        coreset: CoresetParams {
+            size: CoresetSize::Ratio(1.0),
+            ..cfg.coreset.clone()
+        },
+        ..cfg.clone()
+    };
+    let whole = fit(&all, &train);
+    let mut grown = fit(&all, &train[..half]);
+    grown
+        .add(train[half..].iter().cloned().map(Ok::<_, BoxError>))
+        .unwrap();
+    assert_eq!(
+        whole.memory_bank().unwrap().as_slice(),
+        grown.memory_bank().unwrap().as_slice()
+    );
+}
+
+#[test]
+fn a_fit_under_a_memory_budget_streams_its_coreset() {
+    let dir = tempfile::tempdir().unwrap();
+    // 128 px images: 256 patches each, so 1 MiB (about 930 features of 152 dims) makes
+    // several chunks.
+    let cfg = PatchcoreConfig {
+        preprocess: PreprocessConfig::default().with_size(128, 128),
+        ..config(4)
+    };
+    let cat = category(dir.path());
+    let probe = PatchCore::new(&cfg, &Device::default()).unwrap();
+    let train = batches(&probe, &cat, false);
+    let exact = {
+        let mut m = PatchCore::new(&cfg, &Device::default()).unwrap();
+        m.fit(train.iter().cloned().map(Ok::<_, BoxError>)).unwrap();
+        m
+    };
+    let streamed_cfg = PatchcoreConfig {
+        fit_budget_mib: Some(1),
+        ..cfg.clone()
+    };
+    let mut streamed = PatchCore::new(&streamed_cfg, &Device::default()).unwrap();
+    let s = streamed
+        .fit(train.iter().cloned().map(Ok::<_, BoxError>))
+        .unwrap();
+    assert!(s.features > 2000, "{} patches: one chunk only", s.features);
+    assert_eq!(
+        streamed.memory_bank().unwrap().len(),
+        exact.memory_bank().unwrap().len()
+    );
+    let test = batches(&exact, &cat, true);
+    let a = exact.patch_scores(&test[0]).unwrap().image_scores;
+    let b = streamed.patch_scores(&test[0]).unwrap().image_scores;
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            y.is_finite() && (x - y).abs() <= 0.25 * x.abs().max(1e-3),
+            "{x} vs {y}"
+        );
+    }
+    // A budget needs a ratio.
+    let err = PatchCore::new(
+        &PatchcoreConfig {
+            coreset: CoresetParams {
+                size: CoresetSize::Count(100),
+                ..CoresetParams::default()
+            },
+            ..streamed_cfg
+        },
+        &Device::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PatchcoreError::InvalidConfig {
+                name: "fit_budget_mib",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
