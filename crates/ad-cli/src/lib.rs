@@ -5,6 +5,7 @@
 //! ad predict bottle.patchcore part1.png line/today/ 'cam*/*.png'   # one JSON line per image
 //! ad test    bottle.patchcore ROOT/bottle --out out/bottle          # metrics, decisions, pictures, report
 //! ad info    bottle.patchcore                                       # what the model file holds
+//! ad add     bottle.patchcore new_good/                             # more good images, no refit
 //! ad run     --model padim                                          # fit + test in one go (the examples)
 //! ```
 //!
@@ -12,6 +13,7 @@
 //! `--print-config` writes, overridden by flags. Clap, printing and progress bars live here;
 //! everything else is the library (`anomaly_detection`).
 
+mod add;
 mod config;
 mod data;
 mod predict;
@@ -94,6 +96,9 @@ pub enum Command {
     /// Describe a model file: detector, backbone and checkpoint SHA-256, config, threshold,
     /// memory size, format version (reads the header only).
     Info(run::InfoArgs),
+    /// Add good images to a fitted model without fitting it again (PatchCore: the coreset
+    /// continues over the new patches; PaDiM: exact update of its sums).
+    Add(add::AddArgs),
     /// Fit, calibrate, save and test in one go, on one or several categories (what the
     /// examples run).
     Run(run::RunArgs),
@@ -110,6 +115,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Predict(a) => predict::predict(&a),
         Command::Test(a) => run::test(&a),
         Command::Info(a) => run::info(&a),
+        Command::Add(a) => add::add(&a),
         Command::Run(a) => run::run(&a),
         Command::Supervised(a) => supervised::supervised(&a),
     }

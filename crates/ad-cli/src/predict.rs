@@ -92,7 +92,7 @@ fn folder_images(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Expands the arguments into files (in order) and per-argument errors.
-fn expand(args: &[String]) -> Vec<Result<PathBuf, (String, String)>> {
+pub(crate) fn expand(args: &[String]) -> Vec<Result<PathBuf, (String, String)>> {
     let mut out = Vec::new();
     for a in args {
         if has_glob(a) {

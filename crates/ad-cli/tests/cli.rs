@@ -187,6 +187,24 @@ fn padim_runs_end_to_end_and_models_load_by_header() {
     let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(info["detector"], "padim");
     assert_eq!(info["header"]["channels"].as_array().unwrap().len(), 24);
+    // More good images without fitting again: the sums travel in the file.
+    let images = info["header"]["images"].as_u64().unwrap();
+    let good = tmp.path().join("synthetic_small/test/good");
+    let n_good = std::fs::read_dir(&good).unwrap().count() as u64;
+    let grown = tmp.path().join("grown.padim");
+    let o = ad(&["add", "--quiet", s(&model), s(&good), "--out", s(&grown)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ad(&["info", "--json", s(&grown)]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["header"]["images"].as_u64(), Some(images + n_good));
+    // An image that does not decode stops the update and leaves the model as it was.
+    let broken = tmp.path().join("broken.png");
+    std::fs::write(&broken, b"not a png").unwrap();
+    let before = std::fs::read(&model).unwrap();
+    let o = ad(&["add", "--quiet", s(&model), s(&broken)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("broken.png"), "{}", text(&o));
+    assert_eq!(std::fs::read(&model).unwrap(), before);
     // A file of another kind is refused by its header.
     let junk = tmp.path().join("junk.bin");
     std::fs::write(&junk, b"not a model at all").unwrap();
