@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use ad_cflow::{Cflow, CflowConfig};
-use ad_core::DynDetector;
+use ad_core::tiling::{Tiled, TilingConfig};
+use ad_core::{DetectorError, DynDetector};
 use ad_padim::{Padim, PadimConfig};
 use ad_patchcore::{PatchCore, PatchcoreConfig};
 use ad_regress::{ClassifierConfig, ScoreStudent, StudentConfig, SupervisedClassifier};
@@ -43,6 +44,101 @@ pub enum DetectorConfig {
     /// A supervised defect classifier with CAM maps: it needs labelled defects
     /// (`ad supervised`); fitting it on good images alone is refused.
     Classifier(ClassifierConfig),
+    /// Any of the above run tile by tile on large images ([`ad_core::tiling`]).
+    Tiled(TiledConfig),
+}
+
+/// A detector run tile by tile: the whole image is preprocessed by `preprocess` (e.g. resized
+/// to 1024 x 1024), cut into `tiling.tile` tiles, and `detector` runs on every tile (its own
+/// preprocessing is derived: resize to the tile size, no crop, the same normalisation).
+///
+/// ```toml
+/// model = "tiled"
+/// [tiling]
+/// tile = [256, 256]
+/// stride = [224, 224]
+/// [preprocess]
+/// resize = [1024, 1024]
+/// [detector]
+/// model = "patchcore"
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TiledConfig {
+    /// Tile size, stride and whether each position has its own model.
+    #[serde(default)]
+    pub tiling: TilingConfig,
+    /// Preprocessing of the whole image, before it is cut into tiles.
+    #[serde(default = "tiled_preprocess")]
+    pub preprocess: ad_core::PreprocessConfig,
+    /// The detector run on every tile.
+    pub detector: Box<DetectorConfig>,
+}
+
+fn tiled_preprocess() -> ad_core::PreprocessConfig {
+    ad_core::PreprocessConfig::default().with_size(512, 512)
+}
+
+impl Default for TiledConfig {
+    /// 512 px images in four 256 px tiles, one PatchCore for all of them.
+    fn default() -> Self {
+        Self {
+            tiling: TilingConfig::default(),
+            preprocess: tiled_preprocess(),
+            detector: Box::new(DetectorConfig::Patchcore(PatchcoreConfig::default())),
+        }
+    }
+}
+
+impl TiledConfig {
+    /// Wraps `detector` for tiling, keeping its preprocessing for the whole image (its own
+    /// becomes the tile's, derived by [`TiledConfig::member`]).
+    pub fn wrap(detector: DetectorConfig, tiling: TilingConfig) -> Self {
+        let preprocess = detector.preprocess().clone();
+        let mut detector = detector;
+        *detector.preprocess_mut() = ad_core::PreprocessConfig::default();
+        Self {
+            tiling,
+            preprocess,
+            detector: Box::new(detector),
+        }
+    }
+
+    /// The tile detector's config, with the preprocessing the tiles need: resize to the
+    /// tile size (a no-op), no crop, the whole image's normalisation. A tile detector that sets
+    /// another preprocessing itself, or that is tiled again, is refused.
+    pub fn member(&self) -> Result<DetectorConfig, Error> {
+        let bad = |reason: String| {
+            Error::Core(ad_core::CoreError::InvalidParameter {
+                name: "tiling",
+                reason,
+            })
+        };
+        if matches!(*self.detector, DetectorConfig::Tiled(_)) {
+            return Err(bad("a tiled detector cannot be tiled again".into()));
+        }
+        let derived = ad_core::PreprocessConfig {
+            resize: self.tiling.tile,
+            center_crop: None,
+            mean: self.preprocess.mean,
+            std: self.preprocess.std,
+        };
+        let own = self.detector.preprocess();
+        if *own != ad_core::PreprocessConfig::default() && *own != derived {
+            return Err(bad(format!(
+                "the tile detector sets its own preprocess {own:?}; set [preprocess] on the \
+                 tiled model (the whole image) and the tile size in [tiling]"
+            )));
+        }
+        let mut member = (*self.detector).clone();
+        *member.preprocess_mut() = derived;
+        Ok(member)
+    }
+
+    /// Tiles per image.
+    pub fn tiles(&self) -> Result<usize, Error> {
+        Ok(self.tiling.layout(self.preprocess.output_size())?.len())
+    }
 }
 
 /// One registered detector: its name, model-file magic, format version and file extension.
@@ -61,7 +157,7 @@ pub struct ModelKind {
 }
 
 /// Every registered detector.
-pub const MODELS: [ModelKind; 5] = [
+pub const MODELS: [ModelKind; 6] = [
     ModelKind {
         name: "patchcore",
         magic: ad_patchcore::MAGIC,
@@ -97,6 +193,13 @@ pub const MODELS: [ModelKind; 5] = [
         extension: "classifier",
         summary: "Supervised classifier with CAM maps (needs labelled defects: `ad supervised`)",
     },
+    ModelKind {
+        name: "tiled",
+        magic: ad_core::tiling::MAGIC,
+        format_version: ad_core::tiling::FORMAT_VERSION,
+        extension: "tiled",
+        summary: "Any detector run tile by tile on large images (overlapping tiles, maps stitched)",
+    },
 ];
 
 /// The registered detector called `name` (case-insensitive).
@@ -119,6 +222,7 @@ impl DetectorConfig {
             "padim" => Self::Padim(PadimConfig::default()),
             "student" => Self::Student(StudentConfig::default()),
             "classifier" => Self::Classifier(ClassifierConfig::default()),
+            "tiled" => Self::Tiled(TiledConfig::default()),
             _ => Self::Cflow(CflowConfig::default()),
         })
     }
@@ -136,6 +240,7 @@ impl DetectorConfig {
             Self::Cflow(_) => MODELS[2],
             Self::Student(_) => MODELS[3],
             Self::Classifier(_) => MODELS[4],
+            Self::Tiled(_) => MODELS[5],
         }
     }
 
@@ -150,6 +255,11 @@ impl DetectorConfig {
                 teacher_config(c)?.check()?;
             }
             Self::Classifier(c) => c.check().map(drop)?,
+            Self::Tiled(c) => {
+                ad_core::Preprocessor::new(c.preprocess.clone())?;
+                c.tiles()?;
+                c.member()?.check()?;
+            }
         }
         Ok(())
     }
@@ -181,6 +291,20 @@ impl DetectorConfig {
                 c.check()?;
                 return Err(classifier_needs_labels());
             }
+            Self::Tiled(c) => {
+                let tiles = c.tiles()?;
+                let member = c.member()?;
+                let (h, w) = c.preprocess.output_size();
+                if c.tiling.ensemble {
+                    // Each member sees one tile per image; all crops are kept while fitting.
+                    let mut e = member.estimate(images)?;
+                    e.memory_rows *= tiles;
+                    e.peak_bytes += (images * 3 * h * w * 4) as u64;
+                    e
+                } else {
+                    member.estimate(images * tiles)?
+                }
+            }
         })
     }
 
@@ -192,6 +316,7 @@ impl DetectorConfig {
             Self::Cflow(c) => &c.preprocess,
             Self::Student(c) => &c.preprocess,
             Self::Classifier(c) => &c.preprocess,
+            Self::Tiled(c) => &c.preprocess,
         }
     }
 
@@ -203,6 +328,7 @@ impl DetectorConfig {
             Self::Cflow(c) => &mut c.preprocess,
             Self::Student(c) => &mut c.preprocess,
             Self::Classifier(c) => &mut c.preprocess,
+            Self::Tiled(c) => &mut c.preprocess,
         }
     }
 
@@ -221,6 +347,14 @@ impl DetectorConfig {
                 Box::new(ScoreStudent::new(c, Some(factory), device)?)
             }
             Self::Classifier(c) => Box::new(SupervisedClassifier::new(c, device)?),
+            Self::Tiled(c) => {
+                let member = c.member()?;
+                let tiled =
+                    Tiled::<dyn DynDetector>::new(c.tiling.clone(), c.preprocess.clone(), || {
+                        member.build(device).map_err(|e| DetectorError(Box::new(e)))
+                    })?;
+                Box::new(tiled)
+            }
         })
     }
 }
@@ -240,7 +374,7 @@ pub fn teacher_config(student: &StudentConfig) -> Result<DetectorConfig, Error> 
         .map_err(|e| Error::InvalidTeacher(format!("{e}")))?;
     if matches!(
         teacher,
-        DetectorConfig::Student(_) | DetectorConfig::Classifier(_)
+        DetectorConfig::Student(_) | DetectorConfig::Classifier(_) | DetectorConfig::Tiled(_)
     ) {
         return Err(Error::InvalidTeacher(format!(
             "a {} cannot be a teacher: use patchcore, padim or cflow",
@@ -281,6 +415,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Box<dyn DynDetector>, Error>
         "padim" => Box::new(Padim::load(path, device)?),
         "student" => Box::new(ScoreStudent::load(path, device)?),
         "classifier" => Box::new(SupervisedClassifier::load(path, device)?),
+        "tiled" => Box::new(Tiled::<dyn DynDetector>::load_with(path, |member| {
+            load(member, device).map_err(|e| DetectorError(Box::new(e)))
+        })?),
         _ => Box::new(Cflow::load(path, device)?),
     })
 }
@@ -332,7 +469,7 @@ mod tests {
         assert_eq!(model_kind("PatchCore").unwrap().name, "patchcore");
         let err = model_kind("cflowz").unwrap_err().to_string();
         assert!(
-            err.contains("patchcore, padim, cflow, student, classifier"),
+            err.contains("patchcore, padim, cflow, student, classifier, tiled"),
             "{err}"
         );
         for m in MODELS {

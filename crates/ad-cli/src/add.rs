@@ -67,14 +67,18 @@ pub fn add(args: &AddArgs) -> Result<(), CliError> {
             .or_else(|| h["images"].as_u64().map(|n| format!("{n} images")))
             .unwrap_or_default()
     };
+    let (was, now) = (rows(&before.header), rows(&after.header));
     println!(
-        "added {} good images ({} features) to the {} model in {:.1} s: {} -> {}",
+        "added {} good images ({} features) to the {} model in {:.1} s{}",
         summary.images,
         summary.features,
         kind.name,
         t0.elapsed().as_secs_f64(),
-        rows(&before.header),
-        rows(&after.header)
+        if was.is_empty() {
+            String::new()
+        } else {
+            format!(": {was} -> {now}")
+        }
     );
     println!("model saved to {}", out.display());
     if model.threshold().is_some() {

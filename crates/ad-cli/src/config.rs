@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use ad_backbone::{BackboneKind, Weights};
 use ad_core::MapUpsample;
+use ad_core::tiling::TilingConfig;
 use ad_memory_bank::{CoresetAlgorithm, CoresetSize, ProjectionKind};
 use ad_patchcore::KnnBackend;
-use anomaly_detection::registry::DetectorConfig;
+use anomaly_detection::registry::{DetectorConfig, TiledConfig};
 
 use crate::CliError;
 
@@ -19,8 +20,8 @@ pub struct ModelArgs {
     /// below override its values.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Detector: patchcore, padim, cflow, student or classifier [default: the config file's
-    /// `model`, else patchcore].
+    /// Detector: patchcore, padim, cflow, student, classifier or tiled [default: the config
+    /// file's `model`, else patchcore; --tile wraps any of them in tiled].
     #[arg(long)]
     pub model: Option<String>,
     /// Print the effective config (TOML) and exit without reading any image.
@@ -99,6 +100,20 @@ pub struct ModelArgs {
     /// CFlow: fibers per optimiser step [default: 64].
     #[arg(long)]
     pub fiber_batch: Option<usize>,
+    /// PatchCore: streaming coreset under this memory budget for buffered patch features, MiB
+    /// [default: none, the exact greedy coreset over all patches].
+    #[arg(long, value_name = "MIB")]
+    pub fit_budget_mib: Option<usize>,
+    /// Run the detector tile by tile: tile side in pixels of the preprocessed image
+    /// (--image-size then sets the whole image's size, e.g. 1024).
+    #[arg(long, value_name = "PX")]
+    pub tile: Option<usize>,
+    /// Step between tiles in pixels [default: the tile side, no overlap].
+    #[arg(long, value_name = "PX")]
+    pub tile_stride: Option<usize>,
+    /// One model per tile position (tiled ensemble) instead of one for all tiles.
+    #[arg(long)]
+    pub tile_ensemble: bool,
 }
 
 /// The line (0-based) of the top-level `model` key: in TOML before the first `[table]`, in
@@ -190,6 +205,7 @@ pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
         "padim" => parse(&rest, yaml).map(DetectorConfig::Padim),
         "student" => parse(&rest, yaml).map(DetectorConfig::Student),
         "classifier" => parse(&rest, yaml).map(DetectorConfig::Classifier),
+        "tiled" => parse(&rest, yaml).map(DetectorConfig::Tiled),
         _ => parse(&rest, yaml).map(DetectorConfig::Cflow),
     }
     .map_err(bad)
@@ -240,6 +256,43 @@ impl ModelArgs {
     }
 
     fn apply(&self, config: &mut DetectorConfig) -> Result<(), CliError> {
+        let tiling_given = self.tile.is_some() || self.tile_stride.is_some() || self.tile_ensemble;
+        if tiling_given && !matches!(config, DetectorConfig::Tiled(_)) {
+            let inner = config.clone();
+            *config = DetectorConfig::Tiled(TiledConfig::wrap(inner, TilingConfig::default()));
+            if self.tile.is_none() {
+                return Err(CliError::Usage(
+                    "--tile-stride and --tile-ensemble need --tile PX".into(),
+                ));
+            }
+        }
+        if let DetectorConfig::Tiled(t) = config {
+            // The image size is the whole image's; every other flag is the tile detector's.
+            if let Some(s) = self.image_size {
+                t.preprocess.resize = (s, s);
+            }
+            if let Some(s) = self.center_crop {
+                t.preprocess.center_crop = Some((s, s));
+            }
+            if let Some(s) = self.tile {
+                t.tiling.tile = (s, s);
+            }
+            if let Some(s) = self.tile_stride {
+                t.tiling.stride = Some((s, s));
+            }
+            if self.tile_ensemble {
+                t.tiling.ensemble = true;
+            }
+            let member = ModelArgs {
+                image_size: None,
+                center_crop: None,
+                tile: None,
+                tile_stride: None,
+                tile_ensemble: false,
+                ..self.clone()
+            };
+            return member.apply(&mut t.detector);
+        }
         let backbone = match &self.backbone {
             Some(name) => Some(BackboneKind::from_name(name).ok_or_else(|| {
                 CliError::Usage(format!(
@@ -292,7 +345,12 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 14] = [
+        let specific: [(&str, bool, &[&str]); 15] = [
+            (
+                "fit-budget-mib",
+                self.fit_budget_mib.is_some(),
+                &["patchcore"],
+            ),
             (
                 "coreset-ratio",
                 self.coreset_ratio.is_some(),
@@ -375,6 +433,9 @@ impl ModelArgs {
                 if let Some(k) = self.knn {
                     c.knn = k;
                 }
+                if let Some(b) = self.fit_budget_mib {
+                    c.fit_budget_mib = Some(b);
+                }
             }
             DetectorConfig::Padim(c) => {
                 shared!(&mut *c);
@@ -452,6 +513,8 @@ impl ModelArgs {
                     c.learning_rate = r;
                 }
             }
+            // Handled (and returned from) above.
+            DetectorConfig::Tiled(_) => {}
         }
         Ok(())
     }

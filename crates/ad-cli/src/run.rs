@@ -609,6 +609,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
     );
     let backbone = text(&h["backbone"]);
     match backbone.split_once(':') {
+        _ if info.detector == "tiled" => {}
         Some((kind, id)) => {
             println!("backbone        {kind}");
             println!("weights         {id}");
@@ -625,18 +626,20 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
             .find(|v| !v.is_null())
             .map_or("-".to_string(), |v| text(v))
     };
-    println!(
-        "taps            {}",
-        first(&[&["config", "taps"], &["config", "tap"]])
-    );
-    println!(
-        "image size      {}",
-        first(&[&["image_size"], &["trained", "image_size"]])
-    );
-    println!(
-        "feature grid    {}",
-        first(&[&["grid"], &["grids"], &["trained", "grid"]])
-    );
+    if info.detector != "tiled" {
+        println!(
+            "taps            {}",
+            first(&[&["config", "taps"], &["config", "tap"]])
+        );
+        println!(
+            "image size      {}",
+            first(&[&["image_size"], &["trained", "image_size"]])
+        );
+        println!(
+            "feature grid    {}",
+            first(&[&["grid"], &["grids"], &["trained", "grid"]])
+        );
+    }
     match info.detector {
         "patchcore" => println!(
             "memory bank     {} x {} (coverage radius {})",
@@ -685,6 +688,22 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 }
             );
         }
+        "tiled" => println!(
+            "tiles           {} per image of {} ({} px tiles, stride {}), {}",
+            text(&h["tiles"]),
+            text(&h["preprocess"]["resize"]),
+            text(&h["tiling"]["tile"]),
+            if h["tiling"]["stride"].is_null() {
+                "= tile".to_string()
+            } else {
+                text(&h["tiling"]["stride"])
+            },
+            if h["tiling"]["ensemble"].as_bool() == Some(true) {
+                format!("one {} per tile position", text(&h["detector"]))
+            } else {
+                format!("one {} for all tiles", text(&h["detector"]))
+            }
+        ),
         "padim" => {
             let n = h["channels"].as_array().map_or(0, |a| a.len());
             println!(

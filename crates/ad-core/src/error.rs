@@ -58,6 +58,26 @@ pub enum CoreError {
         /// What was asked, and the way out, in words.
         operation: &'static str,
     },
+    /// Reading the input images failed (the caller's error, unchanged).
+    #[error("reading the input images failed")]
+    Input(#[source] crate::BoxError),
+    /// A model file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A model file is not what it should be.
+    #[error("{path} is not a valid model file: {reason}")]
+    BadModelFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// A tensor could not be read back from its device.
     #[error("reading a tensor back from the device failed: {0}")]
     TensorRead(String),

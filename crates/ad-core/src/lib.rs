@@ -17,6 +17,7 @@
 //! - [`Threshold`]: the pass/fail decision a model carries, and score normalisation;
 //! - [`tensor::read_f32`]: the one device -> host read-back;
 //! - [`model_file`]: the versioned, checksummed container detectors save to;
+//! - [`tiling`]: any detector run tile by tile on large images ([`tiling::Tiled`]);
 //! - [`CoreError`]: the typed errors of the above.
 //!
 //! ```
@@ -38,6 +39,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod tensor;
 mod threshold;
+pub mod tiling;
 
 pub use detector::{
     BatchStream, BoxError, Detector, DetectorError, DynDetector, EpochCallback, EpochReport,

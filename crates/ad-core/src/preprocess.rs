@@ -282,6 +282,67 @@ impl ImageBatch {
         })
     }
 
+    /// Tiles of image `index`: one `[3, size.0, size.1]` crop per origin `(y, x)`, in order
+    /// (the tiles of a tiled detector).
+    pub fn tiles(
+        &self,
+        index: usize,
+        origins: &[(usize, usize)],
+        size: (usize, usize),
+    ) -> Result<ImageBatch, CoreError> {
+        if index >= self.len {
+            return Err(CoreError::IndexOutOfRange {
+                index,
+                len: self.len,
+            });
+        }
+        let planes = origins
+            .iter()
+            .map(|&o| self.crop_plane(index, o, size))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_planes(planes, size, self.mean, self.std)
+    }
+
+    /// The same crop `[3, size.0, size.1]` at origin `(y, x)` of every image of the batch (one
+    /// tile position of a tiled ensemble).
+    pub fn crop(
+        &self,
+        origin: (usize, usize),
+        size: (usize, usize),
+    ) -> Result<ImageBatch, CoreError> {
+        let planes = (0..self.len)
+            .map(|i| self.crop_plane(i, origin, size))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_planes(planes, size, self.mean, self.std)
+    }
+
+    fn crop_plane(
+        &self,
+        index: usize,
+        (y0, x0): (usize, usize),
+        (th, tw): (usize, usize),
+    ) -> Result<Vec<f32>, CoreError> {
+        if y0 + th > self.height || x0 + tw > self.width || th == 0 || tw == 0 {
+            return Err(CoreError::InvalidParameter {
+                name: "tile",
+                reason: format!(
+                    "a {th}x{tw} tile at ({y0}, {x0}) does not fit a {}x{} image",
+                    self.height, self.width
+                ),
+            });
+        }
+        let plane = self.height * self.width;
+        let base = index * 3 * plane;
+        let mut out = Vec::with_capacity(3 * th * tw);
+        for c in 0..3 {
+            for y in y0..y0 + th {
+                let row = base + c * plane + y * self.width;
+                out.extend_from_slice(&self.data[row + x0..row + x0 + tw]);
+            }
+        }
+        Ok(out)
+    }
+
     /// Undoes the normalisation of image `index`: the 8-bit RGB picture the detector saw
     /// (for overlays).
     pub fn image(&self, index: usize) -> Result<RgbImage, CoreError> {
