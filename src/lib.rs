@@ -22,6 +22,7 @@
 
 pub mod pipeline;
 pub mod registry;
+pub mod selection;
 pub mod supervised;
 
 pub use ad_backbone as backbone;
@@ -78,6 +79,16 @@ pub enum Error {
         name: String,
         /// The registered names.
         known: String,
+    },
+    /// `--preset` names no preset of the model.
+    #[error("unknown preset `{preset}` for {model}: known presets are {known}")]
+    UnknownPreset {
+        /// The name given.
+        preset: String,
+        /// The model.
+        model: &'static str,
+        /// The presets it has.
+        known: &'static str,
     },
     /// A file that no registered detector wrote.
     #[error("{path}: not a model file of this workspace (unknown magic bytes)")]

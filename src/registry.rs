@@ -227,6 +227,29 @@ impl DetectorConfig {
         })
     }
 
+    /// A named preset of the detector called `model`: `fast` (the defaults) or `accurate`
+    /// (PatchCore only: the setting the validation protocol of `examples/select_preset.rs`
+    /// chose, see docs/results.md "Presets").
+    pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
+        let base = Self::default_for(model)?;
+        match (preset.to_ascii_lowercase().as_str(), base) {
+            ("fast", base) => Ok(base),
+            ("accurate", Self::Patchcore(mut c)) => {
+                ACCURATE(&mut c);
+                Ok(Self::Patchcore(c))
+            }
+            (p, base) => Err(Error::UnknownPreset {
+                preset: p.to_string(),
+                model: base.name(),
+                known: if matches!(base, Self::Patchcore(_)) {
+                    "fast, accurate"
+                } else {
+                    "fast"
+                },
+            }),
+        }
+    }
+
     /// The detector's name (`"patchcore"`, `"padim"`).
     pub fn name(&self) -> &'static str {
         self.kind().name
@@ -358,6 +381,13 @@ impl DetectorConfig {
         })
     }
 }
+
+/// What the `accurate` PatchCore preset changes from the defaults (the choice of
+/// `cargo run --release --example select_preset`, docs/results.md "Presets").
+const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
+    c.backbone = ad_backbone::BackboneKind::EfficientNetLite2;
+    c.taps.clear();
+};
 
 /// The error of fitting a classifier without labels.
 fn classifier_needs_labels() -> Error {

@@ -24,6 +24,11 @@ pub struct ModelArgs {
     /// file's `model`, else patchcore; --tile wraps any of them in tiled].
     #[arg(long)]
     pub model: Option<String>,
+    /// A named preset as the starting point (flags still override it): fast (today's
+    /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets");
+    /// `--print-config` shows what it sets.
+    #[arg(long, conflicts_with = "config")]
+    pub preset: Option<String>,
     /// Print the effective config (TOML) and exit without reading any image.
     #[arg(long)]
     pub print_config: bool,
@@ -241,8 +246,13 @@ impl ModelArgs {
                 }
                 c
             }
-            (None, Some(m)) => DetectorConfig::default_for(m)?,
-            (None, None) => DetectorConfig::default_for("patchcore")?,
+            (None, model) => {
+                let m = model.as_deref().unwrap_or("patchcore");
+                match &self.preset {
+                    Some(p) => DetectorConfig::preset(m, p)?,
+                    None => DetectorConfig::default_for(m)?,
+                }
+            }
         };
         self.apply(&mut config)?;
         config.check().map_err(|e| match &self.config {
@@ -563,6 +573,86 @@ mod tests {
                 assert_eq!(c.preprocess.resize, (320, 320));
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn tile_flags_wrap_the_detector_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ModelArgs {
+            model: Some("padim".into()),
+            image_size: Some(1024),
+            tile: Some(256),
+            tile_stride: Some(224),
+            n_features: Some(50),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        let DetectorConfig::Tiled(t) = &config else {
+            panic!("{config:?}")
+        };
+        assert_eq!(t.preprocess.resize, (1024, 1024));
+        assert_eq!(t.tiling.tile, (256, 256));
+        assert_eq!(t.tiling.stride, Some((224, 224)));
+        match &*t.detector {
+            DetectorConfig::Padim(p) => assert_eq!(p.n_features, Some(50)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.member().unwrap().preprocess().resize, (256, 256));
+        let text = to_toml(&config).unwrap();
+        assert!(text.starts_with("model = \"tiled\""), "{text}");
+        let path = write(dir.path(), "t.toml", &text);
+        assert_eq!(read_config_file(&path).unwrap(), config);
+        let yaml = write(
+            dir.path(),
+            "t.yaml",
+            &serde_yaml::to_string(&config).unwrap(),
+        );
+        assert_eq!(read_config_file(&yaml).unwrap(), config);
+        // Flags on a tiled file go to the tile detector, the image size to the whole image.
+        let over = ModelArgs {
+            config: Some(path),
+            n_features: Some(20),
+            image_size: Some(512),
+            tile_ensemble: true,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let DetectorConfig::Tiled(t) = &over else {
+            panic!("{over:?}")
+        };
+        assert!(t.tiling.ensemble);
+        assert_eq!(t.preprocess.resize, (512, 512));
+        assert!(matches!(&*t.detector, DetectorConfig::Padim(p) if p.n_features == Some(20)));
+        // A stride without a tile, a tile larger than the image, a flag of another detector.
+        for (args, expect) in [
+            (
+                ModelArgs {
+                    tile_stride: Some(100),
+                    ..Default::default()
+                },
+                "need --tile",
+            ),
+            (
+                ModelArgs {
+                    tile: Some(512),
+                    ..Default::default()
+                },
+                "does not fit",
+            ),
+            (
+                ModelArgs {
+                    model: Some("padim".into()),
+                    tile: Some(128),
+                    neighbors: Some(3),
+                    ..Default::default()
+                },
+                "--neighbors applies to patchcore",
+            ),
+        ] {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains(expect), "{expect}: {err}");
         }
     }
 

@@ -40,4 +40,4 @@ pub use loader::{BatchLoader, LoadedBatch, load_sample};
 pub use mvtec::MvtecCategory;
 pub use rng::SplitMix64;
 pub use sample::{Sample, Splits};
-pub use synthetic::SyntheticConfig;
+pub use synthetic::{SyntheticConfig, render_part};

@@ -169,6 +169,40 @@ impl SyntheticConfig {
     }
 }
 
+/// One generated part in memory (no file): a `size x size` good part, or a defective one
+/// with `defect` (a name of [`DEFECTS`]) and its ground-truth mask. The same `seed` gives the
+/// same pixels (for benchmarks and memory measurements that need many images).
+pub fn render_part(
+    size: usize,
+    seed: u64,
+    defect: Option<&str>,
+) -> Result<(ad_core::RgbImage, ad_core::Mask), DatasetError> {
+    if !(32..=8192).contains(&size) {
+        return Err(DatasetError::InvalidParameter {
+            name: "size",
+            reason: format!("{size} must be in 32..=8192"),
+        });
+    }
+    let kind = match defect {
+        None => None,
+        Some(d) => Some(DEFECTS.iter().position(|k| *k == d).ok_or_else(|| {
+            DatasetError::InvalidParameter {
+                name: "defect",
+                reason: format!("unknown defect `{d}`: use one of {}", DEFECTS.join(", ")),
+            }
+        })?),
+    };
+    let (rgb, mask) = render(size, seed, kind);
+    let bytes: Vec<u8> = rgb
+        .iter()
+        .flat_map(|p| p.map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8))
+        .collect();
+    Ok((
+        ad_core::RgbImage::new(size, size, bytes)?,
+        ad_core::Mask::new(size, size, mask)?,
+    ))
+}
+
 fn serde_json_string(cfg: &SyntheticConfig) -> String {
     // A tiny hand-written JSON keeps this crate free of serde_json.
     format!(

@@ -1,0 +1,170 @@
+//! The selection protocol behind the `accurate` preset: every candidate PatchCore setting is
+//! scored on validation splits made from good training images only (a quarter held out, plus
+//! CutPaste copies of them as anomalies, `anomaly_detection::selection`), on MVTec AD bottle
+//! and the 12 PIPED classes; the test images are never read. Prints one row per candidate
+//! (means over the categories, the worst category, costs) and the protocol's choice:
+//!
+//! * the largest mean of (validation image AUROC + validation AUPRO) / 2 over all categories,
+//! * among candidates whose validation predict time is at most 4x the `fast` preset's.
+//!
+//! ```text
+//! cargo run --release --example select_preset -- --data ../shared/datasets
+//! ```
+//! `tools/run_presets.sh` then reports every candidate's test results with `ad run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ad_backbone::BackboneKind;
+use anomaly_detection::mvtec::MvtecCategory;
+use anomaly_detection::patchcore::PatchcoreConfig;
+use anomaly_detection::registry::DetectorConfig;
+use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Root holding `mvtec_ad/` and `piped/`.
+    #[arg(long, default_value = "../shared/datasets")]
+    data: PathBuf,
+    /// Only these candidates (names as printed), comma separated [default: all].
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<String>>,
+}
+
+/// The candidates: the levers that can be had offline (weights, resolution, taps,
+/// neighbourhood), one change at a time from the `fast` default plus the two strongest mixes.
+pub fn candidates() -> Vec<(&'static str, PatchcoreConfig)> {
+    let base = PatchcoreConfig::default();
+    let with = |f: &dyn Fn(&mut PatchcoreConfig)| {
+        let mut c = base.clone();
+        f(&mut c);
+        c
+    };
+    let lite = |k: BackboneKind| {
+        move |c: &mut PatchcoreConfig| {
+            c.backbone = k;
+            c.taps.clear();
+        }
+    };
+    vec![
+        ("lite0-256 (fast)", base.clone()),
+        ("lite1-256", with(&lite(BackboneKind::EfficientNetLite1))),
+        ("lite2-256", with(&lite(BackboneKind::EfficientNetLite2))),
+        (
+            "lite0-320",
+            with(&|c| c.preprocess = c.preprocess.clone().with_size(320, 320)),
+        ),
+        (
+            "lite0-256-s4s8",
+            with(&|c| {
+                c.taps = BackboneKind::EfficientNetLite0
+                    .taps_at_strides(&[4, 8])
+                    .unwrap_or_default()
+            }),
+        ),
+        ("lite0-256-p5", with(&|c| c.patch_size = 5)),
+        (
+            "lite2-320",
+            with(&|c| {
+                lite(BackboneKind::EfficientNetLite2)(c);
+                c.preprocess = c.preprocess.clone().with_size(320, 320);
+            }),
+        ),
+    ]
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut categories = vec![MvtecCategory::open(args.data.join("mvtec_ad"), "bottle")?];
+    let piped = args.data.join("piped");
+    let mut names: Vec<String> = std::fs::read_dir(&piped)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("train").is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for n in &names {
+        categories.push(MvtecCategory::open(&piped, n)?);
+    }
+    let device = burn::tensor::Device::flex();
+    let opts = ValidationOptions::default();
+    println!(
+        "validation: {} of each category's good training images held out (seed {}), as many \
+         CutPaste anomalies; {} categories",
+        opts.holdout,
+        opts.seed,
+        categories.len()
+    );
+    println!(
+        "| candidate | val image AUROC % (mean) | val pixel AUROC % | val AUPRO % | worst val \
+         image AUROC % | objective | fit s (sum) | predict ms/img (mean) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    for (name, config) in candidates() {
+        if let Some(only) = &args.only
+            && !only.iter().any(|o| name.starts_with(o.as_str()))
+        {
+            continue;
+        }
+        let config = DetectorConfig::Patchcore(config);
+        let mut scores: Vec<(String, ValidationScore)> = Vec::new();
+        for c in &categories {
+            let s = validate(&config, &c.splits.train, &opts, &device)?;
+            eprintln!(
+                "{name} {}: image {:.4} pixel {:.4} aupro {:.4}",
+                c.splits.name, s.image_auroc, s.pixel_auroc, s.aupro
+            );
+            scores.push((c.splits.name.clone(), s));
+        }
+        let k = scores.len() as f64;
+        let mean =
+            |f: &dyn Fn(&ValidationScore) -> f64| scores.iter().map(|(_, s)| f(s)).sum::<f64>() / k;
+        let image = mean(&|s| s.image_auroc);
+        let aupro = mean(&|s| s.aupro);
+        let (worst_name, worst) = scores
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.image_auroc))
+            .fold(("", f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
+        let objective = (image + aupro) / 2.0;
+        let predict = mean(&|s| s.predict_ms_per_image);
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} ({worst_name}) | {:.4} | {:.1} | {:.1} |",
+            100.0 * image,
+            100.0 * mean(&|s| s.pixel_auroc),
+            100.0 * aupro,
+            100.0 * worst,
+            objective,
+            scores.iter().map(|(_, s)| s.fit_seconds).sum::<f64>(),
+            predict
+        );
+        rows.push((name, objective, predict));
+    }
+    let fast = rows
+        .iter()
+        .find(|r| r.0.contains("(fast)"))
+        .map_or(f64::INFINITY, |r| r.2);
+    let choice = rows
+        .iter()
+        .filter(|r| r.2 <= 4.0 * fast)
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    match choice {
+        Some((name, objective, predict)) => println!(
+            "\nchoice: {name} (objective {objective:.4}, predict {predict:.1} ms/img, {:.1}x fast)",
+            predict / fast
+        ),
+        None => println!("\nno candidate within 4x the fast preset's predict time"),
+    }
+    Ok(())
+}
