@@ -11,12 +11,15 @@ import sys
 
 
 def rows(d):
-    out = []
-    for root, _, files in os.walk(d):
+    """Rows of every report.json under `d`, one per category (a multi-category run writes
+    each category's report and a combined one)."""
+    out = {}
+    for root, _, files in sorted(os.walk(d)):
         if "report.json" in files:
             with open(os.path.join(root, "report.json")) as f:
-                out.extend(json.load(f)["rows"])
-    return out
+                for r in json.load(f)["rows"]:
+                    out[r["category"]] = r
+    return list(out.values())
 
 
 def per_category(args):

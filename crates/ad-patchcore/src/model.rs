@@ -329,9 +329,20 @@ impl BankBuilder {
     }
 
     fn push(&mut self, rows: &[f32]) -> Result<(), PatchcoreError> {
+        let limit = self.budget_rows.saturating_mul(self.d);
+        if self.budget_rows != usize::MAX {
+            // Reduce before the buffer would outgrow the budget (a growing Vec doubles its
+            // allocation), and allocate the budget once.
+            if !self.buffer.is_empty() && self.buffer.len() + rows.len() > limit {
+                self.reduce()?;
+            }
+            if self.buffer.capacity() < limit {
+                self.buffer.reserve_exact(limit.max(rows.len()) - self.buffer.len());
+            }
+        }
         self.buffer.extend_from_slice(rows);
         self.pushed += rows.len() / self.d;
-        if self.buffer.len() / self.d >= self.budget_rows {
+        if self.buffer.len() >= limit {
             self.reduce()?;
         }
         Ok(())
@@ -382,7 +393,7 @@ impl BankBuilder {
             );
         }
         self.seen += n;
-        self.buffer = Vec::new();
+        self.buffer.clear();
         self.build_time += t.elapsed();
         Ok(())
     }
