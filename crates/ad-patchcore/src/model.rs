@@ -337,7 +337,8 @@ impl BankBuilder {
                 self.reduce()?;
             }
             if self.buffer.capacity() < limit {
-                self.buffer.reserve_exact(limit.max(rows.len()) - self.buffer.len());
+                self.buffer
+                    .reserve_exact(limit.max(rows.len()) - self.buffer.len());
             }
         }
         self.buffer.extend_from_slice(rows);
