@@ -624,7 +624,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                     .fold(h, |v: &serde_json::Value, k: &&str| &v[*k])
             })
             .find(|v| !v.is_null())
-            .map_or("-".to_string(), |v| text(v))
+            .map_or("-".to_string(), &text)
     };
     if info.detector != "tiled" {
         println!(

@@ -707,7 +707,7 @@ mod tests {
         let m = l.stitch(&[a.clone(), b]).unwrap();
         // Columns 0-1: tile a only; 2-3: both; 4-5: tile b only.
         assert_eq!(&m[..6], &[1.0, 1.0, 2.0, 2.0, 3.0, 3.0]);
-        assert!(l.stitch(&[a.clone()]).is_err());
+        assert!(l.stitch(std::slice::from_ref(&a)).is_err());
         assert!(l.stitch(&[a, vec![0.0; 3]]).is_err());
         assert!(l.split(&[0.0; 5]).is_err());
     }
