@@ -35,4 +35,4 @@ done
 uptime
 python3 tools/report_table.py "${args[@]}"
 python3 tools/report_table.py --per-category \
-    "lite0-256 PIPED=out/presets/lite0-256/piped" "lite2-256 PIPED=out/presets/lite2-256/piped"
+    "fast PIPED=out/presets/lite0-256/piped" "accurate PIPED=out/presets/lite0-256-s4s8/piped"
