@@ -3,7 +3,8 @@
 //!     cargo bench --bench knn                              # criterion, every row
 //!     AD_BENCH_QUICK=1 cargo bench --bench knn             # criterion, 784 queries only, no 164,000 bank
 //!     AD_BENCH_ONESHOT=1 cargo bench --bench knn           # median of a few timed runs per row, one line each
-//!                                                          # (AD_BENCH_FILTER=substring, AD_BENCH_RUNS=n, AD_BENCH_ALL=1)
+//!                                                          # (AD_BENCH_FILTER=substring, AD_BENCH_RUNS=n, AD_BENCH_ALL=1,
+//!                                                          #  AD_BENCH_GEMM=1 adds the grid on the gemm kernel)
 //!     python3 benches/peers/knn_peer.py                    # faiss IndexFlatL2 + torch.cdist/topk, 2 threads
 //!
 //! Rows (`ROWS`): 784 queries (one 28x28 image) and 83 x 784 = 65,072 (a test set) against banks of
@@ -13,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use ad_memory_bank::{BruteForce, BurnKnn, KdTree, KnnIndex, MemoryBank};
+use ad_memory_bank::{BruteForce, BurnKnn, KdTree, KnnIndex, KnnKernel, MemoryBank};
 use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -22,6 +23,8 @@ use rand::{RngExt, SeedableRng};
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Index {
     Brute,
+    /// `BruteForce` forced onto its `gemm` kernel (rows added by `AD_BENCH_GEMM=1`).
+    Gemm,
     Burn,
     Kd,
 }
@@ -91,6 +94,7 @@ fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
 
 enum Built {
     Brute(BruteForce),
+    Gemm(BruteForce),
     Burn(Box<BurnKnn>),
     Kd(Box<KdTree>),
 }
@@ -99,6 +103,7 @@ impl Built {
     fn new(index: Index, bank: &MemoryBank) -> Self {
         match index {
             Index::Brute => Built::Brute(BruteForce::new(bank.clone())),
+            Index::Gemm => Built::Gemm(BruteForce::new(bank.clone())),
             Index::Burn => Built::Burn(Box::new(BurnKnn::on_device(bank, &Device::flex()))),
             Index::Kd => Built::Kd(Box::new(KdTree::build(bank).expect("kd-tree"))),
         }
@@ -106,6 +111,7 @@ impl Built {
     fn search(&self, q: &[f32], nq: usize, k: usize) -> f32 {
         let r = match self {
             Built::Brute(i) => i.search(q, nq, k),
+            Built::Gemm(i) => i.search_on(q, nq, k, KnnKernel::Gemm),
             Built::Burn(i) => i.search(q, nq, k),
             Built::Kd(i) => i.search(q, nq, k),
         }
@@ -120,8 +126,17 @@ fn label(row: &Row) -> String {
 }
 
 fn rows(quick: bool) -> Vec<Row> {
+    let gemm: Vec<Row> = if std::env::var_os("AD_BENCH_GEMM").is_some() {
+        BRUTE
+            .iter()
+            .map(|r| (Index::Gemm, r.1, r.2, r.3, r.4))
+            .collect()
+    } else {
+        Vec::new()
+    };
     BRUTE
         .iter()
+        .chain(&gemm)
         .chain(OTHER)
         .copied()
         .filter(|r| !quick || (r.1 == 784 && r.2 <= 16_400))

@@ -7,7 +7,7 @@ torch.cdist runs per image (chunks of 784 queries) so its distance matrix fits i
 inference does. Prints one line per row and peer: median seconds over --runs runs.
 Rows above --max-gflop (2 * nq * n * d / 1e9) are skipped and printed as skipped.
 
-    python3 benches/peers/knn_peer.py [--runs 3] [--max-gflop 4000] [--filter q784]
+    python3 benches/peers/knn_peer.py [--runs 3] [--max-gflop 4000] [--filter q784] [--peers faiss]
 """
 import argparse
 import time
@@ -37,6 +37,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--max-gflop", type=float, default=4000.0)
     ap.add_argument("--filter", default="")
+    ap.add_argument("--peers", default="faiss,torch", help="comma-separated subset of faiss,torch")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     for nq, n, d, k in ROWS:
@@ -50,11 +51,14 @@ def main():
         runs = 1 if gflop > 500 else args.runs
         bank = rng.standard_normal((n, d), dtype=np.float32)
         queries = rng.standard_normal((nq, d), dtype=np.float32)
-        index = faiss.IndexFlatL2(d)
-        index.add(bank)
-        index.search(queries[:784], k)  # warm-up
-        t = median_time(lambda: index.search(queries, k), runs)
-        print(f"knn peer faiss {name} median_s={t:.5f} runs={runs}", flush=True)
+        if "faiss" in args.peers:
+            index = faiss.IndexFlatL2(d)
+            index.add(bank)
+            index.search(queries[:784], k)  # warm-up
+            t = median_time(lambda: index.search(queries, k), runs)
+            print(f"knn peer faiss {name} median_s={t:.5f} runs={runs}", flush=True)
+        if "torch" not in args.peers:
+            continue
 
         tb = torch.from_numpy(bank)
         tq = torch.from_numpy(queries)

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use crate::bank::MemoryBank;
 use crate::error::{MemoryBankError, Result, check_matrix};
+use crate::fused;
 use crate::matmul::gemm_abt;
 
 /// `k` nearest neighbours of `nq` queries: row-major `nq x k` arrays.
@@ -64,7 +65,7 @@ pub(crate) fn check_search(
 
 /// Sorted candidate list of one query: inserts keep ascending `(value, index)` order.
 #[inline]
-fn insert(ds: &mut [f32], is: &mut [u32], v: f32, idx: u32) {
+pub(crate) fn insert(ds: &mut [f32], is: &mut [u32], v: f32, idx: u32) {
     let k = ds.len();
     let mut pos = k - 1;
     while pos > 0 && (ds[pos - 1] > v || (ds[pos - 1] == v && is[pos - 1] > idx)) {
@@ -76,12 +77,15 @@ fn insert(ds: &mut [f32], is: &mut [u32], v: f32, idx: u32) {
     is[pos] = idx;
 }
 
-/// Exact brute-force search: `||q||^2 - 2 q.m + ||m||^2` with a blocked `gemm`, multi-threaded.
+/// Exact brute-force search: `||q||^2 - 2 q.m + ||m||^2`, multi-threaded.
 ///
-/// Work is split into tasks of `BLOCK_Q` queries x a slice of the bank; each task walks its bank slice
-/// in blocks of `BLOCK_M` rows, so the only scratch per thread is one `BLOCK_Q x BLOCK_M` f32 block
-/// (512 KiB) plus the `k` candidates per query: memory stays bounded whatever the bank and query sizes.
-/// Squared distances are clamped at 0 before the square root.
+/// On x86-64 CPUs with AVX-512F the distances and the top-k selection run in one fused kernel
+/// (8 queries x 32 bank rows per register tile, bank packed per L2-sized block; see the `fused`
+/// module); elsewhere a blocked `gemm` writes a `BLOCK_Q x BLOCK_M` distance block that is then
+/// scanned. Work is split into tasks of one query tile x a slice of the bank, so the scratch per
+/// thread is bounded (at most a 512 KiB block plus the `k` candidates per query) whatever the bank
+/// and query sizes. The two paths differ only by the rounding of the dot products. Squared
+/// distances are clamped at 0 before the square root.
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     bank: MemoryBank,
@@ -158,30 +162,101 @@ impl BruteForce {
         }
         (cd, ci)
     }
-}
 
-impl KnnIndex for BruteForce {
-    fn build(bank: &MemoryBank) -> Result<Self> {
-        Ok(Self::new(bank.clone()))
+    /// [`Self::scan`] with the fused AVX-512 kernel ([`crate::fused`]): bank rows `[m0, m1)` are
+    /// packed block by block and every block is swept by the whole query tile.
+    fn scan_fused(
+        &self,
+        q: &[f32],
+        rows: usize,
+        m0: usize,
+        m1: usize,
+        k: usize,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let d = self.bank.dim();
+        let mut cd = vec![f32::INFINITY; rows * k];
+        let mut ci = vec![u32::MAX; rows * k];
+        // The query tile, padded with zero rows to whole register tiles.
+        let mut qp = vec![0.0f32; rows.div_ceil(fused::MR) * fused::MR * d];
+        qp[..rows * d].copy_from_slice(&q[..rows * d]);
+        let (mut packed, mut norms) = (Vec::new(), Vec::new());
+        let step = fused::block_rows(d);
+        let mut start = m0;
+        while start < m1 {
+            let end = (start + step).min(m1);
+            fused::pack(
+                &self.bank.as_slice()[start * d..end * d],
+                end - start,
+                d,
+                &self.norms[start..end],
+                &mut packed,
+                &mut norms,
+            );
+            fused::scan_block(
+                &qp,
+                rows,
+                d,
+                &packed,
+                &norms,
+                (end - start).div_ceil(fused::NR),
+                start,
+                k,
+                &mut cd,
+                &mut ci,
+            );
+            start = end;
+        }
+        (cd, ci)
     }
 
-    fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<KnnResult> {
+    /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare the two;
+    /// [`KnnKernel::Fused`] falls back to `gemm` on CPUs without AVX-512F).
+    pub fn search_on(
+        &self,
+        queries: &[f32],
+        nq: usize,
+        k: usize,
+        kernel: KnnKernel,
+    ) -> Result<KnnResult> {
+        self.search_with(queries, nq, k, kernel == KnnKernel::Fused)
+    }
+
+    /// Whether [`KnnKernel::Fused`] runs on this CPU (x86-64 with AVX-512F).
+    pub fn fused_available() -> bool {
+        fused::available()
+    }
+
+    fn search_with(&self, queries: &[f32], nq: usize, k: usize, fused: bool) -> Result<KnnResult> {
         let (n, d) = (self.bank.len(), self.bank.dim());
         check_search(queries, nq, d, k, n)?;
-        let nqb = nq.div_ceil(BLOCK_Q);
+        let fused = fused && fused::available();
+        // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
+        // every query tile, so its tiles are as large as the cache allows (about 1 MiB).
+        let (tile, grain) = if fused {
+            let t = (FUSED_TILE_BYTES / (4 * d)).clamp(64, 1024) / fused::MR * fused::MR;
+            (t, fused::block_rows(d))
+        } else {
+            (BLOCK_Q, BLOCK_M)
+        };
+        let nqb = nq.div_ceil(tile);
         let threads = rayon::current_num_threads().max(1);
         let splits = if nqb >= threads {
             1
         } else {
-            threads.div_ceil(nqb).min(n.div_ceil(BLOCK_M)).max(1)
+            threads.div_ceil(nqb).min(n.div_ceil(grain)).max(1)
         };
         let parts: Vec<(Vec<f32>, Vec<u32>)> = (0..nqb * splits)
             .into_par_iter()
             .map(|t| {
                 let (qb, s) = (t / splits, t % splits);
-                let (q0, q1) = (qb * BLOCK_Q, ((qb + 1) * BLOCK_Q).min(nq));
+                let (q0, q1) = (qb * tile, ((qb + 1) * tile).min(nq));
                 let (m0, m1) = (n * s / splits, n * (s + 1) / splits);
-                self.scan(&queries[q0 * d..q1 * d], q1 - q0, m0, m1, k)
+                let q = &queries[q0 * d..q1 * d];
+                if fused {
+                    self.scan_fused(q, q1 - q0, m0, m1, k)
+                } else {
+                    self.scan(q, q1 - q0, m0, m1, k)
+                }
             })
             .collect();
         let mut distances = vec![0.0f32; nq * k];
@@ -191,7 +266,7 @@ impl KnnIndex for BruteForce {
             .zip(indices.par_chunks_mut(k))
             .enumerate()
             .for_each(|(q, (dq, iq))| {
-                let (qb, r) = (q / BLOCK_Q, q % BLOCK_Q);
+                let (qb, r) = (q / tile, q % tile);
                 let qn: f32 = queries[q * d..(q + 1) * d].iter().map(|v| v * v).sum();
                 let mut ds = vec![f32::INFINITY; k];
                 let mut is = vec![u32::MAX; k];
@@ -214,6 +289,28 @@ impl KnnIndex for BruteForce {
             indices,
             k,
         })
+    }
+}
+
+/// The distance kernel of [`BruteForce`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnnKernel {
+    /// Distances and top-k in one AVX-512 pass, no distance matrix (the default where available).
+    Fused,
+    /// Blocked `gemm` into a distance block, then a top-k scan (any CPU).
+    Gemm,
+}
+
+/// Bytes of one query tile of the fused kernel.
+const FUSED_TILE_BYTES: usize = 1 << 20;
+
+impl KnnIndex for BruteForce {
+    fn build(bank: &MemoryBank) -> Result<Self> {
+        Ok(Self::new(bank.clone()))
+    }
+
+    fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<KnnResult> {
+        self.search_with(queries, nq, k, true)
     }
 
     fn len(&self) -> usize {
@@ -306,6 +403,10 @@ pub(crate) mod tests {
             (1500, 152, 131),
             (2100, 33, 300),
             (3000, 7, 1),
+            // Several query tiles of the fused kernel (1,024 queries at d = 40) and bank blocks.
+            (5003, 40, 1100),
+            // d = 1536: two panels per fused block, 160-query tiles.
+            (301, 1536, 170),
         ] {
             let bank = MemoryBank::from_rows(random(n, d, n as u64), d).unwrap();
             let q = random(nq, d, 99);
@@ -318,10 +419,32 @@ pub(crate) mod tests {
                     ));
                     continue;
                 }
-                let got = idx.search(&q, nq, k).unwrap();
                 let want = naive_search(&bank, &q, nq, k).unwrap();
-                assert_close(&got, &want, 1e-4);
+                for fused in [false, true] {
+                    let got = idx.search_with(&q, nq, k, fused).unwrap();
+                    assert_close(&got, &want, 1e-4);
+                }
             }
+        }
+    }
+
+    #[test]
+    fn fused_kernel_runs_here_or_says_why_not() {
+        // The fused path is only exercised on AVX-512 machines; say so instead of passing silently.
+        if !crate::fused::available() {
+            eprintln!("fused k-NN kernel not tested: this CPU has no AVX-512F (gemm path only)");
+        }
+        // Duplicate bank rows: equal distances, the smaller index must win on both paths.
+        let d = 24;
+        let mut rows = random(70, d, 5);
+        let dup = rows[3 * d..4 * d].to_vec();
+        rows[40 * d..41 * d].copy_from_slice(&dup);
+        rows[65 * d..66 * d].copy_from_slice(&dup);
+        let bank = MemoryBank::from_rows(rows, d).unwrap();
+        let idx = BruteForce::new(bank);
+        for fused in [false, true] {
+            let r = idx.search_with(&dup, 1, 3, fused).unwrap();
+            assert_eq!(r.row_indices(0), &[3, 40, 65], "fused = {fused}");
         }
     }
 

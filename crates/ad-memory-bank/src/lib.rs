@@ -28,6 +28,7 @@ mod bank;
 mod burn_knn;
 pub mod coreset;
 mod error;
+mod fused;
 mod kdtree;
 pub mod knn;
 mod matmul;
@@ -42,6 +43,6 @@ pub use coreset::{
 };
 pub use error::{MemoryBankError, Result};
 pub use kdtree::KdTree;
-pub use knn::{BruteForce, KnnIndex, KnnResult, naive_search};
+pub use knn::{BruteForce, KnnIndex, KnnKernel, KnnResult, naive_search};
 pub use projection::{ProjectionKind, ProjectionMatrix, jl_min_dim};
 pub use simd::sq_dist;
