@@ -3,9 +3,11 @@
 //!
 //! The bank is consumed in blocks that fit the L2 cache; each block is re-laid out ("packed") into
 //! panels of [`NR`] = 32 rows stored dimension-major (`panel[p][lane]`), so that one step of the
-//! micro-kernel loads 32 bank values with two aligned vector loads and multiplies them by one
-//! broadcast coordinate of each of [`MR`] = 8 queries: a register tile of 8 x 32 dot products
-//! (16 zmm accumulators) that never leaves the registers. The tile's epilogue turns dot products
+//! micro-kernel loads 32 bank values with two vector loads and multiplies them by one broadcast
+//! coordinate of each of [`MR`] = 8 queries: a register tile of 8 x 32 dot products (16 zmm
+//! accumulators). Panels are swept in chunks of [`KC`] dimensions (16 KiB, L1-resident) by every
+//! register tile of the query tile; only for `d > KC` do the partial sums leave the registers
+//! between chunks. The tile's epilogue turns dot products
 //! into `||m||^2 - 2 q.m`, compares all 32 against each query's current k-th candidate with one
 //! vector compare, and only on a hit walks the lanes to insert into the sorted candidate list.
 //!
@@ -19,6 +21,12 @@
 pub(crate) const MR: usize = 8;
 /// Bank rows per packed panel (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
+/// Queries per task: the bank is packed once per query tile, and a tile's `KC`-dimension slice
+/// (512 KiB) plus its partial sums stay in the L2 cache.
+pub(crate) const TILE_QUERIES: usize = 1024;
+/// Dimensions per chunk: one panel's chunk (`KC x NR` f32, 16 KiB) stays in the L1 cache while
+/// every register tile of the query tile passes over it.
+const KC: usize = 128;
 /// Target bytes of one packed bank block (kept in the L2 cache while every query tile sweeps it).
 const BLOCK_BYTES: usize = 384 * 1024;
 
@@ -69,7 +77,7 @@ pub(crate) fn pack(
 
 /// Scans packed bank rows for a tile of queries and updates their sorted candidate lists.
 ///
-/// `queries` holds `groups * MR` rows of `d` values (padding rows are ignored through `rows`),
+/// `queries` holds `rows` rows of `d` values,
 /// `packed`/`norms` come from [`pack`] (`panels` panels), bank row `j` of the block has index
 /// `first + j`. `cd`/`ci` are `rows x k` candidate lists (ascending `||m||^2 - 2 q.m`).
 ///
@@ -88,10 +96,9 @@ pub(crate) fn scan_block(
     cd: &mut [f32],
     ci: &mut [u32],
 ) {
-    let groups = rows.div_ceil(MR);
     assert!(
         available()
-            && queries.len() >= groups * MR * d
+            && queries.len() >= rows * d
             && packed.len() >= panels * d * NR
             && norms.len() >= panels * NR
             && cd.len() >= rows * k
@@ -111,11 +118,11 @@ pub(crate) fn scan_block(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{MR, NR};
+    use super::{KC, MR, NR};
     use crate::knn::insert;
 
     /// # Safety
-    /// The CPU supports AVX-512F; `queries` holds `ceil(rows / MR) * MR * d` values, `packed`
+    /// The CPU supports AVX-512F; `queries` holds `rows * d` values, `packed`
     /// `panels * d * NR`, `norms` `panels * NR`, `cd`/`ci` `rows * k`.
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
@@ -132,67 +139,103 @@ mod avx512 {
         ci: &mut [u32],
     ) {
         let groups = rows.div_ceil(MR);
+        // Partial sums of every register tile between dimension chunks (only when d > KC).
+        let mut partial = if d > KC {
+            vec![[[_mm512_setzero_ps(); 2]; MR]; groups]
+        } else {
+            Vec::new()
+        };
+        // The last, partial register tile of queries, padded with zero rows.
+        let mut tail = vec![0.0f32; MR * d];
+        let full = rows / MR * MR;
+        tail[..(rows - full) * d].copy_from_slice(&queries[full * d..rows * d]);
         let mut tile = [0.0f32; NR];
-        for g in 0..groups {
-            let live = (rows - g * MR).min(MR);
-            let q = queries[g * MR * d..].as_ptr();
-            for panel in 0..panels {
-                let b = packed[panel * d * NR..].as_ptr();
-                // SAFETY: `q` points at MR rows of d values and `b` at d x NR values (caller's
-                // contract), which is exactly what `dots` reads.
-                let acc = unsafe { dots(q, b, d) };
-                let nrm = &norms[panel * NR..panel * NR + NR];
-                // SAFETY: `nrm` holds NR = 32 values: two 16-lane loads.
-                let (n0, n1) = unsafe {
-                    (
-                        _mm512_loadu_ps(nrm.as_ptr()),
-                        _mm512_loadu_ps(nrm[16..].as_ptr()),
-                    )
-                };
-                let minus_two = _mm512_set1_ps(-2.0);
-                for (r, pair) in acc.iter().enumerate().take(live) {
-                    let row = g * MR + r;
-                    let ds = &mut cd[row * k..(row + 1) * k];
-                    let is = &mut ci[row * k..(row + 1) * k];
-                    let mut worst = ds[k - 1];
-                    let v0 = _mm512_fmadd_ps(pair[0], minus_two, n0);
-                    let v1 = _mm512_fmadd_ps(pair[1], minus_two, n1);
-                    let w = _mm512_set1_ps(worst);
-                    let hit = (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v1, w) as u32) << 16
-                        | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v0, w) as u32;
-                    if hit == 0 {
+        let minus_two = _mm512_set1_ps(-2.0);
+        for panel in 0..panels {
+            let b = &packed[panel * d * NR..(panel + 1) * d * NR];
+            let nrm = &norms[panel * NR..panel * NR + NR];
+            // SAFETY: `nrm` holds NR = 32 values: two 16-lane loads.
+            let (n0, n1) = unsafe {
+                (
+                    _mm512_loadu_ps(nrm.as_ptr()),
+                    _mm512_loadu_ps(nrm[16..].as_ptr()),
+                )
+            };
+            let mut c0 = 0;
+            while c0 < d {
+                let c1 = (c0 + KC).min(d);
+                for g in 0..groups {
+                    let q = if (g + 1) * MR <= rows {
+                        &queries[g * MR * d..(g + 1) * MR * d]
+                    } else {
+                        &tail[..]
+                    };
+                    let start = if c0 == 0 {
+                        [[_mm512_setzero_ps(); 2]; MR]
+                    } else {
+                        partial[g]
+                    };
+                    // SAFETY: `q` holds MR rows of d values and `b` d x NR values; the chunk
+                    // [c0, c1) lies inside d.
+                    let acc = unsafe { dots(q.as_ptr(), b.as_ptr(), d, c0, c1, start) };
+                    if c1 < d {
+                        partial[g] = acc;
                         continue;
                     }
-                    // SAFETY: `tile` holds NR = 32 values: two 16-lane stores.
-                    unsafe {
-                        _mm512_storeu_ps(tile.as_mut_ptr(), v0);
-                        _mm512_storeu_ps(tile[16..].as_mut_ptr(), v1);
-                    }
-                    let mut bits = hit;
-                    while bits != 0 {
-                        let lane = bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        let v = tile[lane];
-                        if v < worst {
-                            insert(ds, is, v, (first + panel * NR + lane) as u32);
-                            worst = ds[k - 1];
+                    let live = (rows - g * MR).min(MR);
+                    for (r, pair) in acc.iter().enumerate().take(live) {
+                        let row = g * MR + r;
+                        let ds = &mut cd[row * k..(row + 1) * k];
+                        let is = &mut ci[row * k..(row + 1) * k];
+                        let mut worst = ds[k - 1];
+                        let v0 = _mm512_fmadd_ps(pair[0], minus_two, n0);
+                        let v1 = _mm512_fmadd_ps(pair[1], minus_two, n1);
+                        let w = _mm512_set1_ps(worst);
+                        let hit = (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v1, w) as u32) << 16
+                            | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v0, w) as u32;
+                        if hit == 0 {
+                            continue;
+                        }
+                        // SAFETY: `tile` holds NR = 32 values: two 16-lane stores.
+                        unsafe {
+                            _mm512_storeu_ps(tile.as_mut_ptr(), v0);
+                            _mm512_storeu_ps(tile[16..].as_mut_ptr(), v1);
+                        }
+                        let mut bits = hit;
+                        while bits != 0 {
+                            let lane = bits.trailing_zeros() as usize;
+                            bits &= bits - 1;
+                            let v = tile[lane];
+                            if v < worst {
+                                insert(ds, is, v, (first + panel * NR + lane) as u32);
+                                worst = ds[k - 1];
+                            }
                         }
                     }
                 }
+                c0 = c1;
             }
         }
     }
 
-    /// The 8 x 32 register tile: `acc[r][h]` lane `l` = `sum_p q[r][p] * b[p][16 h + l]`,
-    /// accumulated sequentially over `p` with fused multiply-adds.
+    /// The 8 x 32 register tile: `acc[r][h]` lane `l` += `sum_{p in [c0, c1)} q[r][p] * b[p][16 h + l]`,
+    /// accumulated sequentially over `p` with fused multiply-adds (so splitting the dimension into
+    /// chunks does not change the result).
     ///
     /// # Safety
-    /// AVX-512F; `q` points at `MR` rows of `d` values (row stride `d`), `b` at `d x NR` values.
+    /// AVX-512F; `q` points at `MR` rows of `d` values (row stride `d`), `b` at `d x NR` values,
+    /// `c0 <= c1 <= d`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn dots(q: *const f32, b: *const f32, d: usize) -> [[__m512; 2]; MR] {
-        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-        for p in 0..d {
+    unsafe fn dots(
+        q: *const f32,
+        b: *const f32,
+        d: usize,
+        c0: usize,
+        c1: usize,
+        mut acc: [[__m512; 2]; MR],
+    ) -> [[__m512; 2]; MR] {
+        for p in c0..c1 {
             // SAFETY: p < d, so b + p * NR + 31 and q + r * d + p (r < MR) are inside the
             // caller's buffers.
             unsafe {

@@ -176,9 +176,6 @@ impl BruteForce {
         let d = self.bank.dim();
         let mut cd = vec![f32::INFINITY; rows * k];
         let mut ci = vec![u32::MAX; rows * k];
-        // The query tile, padded with zero rows to whole register tiles.
-        let mut qp = vec![0.0f32; rows.div_ceil(fused::MR) * fused::MR * d];
-        qp[..rows * d].copy_from_slice(&q[..rows * d]);
         let (mut packed, mut norms) = (Vec::new(), Vec::new());
         let step = fused::block_rows(d);
         let mut start = m0;
@@ -193,7 +190,7 @@ impl BruteForce {
                 &mut norms,
             );
             fused::scan_block(
-                &qp,
+                q,
                 rows,
                 d,
                 &packed,
@@ -231,10 +228,10 @@ impl BruteForce {
         check_search(queries, nq, d, k, n)?;
         let fused = fused && fused::available();
         // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
-        // every query tile, so its tiles are as large as the cache allows (about 1 MiB).
+        // every query tile, so its tiles are large; only a 128-dimension slice of the tile is hot
+        // at a time (see the `fused` module), whatever `d`.
         let (tile, grain) = if fused {
-            let t = (FUSED_TILE_BYTES / (4 * d)).clamp(64, 1024) / fused::MR * fused::MR;
-            (t, fused::block_rows(d))
+            (fused::TILE_QUERIES, fused::block_rows(d))
         } else {
             (BLOCK_Q, BLOCK_M)
         };
@@ -300,9 +297,6 @@ pub enum KnnKernel {
     /// Blocked `gemm` into a distance block, then a top-k scan (any CPU).
     Gemm,
 }
-
-/// Bytes of one query tile of the fused kernel.
-const FUSED_TILE_BYTES: usize = 1 << 20;
 
 impl KnnIndex for BruteForce {
     fn build(bank: &MemoryBank) -> Result<Self> {
