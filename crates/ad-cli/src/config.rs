@@ -99,6 +99,10 @@ pub struct ModelArgs {
     /// Trained models: Adam learning rate [default: CFlow 1e-4, student 1e-3, classifier 1e-4].
     #[arg(long)]
     pub learning_rate: Option<f64>,
+    /// Classifier: also train the backbone's last stage (EfficientNet-Lite's 1x1 head
+    /// convolution), starting from its pretrained weights [default: frozen backbone].
+    #[arg(long)]
+    pub fine_tune_last_stage: bool,
     /// CFlow: coupling blocks per decoder [default: 8].
     #[arg(long)]
     pub coupling_blocks: Option<usize>,
@@ -355,7 +359,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 15] = [
+        let specific: [(&str, bool, &[&str]); 16] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -384,6 +388,11 @@ impl ModelArgs {
                 &["cflow"],
             ),
             ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
+            (
+                "fine-tune-last-stage",
+                self.fine_tune_last_stage,
+                &["classifier"],
+            ),
             (
                 "epochs",
                 self.epochs.is_some(),
@@ -521,6 +530,9 @@ impl ModelArgs {
                 }
                 if let Some(r) = self.learning_rate {
                     c.learning_rate = r;
+                }
+                if self.fine_tune_last_stage {
+                    c.fine_tune_last_stage = true;
                 }
             }
             // Handled (and returned from) above.

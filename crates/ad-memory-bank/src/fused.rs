@@ -5,8 +5,9 @@
 //! panels of [`NR`] = 32 rows stored dimension-major (`panel[p][lane]`), so that one step of the
 //! micro-kernel loads 32 bank values with two vector loads and multiplies them by one broadcast
 //! coordinate of each of [`MR`] = 8 queries: a register tile of 8 x 32 dot products (16 zmm
-//! accumulators). Panels are swept in chunks of [`KC`] dimensions (16 KiB, L1-resident) by every
-//! register tile of the query tile; only for `d > KC` do the partial sums leave the registers
+//! accumulators). Panels are swept in equal chunks of at most [`KC`] dimensions (20 KiB,
+//! L1-resident) by every register tile of the query tile; only for `d > KC` do the partial sums
+//! leave the registers
 //! between chunks. The tile's epilogue turns dot products
 //! into `||m||^2 - 2 q.m`, compares all 32 against each query's current k-th candidate with one
 //! vector compare, and only on a hit walks the lanes to insert into the sorted candidate list.
@@ -21,12 +22,12 @@
 pub(crate) const MR: usize = 8;
 /// Bank rows per packed panel (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
-/// Queries per task: the bank is packed once per query tile, and a tile's `KC`-dimension slice
-/// (512 KiB) plus its partial sums stay in the L2 cache.
+/// Queries per task: the bank is packed once per query tile, and a tile's chunk of dimensions
+/// (at most 640 KiB) plus its partial sums stay in the L2 cache.
 pub(crate) const TILE_QUERIES: usize = 1024;
-/// Dimensions per chunk: one panel's chunk (`KC x NR` f32, 16 KiB) stays in the L1 cache while
+/// Most dimensions per chunk: one panel's chunk (`KC x NR` f32, 20 KiB) stays in the L1 cache while
 /// every register tile of the query tile passes over it.
-const KC: usize = 128;
+const KC: usize = 160;
 /// Target bytes of one packed bank block (kept in the L2 cache while every query tile sweeps it).
 const BLOCK_BYTES: usize = 384 * 1024;
 
@@ -140,6 +141,9 @@ mod avx512 {
     ) {
         let groups = rows.div_ceil(MR);
         // Partial sums of every register tile between dimension chunks (only when d > KC).
+        // Equal chunks (152 = one chunk, 1536 = ten of 154), so no short tail chunk pays the
+        // partial sums' round trip for a few dimensions.
+        let chunk = d.div_ceil(d.div_ceil(KC).max(1));
         let mut partial = if d > KC {
             vec![[[_mm512_setzero_ps(); 2]; MR]; groups]
         } else {
@@ -163,7 +167,7 @@ mod avx512 {
             };
             let mut c0 = 0;
             while c0 < d {
-                let c1 = (c0 + KC).min(d);
+                let c1 = (c0 + chunk).min(d);
                 for g in 0..groups {
                     let q = if (g + 1) * MR <= rows {
                         &queries[g * MR * d..(g + 1) * MR * d]

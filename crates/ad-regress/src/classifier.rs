@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use ad_backbone::{Backbone, BackboneConfig, BackboneKind, Weights};
+use ad_backbone::{Backbone, BackboneConfig, BackboneKind, Net, Weights};
 use ad_core::postprocess::upsample;
 use ad_core::tensor::read_f32;
 use ad_core::{
@@ -69,6 +69,12 @@ pub struct ClassifierConfig {
     pub cam_threshold: f32,
     /// Images per backbone forward pass.
     pub forward_batch: usize,
+    /// Also trains the backbone's last stage (EfficientNet-Lite's 1x1 head convolution to
+    /// 1280 channels, batch-norm folded, then ReLU6), starting from its pretrained weights,
+    /// together with the dense layer; the frozen features are then taken one stage earlier
+    /// (the last MBConv block). EfficientNet-Lite with the default `head` tap only. Off by
+    /// default (the recipe's frozen backbone).
+    pub fine_tune_last_stage: bool,
 }
 
 impl Default for ClassifierConfig {
@@ -86,6 +92,7 @@ impl Default for ClassifierConfig {
             seed: 42,
             cam_threshold: 0.7,
             forward_batch: 8,
+            fine_tune_last_stage: false,
         }
     }
 }
@@ -146,14 +153,40 @@ impl ClassifierConfig {
             c.tap = default_classifier_tap(c.backbone);
         }
         c.backbone.tap_shape(&c.tap)?;
+        if c.fine_tune_last_stage
+            && !(c.backbone.name().starts_with("efficientnet") && c.tap == "head")
+        {
+            return bad(
+                "fine_tune_last_stage",
+                format!(
+                    "only EfficientNet-Lite with the `head` tap has a last stage to fine-tune \
+                     (got {} with tap `{}`)",
+                    c.backbone, c.tap
+                ),
+            );
+        }
         Ok(CheckedClassifierConfig(c))
     }
 }
 
 impl CheckedClassifierConfig {
-    /// The backbone description.
+    /// The backbone description. When fine-tuning, the frozen features come from the last
+    /// MBConv block (the first tap) and `head` is built too, for its pretrained weights.
     pub fn backbone_config(&self) -> BackboneConfig {
-        BackboneConfig::new(self.backbone, self.weights.clone()).with_taps(&[&self.tap])
+        let config = BackboneConfig::new(self.backbone, self.weights.clone());
+        match self.stage_input_tap() {
+            Some(input) => config.with_taps(&[input.as_str(), self.tap.as_str()]),
+            None => config.with_taps(&[&self.tap]),
+        }
+    }
+
+    /// The tap feeding the fine-tuned last stage (`None` with a frozen backbone).
+    fn stage_input_tap(&self) -> Option<String> {
+        if self.fine_tune_last_stage {
+            self.backbone.tap_at_stride(32)
+        } else {
+            None
+        }
     }
 
     /// The unchecked form (for serialisation).
@@ -201,6 +234,8 @@ pub struct SupervisedClassifier {
     pub(crate) backbone: Backbone,
     pub(crate) preprocessor: Preprocessor,
     pub(crate) head: Option<Mlp>,
+    /// The fine-tuned last stage (a per-pixel dense layer before ReLU6), when configured.
+    pub(crate) stage: Option<Mlp>,
     pub(crate) report: Option<TrainReport>,
     pub(crate) image_size: Option<(usize, usize)>,
     pub(crate) threshold: Option<Threshold>,
@@ -248,6 +283,7 @@ impl SupervisedClassifier {
             backbone,
             preprocessor,
             head: None,
+            stage: None,
             report: None,
             image_size: None,
             threshold: None,
@@ -263,6 +299,41 @@ impl SupervisedClassifier {
     /// The frozen backbone.
     pub fn backbone(&self) -> &Backbone {
         &self.backbone
+    }
+
+    /// The fine-tuned last stage as a per-pixel dense layer `[in, out]` (ReLU6 follows), when
+    /// the model was trained with `fine_tune_last_stage`.
+    pub fn last_stage(&self) -> Option<&Mlp> {
+        self.stage.as_ref()
+    }
+
+    /// The backbone's pretrained last stage (EfficientNet-Lite's 1x1 head convolution, folded
+    /// batch-norm) as a per-pixel dense layer on `device`: the start of fine-tuning.
+    fn pretrained_stage(&self, device: &Device) -> Result<Mlp, RegressError> {
+        let conv = match self.backbone.net() {
+            Net::EfficientNet(net) => net.head.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| {
+            RegressError::Data("the backbone was built without a last stage to fine-tune".into())
+        })?;
+        let [out, inp, kh, kw] = conv.weight.dims();
+        if (kh, kw) != (1, 1) {
+            return Err(RegressError::Data(format!(
+                "the last stage is a {kh}x{kw} convolution, not 1x1"
+            )));
+        }
+        // Convolution weight [out, in, 1, 1] -> dense weight [in, out].
+        let w = read_f32(conv.weight.val())?;
+        let mut flat = vec![0.0f32; inp * out];
+        for o in 0..out {
+            for i in 0..inp {
+                flat[i * out + o] = w[o * inp + i];
+            }
+        }
+        flat.extend(read_f32(conv.bias.val())?);
+        Mlp::from_flat(&[inp, out], &flat, device)
+            .ok_or_else(|| RegressError::Data(format!("a {inp} -> {out} stage could not be built")))
     }
 
     /// How the last training went.
@@ -299,11 +370,25 @@ impl SupervisedClassifier {
         }
         let (good, defective) = check_two_classes(labels)?;
         let t0 = Instant::now();
-        let c = features.channels();
-        let pooled = features.pooled();
         let n = labels.len();
         let ad = self.device.clone().autodiff();
-        let mut head = Mlp::new(&[c, 2], self.config.seed, &ad);
+        // Without a stage the head sees pooled features (one row per image); with one, every
+        // pixel's features go through the stage before the pooling.
+        let stage = if self.config.fine_tune_last_stage {
+            Some(self.pretrained_stage(&ad)?)
+        } else {
+            None
+        };
+        let (inputs, per_image) = match stage {
+            Some(_) => (features.pixel_rows(), features.grid().0 * features.grid().1),
+            None => (features.pooled(), 1),
+        };
+        let c = features.channels();
+        let width = stage.as_ref().map_or(c, |s| s.dims()[1]);
+        let mut head = Trainable {
+            stage,
+            dense: Mlp::new(&[width, 2], self.config.seed, &ad),
+        };
         let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.config.seed ^ 0x00C1_A55F);
         let mut order: Vec<usize> = (0..n).collect();
@@ -318,19 +403,20 @@ impl SupervisedClassifier {
             let mut weight_sum = 0.0;
             for idx in order.chunks(self.config.batch_size) {
                 let m = idx.len();
-                let mut x = Vec::with_capacity(m * c);
+                let per = per_image * c;
+                let mut x = Vec::with_capacity(m * per);
                 let mut target = vec![0.0f32; m * 2];
                 let mut batch_weight = 0.0f32;
                 for (r, &i) in idx.iter().enumerate() {
-                    x.extend_from_slice(&pooled[i * c..(i + 1) * c]);
+                    x.extend_from_slice(&inputs[i * per..(i + 1) * per]);
                     let class = labels[i] as usize;
                     target[r * 2 + class] = w[class];
                     batch_weight += w[class];
                 }
-                let xt = Tensor::<2>::from_data(TensorData::new(x, [m, c]), &ad);
+                let xt = Tensor::<2>::from_data(TensorData::new(x, [m * per_image, c]), &ad);
                 let tt = Tensor::<2>::from_data(TensorData::new(target, [m, 2]), &ad);
                 // PyTorch's weighted mean: sum_i w_yi * -log p_yi / sum_i w_yi.
-                let loss = (log_softmax(head.forward(xt), 1) * tt)
+                let loss = (log_softmax(head.forward(xt, m), 1) * tt)
                     .sum()
                     .neg()
                     .div_scalar(batch_weight);
@@ -347,7 +433,7 @@ impl SupervisedClassifier {
             let loss = total / weight_sum.max(1e-12);
             losses.push(loss);
             let valid = head.valid();
-            let logits = logits_of(&valid, &pooled, c, &self.device)?;
+            let logits = logits_of(&valid, &inputs, per_image, c, &self.device)?;
             let correct = logits
                 .iter()
                 .zip(labels)
@@ -369,7 +455,7 @@ impl SupervisedClassifier {
         }
         self.on_epoch = callback;
         let head = head.valid();
-        let train_logits = logits_of(&head, &pooled, c, &self.device)?;
+        let train_logits = logits_of(&head, &inputs, per_image, c, &self.device)?;
         let (lo, hi) = train_logits
             .iter()
             .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
@@ -381,7 +467,8 @@ impl SupervisedClassifier {
             hi.max(0.0),
             ThresholdMethod::Classifier { good, defective },
         )?);
-        self.head = Some(head);
+        self.head = Some(head.dense);
+        self.stage = head.stage;
         self.image_size = Some(image_size);
         let report = TrainReport {
             good,
@@ -428,9 +515,18 @@ impl SupervisedClassifier {
         self.fit_features(&features, &labels, size)
     }
 
-    /// Logit, probability and CAM of every image of `features`.
+    /// Logit, probability and CAM of every image of `features` (the backbone's features; a
+    /// fine-tuned last stage is applied first).
     pub fn score_features(&self, features: &FeatureMaps) -> Result<Vec<ClassScore>, RegressError> {
         let head = self.head.as_ref().ok_or(RegressError::NotFitted)?;
+        let staged;
+        let features = match &self.stage {
+            Some(stage) => {
+                staged = apply_stage(stage, features, &self.device)?;
+                &staged
+            }
+            None => features,
+        };
         let c = features.channels();
         let dims = head.dims();
         if dims.first() != Some(&c) {
@@ -487,17 +583,80 @@ impl SupervisedClassifier {
     }
 }
 
-/// `logit(defective) - logit(good)` of pooled features `[n, c]`.
+/// What [`SupervisedClassifier::fit_features`] trains: the optional last stage of the
+/// backbone and the 2-way dense layer.
+#[derive(Module, Debug)]
+struct Trainable {
+    /// The last stage as a per-pixel dense layer (ReLU6 after it), when fine-tuning.
+    stage: Option<Mlp>,
+    /// The 2-way dense layer on the pooled features.
+    dense: Mlp,
+}
+
+/// Images per chunk when the stage or the head run over many images outside training.
+const EVAL_CHUNK: usize = 32;
+
+impl Trainable {
+    /// Class logits of `images` images.
+    ///
+    /// # Shapes
+    /// - `x`: `[images * pixels, c]`: pixel rows with a stage, pooled features (one row per
+    ///   image) without
+    /// - returns `[images, 2]`
+    fn forward(&self, x: Tensor<2>, images: usize) -> Tensor<2> {
+        let pooled = match &self.stage {
+            None => x,
+            Some(stage) => {
+                let y = stage.forward(x).clamp(0.0, 6.0);
+                let [rows, c] = y.dims();
+                y.reshape([images, rows / images.max(1), c])
+                    .mean_dim(1)
+                    .reshape([images, c])
+            }
+        };
+        self.dense.forward(pooled)
+    }
+}
+
+/// `logit(defective) - logit(good)` of every image of `inputs` (`per_image` rows of `c`
+/// values each), in chunks of [`EVAL_CHUNK`] images.
 fn logits_of(
-    head: &Mlp,
-    pooled: &[f32],
+    model: &Trainable,
+    inputs: &[f32],
+    per_image: usize,
     c: usize,
     device: &Device,
 ) -> Result<Vec<f32>, RegressError> {
-    let n = pooled.len() / c.max(1);
-    let x = Tensor::<2>::from_data(TensorData::new(pooled.to_vec(), [n, c]), device);
-    let z = read_f32(head.forward(x))?;
-    Ok(z.chunks(2).map(|p| p[1] - p[0]).collect())
+    let per = (per_image * c).max(1);
+    let mut out = Vec::with_capacity(inputs.len() / per);
+    for chunk in inputs.chunks(EVAL_CHUNK * per) {
+        let m = chunk.len() / per;
+        let x = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [m * per_image, c]), device);
+        let z = read_f32(model.forward(x, m))?;
+        out.extend(z.chunks(2).map(|p| p[1] - p[0]));
+    }
+    Ok(out)
+}
+
+/// The fine-tuned stage over every pixel of `features`: the maps the CAM is read from.
+fn apply_stage(
+    stage: &Mlp,
+    features: &FeatureMaps,
+    device: &Device,
+) -> Result<FeatureMaps, RegressError> {
+    let (c, grid) = (features.channels(), features.grid());
+    let per = grid.0 * grid.1 * c;
+    let width = stage.dims().last().copied().unwrap_or(0);
+    let rows = features.pixel_rows();
+    let mut out = Vec::with_capacity(features.len() * grid.0 * grid.1 * width);
+    for chunk in rows.chunks((EVAL_CHUNK * per).max(1)) {
+        let x = Tensor::<2>::from_data(
+            TensorData::new(chunk.to_vec(), [chunk.len() / c, c]),
+            device,
+        );
+        out.extend(read_f32(stage.forward(x).clamp(0.0, 6.0))?);
+    }
+    FeatureMaps::from_pixel_rows(&out, features.len(), width, grid)
 }
 
 impl Detector for SupervisedClassifier {

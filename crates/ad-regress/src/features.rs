@@ -104,6 +104,62 @@ impl FeatureMaps {
         })
     }
 
+    /// Every image's maps as pixel rows (one row of `channels` values per grid cell), the
+    /// input of a per-pixel dense layer (a 1x1 convolution).
+    ///
+    /// # Shapes
+    /// - returns `[images * h * w, channels]`, row-major, image by image
+    pub fn pixel_rows(&self) -> Vec<f32> {
+        let plane = self.grid.0 * self.grid.1;
+        let c = self.channels;
+        let mut out = vec![0.0f32; self.images * plane * c];
+        for i in 0..self.images {
+            let maps = self.image(i);
+            let rows = &mut out[i * plane * c..(i + 1) * plane * c];
+            for (k, channel) in maps.chunks_exact(plane.max(1)).enumerate() {
+                for (p, &v) in channel.iter().enumerate() {
+                    rows[p * c + k] = v;
+                }
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`FeatureMaps::pixel_rows`]: maps from pixel rows.
+    ///
+    /// # Shapes
+    /// - `rows`: `[images * grid.0 * grid.1, channels]`
+    pub fn from_pixel_rows(
+        rows: &[f32],
+        images: usize,
+        channels: usize,
+        grid: (usize, usize),
+    ) -> Result<Self, RegressError> {
+        let plane = grid.0 * grid.1;
+        if rows.len() != images * plane * channels {
+            return Err(RegressError::Data(format!(
+                "{} values for {images} images of {channels} x {grid:?} pixel rows",
+                rows.len()
+            )));
+        }
+        let mut data = vec![0.0f32; rows.len()];
+        for i in 0..images {
+            let src = &rows[i * plane * channels..(i + 1) * plane * channels];
+            let dst = &mut data[i * plane * channels..(i + 1) * plane * channels];
+            for (p, row) in src.chunks_exact(channels.max(1)).enumerate() {
+                for (k, &v) in row.iter().enumerate() {
+                    dst[k * plane + p] = v;
+                }
+            }
+        }
+        Ok(Self {
+            data,
+            images,
+            channels,
+            grid,
+        })
+    }
+
     /// Global average pooling: `[images, channels]` row-major.
     pub fn pooled(&self) -> Vec<f32> {
         let plane = self.grid.0 * self.grid.1;
@@ -130,6 +186,14 @@ mod tests {
             grid: (2, 2),
         };
         assert_eq!(a.pooled(), vec![1.5, 5.5, 9.5, 13.5]);
+        // Image 0: channel 0 = [0, 1, 2, 3], channel 1 = [4, 5, 6, 7] -> pixel rows (0,4), (1,5)...
+        let rows = a.pixel_rows();
+        assert_eq!(&rows[..8], &[0.0, 4.0, 1.0, 5.0, 2.0, 6.0, 3.0, 7.0]);
+        assert_eq!(
+            FeatureMaps::from_pixel_rows(&rows, 2, 2, (2, 2)).unwrap(),
+            a
+        );
+        assert!(FeatureMaps::from_pixel_rows(&rows[1..], 2, 2, (2, 2)).is_err());
         let b = a.select(&[1]).unwrap();
         assert_eq!(b.image(0), a.image(1));
         let mut c = b.clone();

@@ -1,7 +1,7 @@
 //! One-file model formats, in the [`ad_core::model_file`] container (versioned, checksummed,
 //! written atomically): a JSON header (configuration, backbone identity, head widths, grid,
 //! training record, threshold) and the head's parameters as the payload, `f32` little-endian
-//! in [`Mlp::to_flat`]'s order. The backbone weights are not copied: their identity (kind +
+//! in [`Mlp::to_flat`]'s order (a classifier's fine-tuned last stage follows its head). The backbone weights are not copied: their identity (kind +
 //! SHA-256 of the checkpoint) is, and loading checks it.
 
 use std::path::Path;
@@ -40,6 +40,9 @@ struct ClassifierHeader {
     image_size: (usize, usize),
     report: Option<TrainReport>,
     threshold: Option<Threshold>,
+    /// Widths of the fine-tuned last stage, whose parameters follow the head's in the payload.
+    #[serde(default)]
+    stage: Option<Vec<usize>>,
 }
 
 fn write<H: Serialize>(
@@ -47,18 +50,14 @@ fn write<H: Serialize>(
     magic: &[u8; 8],
     kind: &'static str,
     header: &H,
-    head: &Mlp,
+    flat: &[f32],
 ) -> Result<(), RegressError> {
     let json = serde_json::to_vec(header).map_err(|e| RegressError::BadModelFile {
         path: path.to_path_buf(),
         kind,
         reason: format!("cannot encode header: {e}"),
     })?;
-    let payload: Vec<u8> = head
-        .to_flat()?
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let payload: Vec<u8> = flat.iter().flat_map(|v| v.to_le_bytes()).collect();
     let out = ad_core::model_file::encode(magic, FORMAT_VERSION, &json, &payload);
     ad_core::model_file::write_atomic(path, &out).map_err(|source| RegressError::Io {
         path: path.to_path_buf(),
@@ -136,7 +135,13 @@ impl ScoreStudent {
             trained: trained.clone(),
             threshold: self.threshold.clone(),
         };
-        write(path.as_ref(), STUDENT_MAGIC, "student", &header, head)
+        write(
+            path.as_ref(),
+            STUDENT_MAGIC,
+            "student",
+            &header,
+            &head.to_flat()?,
+        )
     }
 
     /// Loads a model saved by [`ScoreStudent::save`], rebuilding its backbone on `device` and
@@ -182,8 +187,19 @@ impl SupervisedClassifier {
             image_size,
             report: self.report.clone(),
             threshold: self.threshold.clone(),
+            stage: self.stage.as_ref().map(Mlp::dims),
         };
-        write(path.as_ref(), CLASSIFIER_MAGIC, "classifier", &header, head)
+        let mut flat = head.to_flat()?;
+        if let Some(stage) = &self.stage {
+            flat.extend(stage.to_flat()?);
+        }
+        write(
+            path.as_ref(),
+            CLASSIFIER_MAGIC,
+            "classifier",
+            &header,
+            &flat,
+        )
     }
 
     /// Loads a model saved by [`SupervisedClassifier::save`] (backbone identity checked).
@@ -198,13 +214,46 @@ impl SupervisedClassifier {
             });
         }
         let c = model.backbone.tap_channels().first().copied().unwrap_or(0);
+        let split = Mlp::parameter_count(&header.dims).min(flat.len());
+        let (head_flat, stage_flat) = flat.split_at(split);
+        let width = match &header.stage {
+            Some(dims) => {
+                let stage = head_from(
+                    path,
+                    "classifier",
+                    dims,
+                    c,
+                    dims.last().copied().unwrap_or(0),
+                    stage_flat,
+                    device,
+                )?;
+                let width = dims.last().copied().unwrap_or(0);
+                model.stage = Some(stage);
+                width
+            }
+            None if !stage_flat.is_empty() => {
+                return Err(RegressError::BadModelFile {
+                    path: path.to_path_buf(),
+                    kind: "classifier",
+                    reason: format!("{} parameters after the head", stage_flat.len()),
+                });
+            }
+            None => c,
+        };
+        if model.stage.is_some() != model.config.fine_tune_last_stage {
+            return Err(RegressError::BadModelFile {
+                path: path.to_path_buf(),
+                kind: "classifier",
+                reason: "the fine-tuned stage does not match the configuration".into(),
+            });
+        }
         model.head = Some(head_from(
             path,
             "classifier",
             &header.dims,
-            c,
+            width,
             2,
-            &flat,
+            head_flat,
             device,
         )?);
         model.image_size = Some(header.image_size);

@@ -2,7 +2,7 @@
 //! the loss falls, a seed fixes the weights, save/load is exact, one class is refused.
 //! (Real data: `tests/regress_real_data.rs` at the workspace root.)
 
-use ad_backbone::Weights;
+use ad_backbone::{BackboneKind, Weights};
 use ad_core::{
     AnomalyMap, BoxError, Detector, DynDetector, FitSummary, ImageBatch, Prediction,
     PreprocessConfig, Preprocessor, Threshold,
@@ -327,4 +327,75 @@ fn classifier_refuses_one_class_and_learns_two() {
         "{:?}",
         cv.balanced_accuracy
     );
+}
+
+#[test]
+fn classifier_fine_tunes_the_last_stage_from_its_pretrained_weights() {
+    let device = Device::default();
+    let config = ClassifierConfig {
+        fine_tune_last_stage: true,
+        ..classifier_config()
+    };
+    let mut model = SupervisedClassifier::new(&config, &device).unwrap();
+    // Features come from the last MBConv block (320 channels), the stage maps them to 1280.
+    assert_eq!(model.backbone().tap_channels(), vec![320, 1280]);
+    let p = Preprocessor::new(pre()).unwrap();
+    let (imgs, labels) = labelled(24);
+    let batches = || {
+        imgs.chunks(8)
+            .zip(labels.chunks(8))
+            .map(|(i, l)| Ok::<_, BoxError>((p.batch(i).unwrap(), l.to_vec())))
+            .collect::<Vec<_>>()
+    };
+    let report = model.fit_labelled(batches()).unwrap();
+    assert!(
+        report.losses.last().unwrap() < &report.losses[0],
+        "{:?}",
+        report.losses
+    );
+    assert!(report.train_accuracy >= 0.9, "{report:?}");
+    // The stage's output is what the CAM reads: the CAM's mean is still the logit.
+    let stage = model
+        .last_stage()
+        .expect("a fine-tuned stage")
+        .to_flat()
+        .unwrap();
+    assert_eq!(stage.len(), 320 * 1280 + 1280);
+    let probe = p.batch(&imgs[..4]).unwrap();
+    let features = model.features(&probe).unwrap();
+    for s in model.score_features(&features).unwrap() {
+        let mean = s.cam.iter().sum::<f32>() / s.cam.len() as f32;
+        assert!((mean - s.logit).abs() < 1e-4 * s.logit.abs().max(1.0));
+    }
+    // Save / load: the stage travels with the head; scores identical.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ft.classifier");
+    model.save(&path).unwrap();
+    let loaded = SupervisedClassifier::load(&path, &device).unwrap();
+    assert_eq!(loaded.last_stage().unwrap().to_flat().unwrap(), stage);
+    let a: Vec<f32> = model
+        .predict(&probe)
+        .unwrap()
+        .iter()
+        .map(|p| p.score)
+        .collect();
+    let b: Vec<f32> = loaded
+        .predict(&probe)
+        .unwrap()
+        .iter()
+        .map(|p| p.score)
+        .collect();
+    assert_eq!(a, b);
+    // Only EfficientNet-Lite's head has a last stage to fine-tune here.
+    let bad = ClassifierConfig {
+        backbone: BackboneKind::ResNet18,
+        ..config
+    };
+    assert!(matches!(
+        SupervisedClassifier::new(&bad, &device),
+        Err(RegressError::InvalidConfig {
+            name: "fine_tune_last_stage",
+            ..
+        })
+    ));
 }
