@@ -15,3 +15,9 @@ $ad supervised --quiet --data "$data/piped" --category all --fusion patchcore --
 $ad supervised --quiet --data "$data/mvtec_ad" --category bottle --learning-rate 1e-3 --out out/supervised/bottle_lr1e-3 --overlays 0
 $ad supervised --quiet --data "$data/piped" --category all --learning-rate 1e-3 --out out/supervised/piped_lr1e-3 --overlays 0
 uptime
+# Fine-tuning the last stage (EfficientNet-Lite's 1x1 head convolution) with the dense layer.
+$ad supervised --quiet --data "$data/mvtec_ad" --category bottle --fine-tune-last-stage --out out/supervised/bottle_ft --overlays 0
+$ad supervised --quiet --data "$data/piped" --category all --fine-tune-last-stage --out out/supervised/piped_ft --overlays 0
+$ad supervised --quiet --data "$data/mvtec_ad" --category bottle --fine-tune-last-stage --learning-rate 1e-3 --out out/supervised/bottle_ft_lr1e-3 --overlays 0
+$ad supervised --quiet --data "$data/piped" --category all --fine-tune-last-stage --learning-rate 1e-3 --out out/supervised/piped_ft_lr1e-3 --overlays 0
+uptime
