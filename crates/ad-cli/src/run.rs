@@ -687,6 +687,12 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                     )
                 }
             );
+            if !h["stage"].is_null() {
+                println!(
+                    "fine-tuned      last stage {} (1x1 convolution + ReLU6, from the pretrained weights)",
+                    text(&h["stage"])
+                );
+            }
         }
         "tiled" => println!(
             "tiles           {} per image of {} ({} px tiles, stride {}), {}",
