@@ -76,42 +76,88 @@ pub(crate) fn pack(
     }
 }
 
-/// Scans packed bank rows for a tile of queries and updates their sorted candidate lists.
-///
-/// `queries` holds `rows` rows of `d` values,
-/// `packed`/`norms` come from [`pack`] (`panels` panels), bank row `j` of the block has index
-/// `first + j`. `cd`/`ci` are `rows x k` candidate lists (ascending `||m||^2 - 2 q.m`).
-///
-/// # Panics
-/// When [`available`] is false (callers check it) or a buffer is shorter than stated.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn scan_block(
-    queries: &[f32],
+/// A tile of queries being scanned: its sorted candidate lists and the scratch its register
+/// tiles need, allocated once per tile (not once per bank block).
+pub(crate) struct QueryTile<'a> {
+    queries: &'a [f32],
     rows: usize,
     d: usize,
-    packed: &[f32],
-    norms: &[f32],
-    panels: usize,
-    first: usize,
     k: usize,
-    cd: &mut [f32],
-    ci: &mut [u32],
-) {
+    /// Candidate values `||m||^2 - 2 q.m`, `rows x k`, ascending per row.
+    cd: Vec<f32>,
+    /// Candidate bank indices, `rows x k`.
+    ci: Vec<u32>,
+    /// The last, partial register tile of queries, padded with zero rows (`MR x d`).
+    tail: Vec<f32>,
+    /// Partial sums of every register tile between dimension chunks (`groups x MR x NR`;
+    /// empty when one chunk covers `d`).
+    partial: Vec<f32>,
+}
+
+impl<'a> QueryTile<'a> {
+    /// A tile of `rows` queries (`rows x d`, row-major) looking for `k` neighbours each.
+    ///
+    /// # Panics
+    /// When `queries` is shorter than `rows * d` or `k == 0` (callers validate both).
+    pub(crate) fn new(queries: &'a [f32], rows: usize, d: usize, k: usize) -> Self {
+        assert!(
+            queries.len() >= rows * d && k > 0,
+            "fused::QueryTile: queries shorter than stated or k = 0"
+        );
+        let groups = rows.div_ceil(MR);
+        let full = rows / MR * MR;
+        let mut tail = vec![0.0f32; MR * d];
+        tail[..(rows - full) * d].copy_from_slice(&queries[full * d..rows * d]);
+        let partial = if d > KC {
+            vec![0.0f32; groups * MR * NR]
+        } else {
+            Vec::new()
+        };
+        Self {
+            queries,
+            rows,
+            d,
+            k,
+            cd: vec![f32::INFINITY; rows * k],
+            ci: vec![u32::MAX; rows * k],
+            tail,
+            partial,
+        }
+    }
+
+    /// The candidate lists: values and bank indices, `rows x k` each.
+    pub(crate) fn into_candidates(self) -> (Vec<f32>, Vec<u32>) {
+        (self.cd, self.ci)
+    }
+
+    /// Register tile `g` of the queries: `MR` rows of `d` values.
+    fn group(&self, g: usize) -> &[f32] {
+        let d = self.d;
+        if (g + 1) * MR <= self.rows {
+            &self.queries[g * MR * d..(g + 1) * MR * d]
+        } else {
+            &self.tail
+        }
+    }
+}
+
+/// Scans one packed bank block ([`pack`]'s `packed` and `norms`; its row `j` has bank index
+/// `first + j`) for every query of `tile`, updating the tile's candidate lists.
+///
+/// # Panics
+/// When [`available`] is false (callers check it) or `packed` is shorter than `norms` says.
+pub(crate) fn scan_block(tile: &mut QueryTile<'_>, packed: &[f32], norms: &[f32], first: usize) {
+    let panels = norms.len() / NR;
     assert!(
-        available()
-            && queries.len() >= rows * d
-            && packed.len() >= panels * d * NR
-            && norms.len() >= panels * NR
-            && cd.len() >= rows * k
-            && ci.len() >= rows * k
-            && k > 0,
+        available() && norms.len() % NR == 0 && packed.len() >= panels * tile.d * NR,
         "fused::scan_block: unsupported CPU or buffer too small"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (asserted above) and the buffer lengths asserted above bound
-    // every access the kernel makes (see `avx512::scan_block`).
+    // SAFETY: AVX-512F is present (asserted above); the tile's buffers are sized by
+    // `QueryTile::new` and the block's by the assert above, which bounds every access the
+    // kernel makes (see `avx512::scan_block`).
     unsafe {
-        avx512::scan_block(queries, rows, d, packed, norms, panels, first, k, cd, ci);
+        avx512::scan_block(tile, packed, norms, panels, first);
     }
 }
 
@@ -119,41 +165,26 @@ pub(crate) fn scan_block(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{KC, MR, NR};
+    use super::{KC, MR, NR, QueryTile};
     use crate::knn::insert;
 
     /// # Safety
-    /// The CPU supports AVX-512F; `queries` holds `rows * d` values, `packed`
-    /// `panels * d * NR`, `norms` `panels * NR`, `cd`/`ci` `rows * k`.
+    /// The CPU supports AVX-512F; `packed` holds `panels * d * NR` values, `norms`
+    /// `panels * NR`; `tile` was built by `QueryTile::new`.
     #[target_feature(enable = "avx512f")]
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn scan_block(
-        queries: &[f32],
-        rows: usize,
-        d: usize,
+        tile: &mut QueryTile<'_>,
         packed: &[f32],
         norms: &[f32],
         panels: usize,
         first: usize,
-        k: usize,
-        cd: &mut [f32],
-        ci: &mut [u32],
     ) {
+        let (rows, d, k) = (tile.rows, tile.d, tile.k);
         let groups = rows.div_ceil(MR);
-        // Partial sums of every register tile between dimension chunks (only when d > KC).
         // Equal chunks (152 = one chunk, 1536 = ten of 154), so no short tail chunk pays the
         // partial sums' round trip for a few dimensions.
         let chunk = d.div_ceil(d.div_ceil(KC).max(1));
-        let mut partial = if d > KC {
-            vec![[[_mm512_setzero_ps(); 2]; MR]; groups]
-        } else {
-            Vec::new()
-        };
-        // The last, partial register tile of queries, padded with zero rows.
-        let mut tail = vec![0.0f32; MR * d];
-        let full = rows / MR * MR;
-        tail[..(rows - full) * d].copy_from_slice(&queries[full * d..rows * d]);
-        let mut tile = [0.0f32; NR];
+        let mut lanes = [0.0f32; NR];
         let minus_two = _mm512_set1_ps(-2.0);
         for panel in 0..panels {
             let b = &packed[panel * d * NR..(panel + 1) * d * NR];
@@ -169,28 +200,38 @@ mod avx512 {
             while c0 < d {
                 let c1 = (c0 + chunk).min(d);
                 for g in 0..groups {
-                    let q = if (g + 1) * MR <= rows {
-                        &queries[g * MR * d..(g + 1) * MR * d]
-                    } else {
-                        &tail[..]
-                    };
-                    let start = if c0 == 0 {
-                        [[_mm512_setzero_ps(); 2]; MR]
-                    } else {
-                        partial[g]
-                    };
+                    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+                    let saved = g * MR * NR..(g + 1) * MR * NR;
+                    if c0 > 0 {
+                        let src = &tile.partial[saved.clone()];
+                        for (r, pair) in acc.iter_mut().enumerate() {
+                            // SAFETY: `src` holds MR x NR values; row r's two halves.
+                            unsafe {
+                                pair[0] = _mm512_loadu_ps(src[r * NR..].as_ptr());
+                                pair[1] = _mm512_loadu_ps(src[r * NR + 16..].as_ptr());
+                            }
+                        }
+                    }
+                    let q = tile.group(g);
                     // SAFETY: `q` holds MR rows of d values and `b` d x NR values; the chunk
                     // [c0, c1) lies inside d.
-                    let acc = unsafe { dots(q.as_ptr(), b.as_ptr(), d, c0, c1, start) };
+                    acc = unsafe { dots(q.as_ptr(), b.as_ptr(), d, c0, c1, acc) };
                     if c1 < d {
-                        partial[g] = acc;
+                        let dst = &mut tile.partial[saved];
+                        for (r, pair) in acc.iter().enumerate() {
+                            // SAFETY: `dst` holds MR x NR values; row r's two halves.
+                            unsafe {
+                                _mm512_storeu_ps(dst[r * NR..].as_mut_ptr(), pair[0]);
+                                _mm512_storeu_ps(dst[r * NR + 16..].as_mut_ptr(), pair[1]);
+                            }
+                        }
                         continue;
                     }
                     let live = (rows - g * MR).min(MR);
                     for (r, pair) in acc.iter().enumerate().take(live) {
                         let row = g * MR + r;
-                        let ds = &mut cd[row * k..(row + 1) * k];
-                        let is = &mut ci[row * k..(row + 1) * k];
+                        let ds = &mut tile.cd[row * k..(row + 1) * k];
+                        let is = &mut tile.ci[row * k..(row + 1) * k];
                         let mut worst = ds[k - 1];
                         let v0 = _mm512_fmadd_ps(pair[0], minus_two, n0);
                         let v1 = _mm512_fmadd_ps(pair[1], minus_two, n1);
@@ -200,16 +241,16 @@ mod avx512 {
                         if hit == 0 {
                             continue;
                         }
-                        // SAFETY: `tile` holds NR = 32 values: two 16-lane stores.
+                        // SAFETY: `lanes` holds NR = 32 values: two 16-lane stores.
                         unsafe {
-                            _mm512_storeu_ps(tile.as_mut_ptr(), v0);
-                            _mm512_storeu_ps(tile[16..].as_mut_ptr(), v1);
+                            _mm512_storeu_ps(lanes.as_mut_ptr(), v0);
+                            _mm512_storeu_ps(lanes[16..].as_mut_ptr(), v1);
                         }
                         let mut bits = hit;
                         while bits != 0 {
                             let lane = bits.trailing_zeros() as usize;
                             bits &= bits - 1;
-                            let v = tile[lane];
+                            let v = lanes[lane];
                             if v < worst {
                                 insert(ds, is, v, (first + panel * NR + lane) as u32);
                                 worst = ds[k - 1];

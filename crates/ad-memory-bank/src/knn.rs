@@ -174,8 +174,7 @@ impl BruteForce {
         k: usize,
     ) -> (Vec<f32>, Vec<u32>) {
         let d = self.bank.dim();
-        let mut cd = vec![f32::INFINITY; rows * k];
-        let mut ci = vec![u32::MAX; rows * k];
+        let mut tile = fused::QueryTile::new(q, rows, d, k);
         let (mut packed, mut norms) = (Vec::new(), Vec::new());
         let step = fused::block_rows(d);
         let mut start = m0;
@@ -189,21 +188,10 @@ impl BruteForce {
                 &mut packed,
                 &mut norms,
             );
-            fused::scan_block(
-                q,
-                rows,
-                d,
-                &packed,
-                &norms,
-                (end - start).div_ceil(fused::NR),
-                start,
-                k,
-                &mut cd,
-                &mut ci,
-            );
+            fused::scan_block(&mut tile, &packed, &norms, start);
             start = end;
         }
-        (cd, ci)
+        tile.into_candidates()
     }
 
     /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare the two;

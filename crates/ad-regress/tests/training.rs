@@ -229,6 +229,32 @@ fn labelled(n: usize) -> (Vec<ad_core::RgbImage>, Vec<bool>) {
     (imgs, labels)
 }
 
+/// Labelled images in preprocessed batches of 8.
+fn labelled_batches(
+    p: &Preprocessor,
+    imgs: &[ad_core::RgbImage],
+    labels: &[bool],
+) -> Vec<Result<(ImageBatch, Vec<bool>), BoxError>> {
+    imgs.chunks(8)
+        .zip(labels.chunks(8))
+        .map(|(i, l)| Ok((p.batch(i).unwrap(), l.to_vec())))
+        .collect()
+}
+
+/// Trains `model` and checks that the loss fell and the training images are learnt.
+fn trains_well(
+    model: &mut SupervisedClassifier,
+    batches: Vec<Result<(ImageBatch, Vec<bool>), BoxError>>,
+) {
+    let report = model.fit_labelled(batches).unwrap();
+    assert!(
+        report.losses.last().unwrap() < &report.losses[0],
+        "{:?}",
+        report.losses
+    );
+    assert!(report.train_accuracy >= 0.9, "{report:?}");
+}
+
 #[test]
 fn classifier_refuses_one_class_and_learns_two() {
     let device = Device::default();
@@ -250,19 +276,8 @@ fn classifier_refuses_one_class_and_learns_two() {
     assert!(matches!(err, RegressError::SingleClass { .. }));
 
     let (imgs, labels) = labelled(24);
-    let batches = || {
-        imgs.chunks(8)
-            .zip(labels.chunks(8))
-            .map(|(i, l)| Ok::<_, BoxError>((p.batch(i).unwrap(), l.to_vec())))
-            .collect::<Vec<_>>()
-    };
-    let report = model.fit_labelled(batches()).unwrap();
-    assert!(
-        report.losses.last().unwrap() < &report.losses[0],
-        "{:?}",
-        report.losses
-    );
-    assert!(report.train_accuracy >= 0.9, "{report:?}");
+    let batches = || labelled_batches(&p, &imgs, &labels);
+    trains_well(&mut model, batches());
     // Seeded: a second model trains to the same weights.
     let mut again = SupervisedClassifier::new(&classifier_config(), &device).unwrap();
     again.fit_labelled(batches()).unwrap();
@@ -343,19 +358,8 @@ fn classifier_fine_tunes_the_last_stage_from_its_pretrained_weights() {
     assert_eq!(model.backbone().tap_channels(), vec![320, 1280]);
     let p = Preprocessor::new(pre()).unwrap();
     let (imgs, labels) = labelled(24);
-    let batches = || {
-        imgs.chunks(8)
-            .zip(labels.chunks(8))
-            .map(|(i, l)| Ok::<_, BoxError>((p.batch(i).unwrap(), l.to_vec())))
-            .collect::<Vec<_>>()
-    };
-    let report = model.fit_labelled(batches()).unwrap();
-    assert!(
-        report.losses.last().unwrap() < &report.losses[0],
-        "{:?}",
-        report.losses
-    );
-    assert!(report.train_accuracy >= 0.9, "{report:?}");
+    let batches = || labelled_batches(&p, &imgs, &labels);
+    trains_well(&mut model, batches());
     // The stage's output is what the CAM reads: the CAM's mean is still the logit.
     let stage = model
         .last_stage()
