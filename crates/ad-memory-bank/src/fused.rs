@@ -149,7 +149,7 @@ impl<'a> QueryTile<'a> {
 pub(crate) fn scan_block(tile: &mut QueryTile<'_>, packed: &[f32], norms: &[f32], first: usize) {
     let panels = norms.len() / NR;
     assert!(
-        available() && norms.len() % NR == 0 && packed.len() >= panels * tile.d * NR,
+        available() && norms.len().is_multiple_of(NR) && packed.len() >= panels * tile.d * NR,
         "fused::scan_block: unsupported CPU or buffer too small"
     );
     #[cfg(target_arch = "x86_64")]

@@ -203,20 +203,11 @@ impl BruteForce {
         k: usize,
         kernel: KnnKernel,
     ) -> Result<KnnResult> {
-        self.search_with(queries, nq, k, kernel == KnnKernel::Fused)
-    }
-
-    /// Whether [`KnnKernel::Fused`] runs on this CPU (x86-64 with AVX-512F).
-    pub fn fused_available() -> bool {
-        fused::available()
-    }
-
-    fn search_with(&self, queries: &[f32], nq: usize, k: usize, fused: bool) -> Result<KnnResult> {
         let (n, d) = (self.bank.len(), self.bank.dim());
         check_search(queries, nq, d, k, n)?;
-        let fused = fused && fused::available();
+        let fused = kernel == KnnKernel::Fused && fused::available();
         // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
-        // every query tile, so its tiles are large; only a 128-dimension slice of the tile is hot
+        // every query tile, so its tiles are large; only a slice of <= 160 dimensions of the tile is hot
         // at a time (see the `fused` module), whatever `d`.
         let (tile, grain) = if fused {
             (fused::TILE_QUERIES, fused::block_rows(d))
@@ -275,6 +266,11 @@ impl BruteForce {
             k,
         })
     }
+
+    /// Whether [`KnnKernel::Fused`] runs on this CPU (x86-64 with AVX-512F).
+    pub fn fused_available() -> bool {
+        fused::available()
+    }
 }
 
 /// The distance kernel of [`BruteForce`].
@@ -292,7 +288,7 @@ impl KnnIndex for BruteForce {
     }
 
     fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<KnnResult> {
-        self.search_with(queries, nq, k, true)
+        self.search_on(queries, nq, k, KnnKernel::Fused)
     }
 
     fn len(&self) -> usize {
@@ -402,8 +398,8 @@ pub(crate) mod tests {
                     continue;
                 }
                 let want = naive_search(&bank, &q, nq, k).unwrap();
-                for fused in [false, true] {
-                    let got = idx.search_with(&q, nq, k, fused).unwrap();
+                for kernel in [KnnKernel::Gemm, KnnKernel::Fused] {
+                    let got = idx.search_on(&q, nq, k, kernel).unwrap();
                     assert_close(&got, &want, 1e-4);
                 }
             }
@@ -424,9 +420,9 @@ pub(crate) mod tests {
         rows[65 * d..66 * d].copy_from_slice(&dup);
         let bank = MemoryBank::from_rows(rows, d).unwrap();
         let idx = BruteForce::new(bank);
-        for fused in [false, true] {
-            let r = idx.search_with(&dup, 1, 3, fused).unwrap();
-            assert_eq!(r.row_indices(0), &[3, 40, 65], "fused = {fused}");
+        for kernel in [KnnKernel::Gemm, KnnKernel::Fused] {
+            let r = idx.search_on(&dup, 1, 3, kernel).unwrap();
+            assert_eq!(r.row_indices(0), &[3, 40, 65], "{kernel:?}");
         }
     }
 
