@@ -1,6 +1,8 @@
-//! Backbone throughput (images/s) for the PatchCore taps, CPU (flex), 256x256, batch 8.
+//! Backbone throughput (images/s) for the PatchCore taps, 256x256, batch 8, on every bench
+//! device (`AD_BENCH_DEVICES`, default `cpu` = flex; see `benches/common`).
 //!
 //!     cargo bench --bench backbone
+//!     AD_BENCH_DEVICES=cpu,wgpu-cpu cargo bench --features wgpu --bench backbone
 //!     python3 benches/peers/backbone_peer.py     # PyTorch CPU, 2 threads, same shapes
 //!
 //! Rows: EfficientNet-Lite0 taps `blocks.4` + `blocks.10` (real weights when
@@ -9,6 +11,9 @@
 //! split across threads) and `forward_unsplit` (whole batch per operation).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented function.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use ad_backbone::{Backbone, BackboneKind, Pretrained};
 use burn::prelude::*;
@@ -54,31 +59,28 @@ fn run(bb: &Backbone, x: &Tensor<4>, split: bool) -> f32 {
 }
 
 fn backbone(c: &mut Criterion) {
-    let device = Device::default();
     let mut group = c.benchmark_group("backbone");
     group.sample_size(10);
-    for (name, kind, taps, batch, side) in CASES {
-        let bb = build(kind, &taps, &device);
-        let x = Tensor::<4>::random(
-            [batch, 3, side, side],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        );
-        run(&bb, &x, true); // warm-up (allocations, weights in cache)
-        group.throughput(Throughput::Elements(batch as u64));
-        group.bench_with_input(
-            BenchmarkId::new(name, format!("{batch}x3x{side}x{side}")),
-            &x,
-            |b, x| b.iter(|| run(&bb, x, true)),
-        );
-        group.bench_with_input(
-            BenchmarkId::new(
-                format!("{name}-unsplit"),
-                format!("{batch}x3x{side}x{side}"),
-            ),
-            &x,
-            |b, x| b.iter(|| run(&bb, x, false)),
-        );
+    for (device_name, device) in common::bench_devices() {
+        for (name, kind, taps, batch, side) in CASES {
+            let bb = build(kind, &taps, &device);
+            let x = Tensor::<4>::random(
+                [batch, 3, side, side],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            run(&bb, &x, true); // warm-up (allocations, weights in cache, shader compilation)
+            group.throughput(Throughput::Elements(batch as u64));
+            let shape = format!("{device_name}/{batch}x3x{side}x{side}");
+            group.bench_with_input(BenchmarkId::new(name, &shape), &x, |b, x| {
+                b.iter(|| run(&bb, x, true))
+            });
+            group.bench_with_input(
+                BenchmarkId::new(format!("{name}-unsplit"), &shape),
+                &x,
+                |b, x| b.iter(|| run(&bb, x, false)),
+            );
+        }
     }
     group.finish();
 }

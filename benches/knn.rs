@@ -9,8 +9,12 @@
 //!
 //! Rows (`ROWS`): 784 queries (one 28x28 image) and 83 x 784 = 65,072 (a test set) against banks of
 //! 1,640 / 16,400 / 164,000 vectors, k = 1 and 9, d = 152 and 1536, for `BruteForce`, plus `BurnKnn` on
-//! the flex device and `KdTree` at projected (16 / 128) dimensions. Data: Gaussian (brute force cost
-//! does not depend on the values).
+//! every bench device (`AD_BENCH_DEVICES`, default `cpu` = flex; see `benches/common`) and `KdTree`
+//! at projected (16 / 128) dimensions. Data: Gaussian (brute force cost does not depend on the
+//! values). Host-side indexes are labelled `host`, `BurnKnn` rows by their device.
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -100,11 +104,11 @@ enum Built {
 }
 
 impl Built {
-    fn new(index: Index, bank: &MemoryBank) -> Self {
+    fn new(index: Index, bank: &MemoryBank, device: &Device) -> Self {
         match index {
             Index::Brute => Built::Brute(BruteForce::new(bank.clone())),
             Index::Gemm => Built::Gemm(BruteForce::new(bank.clone())),
-            Index::Burn => Built::Burn(Box::new(BurnKnn::on_device(bank, &Device::flex()))),
+            Index::Burn => Built::Burn(Box::new(BurnKnn::on_device(bank, device))),
             Index::Kd => Built::Kd(Box::new(KdTree::build(bank).expect("kd-tree"))),
         }
     }
@@ -120,9 +124,41 @@ impl Built {
     }
 }
 
-fn label(row: &Row) -> String {
-    let &(index, nq, n, d, k) = row;
-    format!("{index:?}/q{nq}-n{n}-d{d}-k{k}")
+/// A row on one device (`host` for the indexes that run on the host).
+struct Case {
+    row: Row,
+    device_name: String,
+    device: Device,
+}
+
+fn label(case: &Case) -> String {
+    let (index, nq, n, d, k) = case.row;
+    let on = &case.device_name;
+    format!("{index:?}@{on}/q{nq}-n{n}-d{d}-k{k}")
+}
+
+/// Every row, `BurnKnn` rows once per bench device.
+fn cases(rows: &[Row]) -> Vec<Case> {
+    let devices = common::bench_devices();
+    let mut out = Vec::new();
+    for &row in rows {
+        if row.0 == Index::Burn {
+            for (name, device) in &devices {
+                out.push(Case {
+                    row,
+                    device_name: name.clone(),
+                    device: device.clone(),
+                });
+            }
+        } else {
+            out.push(Case {
+                row,
+                device_name: "host".into(),
+                device: Device::flex(),
+            });
+        }
+    }
+    out
 }
 
 fn rows(quick: bool) -> Vec<Row> {
@@ -145,19 +181,19 @@ fn rows(quick: bool) -> Vec<Row> {
 
 fn main() {
     let quick = std::env::var_os("AD_BENCH_QUICK").is_some();
-    let rows = rows(quick);
+    let cases = cases(&rows(quick));
     let filter = std::env::var("AD_BENCH_FILTER").ok();
     if std::env::var_os("AD_BENCH_ONESHOT").is_some() {
         let runs_default: usize = std::env::var("AD_BENCH_RUNS")
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3);
-        for row in &rows {
-            let name = label(row);
+        for case in &cases {
+            let name = label(case);
             if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
                 continue;
             }
-            let &(index, nq, n, d, k) = row;
+            let (index, nq, n, d, k) = case.row;
             let gflop = 2.0 * (nq * n * d) as f64 / 1e9;
             if gflop > MAX_GFLOP && std::env::var_os("AD_BENCH_ALL").is_none() {
                 println!("knn ours skipped {name} gflop={gflop:.0}");
@@ -167,7 +203,7 @@ fn main() {
             let runs = if gflop > 500.0 { 1 } else { runs_default };
             let bank = MemoryBank::from_rows(gaussian(n, d, 1), d).expect("bank");
             let q = gaussian(nq, d, 2);
-            let built = Built::new(index, &bank);
+            let built = Built::new(index, &bank, &case.device);
             built.search(&q[..d], 1, k); // warm-up
             let mut times: Vec<f64> = (0..runs)
                 .map(|_| {
@@ -190,13 +226,13 @@ fn main() {
         .warm_up_time(Duration::from_millis(200))
         .measurement_time(Duration::from_secs(if quick { 2 } else { 10 }));
     let mut group = c.benchmark_group("knn");
-    for row in &rows {
-        let &(index, nq, n, d, k) = row;
+    for case in &cases {
+        let (index, nq, n, d, k) = case.row;
         let bank = MemoryBank::from_rows(gaussian(n, d, 1), d).expect("bank");
         let q = gaussian(nq, d, 2);
-        let built = Built::new(index, &bank);
+        let built = Built::new(index, &bank, &case.device);
         group.throughput(Throughput::Elements(nq as u64));
-        group.bench_with_input(BenchmarkId::new("search", label(row)), &q, |b, q| {
+        group.bench_with_input(BenchmarkId::new("search", label(case)), &q, |b, q| {
             b.iter(|| built.search(q, nq, k))
         });
     }

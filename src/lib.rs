@@ -20,6 +20,7 @@
 //! nothing: the `ad` tool (crate `ad-cli`) and its examples talk to the user.
 //! Start with `cargo run --release --example mvtec_patchcore`.
 
+pub mod parity;
 pub mod pipeline;
 pub mod registry;
 pub mod selection;

@@ -384,32 +384,66 @@ pub fn peak_memory_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-/// Picks a Burn device by name: `cpu` (flex), `wgpu`, `cuda` (when built with the matching
-/// cargo feature), or `default` (the first enabled backend, GPUs first).
+/// Picks a Burn device by name: `cpu` (flex); `wgpu` (wgpu's choice of adapter, a GPU
+/// first), `wgpu-cpu` (a software adapter such as Mesa's lavapipe), `wgpu-discrete[:N]`,
+/// `wgpu-integrated[:N]` (when built with `--features wgpu`); `cuda[:N]` (with
+/// `--features cuda`); or `default` (the first enabled backend, GPUs first).
 pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, Error> {
-    match name {
-        "cpu" | "flex" => Ok(burn::tensor::Device::flex()),
-        "default" => Ok(burn::tensor::Device::default()),
+    let (base, index) = match name.split_once(':') {
+        Some((b, i)) => match i.parse::<usize>() {
+            Ok(i) => (b, Some(i)),
+            Err(_) => return Err(unknown_device(name)),
+        },
+        None => (name, None),
+    };
+    match (base, index) {
+        ("cpu" | "flex", None) => Ok(burn::tensor::Device::flex()),
+        ("default", None) => Ok(burn::tensor::Device::default()),
         #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(burn::tensor::Device::wgpu(
-            burn::tensor::DeviceKind::DefaultDevice,
-        )),
+        (kind @ ("wgpu" | "wgpu-cpu" | "wgpu-discrete" | "wgpu-integrated"), index) => {
+            use burn::tensor::DeviceKind;
+            let kind = match (kind, index) {
+                ("wgpu", None) => DeviceKind::DefaultDevice,
+                ("wgpu-cpu", None) => DeviceKind::Cpu,
+                ("wgpu-discrete", i) => DeviceKind::DiscreteGpu(i.unwrap_or(0)),
+                ("wgpu-integrated", i) => DeviceKind::IntegratedGpu(i.unwrap_or(0)),
+                _ => return Err(unknown_device(name)),
+            };
+            Ok(burn::tensor::Device::wgpu(kind))
+        }
         #[cfg(feature = "cuda")]
-        "cuda" => Ok(burn::tensor::Device::cuda(0)),
-        other => Err(Error::UnknownDevice(format!(
-            "unknown or disabled device `{other}`: use cpu, default{}{}",
-            if cfg!(feature = "wgpu") {
-                ", wgpu"
-            } else {
-                " (wgpu: build with --features wgpu)"
-            },
-            if cfg!(feature = "cuda") {
-                ", cuda"
-            } else {
-                " (cuda: build with --features cuda)"
-            },
-        ))),
+        ("cuda", i) => Ok(burn::tensor::Device::cuda(i.unwrap_or(0))),
+        _ => Err(unknown_device(name)),
     }
+}
+
+/// Every device name [`device_from_name`] accepts in this build, for help texts.
+pub fn device_names() -> &'static str {
+    match (cfg!(feature = "wgpu"), cfg!(feature = "cuda")) {
+        (true, true) => {
+            "cpu, default, wgpu, wgpu-cpu, wgpu-discrete[:N], wgpu-integrated[:N], cuda[:N]"
+        }
+        (true, false) => "cpu, default, wgpu, wgpu-cpu, wgpu-discrete[:N], wgpu-integrated[:N]",
+        (false, true) => "cpu, default, cuda[:N]",
+        (false, false) => "cpu, default",
+    }
+}
+
+fn unknown_device(name: &str) -> Error {
+    Error::UnknownDevice(format!(
+        "unknown or disabled device `{name}`: use {}{}{}",
+        device_names(),
+        if cfg!(feature = "wgpu") {
+            ""
+        } else {
+            " (wgpu devices: build with --features wgpu)"
+        },
+        if cfg!(feature = "cuda") {
+            ""
+        } else {
+            " (cuda: build with --features cuda)"
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -24,6 +24,11 @@ def read(paths):
             who, a, b, t = m.groups()
             if who == "ours":
                 index, row = a.split("/", 1)
+                # "Brute@host" (this label) or "Brute" (logs written before the device axis);
+                # BurnKnn rows on a device other than flex keep their device.
+                index, _, on = index.partition("@")
+                if on not in ("", "host", "cpu"):
+                    index = f"{index}@{on}"
                 times[(row, index)] = float(t)
             else:
                 times[(b, a)] = float(t)

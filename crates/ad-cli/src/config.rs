@@ -83,7 +83,8 @@ pub struct ModelArgs {
     /// PatchCore: reduce patch features to this many channels (adaptive average pooling).
     #[arg(long)]
     pub target_dim: Option<usize>,
-    /// PatchCore: nearest-neighbour search on the host (cpu) or on the device [default: cpu].
+    /// PatchCore: nearest-neighbour search on the host (cpu), on the model's device (device), or
+    /// cpu on the CPU backend and device on a GPU (auto) [default: auto].
     #[arg(long)]
     pub knn: Option<KnnBackend>,
     /// PaDiM: size of the random channel subset [default: 100 for Lite0 and ResNet-18, 550 for

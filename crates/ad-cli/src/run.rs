@@ -20,7 +20,9 @@ use crate::{CliError, DataArgs, ModelArgs};
 /// Device and terminal options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Device: cpu, default, wgpu (--features wgpu), cuda (--features cuda).
+    /// Device: cpu (flex), default (first enabled backend, GPUs first); with --features wgpu:
+    /// wgpu (wgpu's choice of adapter), wgpu-cpu (a software Vulkan such as Mesa's lavapipe),
+    /// wgpu-discrete[:N], wgpu-integrated[:N]; with --features cuda: cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Hide progress bars.

@@ -2,25 +2,12 @@
 //! upsampled with nearest neighbour to the first (finest) tap's grid, concatenated along
 //! channels, and a random subset of `d` channels kept.
 //!
-//! The concatenation is never materialised: the kept channels are gathered straight from the
-//! tap maps on the host, into the `[positions][batch][d]` layout the Gaussians consume.
+//! The full concatenation is never materialised: on the taps' device, each tap gives up only
+//! its kept channels, deeper taps are upsampled by index selection, and the result is laid out
+//! as `[positions][batch][d]`, the layout the Gaussians consume, so that only the kept
+//! channels are read back to the host.
 
-use rayon::prelude::*;
-
-/// One tap's feature maps on the host, `[batch, channels, height, width]` row-major.
-#[derive(Clone, Debug)]
-pub struct TapMap {
-    /// Values.
-    pub data: Vec<f32>,
-    /// Images.
-    pub batch: usize,
-    /// Channels.
-    pub channels: usize,
-    /// Height of the grid.
-    pub height: usize,
-    /// Width of the grid.
-    pub width: usize,
-}
+use burn::tensor::{Int, Tensor, TensorData};
 
 /// PyTorch's `nearest` source index: `floor(dst * in / out)`, clamped.
 fn nearest(dst: usize, n_in: usize, n_out: usize) -> usize {
@@ -52,46 +39,64 @@ pub fn channel_subset(total: usize, d: usize, seed: u64) -> Vec<usize> {
 }
 
 /// Gathers the selected channels (indices into the concatenation of all taps' channels) of
-/// every image at every position of the first tap's grid.
+/// every image at every position of the first tap's grid, on the taps' device.
 ///
 /// # Shapes
 /// - `taps[i]`: `[batch, c_i, h_i, w_i]`, `taps[0]` the finest grid `[h, w]`
-/// - returns `[h * w][batch][channels.len()]` and `(h, w)`
+/// - returns `[h * w, batch, channels.len()]` and `(h, w)`
 ///
 /// # Panics
-/// When `taps` is empty, the taps' batch sizes differ, or a channel index is out of range
-/// (callers validate channels against the backbone once).
-pub fn gather_embedding(taps: &[TapMap], channels: &[usize]) -> (Vec<f32>, (usize, usize)) {
-    let first = &taps[0];
-    let (gh, gw, batch) = (first.height, first.width, first.batch);
-    // (tap, channel within the tap) of every kept channel.
-    let mut sources = Vec::with_capacity(channels.len());
-    for &c in channels {
-        let mut local = c;
-        let mut tap = 0;
-        while local >= taps[tap].channels {
-            local -= taps[tap].channels;
-            tap += 1;
+/// When `taps` is empty or no channel is kept, or a channel index is out of range (callers
+/// validate channels against the backbone once).
+pub fn align_taps(taps: Vec<Tensor<4>>, channels: &[usize]) -> (Tensor<3>, (usize, usize)) {
+    let [batch, _, gh, gw] = taps[0].dims();
+    let device = taps[0].device();
+    let index = |v: Vec<i64>| {
+        let n = v.len();
+        Tensor::<1, Int>::from_data(TensorData::new(v, [n]), &device)
+    };
+    let mut parts = Vec::with_capacity(taps.len());
+    let mut offset = 0;
+    for t in taps {
+        let [_, c, h, w] = t.dims();
+        let local: Vec<i64> = channels
+            .iter()
+            .filter(|&&k| (offset..offset + c).contains(&k))
+            .map(|&k| (k - offset) as i64)
+            .collect();
+        offset += c;
+        if local.is_empty() {
+            continue;
         }
-        assert_eq!(taps[tap].batch, batch, "taps disagree on the batch size");
-        sources.push((tap, local));
+        let mut t = if local.len() == c {
+            t // `channels` is ascending: every channel, in order
+        } else {
+            t.select(1, index(local))
+        };
+        if h != gh {
+            t = t.select(
+                2,
+                index((0..gh).map(|y| nearest(y, h, gh) as i64).collect()),
+            );
+        }
+        if w != gw {
+            t = t.select(
+                3,
+                index((0..gw).map(|x| nearest(x, w, gw) as i64).collect()),
+            );
+        }
+        parts.push(t);
     }
-    let d = channels.len();
-    let mut out = vec![0.0f32; gh * gw * batch * d];
-    out.par_chunks_mut(batch * d)
-        .enumerate()
-        .for_each(|(p, o)| {
-            let (y, x) = (p / gw, p % gw);
-            for b in 0..batch {
-                let row = &mut o[b * d..(b + 1) * d];
-                for (v, &(t, c)) in row.iter_mut().zip(&sources) {
-                    let m = &taps[t];
-                    let (sy, sx) = (nearest(y, m.height, gh), nearest(x, m.width, gw));
-                    *v = m.data[((b * m.channels + c) * m.height + sy) * m.width + sx];
-                }
-            }
-        });
-    (out, (gh, gw))
+    assert!(
+        channels.iter().all(|&k| k < offset),
+        "channel index out of range for {offset} tap channels"
+    );
+    let x = Tensor::cat(parts, 1); // [batch, d, h, w]
+    (
+        x.permute([2, 3, 0, 1])
+            .reshape([gh * gw, batch, channels.len()]),
+        (gh, gw),
+    )
 }
 
 #[cfg(test)]
@@ -109,26 +114,45 @@ mod tests {
         assert_eq!(channel_subset(5, 9, 3), vec![0, 1, 2, 3, 4]);
     }
 
+    fn tap(data: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(data, shape), &burn::tensor::Device::flex())
+    }
+
+    fn aligned(taps: Vec<Tensor<4>>, channels: &[usize]) -> (Vec<f32>, (usize, usize)) {
+        let (e, grid) = align_taps(taps, channels);
+        (ad_core::tensor::read_f32(e).unwrap(), grid)
+    }
+
     #[test]
     fn deeper_taps_are_upsampled_nearest_and_concatenated() {
         // Tap 0: 1 image, 2 channels, 2x2; tap 1: 1 channel on 1x1 (value 9).
-        let t0 = TapMap {
-            data: vec![0., 1., 2., 3., 10., 11., 12., 13.],
-            batch: 1,
-            channels: 2,
-            height: 2,
-            width: 2,
-        };
-        let t1 = TapMap {
-            data: vec![9.0],
-            batch: 1,
-            channels: 1,
-            height: 1,
-            width: 1,
-        };
-        let (e, grid) = gather_embedding(&[t0, t1], &[0, 1, 2]);
+        let t0 = tap(vec![0., 1., 2., 3., 10., 11., 12., 13.], [1, 2, 2, 2]);
+        let t1 = tap(vec![9.0], [1, 1, 1, 1]);
+        let (e, grid) = aligned(vec![t0, t1], &[0, 1, 2]);
         assert_eq!(grid, (2, 2));
         assert_eq!(e, vec![0., 10., 9., 1., 11., 9., 2., 12., 9., 3., 13., 9.]);
+    }
+
+    #[test]
+    fn a_subset_of_channels_across_taps_with_a_non_integer_factor() {
+        // Tap 0: 1 image, 3 channels on 1x4 (value 100c + x); tap 1: 2 channels on 1x3
+        // (value 1000 + 100c + x), upsampled 3 -> 4 by floor(x * 0.75) = [0, 0, 1, 2].
+        let t0 = tap(
+            (0..3)
+                .flat_map(|c| (0..4).map(move |x| (100 * c + x) as f32))
+                .collect(),
+            [1, 3, 1, 4],
+        );
+        let t1 = tap(
+            (0..2)
+                .flat_map(|c| (0..3).map(move |x| (1000 + 100 * c + x) as f32))
+                .collect(),
+            [1, 2, 1, 3],
+        );
+        // Keep tap 0's channel 1 and tap 1's channel 1 (global 4).
+        let (e, grid) = aligned(vec![t0, t1], &[1, 4]);
+        assert_eq!(grid, (1, 4));
+        assert_eq!(e, vec![100., 1100., 101., 1100., 102., 1101., 103., 1102.]);
     }
 
     #[test]
@@ -143,14 +167,7 @@ mod tests {
 
     #[test]
     fn batch_layout_is_positions_then_images() {
-        let t = TapMap {
-            data: vec![1., 2., 3., 4.],
-            batch: 2,
-            channels: 1,
-            height: 1,
-            width: 2,
-        };
-        let (e, _) = gather_embedding(&[t], &[0]);
+        let (e, _) = aligned(vec![tap(vec![1., 2., 3., 4.], [2, 1, 1, 2])], &[0]);
         // Position 0: image 0 -> 1, image 1 -> 3; position 1: 2, 4.
         assert_eq!(e, vec![1., 3., 2., 4.]);
     }

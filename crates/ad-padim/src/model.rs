@@ -8,11 +8,11 @@ use ad_core::tensor::read_f32;
 use ad_core::{
     AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, Threshold,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Device;
 
 use crate::PadimError;
 use crate::config::{CheckedConfig, PADIM_STRIDES, PadimConfig, default_n_features, default_taps};
-use crate::embedding::{TapMap, channel_subset, gather_embedding};
+use crate::embedding::{align_taps, channel_subset};
 use crate::gaussian::{GaussianAccumulator, Gaussians};
 
 /// What fitting produced.
@@ -55,18 +55,6 @@ pub struct Padim {
     pub(crate) channels: Vec<usize>,
     pub(crate) fitted: Option<Fitted>,
     pub(crate) threshold: Option<Threshold>,
-}
-
-fn read_tap(t: Tensor<4>) -> Result<TapMap, PadimError> {
-    let [batch, channels, height, width] = t.dims();
-    let data = read_f32(t)?;
-    Ok(TapMap {
-        data,
-        batch,
-        channels,
-        height,
-        width,
-    })
 }
 
 impl Padim {
@@ -149,13 +137,8 @@ impl Padim {
     /// Embeddings of a batch: `([positions][batch][d], (h, w))`, checked finite.
     pub fn embed(&self, batch: &ImageBatch) -> Result<(Vec<f32>, (usize, usize)), PadimError> {
         let x = batch.to_tensor(&self.device); // [b, 3, H, W]
-        let taps = self
-            .backbone
-            .forward(x)
-            .into_iter()
-            .map(read_tap)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (emb, grid) = gather_embedding(&taps, &self.channels);
+        let (emb, grid) = align_taps(self.backbone.forward(x), &self.channels);
+        let emb = read_f32(emb)?;
         if let Some(i) = emb.iter().position(|v| !v.is_finite()) {
             let d = self.channels.len();
             return Err(PadimError::NonFiniteFeature {

@@ -6,24 +6,41 @@ use ad_core::{
     FitEstimate, MIN_GRID, MapUpsample, PreprocessConfig, forward_bytes, grid_at_stride,
 };
 use ad_memory_bank::{CoresetParams, CoresetSampler, CoresetSize, ProjectionKind, jl_min_dim};
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::PatchcoreError;
 
-/// Where nearest neighbours are searched (`cpu` or `device`).
+/// Where nearest neighbours are searched (`auto`, `cpu` or `device`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KnnBackend {
-    /// Blocked multi-threaded brute force on the host CPU (fastest on CPU).
+    /// `cpu` when the model's device is the CPU backend (flex), `device` on any other (a GPU):
+    /// patch features then never leave the GPU.
     #[default]
+    Auto,
+    /// Blocked multi-threaded brute force on the host CPU (fastest on CPU).
     Cpu,
-    /// Brute force as tensor ops on the model's Burn device (for GPUs with large banks).
+    /// Brute force as tensor ops on the model's Burn device (for GPUs).
     Device,
+}
+
+impl KnnBackend {
+    /// The backend actually used on `device`: [`KnnBackend::Auto`] resolved, the others as they
+    /// are.
+    pub fn resolve(self, device: &Device) -> KnnBackend {
+        match self {
+            KnnBackend::Auto if *device == Device::flex() => KnnBackend::Cpu,
+            KnnBackend::Auto => KnnBackend::Device,
+            other => other,
+        }
+    }
 }
 
 impl std::fmt::Display for KnnBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            KnnBackend::Auto => "auto",
             KnnBackend::Cpu => "cpu",
             KnnBackend::Device => "device",
         })
@@ -34,9 +51,12 @@ impl std::str::FromStr for KnnBackend {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(KnnBackend::Auto),
             "cpu" => Ok(KnnBackend::Cpu),
             "device" => Ok(KnnBackend::Device),
-            _ => Err(format!("unknown kNN backend `{s}`: use cpu or device")),
+            _ => Err(format!(
+                "unknown kNN backend `{s}`: use auto, cpu or device"
+            )),
         }
     }
 }
@@ -95,7 +115,7 @@ impl Default for PatchcoreConfig {
             upsample: MapUpsample::Nearest,
             blur_sigma: 4.0,
             batch_size: 8,
-            knn: KnnBackend::Cpu,
+            knn: KnnBackend::Auto,
             fit_budget_mib: None,
         }
     }

@@ -4,15 +4,15 @@ use std::time::Instant;
 
 use ad_backbone::Backbone;
 use ad_core::postprocess::score_maps;
-use ad_core::tensor::read_f32;
+use ad_core::tensor::{read_f32, read_i64};
 use ad_core::{
     AnomalyMap, BoxError, Detector, FitSummary, ImageBatch, Prediction, Preprocessor, Threshold,
 };
 use ad_memory_bank::{
     BruteForce, BurnKnn, CoresetParams, CoresetSampler, CoresetSize, KnnIndex, KnnResult,
-    MemoryBank, ProjectionKind,
+    MemoryBank, MemoryBankError, ProjectionKind,
 };
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::PatchcoreError;
 use crate::config::{CheckedConfig, KnnBackend, PatchcoreConfig};
@@ -30,9 +30,9 @@ pub(crate) enum Index {
 
 impl Index {
     pub(crate) fn build(bank: &MemoryBank, backend: KnnBackend, device: &Device) -> Self {
-        match backend {
-            KnnBackend::Cpu => Index::Cpu(BruteForce::new(bank.clone())),
+        match backend.resolve(device) {
             KnnBackend::Device => Index::Device(Box::new(BurnKnn::on_device(bank, device))),
+            _ => Index::Cpu(BruteForce::new(bank.clone())),
         }
     }
 
@@ -153,6 +153,16 @@ impl PatchCore {
 
     /// Locally aware patch features of a batch: `([batch * h * w, d] rows, (h, w), d)`.
     pub fn embed(&self, batch: &ImageBatch) -> Result<Embedding, PatchcoreError> {
+        let (emb, grid) = self.embed_on_device(batch);
+        let [_, d] = emb.dims();
+        Ok((read_f32(emb)?, grid, d))
+    }
+
+    /// Patch features left on the model's device, and the patch grid `(h, w)`.
+    ///
+    /// # Shapes
+    /// `[batch * h * w, d]`, rows in `(image, y, x)` order.
+    fn embed_on_device(&self, batch: &ImageBatch) -> (Tensor<2>, (usize, usize)) {
         let x = batch.to_tensor(&self.device); // [b, 3, H, W]
         let taps = self.backbone.forward(x);
         let grid = {
@@ -160,8 +170,7 @@ impl PatchCore {
             (h, w)
         };
         let emb = patch_embedding(taps, self.config.patch_size, self.config.target_dim);
-        let [_, d] = emb.dims();
-        Ok((read_f32(emb)?, grid, d))
+        (emb, grid)
     }
 
     fn check_batch(&self, batch: &ImageBatch) -> Result<(), PatchcoreError> {
@@ -177,49 +186,80 @@ impl PatchCore {
     }
 
     /// Patch scores and reweighted image scores (Eq. 7) of a batch, without building maps.
+    ///
+    /// With the search on the model's device ([`KnnBackend::Device`], the `auto` choice on a
+    /// GPU) the patch features never leave the device: what comes back is one distance per
+    /// patch, plus for each image the features of its most anomalous patch and that patch's
+    /// nearest memory index (for the reweighting).
     pub fn patch_scores(&self, batch: &ImageBatch) -> Result<PatchScores, PatchcoreError> {
         let fitted = self.fitted.as_ref().ok_or(PatchcoreError::NotFitted)?;
         self.check_batch(batch)?;
         let t0 = Instant::now();
-        let (rows, grid, d) = self.embed(batch)?;
-        let t_embed = t0.elapsed();
+        let (emb, grid) = self.embed_on_device(batch);
+        let [n, d] = emb.dims();
         let per = grid.0 * grid.1;
         let b = batch.len();
-        let nn = fitted.index.search(&rows, b * per, 1)?;
+        let k = self.config.num_neighbors.min(fitted.bank.len());
+        // Distance of every patch to its nearest memory sample; m^test,* per image; and, for the
+        // reweighting, m^test,*'s features and the index of its nearest memory sample m*.
+        let (scores, star, star_rows, star_nn) = match &fitted.index {
+            Index::Cpu(index) => {
+                let rows = read_f32(emb)?;
+                let nn = index.search(&rows, n, 1)?;
+                let star = most_anomalous(&nn.distances, b, per);
+                let star_rows = star
+                    .iter()
+                    .flat_map(|&p| rows[p * d..(p + 1) * d].iter().copied())
+                    .collect();
+                let star_nn = star.iter().map(|&p| nn.indices[p]).collect();
+                (nn.distances, star, star_rows, star_nn)
+            }
+            Index::Device(index) => {
+                let (dist, ids) = index.search_tensor(emb.clone(), 1)?;
+                let scores = read_f32(dist)?;
+                if let Some(p) = scores.iter().position(|v| !v.is_finite()) {
+                    return Err(MemoryBankError::NonFinite {
+                        what: "queries",
+                        position: p * d,
+                    }
+                    .into());
+                }
+                let star = most_anomalous(&scores, b, per);
+                let (star_rows, star_nn) = if k > 1 {
+                    let at = Tensor::<1, Int>::from_data(
+                        TensorData::new(star.iter().map(|&p| p as i64).collect(), [b]),
+                        &self.device,
+                    );
+                    let nn = read_i64(ids.reshape([n]).select(0, at.clone()))?;
+                    (
+                        read_f32(emb.select(0, at))?,
+                        nn.into_iter().map(|i| i as u32).collect(),
+                    )
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+                (scores, star, star_rows, star_nn)
+            }
+        };
         log::debug!(
-            "predict {b} images: features {:.1} ms, 1-NN of {} patches in a {}-row bank {:.1} ms",
-            t_embed.as_secs_f64() * 1e3,
+            "predict {b} images: features + 1-NN of {} patches in a {}-row bank {:.1} ms",
             b * per,
             fitted.bank.len(),
-            (t0.elapsed() - t_embed).as_secs_f64() * 1e3
+            t0.elapsed().as_secs_f64() * 1e3
         );
-        let scores = nn.distances;
-        // m^test,* per image: the patch farthest from the memory bank (first on ties).
-        let mut star = Vec::with_capacity(b);
-        for i in 0..b {
-            let s = &scores[i * per..(i + 1) * per];
-            let mut best = 0;
-            for (j, &v) in s.iter().enumerate() {
-                if v > s[best] {
-                    best = j;
-                }
-            }
-            star.push(i * per + best);
-        }
-        let k = self.config.num_neighbors.min(fitted.bank.len());
         let image_scores = if k <= 1 {
             star.iter().map(|&p| scores[p]).collect()
         } else {
             // N_b(m*): the b nearest memory samples of m*, the nearest memory sample of m^test,*.
-            let m_star: Vec<f32> = star
+            let m_star: Vec<f32> = star_nn
                 .iter()
-                .flat_map(|&p| fitted.bank.row(nn.indices[p] as usize).iter().copied())
+                .flat_map(|&m| fitted.bank.row(m as usize).iter().copied())
                 .collect();
             let support = fitted.index.search(&m_star, b, k)?;
             star.iter()
                 .enumerate()
                 .map(|(i, &p)| {
-                    let q = &rows[p * d..(p + 1) * d];
+                    let q = &star_rows[i * d..(i + 1) * d];
                     let dists: Vec<f32> = support
                         .row_indices(i)
                         .iter()
@@ -242,6 +282,23 @@ impl PatchCore {
             grid,
         })
     }
+}
+
+/// m^test,* of each image: the index (into all `b * per` patches) of its patch farthest from
+/// the memory bank, the first one on ties.
+fn most_anomalous(scores: &[f32], b: usize, per: usize) -> Vec<usize> {
+    (0..b)
+        .map(|i| {
+            let s = &scores[i * per..(i + 1) * per];
+            let mut best = 0;
+            for (j, &v) in s.iter().enumerate() {
+                if v > s[best] {
+                    best = j;
+                }
+            }
+            i * per + best
+        })
+        .collect()
 }
 
 /// Bytes per buffered patch feature in the coreset's working set: the feature, its
