@@ -138,6 +138,40 @@ impl ParityRow {
     }
 }
 
+/// The header of [`ParityRow::table_row`]'s Markdown table.
+pub fn table_header() -> String {
+    "| model | images | inference: score diff | map diff | fitted: score diff | map diff | \
+     image AUROC ref / cand | pixel AUROC ref / cand | fit s ref / cand | \
+     predict ms/img ref / cand | verdict |\n\
+     |---|---:|---:|---:|---:|---:|---|---|---|---|---|"
+        .to_string()
+}
+
+impl ParityRow {
+    /// One Markdown table row (columns of [`table_header`]).
+    pub fn table_row(&self) -> String {
+        let pixel = |p: Option<f64>| p.map_or("-".to_string(), |v| format!("{v:.4}"));
+        format!(
+            "| {} | {} | {:.2e} | {:.2e} | {:.2e} | {:.2e} | {:.4} / {:.4} | {} / {} | {:.2} / {:.2} | {:.1} / {:.1} | {} |",
+            self.model,
+            self.test_images,
+            self.loaded_score_diff,
+            self.loaded_map_diff,
+            self.fitted_score_diff,
+            self.fitted_map_diff,
+            self.image_auroc[0],
+            self.image_auroc[1],
+            pixel(self.pixel_auroc[0]),
+            pixel(self.pixel_auroc[1]),
+            self.fit_s[0],
+            self.fit_s[1],
+            self.predict_ms[0],
+            self.predict_ms[1],
+            if self.passes() { "pass" } else { "FAIL" }
+        )
+    }
+}
+
 /// `max |a - b| / (max a - min a)` (the plain maximum difference when `a` is constant).
 ///
 /// # Panics

@@ -19,9 +19,11 @@ fn every_detector_agrees_with_flex() {
     cfg.generate(tmp.path()).unwrap();
     let category = MvtecCategory::open(tmp.path(), &cfg.name).unwrap();
     let mut failed = Vec::new();
+    println!("flex vs {name}, {} (64 px)", cfg.name);
+    println!("{}", parity::table_header());
     for config in parity::cases(64, false) {
         let row = parity::compare(&config, &category, &reference, &candidate, tmp.path()).unwrap();
-        println!("{row:?}");
+        println!("{}", row.table_row());
         if !row.passes() {
             failed.push(row);
         }

@@ -3,7 +3,9 @@
 //! read, so a test can pin what PatchCore's and PaDiM's predict paths read back. With the
 //! search on the device (`knn = device`, `auto` on a GPU), PatchCore reads back one distance
 //! per patch and, per image, one patch's features and indices, never the patch embedding.
-//! Run on flex, which takes the same code path as a GPU device.
+//! Run on flex, which takes the same code path as a GPU device, and, in a `--features wgpu`
+//! build, on the wgpu device `AD_PARITY_DEVICE` (default `wgpu-cpu`, Mesa's lavapipe; see
+//! `tools/gpu-check.sh`), where `auto` picks the device search by itself.
 
 use std::path::{Path, PathBuf};
 
@@ -90,7 +92,18 @@ fn batches(pre: &ad_core::Preprocessor, samples: &[ad_mvtec::Sample]) -> Vec<Ima
         .collect()
 }
 
-fn patchcore(cat: &MvtecCategory, knn: KnnBackend) -> PatchCore {
+/// The devices to check: flex, plus the wgpu device in a `--features wgpu` build.
+fn devices() -> Vec<(String, Device)> {
+    let mut out = vec![("cpu".to_string(), Device::flex())];
+    if cfg!(feature = "wgpu") {
+        let name = std::env::var("AD_PARITY_DEVICE").unwrap_or_else(|_| "wgpu-cpu".into());
+        let device = anomaly_detection::pipeline::device_from_name(&name).unwrap();
+        out.push((name, device));
+    }
+    out
+}
+
+fn patchcore(cat: &MvtecCategory, knn: KnnBackend, device: &Device) -> PatchCore {
     let config = PatchcoreConfig {
         weights: Weights::Random { seed: 1 },
         preprocess: PreprocessConfig::default().with_size(64, 64),
@@ -103,7 +116,7 @@ fn patchcore(cat: &MvtecCategory, knn: KnnBackend) -> PatchCore {
         knn,
         ..PatchcoreConfig::default()
     };
-    let mut model = PatchCore::new(&config, &Device::flex()).unwrap();
+    let mut model = PatchCore::new(&config, device).unwrap();
     let train = batches(model.preprocessor(), &cat.splits.train);
     model.fit(train.into_iter().map(Ok::<_, BoxError>)).unwrap();
     model
@@ -113,51 +126,61 @@ fn patchcore(cat: &MvtecCategory, knn: KnnBackend) -> PatchCore {
 fn patchcore_on_the_device_reads_back_scores_not_embeddings() {
     let tmp = tempfile::tempdir().unwrap();
     let cat = category(tmp.path());
-    let on_device = patchcore(&cat, KnnBackend::Device);
-    let on_host = patchcore(&cat, KnnBackend::Cpu);
+    let on_host = patchcore(&cat, KnnBackend::Cpu, &Device::flex());
     // `auto` on flex is the host kernel.
     assert_eq!(KnnBackend::Auto.resolve(&Device::flex()), KnnBackend::Cpu);
-    let d = on_device.memory_bank().unwrap().dim();
-    let (gh, gw) = on_device.feature_grid().unwrap();
-    let k = on_device.config().num_neighbors;
-    for batch in batches(on_device.preprocessor(), &cat.splits.test) {
-        let (b, n) = (batch.len(), batch.len() * gh * gw);
-        let before = read_back_stats();
-        let device = on_device.predict(&batch).unwrap();
-        let read = read_back_stats() - before;
-        // One distance per patch; per image the index of m^test,*'s nearest sample and
-        // m^test,*'s features; the reweighting's k-NN of the b samples m* (distances and
-        // indices).
-        assert_eq!(read.values as usize, n + b + b * d + 2 * b * k, "{read:?}");
-        assert!((read.values as usize) * 10 < n * d);
-
-        let before = read_back_stats();
-        let host = on_host.predict(&batch).unwrap();
-        let read = read_back_stats() - before;
-        assert_eq!(
-            read.values as usize,
-            n * d,
-            "the host search reads the embedding"
-        );
-
-        for (a, h) in device.iter().zip(&host) {
-            assert!(
-                (a.score - h.score).abs() <= 1e-4 * h.score.abs().max(1.0),
-                "{} vs {}",
-                a.score,
-                h.score
+    for (name, device) in devices() {
+        let knn = if name == "cpu" {
+            KnnBackend::Device
+        } else {
+            assert_eq!(KnnBackend::Auto.resolve(&device), KnnBackend::Device);
+            KnnBackend::Auto
+        };
+        let on_device = patchcore(&cat, knn, &device);
+        let d = on_device.memory_bank().unwrap().dim();
+        let (gh, gw) = on_device.feature_grid().unwrap();
+        let k = on_device.config().num_neighbors;
+        for batch in batches(on_device.preprocessor(), &cat.splits.test) {
+            let (b, n) = (batch.len(), batch.len() * gh * gw);
+            let before = read_back_stats();
+            let got = on_device.predict(&batch).unwrap();
+            let read = read_back_stats() - before;
+            // One distance per patch; per image the index of m^test,*'s nearest sample and
+            // m^test,*'s features; the reweighting's k-NN of the b samples m* (distances and
+            // indices).
+            assert_eq!(
+                read.values as usize,
+                n + b + b * d + 2 * b * k,
+                "{name}: {read:?}"
             );
-            let worst = a
-                .map
-                .as_slice()
-                .iter()
-                .zip(h.map.as_slice())
-                .map(|(x, y)| (x - y).abs())
-                .fold(0.0f32, f32::max);
-            assert!(
-                worst <= 1e-4 * h.score.abs().max(1.0),
-                "map differs by {worst}"
+            assert!((read.values as usize) * 10 < n * d);
+
+            let before = read_back_stats();
+            let host = on_host.predict(&batch).unwrap();
+            let read = read_back_stats() - before;
+            assert_eq!(
+                read.values as usize,
+                n * d,
+                "the host search reads the embedding"
             );
+
+            for (a, h) in got.iter().zip(&host) {
+                let tol = 1e-4 * h.score.abs().max(1.0);
+                assert!(
+                    (a.score - h.score).abs() <= tol,
+                    "{name}: {} vs {}",
+                    a.score,
+                    h.score
+                );
+                let worst = a
+                    .map
+                    .as_slice()
+                    .iter()
+                    .zip(h.map.as_slice())
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst <= tol, "{name}: map differs by {worst}");
+            }
         }
     }
 }
@@ -172,21 +195,20 @@ fn padim_reads_back_only_the_kept_channels() {
         batch_size: 4,
         ..PadimConfig::default()
     };
-    let mut model = Padim::new(&config, &Device::flex()).unwrap();
-    let train = batches(model.preprocessor(), &cat.splits.train);
-    model.fit(train.into_iter().map(Ok::<_, BoxError>)).unwrap();
-    let (gh, gw) = model.feature_grid().unwrap();
-    let kept = model.channels().len();
-    let all: usize = model.backbone().tap_channels().iter().sum();
-    assert!(kept < all);
-    for batch in batches(model.preprocessor(), &cat.splits.test) {
-        let before = read_back_stats();
-        model.predict(&batch).unwrap();
-        let read = read_back_stats() - before;
-        assert_eq!(
-            read.values as usize,
-            batch.len() * gh * gw * kept,
-            "{read:?}"
-        );
+    for (name, device) in devices() {
+        let mut model = Padim::new(&config, &device).unwrap();
+        let train = batches(model.preprocessor(), &cat.splits.train);
+        model.fit(train.into_iter().map(Ok::<_, BoxError>)).unwrap();
+        let (gh, gw) = model.feature_grid().unwrap();
+        let kept = model.channels().len();
+        let all: usize = model.backbone().tap_channels().iter().sum();
+        assert!(kept < all);
+        for batch in batches(model.preprocessor(), &cat.splits.test) {
+            let before = read_back_stats();
+            model.predict(&batch).unwrap();
+            let read = read_back_stats() - before;
+            let want = batch.len() * gh * gw * kept;
+            assert_eq!(read.values as usize, want, "{name}: {read:?}");
+        }
     }
 }

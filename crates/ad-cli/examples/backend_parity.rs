@@ -88,10 +88,7 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
          of the score/map range; fitted on each device <= {FITTED_TOLERANCE:e} and equal image AUROC \
          (PatchCore, PaDiM); trained heads reported"
     );
-    println!(
-        "| model | images | inference: score diff | map diff | fitted: score diff | map diff | image AUROC ref / cand | pixel AUROC ref / cand | fit s ref / cand | predict ms/img ref / cand | verdict |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---|---|---|---|---|");
+    println!("{}", parity::table_header());
     let mut rows = Vec::new();
     let mut all_pass = true;
     for config in parity::cases(args.size, args.pretrained) {
@@ -101,27 +98,8 @@ fn run(args: &Args) -> Result<bool, Box<dyn std::error::Error>> {
             continue;
         }
         let row = parity::compare(&config, &category, &reference, &candidate, tmp.path())?;
-        let pass = row.passes();
-        all_pass &= pass;
-        let pixel = |p: Option<f64>| p.map_or("-".to_string(), |v| format!("{:.4}", v));
-        println!(
-            "| {} | {} | {:.2e} | {:.2e} | {:.2e} | {:.2e} | {:.4} / {:.4} | {} / {} | {:.2} / {:.2} | {:.1} / {:.1} | {} |",
-            row.model,
-            row.test_images,
-            row.loaded_score_diff,
-            row.loaded_map_diff,
-            row.fitted_score_diff,
-            row.fitted_map_diff,
-            row.image_auroc[0],
-            row.image_auroc[1],
-            pixel(row.pixel_auroc[0]),
-            pixel(row.pixel_auroc[1]),
-            row.fit_s[0],
-            row.fit_s[1],
-            row.predict_ms[0],
-            row.predict_ms[1],
-            if pass { "pass" } else { "FAIL" }
-        );
+        all_pass &= row.passes();
+        println!("{}", row.table_row());
         rows.push(row);
     }
     if let Some(path) = &args.json {
