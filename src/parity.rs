@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use ad_metrics::EvalOptions;
-use ad_mvtec::MvtecCategory;
+use ad_mvtec::Splits;
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 
@@ -199,20 +199,20 @@ fn quiet() -> ProgressBar {
 /// Fits `config` on `device`: the fitted detector and the fit time in seconds.
 fn fitted(
     config: &DetectorConfig,
-    category: &MvtecCategory,
+    category: &Splits,
     device: &Device,
 ) -> Result<(Box<dyn ad_core::DynDetector>, f64), Error> {
     let mut model = config.build(device)?;
     let t = Instant::now();
     let batch = model.dyn_batch_size();
-    pipeline::fit(model.as_mut(), &category.splits.train, batch, &quiet())?;
+    pipeline::fit(model.as_mut(), &category.train, batch, &quiet())?;
     Ok((model, t.elapsed().as_secs_f64()))
 }
 
-fn run(model: &dyn ad_core::DynDetector, category: &MvtecCategory) -> Result<TestRun, Error> {
+fn run(model: &dyn ad_core::DynDetector, category: &Splits) -> Result<TestRun, Error> {
     pipeline::test(
         model,
-        &category.splits.test,
+        &category.test,
         model.dyn_batch_size(),
         &quiet(),
         |_, _| Ok(()),
@@ -230,11 +230,12 @@ fn aurocs(run: &TestRun) -> Result<(f64, Option<f64>), Error> {
     })
 }
 
-/// Compares `config` on `reference` and `candidate` (see the module documentation);
-/// `workdir` receives the reference's model file.
+/// Compares `config` on `reference` and `candidate` (see the module documentation), fitted on
+/// `category`'s train split and run on its test split; `workdir` receives the reference's
+/// model file.
 pub fn compare(
     config: &DetectorConfig,
-    category: &MvtecCategory,
+    category: &Splits,
     reference: &Device,
     candidate: &Device,
     workdir: &Path,
@@ -269,6 +270,40 @@ pub fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(model: &str, loaded: f64, fitted: f64, aurocs: [f64; 2]) -> ParityRow {
+        ParityRow {
+            model: model.into(),
+            test_images: 4,
+            loaded_score_diff: loaded,
+            loaded_map_diff: loaded,
+            fitted_score_diff: fitted,
+            fitted_map_diff: fitted,
+            image_auroc: aurocs,
+            pixel_auroc: [None, None],
+            fit_s: [0.0; 2],
+            predict_ms: [0.0; 2],
+        }
+    }
+
+    #[test]
+    fn tolerances_are_held_where_stated() {
+        assert!(row("patchcore", 5e-5, 5e-4, [0.9, 0.9]).passes());
+        assert!(
+            !row("patchcore", 2e-4, 0.0, [0.9, 0.9]).passes(),
+            "inference"
+        );
+        assert!(!row("padim", 0.0, 2e-3, [0.9, 0.9]).passes(), "fitted");
+        assert!(!row("padim", 0.0, 0.0, [0.9, 0.9001]).passes(), "AUROC");
+        // Trained heads: end to end reported, inference held.
+        assert!(row("cflow", 5e-5, 0.5, [0.9, 0.7]).passes());
+        assert!(!row("student", 2e-4, 0.0, [0.9, 0.9]).passes());
+        assert!(
+            row("student", 0.0, 0.0, [0.9, 0.9])
+                .table_row()
+                .ends_with("| pass |")
+        );
+    }
 
     #[test]
     fn differences_are_relative_to_the_reference_range() {

@@ -22,7 +22,14 @@ fn every_detector_agrees_with_flex() {
     println!("flex vs {name}, {} (64 px)", cfg.name);
     println!("{}", parity::table_header());
     for config in parity::cases(64, false) {
-        let row = parity::compare(&config, &category, &reference, &candidate, tmp.path()).unwrap();
+        let row = parity::compare(
+            &config,
+            &category.splits,
+            &reference,
+            &candidate,
+            tmp.path(),
+        )
+        .unwrap();
         println!("{}", row.table_row());
         if !row.passes() {
             failed.push(row);

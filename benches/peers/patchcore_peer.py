@@ -31,7 +31,11 @@ Timing follows the Rust example: fit seconds = decoding + preprocessing (2 threa
 coreset; predict ms/image = backbone + kNN + reweighting + maps per batch of 8, decoding excluded.
 
     python3 benches/peers/patchcore_peer.py --data ../shared/datasets/mvtec_ad --category bottle \
-        --coreset-ratio 0.1 [--coreset-distance norm|mm] [--json out/peer.json]
+        --coreset-ratio 0.1 [--coreset-distance norm|mm] [--json out/peer.json] [--device cuda]
+
+`--device cuda` runs the backbone, the coreset and the search on the GPU (the projection is drawn
+on the CPU from the same seeded generator, then moved); every timer waits for the GPU first
+(`torch.cuda.synchronize`). Decoding and resizing stay on the CPU, as in the Rust pipeline.
 """
 import argparse
 import glob
@@ -155,21 +159,28 @@ def mvtec_split(root, category):
     return train, test
 
 
-def gaussian_projection(d, dim, gen):
-    return torch.randn(dim, d, generator=gen) / math.sqrt(dim)
+def gaussian_projection(d, dim, gen, device="cpu"):
+    return (torch.randn(dim, d, generator=gen) / math.sqrt(dim)).to(device)
+
+
+def sync(device):
+    """Waits for the GPU's queued work, so that a timer reads the work, not its launch."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 def kcenter_greedy(features, count, proj_dim, gen, distance="norm"):
     """anomalib's KCenterGreedy loop on a dense Gaussian projection; returns (indices, radius)."""
     n, d = features.shape
-    z = features @ gaussian_projection(d, proj_dim, gen).T if proj_dim else features
+    dev = features.device
+    z = features @ gaussian_projection(d, proj_dim, gen, dev).T if proj_dim else features
     z = z.contiguous()
     idx = int(torch.randint(n, (1,), generator=gen).item())
     selected = [idx]
-    min_d = torch.full((n,), float("inf"))
+    min_d = torch.full((n,), float("inf"), device=dev)
     if distance == "mm":
         zz = (z * z).sum(1)
-        buf = torch.empty(n)
+        buf = torch.empty(n, device=dev)
     for _ in range(count):
         c = z[idx]
         if distance == "mm":
@@ -211,7 +222,7 @@ def gaussian_kernel(sigma):
 
 def blur(maps, sigma):
     """[b, 1, h, w] separable Gaussian blur with reflect padding."""
-    k = gaussian_kernel(sigma)
+    k = gaussian_kernel(sigma).to(maps.device)
     r = k.numel() // 2
     x = F.pad(maps, (r, r, r, r), mode="reflect")
     x = F.conv2d(x, k.view(1, 1, 1, -1))
@@ -219,12 +230,13 @@ def blur(maps, sigma):
 
 
 class PatchCorePeer:
-    def __init__(self, extractor, neighbors=9, sigma=4.0, size=256):
-        self.ex, self.k, self.sigma, self.size = extractor, neighbors, sigma, size
+    def __init__(self, extractor, neighbors=9, sigma=4.0, size=256, device="cpu"):
+        self.ex, self.k, self.sigma, self.size = extractor.to(device), neighbors, sigma, size
+        self.device = device
         self.bank = None
 
     def embed(self, x):
-        return patch_embedding(self.ex(x))
+        return patch_embedding(self.ex(x.to(self.device)))
 
     def fit(self, pool, paths, bs, ratio, proj_dim, seed, distance):
         t0 = time.perf_counter()
@@ -233,6 +245,7 @@ class PatchCorePeer:
             rows, self.grid = self.embed(load_batch(pool, chunk, self.size))
             feats.append(rows)
         feats = torch.cat(feats)
+        sync(self.device)
         t1 = time.perf_counter()
         n = feats.shape[0]
         count = max(1, min(n, int(n * ratio)))
@@ -241,7 +254,8 @@ class PatchCorePeer:
         else:
             gen = torch.Generator().manual_seed(seed)
             idx, radius = kcenter_greedy(feats, count, proj_dim, gen, distance)
-            self.bank = feats[idx].contiguous()
+            self.bank = feats[idx.to(feats.device)].contiguous()
+        sync(self.device)
         t2 = time.perf_counter()
         return {"patches": n, "dim": feats.shape[1], "memory_bank": self.bank.shape[0],
                 "coverage_radius": radius, "extract_s": t1 - t0, "coreset_s": t2 - t1,
@@ -254,10 +268,11 @@ class PatchCorePeer:
         scores = dist[:, 0].view(b, per)
         locs = loc[:, 0].view(b, per)
         star = scores.argmax(1)
-        s_star = scores[torch.arange(b), star]
+        at = torch.arange(b, device=scores.device)
+        s_star = scores[at, star]
         if self.k > 1:
-            m_test = rows.view(b, per, -1)[torch.arange(b), star]
-            m_star = self.bank[locs[torch.arange(b), star]]
+            m_test = rows.view(b, per, -1)[at, star]
+            m_star = self.bank[locs[at, star]]
             _, support = knn(m_star, self.bank, min(self.k, self.bank.shape[0]))
             d = torch.linalg.norm(m_test[:, None, :] - self.bank[support], dim=2)
             image = (1.0 - torch.softmax(d, 1)[:, 0]) * s_star
@@ -282,6 +297,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--json", help="write the results (and score statistics) here")
     ap.add_argument("--scores", help="write per-image scores (.json) here")
     args = ap.parse_args()
@@ -291,14 +307,14 @@ def main():
     extractor = Extractor(lite0_model(lite0_weights_path())).eval()
     train, test = mvtec_split(args.data, args.category)
     pool = ThreadPoolExecutor(args.threads)
-    model = PatchCorePeer(extractor, args.neighbors, args.sigma, args.image_size)
+    model = PatchCorePeer(extractor, args.neighbors, args.sigma, args.image_size, args.device)
     print(f"{args.category}: {len(train)} train, {len(test)} test "
           f"({sum(t[1] for t in test)} defective), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+          f"{torch.get_num_threads()} threads, device {args.device}")
 
     fit = model.fit(pool, train, args.batch_size, args.coreset_ratio, args.projection_dim,
                     args.seed, args.coreset_distance)
-    feats = fit.pop("features")
+    feats = fit.pop("features").cpu()
     print(f"fit: {len(train)} images, {fit['patches']} patches ({fit['dim']}-d) -> memory bank "
           f"{fit['memory_bank']} ({fit['extract_s']:.1f} s features, {fit['coreset_s']:.1f} s "
           f"coreset, radius {fit['coverage_radius']:.4f})")
@@ -309,10 +325,11 @@ def main():
         x = load_batch(pool, [t[0] for t in chunk], args.image_size)
         t = time.perf_counter()
         image, amap, ps = model.predict(x)
+        sync(args.device)
         predict_s += time.perf_counter() - t
-        scores.append(image)
-        maps.append(amap.numpy())
-        patch.append(ps)
+        scores.append(image.cpu())
+        maps.append(amap.cpu().numpy())
+        patch.append(ps.cpu())
         for _, bad, mpath in chunk:
             labels.append(bad)
             masks.append(load_mask(mpath, args.image_size))
@@ -331,7 +348,7 @@ def main():
             "train_features": {"mean": float(feats.mean()), "std": float(feats.std()),
                                "min": float(feats.min()), "max": float(feats.max()),
                                "mean_norm": float(feats.norm(dim=1).mean())},
-            "bank_mean_norm": float(model.bank.norm(dim=1).mean()),
+            "bank_mean_norm": float(model.bank.norm(dim=1).mean().cpu()),
             "image_score_good": [float(scores[~labels].mean()), float(scores[~labels].max())],
             "image_score_bad": [float(scores[labels].mean()), float(scores[labels].min())],
             "patch_score_mean": float(patch.mean()), "patch_score_max": float(patch.max()),

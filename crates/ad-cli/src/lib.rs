@@ -7,6 +7,7 @@
 //! ad info    bottle.patchcore                                       # what the model file holds
 //! ad add     bottle.patchcore new_good/                             # more good images, no refit
 //! ad run     --model padim                                          # fit + test in one go (the examples)
+//! ad parity  --device wgpu                                          # this GPU vs the CPU, compared
 //! ```
 //!
 //! Models are described by a config file (TOML or YAML, `--config`) in the schema
@@ -16,6 +17,7 @@
 mod add;
 mod config;
 mod data;
+mod parity;
 mod predict;
 mod report;
 mod run;
@@ -58,6 +60,9 @@ pub enum CliError {
     /// Some images could not be processed (the others were).
     #[error("{0} image(s) could not be processed")]
     ImagesFailed(usize),
+    /// `ad parity`: detectors beyond the stated tolerances.
+    #[error("{0} detector(s) differ between the devices beyond the tolerances")]
+    ParityFailed(usize),
 }
 
 impl From<anomaly_detection::regress::RegressError> for CliError {
@@ -106,6 +111,10 @@ pub enum Command {
     /// category's pooled good and defective images, CAM overlays, optional fusion with
     /// PatchCore, and the final model trained on everything (--save).
     Supervised(supervised::SupervisedArgs),
+    /// Fit and run PatchCore, PaDiM, CFlow and the score student on a reference device (the
+    /// CPU) and on another device (a GPU through wgpu), and compare scores, maps and AUROCs
+    /// against stated tolerances; exit status 1 when one is exceeded.
+    Parity(parity::ParityArgs),
 }
 
 /// Runs a parsed command line.
@@ -118,6 +127,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Add(a) => add::add(&a),
         Command::Run(a) => run::run(&a),
         Command::Supervised(a) => supervised::supervised(&a),
+        Command::Parity(a) => parity::parity(&a),
     }
 }
 
@@ -131,7 +141,7 @@ pub fn report_error(e: &CliError) -> ExitCode {
         source = s.source();
     }
     match e {
-        CliError::ImagesFailed(_) => ExitCode::from(1),
+        CliError::ImagesFailed(_) | CliError::ParityFailed(_) => ExitCode::from(1),
         _ => ExitCode::from(2),
     }
 }

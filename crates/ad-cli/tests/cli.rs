@@ -498,3 +498,36 @@ fn cflow_trains_and_predicts_from_the_command_line() {
         assert_eq!(score.to_bits(), p.score.to_bits(), "{}", path.display());
     }
 }
+
+#[test]
+fn parity_of_the_cpu_with_itself_is_exact_and_unknown_devices_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("parity.json");
+    let o = ad(&[
+        "parity",
+        "--device",
+        "cpu",
+        "--only",
+        "patchcore,padim",
+        "--json",
+        s(&json),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("all pass"), "{}", text(&o));
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        // Same device twice: the runs are deterministic, so nothing differs.
+        for key in ["loaded_score_diff", "loaded_map_diff", "fitted_score_diff"] {
+            assert_eq!(row[key].as_f64(), Some(0.0), "{key}: {row}");
+        }
+    }
+    let o = ad(&["parity", "--device", "no-such-gpu"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).contains("unknown or disabled device"),
+        "{}",
+        text(&o)
+    );
+}
