@@ -7,7 +7,8 @@
 #    CPU (benches/peers/patchcore_peer.py), back to back.
 # Everything it prints is also written under $OUT (the device tool's output folder).
 #
-#     DEVICE=wgpu tools/gpu-machine.sh     # default; DEVICE=wgpu-cpu rehearses it on lavapipe
+#     DEVICE=wgpu tools/gpu-machine.sh     # default
+#     DEVICE=wgpu-cpu PEER_DEVICE=cpu tools/gpu-machine.sh    # the rehearsal on lavapipe (4 min)
 set -uo pipefail
 out="${OUT:-out/gpu-machine}"
 mkdir -p "$out"
@@ -29,16 +30,16 @@ log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$out/log.txt"
 status=0
 log "parity, stand-in weights, 64 px"
-"$bin/ad" parity --device "$device" --json "$out/parity64.json" 2>&1 | grep -v XDG_RUNTIME | tee "$out/parity64.txt" || status=1
+"$bin/ad" parity --device "$device" --json "$out/parity64.json" 2>&1 | grep -v 'XDG_RUNTIME\|wgpu_hal::gles' | tee "$out/parity64.txt" || status=1
 log "parity, Lite0 weights, 256 px"
-"$bin/ad" parity --device "$device" --pretrained --size 256 --json "$out/parity256.json" 2>&1 | grep -v XDG_RUNTIME | tee "$out/parity256.txt" || status=1
+"$bin/ad" parity --device "$device" --pretrained --size 256 --json "$out/parity256.json" 2>&1 | grep -v 'XDG_RUNTIME\|wgpu_hal::gles' | tee "$out/parity256.txt" || status=1
 data="$(mktemp -d)"
-for d in "$device" cpu; do
+for d in $(printf '%s\n' "$device" cpu | awk '!seen[$0]++'); do
     log "ad run patchcore on $d (load $(cut -d' ' -f1-3 /proc/loadavg))"
     "$bin/ad" run --model patchcore --device "$d" --quiet --threshold none \
         --generated-root "$data" --out "$out/run-$d" 2>&1 | tail -n 12 | tee -a "$out/log.txt" || status=1
 done
-for d in "$peer_device" cpu; do
+for d in $(printf '%s\n' "$peer_device" cpu | awk '!seen[$0]++'); do
     log "PyTorch peer on $d (load $(cut -d' ' -f1-3 /proc/loadavg))"
     python3 benches/peers/patchcore_peer.py --data "$data" --category synthetic --device "$d" \
         --threads "$(nproc)" --json "$out/peer-$d.json" 2>&1 | tail -n 6 | tee -a "$out/log.txt" || status=1
