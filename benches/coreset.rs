@@ -3,6 +3,7 @@
 //!     cargo bench --bench coreset                          # criterion, every row (slow: minutes per row)
 //!     AD_BENCH_QUICK=1 cargo bench --bench coreset         # criterion, quick rows only (N = 16,400)
 //!     AD_BENCH_ONESHOT=1 cargo bench --bench coreset       # one timed run per row, one line each
+//!                                                          # (AD_BENCH_FILTER=substring of the label)
 //!     python3 benches/peers/coreset_peer.py                # anomalib KCenterGreedy + official sampler
 //!
 //! Data (`Data::Real`): real PatchCore features when `AD_BENCH_FEATURES` names the file written by
@@ -165,8 +166,15 @@ fn label(row: &Row, n: usize, source: &str) -> String {
 }
 
 fn oneshot(rows: &[Row]) {
+    let filter = std::env::var("AD_BENCH_FILTER").ok();
     for row in rows {
         let (n, x, source) = data(row);
+        if filter
+            .as_ref()
+            .is_some_and(|f| !label(row, n, source).contains(f.as_str()))
+        {
+            continue;
+        }
         let s = sampler(row);
         let t = Instant::now();
         let sel = s.select(&x, n, row.1).expect("selection");

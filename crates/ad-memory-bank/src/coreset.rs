@@ -36,6 +36,7 @@ use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
 use crate::error::{MemoryBankError, Result, check_matrix};
+use crate::matmul::gemm_abt;
 use crate::projection::{ProjectionKind, ProjectionMatrix};
 use crate::simd;
 
@@ -234,7 +235,13 @@ impl CoresetSampler {
         match self.params.projection.matrix(n, d, self.params.seed)? {
             None => self.select_projected(features, n, d),
             Some(m) => {
+                let t = std::time::Instant::now();
                 let projected = m.project(features, n)?;
+                log::debug!(
+                    "coreset projection {n} x {d} -> {}: {:.3} s",
+                    m.out_dim(),
+                    t.elapsed().as_secs_f64()
+                );
                 self.select_projected(&projected, n, m.out_dim())
             }
         }
@@ -542,8 +549,13 @@ struct FastState<'a> {
     pca: Option<Pca>,
     /// Centres' coordinates in the principal subspace, `k x PCS` (f32).
     cproj: Vec<f32>,
-    /// Per-centre error allowance of the lower bound (see [`Pca::lower_bound_sq`]).
+    /// Per-centre error allowance of the lower bound (see [`simd::subspace_lower_bound_sq`]).
     cslack: Vec<f32>,
+    /// Every point's coordinates in the principal subspace, `n x PCS` (empty without one): a
+    /// lower bound of each point's distance to a new centre, tested before its row is read.
+    pcoords: Vec<f32>,
+    /// Per-point error allowance of `pcoords`.
+    pslack: Vec<f32>,
 }
 
 /// Number of principal components used for the lower bounds.
@@ -560,7 +572,15 @@ struct Pca {
     mean: Vec<f64>,
     /// `PCS x d`, orthonormal rows.
     basis: Vec<f64>,
+    /// Share of the sample's variance in the subspace (`sum b' C b / trace C`).
+    captured: f64,
 }
+
+/// Below this share of the variance in the principal subspace, per-point lower bounds prune
+/// too little to pay for themselves (i.i.d. data: `PCS / d`), and are not used. A point is
+/// tested only when it may be within twice its current distance of the new centre, so a bound
+/// that keeps less than a quarter of the squared distance can rarely rule it out.
+const POINT_BOUND_MIN_CAPTURED: f64 = 0.25;
 
 impl Pca {
     /// Principal subspace from (up to) 8,192 evenly spaced rows, by subspace iteration.
@@ -619,7 +639,32 @@ impl Pca {
             std::mem::swap(&mut basis, &mut next);
             orthonormalise(&mut basis, d);
         }
-        Self { mean, basis }
+        let trace: f64 = (0..d).map(|i| cov[i * d + i]).sum();
+        let captured = if trace > 0.0 {
+            (0..PCS)
+                .map(|p| {
+                    let b = &basis[p * d..(p + 1) * d];
+                    (0..d)
+                        .map(|i| {
+                            let ci: f64 = cov[i * d..(i + 1) * d]
+                                .iter()
+                                .zip(b)
+                                .map(|(c, x)| c * x)
+                                .sum();
+                            b[i] * ci
+                        })
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+                / trace
+        } else {
+            0.0
+        };
+        Self {
+            mean,
+            basis,
+            captured,
+        }
     }
 
     /// Coordinates of `row` (f32) and the slack of the stored f32 values.
@@ -640,18 +685,49 @@ impl Pca {
         (l1 * 1e-6) as f32
     }
 
-    /// A value `<=` the f32 kernel's squared distance of the two centres.
-    #[inline]
-    fn lower_bound_sq(a: &[f32], slack_a: f32, c: &[f32], slack_c: f32) -> f32 {
-        let mut s = 0.0f32;
-        for (x, y) in a.iter().zip(c) {
-            let t = x - y;
-            s += t * t;
-        }
-        // Relative error of a 16-term f32 sum < 1e-5; the kernel's own relative error < 1e-3 (as
-        // for the pruning factor): shrink by both, and subtract the storage slack.
-        let lb = (s.sqrt() * (1.0 - 1e-5) - (slack_a + slack_c)).max(0.0);
-        lb * lb * (1.0 - 2e-3)
+    /// Coordinates of every row of `points` (`n x PCS`) and their error allowance, by an f32
+    /// matrix product per block of rows (in parallel).
+    ///
+    /// The allowance is rigorous: a length-`d` f32 dot product with any summation order (FMA or
+    /// not) is within `d u |x| |b|` of the exact one (`u = 2^-24`, Cauchy-Schwarz), `|b| = 1`,
+    /// and rounding `b` to f32 adds `u |x|`; over `PCS` coordinates the L2 error is at most
+    /// `sqrt(PCS) (d + 1) u |x|`. The mean's coordinates are subtracted in f64, and the result
+    /// stored in f32 (the `1e-6 l1` term of [`Pca::project`]).
+    fn project_all(&self, points: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+        const BLOCK: usize = 1024;
+        let n = points.len() / d;
+        let basis: Vec<f32> = self.basis.iter().map(|&b| b as f32).collect();
+        let offset: Vec<f64> = (0..PCS)
+            .map(|p| {
+                self.basis[p * d..(p + 1) * d]
+                    .iter()
+                    .zip(&self.mean)
+                    .map(|(b, m)| b * m)
+                    .sum()
+            })
+            .collect();
+        let factor = (PCS as f32).sqrt() * (d as f32 + 1.0) * f32::EPSILON * 0.5 * 1.01;
+        let mut coords = vec![0.0f32; n * PCS];
+        let mut slack = vec![0.0f32; n];
+        coords
+            .par_chunks_mut(PCS * BLOCK)
+            .zip(slack.par_chunks_mut(BLOCK))
+            .zip(points.par_chunks(d * BLOCK))
+            .for_each(|((c, s), rows)| {
+                let m = s.len();
+                gemm_abt(c, rows, &basis, m, PCS, d, 1.0);
+                for ((c, s), row) in c.chunks_mut(PCS).zip(s).zip(rows.chunks(d)) {
+                    let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt() * 1.01;
+                    let mut l1 = 0.0f64;
+                    for (v, o) in c.iter_mut().zip(&offset) {
+                        let centred = f64::from(*v) - o;
+                        *v = centred as f32;
+                        l1 += centred.abs();
+                    }
+                    *s = factor * norm + (l1 * 1e-6) as f32;
+                }
+            });
+        (coords, slack)
     }
 }
 
@@ -683,6 +759,10 @@ impl<'a> FastState<'a> {
         full_update(points, d, start, &mut mind2);
         let max = (mind2[first_argmax(&mind2)], first_argmax(&mind2));
         let pca = (d > 2 * PCS && n > 4 * PCS).then(|| Pca::fit(points, n, d));
+        let (pcoords, pslack) = match &pca {
+            Some(pca) if pca.captured >= POINT_BOUND_MIN_CAPTURED => pca.project_all(points, d),
+            _ => (Vec::new(), Vec::new()),
+        };
         let mut s = Self {
             points,
             d,
@@ -699,6 +779,8 @@ impl<'a> FastState<'a> {
             pca,
             cproj: Vec::new(),
             cslack: Vec::new(),
+            pcoords,
+            pslack,
         };
         s.push_projection(start);
         s
@@ -742,7 +824,12 @@ impl<'a> FastState<'a> {
                     if PRUNE_FACTOR * gmax[a] <= rc2 {
                         f32::INFINITY
                     } else {
-                        Pca::lower_bound_sq(&cproj[a * PCS..(a + 1) * PCS], cslack[a], cc, sc)
+                        simd::subspace_lower_bound_sq(
+                            &cproj[a * PCS..(a + 1) * PCS],
+                            cslack[a],
+                            cc,
+                            sc,
+                        )
                     }
                 })
                 .collect();
@@ -781,6 +868,14 @@ impl<'a> FastState<'a> {
             .collect();
         let work: usize = groups.iter().map(|&a| self.members[a as usize].len()).sum();
         let (members, mind2, dcc) = (&self.members, &self.mind2, &self.dcc);
+        // The new centre's subspace coordinates (pushed in tier 1) against every point's.
+        let bound = (!self.pcoords.is_empty()).then(|| simd::SubspaceBound {
+            coords: &self.pcoords,
+            slack: &self.pslack,
+            centre: &self.cproj[k * PCS..(k + 1) * PCS],
+            centre_slack: self.cslack[k],
+        });
+        let bound = bound.as_ref();
         let scan = |acc: (Vec<(u32, f32)>, u64), a: &u32| {
             let (mut out, mut ev) = acc;
             let a = *a as usize;
@@ -792,6 +887,7 @@ impl<'a> FastState<'a> {
                 mind2,
                 dcc[a],
                 PRUNE_FACTOR,
+                bound,
                 &mut out,
             );
             (out, ev)
@@ -812,6 +908,7 @@ impl<'a> FastState<'a> {
                             mind2,
                             f32::NEG_INFINITY,
                             PRUNE_FACTOR,
+                            bound,
                             &mut out,
                         );
                         (out, ev + e)
@@ -889,7 +986,9 @@ const PARALLEL_MIN_POINTS: usize = 16_384;
 
 /// Exact greedy k-center with pruning: identical indices to [`greedy_reference`].
 fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -> CoresetSelection {
+    let t0 = std::time::Instant::now();
     let mut state = FastState::new(points, n, d, start);
+    let setup = t0.elapsed();
     let mut indices = Vec::with_capacity(count);
     indices.push(start);
     for _ in 1..count {
@@ -898,10 +997,25 @@ fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -
         state.add_centre(idx);
     }
     log::debug!(
-        "fast coreset: {} of {} reference distance computations ({:.1} %)",
+        "fast coreset: {} of {} reference distance computations ({:.1} %); set-up {:.3} s \
+         (principal subspace: {}), {} steps {:.3} s",
         state.evaluated,
         n as u64 * count as u64,
-        100.0 * state.evaluated as f64 / (n as f64 * count as f64)
+        100.0 * state.evaluated as f64 / (n as f64 * count as f64),
+        setup.as_secs_f64(),
+        match &state.pca {
+            Some(p) if !state.pcoords.is_empty() => format!(
+                "{:.0} % of the variance, point bounds on",
+                100.0 * p.captured
+            ),
+            Some(p) => format!(
+                "{:.0} % of the variance, point bounds off",
+                100.0 * p.captured
+            ),
+            None => "none".into(),
+        },
+        count,
+        (t0.elapsed() - setup).as_secs_f64()
     );
     let coverage_radius = state.max.0.max(0.0).sqrt();
     CoresetSelection {

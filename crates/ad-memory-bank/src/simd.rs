@@ -70,6 +70,38 @@ fn sq_dist_below_generic(a: &[f32], b: &[f32], bound: f32) -> Option<f32> {
     (s < bound).then_some(s)
 }
 
+/// Rows looked ahead by the scans over scattered rows ([`scan_members_generic`],
+/// [`dists_to_rows_generic`]).
+const PREFETCH_AHEAD: usize = 8;
+
+/// Asks the CPU to start fetching `row` into the cache: the scans visit rows scattered over a
+/// matrix far larger than the caches, so without it every row costs a memory round trip.
+/// A hint only: results do not depend on it.
+#[inline(always)]
+fn prefetch_row(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        for line in row.chunks(16).chain(row.last().map(std::slice::from_ref)) {
+            // SAFETY: a prefetch never faults and reads nothing; the pointer is into `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
+/// [`prefetch_row`] of row `ids[i + PREFETCH_AHEAD]`, when there is one.
+#[inline(always)]
+fn prefetch_ahead(ids: &[u32], i: usize, data: &[f32], d: usize) {
+    if let Some(&q) = ids.get(i + PREFETCH_AHEAD) {
+        let start = q as usize * d;
+        if let Some(row) = data.get(start..start + d) {
+            prefetch_row(row);
+        }
+    }
+}
+
 /// The fixed reduction tree of [`sq_dist_generic`].
 #[inline(always)]
 fn reduce(acc: &[f32; LANES]) -> f32 {
@@ -86,11 +118,46 @@ fn reduce(acc: &[f32; LANES]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+/// Lower bounds of distances from a principal subspace (see the coreset's `Pca`): every
+/// point's coordinates in the subspace (`k` per point) and their error allowance, and the
+/// centre's.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SubspaceBound<'a> {
+    /// `n x k` coordinates of every point.
+    pub coords: &'a [f32],
+    /// Error allowance of each point's coordinates (L2).
+    pub slack: &'a [f32],
+    /// The centre's `k` coordinates.
+    pub centre: &'a [f32],
+    /// The centre's error allowance.
+    pub centre_slack: f32,
+}
+
+/// A value `<=` the f32 kernel's squared distance of two points whose subspace coordinates are
+/// `a` and `c` (within `slack_a` and `slack_c` of the exact projections, in L2): projecting on
+/// an orthonormal subspace never lengthens a vector.
+#[inline(always)]
+pub(crate) fn subspace_lower_bound_sq(a: &[f32], slack_a: f32, c: &[f32], slack_c: f32) -> f32 {
+    let mut s = 0.0f32;
+    for (x, y) in a.iter().zip(c) {
+        let t = x - y;
+        s += t * t;
+    }
+    // Relative error of a 16-term f32 sum < 1e-5; the kernel's own relative error < 1e-3 (as
+    // for the pruning factor): shrink by both, and subtract the coordinates' slack.
+    let lb = (s.sqrt() * (1.0 - 1e-5) - (slack_a + slack_c)).max(0.0);
+    lb * lb * (1.0 - 2e-3)
+}
+
 /// Pruned greedy update of one group of points (`members`, row indices into `points`): a member
 /// with `skip2 >= factor * mind2[p]` is skipped (triangle inequality: the new centre `c` cannot be
-/// closer); otherwise its distance to `c` is computed, abandoned early once it reaches `mind2[p]`.
+/// closer), and so is one whose subspace lower bound (when `bound` is given) reaches `mind2[p]`;
+/// otherwise its distance to `c` is computed, abandoned early once it reaches `mind2[p]`.
 /// Members strictly closer to `c` are appended to `out` with their new value. Returns the number of
 /// distances started.
+///
+/// Two passes: the tests first (they read `mind2` and the small coordinates only), then the
+/// distances of the survivors, whose rows are prefetched ahead of use.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn scan_members_generic(
@@ -101,27 +168,47 @@ fn scan_members_generic(
     mind2: &[f32],
     skip2: f32,
     factor: f32,
+    bound: Option<&SubspaceBound<'_>>,
     out: &mut Vec<(u32, f32)>,
 ) -> u64 {
-    let mut evaluated = 0;
+    // Plain loops, no closures: a closure would not inherit the caller's target features.
+    let mut survivors: Vec<u32> = Vec::with_capacity(members.len());
     for &p in members {
         let m = mind2[p as usize];
         if skip2 >= factor * m {
             continue;
         }
-        evaluated += 1;
+        if let Some(b) = bound {
+            let k = b.centre.len();
+            let pi = p as usize;
+            let lb = subspace_lower_bound_sq(
+                &b.coords[pi * k..(pi + 1) * k],
+                b.slack[pi],
+                b.centre,
+                b.centre_slack,
+            );
+            if lb >= m {
+                continue;
+            }
+        }
+        survivors.push(p);
+    }
+    for (i, &p) in survivors.iter().enumerate() {
+        prefetch_ahead(&survivors, i, points, d);
+        let m = mind2[p as usize];
         let start = p as usize * d;
         if let Some(v) = sq_dist_below_generic(&points[start..start + d], c, m) {
             out.push((p, v));
         }
     }
-    evaluated
+    survivors.len() as u64
 }
 
 /// Squared distances of one point `c` to a list of rows (`out[i] = |data[ids[i]] - c|^2`).
 #[inline(always)]
 fn dists_to_rows_generic(ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) {
-    for (o, &p) in out.iter_mut().zip(ids) {
+    for (i, (o, &p)) in out.iter_mut().zip(ids).enumerate() {
+        prefetch_ahead(ids, i, data, d);
         let start = p as usize * d;
         *o = sq_dist_generic(&data[start..start + d], c);
     }
@@ -172,7 +259,7 @@ dispatch!(min_update_generic, min_update_avx512, min_update_avx2,
     (rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) -> ());
 dispatch!(scan_members_generic, scan_members_avx512, scan_members_avx2,
     (members: &[u32], points: &[f32], d: usize, c: &[f32], mind2: &[f32], skip2: f32, factor: f32,
-     out: &mut Vec<(u32, f32)>) -> u64);
+     bound: Option<&SubspaceBound<'_>>, out: &mut Vec<(u32, f32)>) -> u64);
 dispatch!(dists_to_rows_generic, dists_to_rows_avx512, dists_to_rows_avx2,
     (ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &mut [f32]) -> ());
 
@@ -205,6 +292,7 @@ pub(crate) fn min_update(rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) {
 
 /// See [`scan_members_generic`].
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_members(
     members: &[u32],
     points: &[f32],
@@ -213,20 +301,21 @@ pub(crate) fn scan_members(
     mind2: &[f32],
     skip2: f32,
     factor: f32,
+    bound: Option<&SubspaceBound<'_>>,
     out: &mut Vec<(u32, f32)>,
 ) -> u64 {
     match level() {
         // SAFETY: the CPU supports the enabled features (checked in `level`).
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 => unsafe {
-            scan_members_avx512(members, points, d, c, mind2, skip2, factor, out)
+            scan_members_avx512(members, points, d, c, mind2, skip2, factor, bound, out)
         },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         Level::Avx2 => unsafe {
-            scan_members_avx2(members, points, d, c, mind2, skip2, factor, out)
+            scan_members_avx2(members, points, d, c, mind2, skip2, factor, bound, out)
         },
-        _ => scan_members_generic(members, points, d, c, mind2, skip2, factor, out),
+        _ => scan_members_generic(members, points, d, c, mind2, skip2, factor, bound, out),
     }
 }
 
