@@ -292,7 +292,6 @@ pub(crate) fn min_update(rows: &[f32], d: usize, c: &[f32], mind2: &mut [f32]) {
 
 /// See [`scan_members_generic`].
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_members(
     members: &[u32],
     points: &[f32],
