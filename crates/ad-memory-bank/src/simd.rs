@@ -74,6 +74,9 @@ fn sq_dist_below_generic(a: &[f32], b: &[f32], bound: f32) -> Option<f32> {
 /// [`dists_to_rows_generic`]).
 const PREFETCH_AHEAD: usize = 8;
 
+/// Cache lines of a row asked for by [`prefetch_row`].
+const PREFETCH_LINES: usize = 8;
+
 /// Asks the CPU to start fetching `row` into the cache: the scans visit rows scattered over a
 /// matrix far larger than the caches, so without it every row costs a memory round trip.
 /// A hint only: results do not depend on it.
@@ -82,7 +85,8 @@ fn prefetch_row(row: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        for line in row.chunks(16).chain(row.last().map(std::slice::from_ref)) {
+        // The first lines only: the hardware's stream prefetcher follows a row once started.
+        for line in row.chunks(16).take(PREFETCH_LINES) {
             // SAFETY: a prefetch never faults and reads nothing; the pointer is into `row`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
         }
@@ -172,26 +176,47 @@ fn scan_members_generic(
     out: &mut Vec<(u32, f32)>,
 ) -> u64 {
     // Plain loops, no closures: a closure would not inherit the caller's target features.
+    let Some(bound) = bound else {
+        // No subspace bound: one pass (a list of survivors would only cost). A run of
+        // consecutive rows (the full passes) streams without help: prefetching it only costs.
+        let consecutive = match (members.first(), members.last()) {
+            (Some(&a), Some(&b)) => b as usize + 1 == a as usize + members.len(),
+            _ => true,
+        };
+        let mut evaluated = 0;
+        for (i, &p) in members.iter().enumerate() {
+            if !consecutive {
+                prefetch_ahead(members, i, points, d);
+            }
+            let m = mind2[p as usize];
+            if skip2 >= factor * m {
+                continue;
+            }
+            evaluated += 1;
+            let start = p as usize * d;
+            if let Some(v) = sq_dist_below_generic(&points[start..start + d], c, m) {
+                out.push((p, v));
+            }
+        }
+        return evaluated;
+    };
     let mut survivors: Vec<u32> = Vec::with_capacity(members.len());
     for &p in members {
         let m = mind2[p as usize];
         if skip2 >= factor * m {
             continue;
         }
-        if let Some(b) = bound {
-            let k = b.centre.len();
-            let pi = p as usize;
-            let lb = subspace_lower_bound_sq(
-                &b.coords[pi * k..(pi + 1) * k],
-                b.slack[pi],
-                b.centre,
-                b.centre_slack,
-            );
-            if lb >= m {
-                continue;
-            }
+        let k = bound.centre.len();
+        let pi = p as usize;
+        let lb = subspace_lower_bound_sq(
+            &bound.coords[pi * k..(pi + 1) * k],
+            bound.slack[pi],
+            bound.centre,
+            bound.centre_slack,
+        );
+        if lb < m {
+            survivors.push(p);
         }
-        survivors.push(p);
     }
     for (i, &p) in survivors.iter().enumerate() {
         prefetch_ahead(&survivors, i, points, d);
