@@ -192,10 +192,6 @@ pub fn relative_difference(a: &[f32], b: &[f32]) -> f64 {
     if range > 0.0 { max / range } else { max }
 }
 
-fn quiet() -> ProgressBar {
-    ProgressBar::hidden()
-}
-
 /// Fits `config` on `device`: the fitted detector and the fit time in seconds.
 fn fitted(
     config: &DetectorConfig,
@@ -205,7 +201,12 @@ fn fitted(
     let mut model = config.build(device)?;
     let t = Instant::now();
     let batch = model.dyn_batch_size();
-    pipeline::fit(model.as_mut(), &category.train, batch, &quiet())?;
+    pipeline::fit(
+        model.as_mut(),
+        &category.train,
+        batch,
+        &ProgressBar::hidden(),
+    )?;
     Ok((model, t.elapsed().as_secs_f64()))
 }
 
@@ -214,7 +215,7 @@ fn run(model: &dyn ad_core::DynDetector, category: &Splits) -> Result<TestRun, E
         model,
         &category.test,
         model.dyn_batch_size(),
-        &quiet(),
+        &ProgressBar::hidden(),
         |_, _| Ok(()),
     )
 }

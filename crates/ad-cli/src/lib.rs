@@ -65,6 +65,14 @@ pub enum CliError {
     ParityFailed(usize),
 }
 
+/// `map_err` helper: an I/O error on `path` as [`CliError::Io`].
+pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
+    move |source| CliError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 impl From<anomaly_detection::regress::RegressError> for CliError {
     fn from(e: anomaly_detection::regress::RegressError) -> Self {
         CliError::Lib(e.into())

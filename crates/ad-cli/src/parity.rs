@@ -37,16 +37,12 @@ pub struct ParityArgs {
     pub json: Option<PathBuf>,
 }
 
-fn io(path: PathBuf) -> impl FnOnce(std::io::Error) -> CliError {
-    move |source| CliError::Io { path, source }
-}
-
 /// `ad parity`.
 pub fn parity(args: &ParityArgs) -> Result<(), CliError> {
     let reference = device_from_name(&args.reference)?;
     let candidate = device_from_name(&args.device)?;
     let work = std::env::temp_dir().join(format!("ad-parity-{}", std::process::id()));
-    std::fs::create_dir_all(&work).map_err(io(work.clone()))?;
+    std::fs::create_dir_all(&work).map_err(crate::io_error(&work))?;
     let result = compare(args, &reference, &candidate, &work);
     // Best effort: the work folder only holds the generated images and model files.
     let _ = std::fs::remove_dir_all(&work);
@@ -104,7 +100,7 @@ fn compare(
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| CliError::Usage(format!("cannot serialise the rows: {e}")))?;
-        std::fs::write(path, text).map_err(io(path.clone()))?;
+        std::fs::write(path, text).map_err(crate::io_error(path))?;
     }
     Ok(rows.iter().filter(|r| !r.passes()).count())
 }

@@ -115,13 +115,6 @@ fn markdown(name: &str, r: &SupervisedReport) -> String {
     s
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
-    move |source| CliError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Out-of-fold CAM overlays of the first `max` defective images: the CAM (one colour scale for
 /// all), the ground-truth contour and the recipe's CAM region (normalised CAM >= 0.7).
 fn save_cams(
@@ -131,7 +124,7 @@ fn save_cams(
     dir: &Path,
     max: usize,
 ) -> Result<(), CliError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    std::fs::create_dir_all(dir).map_err(crate::io_error(dir))?;
     let pre = Detector::preprocessor(classifier).clone();
     let (h, w) = pre.output_size();
     let cv = &report.cv;
@@ -271,9 +264,9 @@ pub fn supervised(args: &SupervisedArgs) -> Result<(), CliError> {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| CliError::Usage(format!("cannot write JSON: {e}")))?;
         let jpath = out.join("supervised.json");
-        std::fs::write(&jpath, json).map_err(io(&jpath))?;
+        std::fs::write(&jpath, json).map_err(crate::io_error(&jpath))?;
         let mpath = out.join("supervised.md");
-        std::fs::write(&mpath, &md).map_err(io(&mpath))?;
+        std::fs::write(&mpath, &md).map_err(crate::io_error(&mpath))?;
         let mut classifier = SupervisedClassifier::new(&config, &device)?;
         if args.overlays > 0 {
             save_cams(
@@ -315,7 +308,7 @@ pub fn supervised(args: &SupervisedArgs) -> Result<(), CliError> {
     }
     if several {
         let spath = base.join("summary.md");
-        std::fs::write(&spath, &summary).map_err(io(&spath))?;
+        std::fs::write(&spath, &summary).map_err(crate::io_error(&spath))?;
         println!("wrote {}", spath.display());
     }
     Ok(())

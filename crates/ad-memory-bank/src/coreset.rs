@@ -787,6 +787,8 @@ impl<'a> FastState<'a> {
     }
 
     fn push_projection(&mut self, c: usize) {
+        // One f64 projection per step: tighter than the points' f32 allowance, so the
+        // centre-to-centre bounds prune more.
         if let Some(pca) = &self.pca {
             let mut coords = [0.0f32; PCS];
             let slack = pca.project(&self.points[c * self.d..(c + 1) * self.d], &mut coords);
