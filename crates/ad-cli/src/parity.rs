@@ -39,6 +39,21 @@ pub struct ParityArgs {
 
 /// `ad parity`.
 pub fn parity(args: &ParityArgs) -> Result<(), CliError> {
+    let known: Vec<&str> = parity::cases(args.size, false)
+        .iter()
+        .map(|c| c.name())
+        .collect();
+    if let Some(bad) = args
+        .only
+        .iter()
+        .flatten()
+        .find(|o| !known.contains(&o.as_str()))
+    {
+        return Err(CliError::Usage(format!(
+            "--only {bad}: not a compared detector (use {})",
+            known.join(", ")
+        )));
+    }
     let reference = device_from_name(&args.reference)?;
     let candidate = device_from_name(&args.device)?;
     let work = std::env::temp_dir().join(format!("ad-parity-{}", std::process::id()));

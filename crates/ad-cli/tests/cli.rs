@@ -523,6 +523,9 @@ fn parity_of_the_cpu_with_itself_is_exact_and_unknown_devices_are_refused() {
             assert_eq!(row[key].as_f64(), Some(0.0), "{key}: {row}");
         }
     }
+    let o = ad(&["parity", "--device", "cpu", "--only", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--only nonsense"), "{}", text(&o));
     let o = ad(&["parity", "--device", "no-such-gpu"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
