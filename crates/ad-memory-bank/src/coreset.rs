@@ -36,9 +36,9 @@ use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 
 use crate::error::{MemoryBankError, Result, check_matrix};
-use crate::matmul::gemm_abt;
 use crate::projection::{ProjectionKind, ProjectionMatrix};
 use crate::simd;
+use crate::subspace::Pca;
 
 /// How many points to keep (config files: `{ ratio = 0.1 }` or `{ count = 5000 }`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -561,204 +561,18 @@ struct FastState<'a> {
 /// Number of principal components used for the lower bounds.
 const PCS: usize = 16;
 
-/// An orthonormal basis (f64) of the top principal subspace of the projected features and their mean.
-///
-/// For any orthonormal `P`, `|P(a - c)| <= |a - c|`: the distance between the centres' `PCS`-d
-/// coordinates is a lower bound of their true distance, tight when the features have a few dominant
-/// directions (as CNN patch features do). The coordinates are computed in f64 and stored in f32; the
-/// bound subtracts a slack covering the f32 rounding of the stored coordinates and of the f32 distance
-/// kernel, so it never exceeds the kernel's computed value.
-struct Pca {
-    mean: Vec<f64>,
-    /// `PCS x d`, orthonormal rows.
-    basis: Vec<f64>,
-    /// Share of the sample's variance in the subspace (`sum b' C b / trace C`).
-    captured: f64,
-}
-
 /// Below this share of the variance in the principal subspace, per-point lower bounds prune
 /// too little to pay for themselves (i.i.d. data: `PCS / d`), and are not used. A point is
 /// tested only when it may be within twice its current distance of the new centre, so a bound
 /// that keeps less than a quarter of the squared distance can rarely rule it out.
 const POINT_BOUND_MIN_CAPTURED: f64 = 0.25;
 
-impl Pca {
-    /// Principal subspace from (up to) 8,192 evenly spaced rows, by subspace iteration.
-    fn fit(points: &[f32], n: usize, d: usize) -> Self {
-        let step = n.div_ceil(8192).max(1);
-        let rows: Vec<usize> = (0..n).step_by(step).collect();
-        let mut mean = vec![0.0f64; d];
-        for &r in &rows {
-            for (m, &v) in mean.iter_mut().zip(&points[r * d..(r + 1) * d]) {
-                *m += v as f64;
-            }
-        }
-        mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
-        let cov: Vec<f64> = {
-            let partial = |chunk: &[usize]| {
-                let mut c = vec![0.0f64; d * d];
-                let mut x = vec![0.0f64; d];
-                for &r in chunk {
-                    for ((xi, &v), m) in x.iter_mut().zip(&points[r * d..(r + 1) * d]).zip(&mean) {
-                        *xi = v as f64 - m;
-                    }
-                    for i in 0..d {
-                        let xi = x[i];
-                        for (cij, xj) in c[i * d..(i + 1) * d].iter_mut().zip(&x) {
-                            *cij += xi * xj;
-                        }
-                    }
-                }
-                c
-            };
-            rows.par_chunks(512).map(partial).reduce(
-                || vec![0.0f64; d * d],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            )
-        };
-        // Subspace iteration: basis <- orth(C basis), starting from a fixed pseudo-random basis.
-        let mut basis: Vec<f64> = (0..PCS * d)
-            .map(|i| (i as f64 * 0.618_033_988_75).fract() - 0.5)
-            .collect();
-        orthonormalise(&mut basis, d);
-        let mut next = vec![0.0f64; PCS * d];
-        for _ in 0..30 {
-            for p in 0..PCS {
-                let b = &basis[p * d..(p + 1) * d];
-                for i in 0..d {
-                    next[p * d + i] = cov[i * d..(i + 1) * d]
-                        .iter()
-                        .zip(b)
-                        .map(|(c, x)| c * x)
-                        .sum();
-                }
-            }
-            std::mem::swap(&mut basis, &mut next);
-            orthonormalise(&mut basis, d);
-        }
-        let trace: f64 = (0..d).map(|i| cov[i * d + i]).sum();
-        let captured = if trace > 0.0 {
-            (0..PCS)
-                .map(|p| {
-                    let b = &basis[p * d..(p + 1) * d];
-                    (0..d)
-                        .map(|i| {
-                            let ci: f64 = cov[i * d..(i + 1) * d]
-                                .iter()
-                                .zip(b)
-                                .map(|(c, x)| c * x)
-                                .sum();
-                            b[i] * ci
-                        })
-                        .sum::<f64>()
-                })
-                .sum::<f64>()
-                / trace
-        } else {
-            0.0
-        };
-        Self {
-            mean,
-            basis,
-            captured,
-        }
-    }
-
-    /// Coordinates of `row` (f32) and the slack of the stored f32 values.
-    fn project(&self, row: &[f32], out: &mut [f32]) -> f32 {
-        let d = self.mean.len();
-        let mut l1 = 0.0f64;
-        for (p, o) in out.iter_mut().enumerate() {
-            let v: f64 = self.basis[p * d..(p + 1) * d]
-                .iter()
-                .zip(row)
-                .zip(&self.mean)
-                .map(|((b, &x), m)| b * (x as f64 - m))
-                .sum();
-            *o = v as f32;
-            l1 += v.abs();
-        }
-        // f32 storage rounds each coordinate by at most |v| 2^-24; be generous.
-        (l1 * 1e-6) as f32
-    }
-
-    /// Coordinates of every row of `points` (`n x PCS`) and their error allowance, by an f32
-    /// matrix product per block of rows (in parallel).
-    ///
-    /// The allowance is rigorous: a length-`d` f32 dot product with any summation order (FMA or
-    /// not) is within `d u |x| |b|` of the exact one (`u = 2^-24`, Cauchy-Schwarz), `|b| = 1`,
-    /// and rounding `b` to f32 adds `u |x|`; over `PCS` coordinates the L2 error is at most
-    /// `sqrt(PCS) (d + 1) u |x|`. The mean's coordinates are subtracted in f64, and the result
-    /// stored in f32 (the `1e-6 l1` term of [`Pca::project`]).
-    fn project_all(&self, points: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
-        const BLOCK: usize = 1024;
-        let n = points.len() / d;
-        let basis: Vec<f32> = self.basis.iter().map(|&b| b as f32).collect();
-        let offset: Vec<f64> = (0..PCS)
-            .map(|p| {
-                self.basis[p * d..(p + 1) * d]
-                    .iter()
-                    .zip(&self.mean)
-                    .map(|(b, m)| b * m)
-                    .sum()
-            })
-            .collect();
-        let factor = (PCS as f32).sqrt() * (d as f32 + 1.0) * f32::EPSILON * 0.5 * 1.01;
-        let mut coords = vec![0.0f32; n * PCS];
-        let mut slack = vec![0.0f32; n];
-        coords
-            .par_chunks_mut(PCS * BLOCK)
-            .zip(slack.par_chunks_mut(BLOCK))
-            .zip(points.par_chunks(d * BLOCK))
-            .for_each(|((c, s), rows)| {
-                let m = s.len();
-                gemm_abt(c, rows, &basis, m, PCS, d, 1.0);
-                for ((c, s), row) in c.chunks_mut(PCS).zip(s).zip(rows.chunks(d)) {
-                    let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt() * 1.01;
-                    let mut l1 = 0.0f64;
-                    for (v, o) in c.iter_mut().zip(&offset) {
-                        let centred = f64::from(*v) - o;
-                        *v = centred as f32;
-                        l1 += centred.abs();
-                    }
-                    *s = factor * norm + (l1 * 1e-6) as f32;
-                }
-            });
-        (coords, slack)
-    }
-}
-
-/// Gram-Schmidt (twice) on the `PCS` rows of `basis` (`PCS x d`).
-fn orthonormalise(basis: &mut [f64], d: usize) {
-    for _ in 0..2 {
-        for p in 0..PCS {
-            for q in 0..p {
-                let dot: f64 = (0..d).map(|i| basis[p * d + i] * basis[q * d + i]).sum();
-                for i in 0..d {
-                    basis[p * d + i] -= dot * basis[q * d + i];
-                }
-            }
-            let norm = (0..d)
-                .map(|i| basis[p * d + i] * basis[p * d + i])
-                .sum::<f64>()
-                .sqrt()
-                .max(1e-300);
-            for i in 0..d {
-                basis[p * d + i] /= norm;
-            }
-        }
-    }
-}
-
 impl<'a> FastState<'a> {
     fn new(points: &'a [f32], n: usize, d: usize, start: usize) -> Self {
         let mut mind2 = vec![f32::INFINITY; n];
         full_update(points, d, start, &mut mind2);
         let max = (mind2[first_argmax(&mind2)], first_argmax(&mind2));
-        let pca = (d > 2 * PCS && n > 4 * PCS).then(|| Pca::fit(points, n, d));
+        let pca = (d > 2 * PCS && n > 4 * PCS).then(|| Pca::fit(points, n, d, PCS, 8192));
         let (pcoords, pslack) = match &pca {
             Some(pca) if pca.captured >= POINT_BOUND_MIN_CAPTURED => pca.project_all(points, d),
             _ => (Vec::new(), Vec::new()),

@@ -18,6 +18,8 @@
 //! Each 8 x 32 accumulation is sequential over the dimension with fused multiply-adds, so results do
 //! not depend on the number of threads or the block sizes.
 
+use crate::knn::insert;
+
 /// Queries per register tile.
 pub(crate) const MR: usize = 8;
 /// Bank rows per packed panel (two 16-lane vectors).
@@ -76,17 +78,74 @@ pub(crate) fn pack(
     }
 }
 
-/// A tile of queries being scanned: its sorted candidate lists and the scratch its register
-/// tiles need, allocated once per tile (not once per bank block).
-pub(crate) struct QueryTile<'a> {
-    queries: &'a [f32],
-    rows: usize,
-    d: usize,
+/// What a scan does with the values `||m||^2 - 2 q.m` of one query against one panel of bank
+/// rows: the kernel compares all [`NR`] of them against [`Sink::bound`] with one vector compare and
+/// calls [`Sink::hits`] only when some are strictly below it.
+pub(crate) trait Sink {
+    /// Values of query `row` at or above this are of no interest.
+    fn bound(&self, row: usize) -> f32;
+    /// `lanes[l]` is the value of bank row `base + l`; bit `l` of `bits` is set where
+    /// `lanes[l] < bound(row)` at the time of the compare.
+    fn hits(&mut self, row: usize, lanes: &[f32; NR], bits: u32, base: usize);
+}
+
+/// The `k` smallest values per query, ascending, ties to the smaller bank index (rows are
+/// visited in increasing order and only a strictly smaller value displaces a candidate).
+pub(crate) struct TopK {
     k: usize,
     /// Candidate values `||m||^2 - 2 q.m`, `rows x k`, ascending per row.
     cd: Vec<f32>,
     /// Candidate bank indices, `rows x k`.
     ci: Vec<u32>,
+}
+
+impl TopK {
+    /// Empty candidate lists for `rows` queries (`k > 0`).
+    pub(crate) fn new(rows: usize, k: usize) -> Self {
+        Self {
+            k,
+            cd: vec![f32::INFINITY; rows * k],
+            ci: vec![u32::MAX; rows * k],
+        }
+    }
+
+    /// The candidate lists: values and bank indices, `rows x k` each.
+    pub(crate) fn into_candidates(self) -> (Vec<f32>, Vec<u32>) {
+        (self.cd, self.ci)
+    }
+}
+
+impl Sink for TopK {
+    #[inline(always)]
+    fn bound(&self, row: usize) -> f32 {
+        self.cd[row * self.k + self.k - 1]
+    }
+
+    #[inline(always)]
+    fn hits(&mut self, row: usize, lanes: &[f32; NR], bits: u32, base: usize) {
+        let k = self.k;
+        let ds = &mut self.cd[row * k..(row + 1) * k];
+        let is = &mut self.ci[row * k..(row + 1) * k];
+        let mut worst = ds[k - 1];
+        let mut bits = bits;
+        while bits != 0 {
+            let lane = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let v = lanes[lane];
+            if v < worst {
+                insert(ds, is, v, (base + lane) as u32);
+                worst = ds[k - 1];
+            }
+        }
+    }
+}
+
+/// A tile of queries being scanned and the scratch its register tiles need, allocated once per
+/// tile (not once per bank block).
+pub(crate) struct QueryTile<'a> {
+    queries: &'a [f32],
+    rows: usize,
+    d: usize,
     /// The last, partial register tile of queries, padded with zero rows (`MR x d`).
     tail: Vec<f32>,
     /// Partial sums of every register tile between dimension chunks (`groups x MR x NR`;
@@ -95,14 +154,14 @@ pub(crate) struct QueryTile<'a> {
 }
 
 impl<'a> QueryTile<'a> {
-    /// A tile of `rows` queries (`rows x d`, row-major) looking for `k` neighbours each.
+    /// A tile of `rows` queries (`rows x d`, row-major).
     ///
     /// # Panics
-    /// When `queries` is shorter than `rows * d` or `k == 0` (callers validate both).
-    pub(crate) fn new(queries: &'a [f32], rows: usize, d: usize, k: usize) -> Self {
+    /// When `queries` is shorter than `rows * d` (callers validate it).
+    pub(crate) fn new(queries: &'a [f32], rows: usize, d: usize) -> Self {
         assert!(
-            queries.len() >= rows * d && k > 0,
-            "fused::QueryTile: queries shorter than stated or k = 0"
+            queries.len() >= rows * d,
+            "fused::QueryTile: queries shorter than stated"
         );
         let groups = rows.div_ceil(MR);
         let full = rows / MR * MR;
@@ -117,17 +176,9 @@ impl<'a> QueryTile<'a> {
             queries,
             rows,
             d,
-            k,
-            cd: vec![f32::INFINITY; rows * k],
-            ci: vec![u32::MAX; rows * k],
             tail,
             partial,
         }
-    }
-
-    /// The candidate lists: values and bank indices, `rows x k` each.
-    pub(crate) fn into_candidates(self) -> (Vec<f32>, Vec<u32>) {
-        (self.cd, self.ci)
     }
 
     /// Register tile `g` of the queries: `MR` rows of `d` values.
@@ -142,11 +193,18 @@ impl<'a> QueryTile<'a> {
 }
 
 /// Scans one packed bank block ([`pack`]'s `packed` and `norms`; its row `j` has bank index
-/// `first + j`) for every query of `tile`, updating the tile's candidate lists.
+/// `first + j`) for every query of `tile`, reporting values below the sink's bounds to `sink`
+/// (whose rows are the tile's queries).
 ///
 /// # Panics
 /// When [`available`] is false (callers check it) or `packed` is shorter than `norms` says.
-pub(crate) fn scan_block(tile: &mut QueryTile<'_>, packed: &[f32], norms: &[f32], first: usize) {
+pub(crate) fn scan_block<S: Sink>(
+    tile: &mut QueryTile<'_>,
+    sink: &mut S,
+    packed: &[f32],
+    norms: &[f32],
+    first: usize,
+) {
     let panels = norms.len() / NR;
     assert!(
         available() && norms.len().is_multiple_of(NR) && packed.len() >= panels * tile.d * NR,
@@ -157,7 +215,7 @@ pub(crate) fn scan_block(tile: &mut QueryTile<'_>, packed: &[f32], norms: &[f32]
     // `QueryTile::new` and the block's by the assert above, which bounds every access the
     // kernel makes (see `avx512::scan_block`).
     unsafe {
-        avx512::scan_block(tile, packed, norms, panels, first);
+        avx512::scan_block(tile, sink, packed, norms, panels, first);
     }
 }
 
@@ -165,21 +223,21 @@ pub(crate) fn scan_block(tile: &mut QueryTile<'_>, packed: &[f32], norms: &[f32]
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{KC, MR, NR, QueryTile};
-    use crate::knn::insert;
+    use super::{KC, MR, NR, QueryTile, Sink};
 
     /// # Safety
     /// The CPU supports AVX-512F; `packed` holds `panels * d * NR` values, `norms`
     /// `panels * NR`; `tile` was built by `QueryTile::new`.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scan_block(
+    pub(super) unsafe fn scan_block<S: Sink>(
         tile: &mut QueryTile<'_>,
+        sink: &mut S,
         packed: &[f32],
         norms: &[f32],
         panels: usize,
         first: usize,
     ) {
-        let (rows, d, k) = (tile.rows, tile.d, tile.k);
+        let (rows, d) = (tile.rows, tile.d);
         let groups = rows.div_ceil(MR);
         // Equal chunks (152 = one chunk, 1536 = ten of 154), so no short tail chunk pays the
         // partial sums' round trip for a few dimensions.
@@ -230,12 +288,9 @@ mod avx512 {
                     let live = (rows - g * MR).min(MR);
                     for (r, pair) in acc.iter().enumerate().take(live) {
                         let row = g * MR + r;
-                        let ds = &mut tile.cd[row * k..(row + 1) * k];
-                        let is = &mut tile.ci[row * k..(row + 1) * k];
-                        let mut worst = ds[k - 1];
                         let v0 = _mm512_fmadd_ps(pair[0], minus_two, n0);
                         let v1 = _mm512_fmadd_ps(pair[1], minus_two, n1);
-                        let w = _mm512_set1_ps(worst);
+                        let w = _mm512_set1_ps(sink.bound(row));
                         let hit = (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v1, w) as u32) << 16
                             | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v0, w) as u32;
                         if hit == 0 {
@@ -246,16 +301,7 @@ mod avx512 {
                             _mm512_storeu_ps(lanes.as_mut_ptr(), v0);
                             _mm512_storeu_ps(lanes[16..].as_mut_ptr(), v1);
                         }
-                        let mut bits = hit;
-                        while bits != 0 {
-                            let lane = bits.trailing_zeros() as usize;
-                            bits &= bits - 1;
-                            let v = lanes[lane];
-                            if v < worst {
-                                insert(ds, is, v, (first + panel * NR + lane) as u32);
-                                worst = ds[k - 1];
-                            }
-                        }
+                        sink.hits(row, &lanes, hit, first + panel * NR);
                     }
                 }
                 c0 = c1;

@@ -9,6 +9,7 @@ use crate::bank::MemoryBank;
 use crate::error::{MemoryBankError, Result, check_matrix};
 use crate::fused;
 use crate::matmul::gemm_abt;
+use crate::pruned::{self, PruneStats, Pruner};
 
 /// `k` nearest neighbours of `nq` queries: row-major `nq x k` arrays.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,6 +91,9 @@ pub(crate) fn insert(ds: &mut [f32], is: &mut [u32], v: f32, idx: u32) {
 pub struct BruteForce {
     bank: MemoryBank,
     norms: Vec<f32>,
+    /// Principal-subspace bounds of [`KnnKernel::Pruned`], built on its first search (`None`
+    /// inside where they would not pay).
+    pruner: std::sync::OnceLock<Option<Pruner>>,
 }
 
 /// Queries per block.
@@ -106,7 +110,80 @@ impl BruteForce {
             .par_chunks(d)
             .map(|r| r.iter().map(|v| v * v).sum::<f32>())
             .collect();
-        Self { bank, norms }
+        Self {
+            bank,
+            norms,
+            pruner: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The pruned search's bounds, built once (a PCA of the bank and every row's 16-d
+    /// coordinates); `None` where they would not pay.
+    fn pruner(&self) -> Option<&Pruner> {
+        self.pruner
+            .get_or_init(|| {
+                let (n, d) = (self.bank.len(), self.bank.dim());
+                let pruner = Pruner::build(self.bank.as_slice(), n, d, &self.norms);
+                if let Some(p) = &pruner {
+                    log::debug!(
+                        "pruned k-NN: {n} x {d} bank, {:.1} % of its variance in {} components",
+                        100.0 * p.captured(),
+                        pruned::COMPONENTS
+                    );
+                }
+                pruner
+            })
+            .as_ref()
+    }
+
+    /// Whether [`KnnKernel::Pruned`] prunes on this bank (false: it runs the fused scan).
+    pub fn prunes(&self) -> bool {
+        self.pruner().is_some()
+    }
+
+    /// [`KnnKernel::Pruned`]'s search: tiles of queries in parallel, each bounded then checked.
+    fn search_pruned(&self, pruner: &Pruner, queries: &[f32], nq: usize, k: usize) -> KnnResult {
+        let d = self.bank.dim();
+        let tile = pruned::TILE_QUERIES;
+        let parts: Vec<(Vec<f32>, Vec<u32>, PruneStats)> = (0..nq.div_ceil(tile))
+            .into_par_iter()
+            .map(|t| {
+                let (q0, q1) = (t * tile, ((t + 1) * tile).min(nq));
+                let mut stats = PruneStats::default();
+                let (cd, ci) = pruner.search_tile(
+                    self.bank.as_slice(),
+                    &self.norms,
+                    d,
+                    &queries[q0 * d..q1 * d],
+                    q1 - q0,
+                    k,
+                    &mut stats,
+                );
+                (cd, ci, stats)
+            })
+            .collect();
+        let (exact, pairs) = parts
+            .iter()
+            .fold((0u64, 0u64), |(e, p), (_, _, s)| (e + s.exact, p + s.pairs));
+        log::debug!(
+            "pruned k-NN: {nq} queries, k = {k}: {exact} exact values ({:.2} % of a full scan)",
+            100.0 * exact as f64 / pairs.max(1) as f64
+        );
+        let mut distances = Vec::with_capacity(nq * k);
+        let mut indices = Vec::with_capacity(nq * k);
+        for (t, (cd, ci, _)) in parts.into_iter().enumerate() {
+            for (r, (ds, is)) in cd.chunks_exact(k).zip(ci.chunks_exact(k)).enumerate() {
+                let q = t * tile + r;
+                let qn: f32 = queries[q * d..(q + 1) * d].iter().map(|v| v * v).sum();
+                distances.extend(ds.iter().map(|&v| (v + qn).max(0.0).sqrt()));
+                indices.extend_from_slice(is);
+            }
+        }
+        KnnResult {
+            distances,
+            indices,
+            k,
+        }
     }
 
     /// The indexed bank.
@@ -174,7 +251,8 @@ impl BruteForce {
         k: usize,
     ) -> (Vec<f32>, Vec<u32>) {
         let d = self.bank.dim();
-        let mut tile = fused::QueryTile::new(q, rows, d, k);
+        let mut tile = fused::QueryTile::new(q, rows, d);
+        let mut top = fused::TopK::new(rows, k);
         let (mut packed, mut norms) = (Vec::new(), Vec::new());
         let step = fused::block_rows(d);
         let mut start = m0;
@@ -188,14 +266,15 @@ impl BruteForce {
                 &mut packed,
                 &mut norms,
             );
-            fused::scan_block(&mut tile, &packed, &norms, start);
+            fused::scan_block(&mut tile, &mut top, &packed, &norms, start);
             start = end;
         }
-        tile.into_candidates()
+        top.into_candidates()
     }
 
-    /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare the two;
-    /// [`KnnKernel::Fused`] falls back to `gemm` on CPUs without AVX-512F).
+    /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare them;
+    /// [`KnnKernel::Pruned`] falls back to the fused scan where its bounds do not pay or
+    /// `k > 16`, and [`KnnKernel::Fused`] to `gemm` on CPUs without AVX-512F).
     pub fn search_on(
         &self,
         queries: &[f32],
@@ -205,7 +284,13 @@ impl BruteForce {
     ) -> Result<KnnResult> {
         let (n, d) = (self.bank.len(), self.bank.dim());
         check_search(queries, nq, d, k, n)?;
-        let fused = kernel == KnnKernel::Fused && fused::available();
+        if kernel == KnnKernel::Pruned
+            && k <= pruned::MAX_K
+            && let Some(pruner) = self.pruner()
+        {
+            return Ok(self.search_pruned(pruner, queries, nq, k));
+        }
+        let fused = kernel != KnnKernel::Gemm && fused::available();
         // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
         // every query tile, so its tiles are large; only a slice of <= 160 dimensions of the tile is hot
         // at a time (see the `fused` module), whatever `d`.
@@ -276,7 +361,13 @@ impl BruteForce {
 /// The distance kernel of [`BruteForce`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KnnKernel {
-    /// Distances and top-k in one AVX-512 pass, no distance matrix (the default where available).
+    /// [`KnnKernel::Fused`] on the rows that lower bounds from the bank's 15-d principal
+    /// subspace cannot rule out (bit-identical results; the default). Where the bounds would
+    /// not pay (little variance in the subspace, small bank or dimension, `k > 16`, no
+    /// AVX-512F), the fused scan of every row.
+    Pruned,
+    /// Distances and top-k in one AVX-512 pass, no distance matrix (`gemm` where AVX-512F is
+    /// missing).
     Fused,
     /// Blocked `gemm` into a distance block, then a top-k scan (any CPU).
     Gemm,
@@ -288,7 +379,7 @@ impl KnnIndex for BruteForce {
     }
 
     fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<KnnResult> {
-        self.search_on(queries, nq, k, KnnKernel::Fused)
+        self.search_on(queries, nq, k, KnnKernel::Pruned)
     }
 
     fn len(&self) -> usize {
@@ -424,6 +515,86 @@ pub(crate) mod tests {
             let r = idx.search_on(&dup, 1, 3, kernel).unwrap();
             assert_eq!(r.row_indices(0), &[3, 40, 65], "{kernel:?}");
         }
+    }
+
+    /// Low-rank data like CNN patch features: `n` points near a `rank`-d subspace of R^d
+    /// (non-negative offset, small isotropic noise), clustered along it.
+    pub(crate) fn low_rank(n: usize, d: usize, rank: usize, seed: u64) -> Vec<f32> {
+        let basis = random(rank, d, seed ^ 0xb0b);
+        let centres = random(32, rank, seed ^ 0xc0c);
+        let coef = random(n, rank, seed);
+        let noise = random(n, d, seed ^ 0x5eed);
+        let mut out = vec![0.0f32; n * d];
+        for i in 0..n {
+            let c = &centres[(i % 32) * rank..(i % 32 + 1) * rank];
+            for (r, b) in basis.chunks_exact(d).enumerate() {
+                let a = 3.0 * c[r] + 0.7 * coef[i * rank + r];
+                for (o, &bv) in out[i * d..(i + 1) * d].iter_mut().zip(b) {
+                    *o += a * bv;
+                }
+            }
+            for (o, &e) in out[i * d..(i + 1) * d]
+                .iter_mut()
+                .zip(&noise[i * d..(i + 1) * d])
+            {
+                *o = (*o + 0.05 * e + 4.0).max(0.0);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn pruned_equals_fused_bit_for_bit() {
+        if !crate::fused::available() {
+            eprintln!("pruned k-NN not tested: this CPU has no AVX-512F (it runs the gemm scan)");
+            return;
+        }
+        for (n, d, nq) in [(4000usize, 152usize, 700usize), (2500, 400, 300)] {
+            let mut rows = low_rank(n, d, 6, n as u64);
+            // Exact duplicates: equal values, the smaller index must win.
+            let dup = rows[5 * d..6 * d].to_vec();
+            rows[3000 * d / 2..(3000 / 2 + 1) * d].copy_from_slice(&dup);
+            rows[(n - 1) * d..n * d].copy_from_slice(&dup);
+            let bank = MemoryBank::from_rows(rows, d).unwrap();
+            let idx = BruteForce::new(bank.clone());
+            assert!(idx.prunes(), "low-rank bank n = {n}, d = {d} not pruned");
+            // Queries: fresh points of the same distribution, bank rows themselves, and far
+            // outliers (anomalies: large distances, little pruning).
+            let mut q = low_rank(nq, d, 6, n as u64);
+            q[..d].copy_from_slice(&dup);
+            q[d..2 * d].copy_from_slice(bank.row(77));
+            for v in &mut q[2 * d..3 * d] {
+                *v += 25.0;
+            }
+            for k in [1usize, 3, 9, 16] {
+                let want = idx.search_on(&q, nq, k, KnnKernel::Fused).unwrap();
+                let got = idx.search_on(&q, nq, k, KnnKernel::Pruned).unwrap();
+                assert_eq!(got, want, "n = {n}, d = {d}, k = {k}");
+            }
+            let r = idx.search(&q, nq, 3).unwrap();
+            assert_eq!(r.row_indices(0), &[5, 1500, n as u32 - 1]);
+            assert_eq!(r.row_indices(1)[0], 77);
+        }
+    }
+
+    #[test]
+    fn pruned_declines_where_bounds_cannot_pay() {
+        // i.i.d. Gaussian: 15 of 152 components hold ~10 % of the variance.
+        let bank = MemoryBank::from_rows(random(3000, 152, 4), 152).unwrap();
+        assert!(!BruteForce::new(bank).prunes());
+        // Too few rows, too few dimensions.
+        let small = MemoryBank::from_rows(low_rank(1000, 152, 6, 1), 152).unwrap();
+        assert!(!BruteForce::new(small).prunes());
+        let narrow = MemoryBank::from_rows(low_rank(4000, 32, 6, 1), 32).unwrap();
+        assert!(!BruteForce::new(narrow).prunes());
+        // k > 16 on a pruned bank: the fused scan, same results.
+        let bank = MemoryBank::from_rows(low_rank(3000, 152, 6, 2), 152).unwrap();
+        let idx = BruteForce::new(bank);
+        let q = low_rank(50, 152, 6, 9);
+        assert_eq!(
+            idx.search_on(&q, 50, 20, KnnKernel::Pruned).unwrap(),
+            idx.search_on(&q, 50, 20, KnnKernel::Fused).unwrap()
+        );
     }
 
     #[test]

@@ -34,7 +34,9 @@ mod kdtree;
 pub mod knn;
 mod matmul;
 pub mod projection;
+mod pruned;
 mod simd;
+mod subspace;
 
 pub use bank::{MemoryBank, Storage};
 pub use burn_knn::BurnKnn;

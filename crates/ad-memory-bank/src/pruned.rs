@@ -1,0 +1,369 @@
+//! Exact k-nearest-neighbour search that skips most distances: principal-subspace lower bounds.
+//!
+//! CNN patch features have a few dominant directions. Every vector `x` is mapped to
+//! `z(x) = [P (x - c), |(I - P'P)(x - c)|]`: its coordinates in the top [`COMPONENTS`] principal
+//! subspace of the bank and the length of the rest ([`Pca::augment`]), so that
+//! `|z(a) - z(b)| <= |a - b|` for any two vectors. A search, per tile of queries:
+//! 1. finds each query's [`probe`] nearest bank rows in `z` (the fused kernel on 16-d vectors) and
+//!    computes their exact values: the `k`-th smallest is an upper bound `T` of the `k`-th
+//!    neighbour's squared distance;
+//! 2. lists the bank rows whose `z`-distance is below `sqrt(T)` (plus rounding allowances), again
+//!    with the fused kernel;
+//! 3. computes the exact values of the listed rows only, with the fused kernel's arithmetic (the
+//!    same fused multiply-adds over the dimensions in the same order, see [`crate::fused`]), and
+//!    keeps the `k` smallest, ties to the smaller bank index.
+//!
+//! A skipped row provably has a larger computed value than the `k`-th kept one (the allowances
+//! cover the f32 rounding of the projection, of both kernels and of the residual), so the result
+//! is bit-identical to [`crate::KnnKernel::Fused`]'s. How much is skipped depends on the data:
+//! on PatchCore's bottle features (15 components hold most of the variance) most rows are; on
+//! structureless data nothing is, and [`Pruner::build`] declines (the caller then scans
+//! everything).
+
+use crate::fused::{self, NR, QueryTile, Sink, TopK};
+use crate::knn::insert;
+use crate::subspace::Pca;
+
+/// Principal components of the bounds; with the residual length, 16-d vectors `z`.
+pub(crate) const COMPONENTS: usize = 15;
+/// Length of `z`.
+const AUG: usize = COMPONENTS + 1;
+/// Below this share of the bank's variance in the subspace the bounds cannot prune enough to
+/// pay for the two extra passes (i.i.d. Gaussian data: `COMPONENTS / d`).
+const MIN_CAPTURED: f64 = 0.5;
+/// Smallest bank worth the set-up (a PCA and two passes per query tile).
+const MIN_ROWS: usize = 2048;
+/// Smallest dimension worth it (at `d <= 4 * AUG` a pass in `z` costs too much of a full one).
+const MIN_DIM: usize = 4 * AUG;
+/// Largest `k` served (the first pass probes a few more rows than `k`).
+pub(crate) const MAX_K: usize = 16;
+/// Queries per task.
+pub(crate) const TILE_QUERIES: usize = 256;
+
+/// Rows the first pass probes per query for `k` neighbours (at most [`MAX_K`] + 2, at most `n`).
+pub(crate) fn probe(k: usize, n: usize) -> usize {
+    (k + 2).min(n)
+}
+
+/// The bank's principal subspace and every bank row's `z`, packed for the fused kernel.
+#[derive(Clone, Debug)]
+pub(crate) struct Pruner {
+    pca: Pca,
+    centre: Vec<f32>,
+    /// `z` of every bank row in [`fused::pack`]'s panel layout.
+    packed: Vec<f32>,
+    /// `|z|^2` per panel lane (f32 sums), `+inf` on padding lanes.
+    znorms: Vec<f32>,
+    /// Largest error allowance of a bank row's `z`.
+    slack_max: f64,
+    /// Largest `|z|` of a bank row.
+    z_max: f64,
+    /// Largest bank row length `|m|`.
+    m_max: f64,
+    /// Panels per scanned block (the fused kernel's L2-sized block).
+    block_panels: usize,
+}
+
+/// Counts of one search, for the debug log.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PruneStats {
+    /// Exact values computed.
+    pub(crate) exact: u64,
+    /// Query x bank pairs a full scan computes.
+    pub(crate) pairs: u64,
+}
+
+impl Pruner {
+    /// The bounds for `bank` (`n x d`, squared row norms `norms`), or `None` where they would
+    /// not pay (small bank or dimension, little variance in the subspace, or offsets of
+    /// `n * d` beyond `i32`, which the gathers of the exact pass use).
+    pub(crate) fn build(bank: &[f32], n: usize, d: usize, norms: &[f32]) -> Option<Self> {
+        if !fused::available()
+            || n < MIN_ROWS
+            || d < MIN_DIM
+            || n.checked_mul(d).is_none_or(|nd| nd > i32::MAX as usize)
+        {
+            return None;
+        }
+        // Covariance from fewer rows at large d: its cost grows with d^2.
+        let max_rows = (8192 * 160 * 160 / (d * d)).clamp(1024, 8192);
+        let pca = Pca::fit(bank, n, d, COMPONENTS, max_rows);
+        if pca.captured < MIN_CAPTURED {
+            return None;
+        }
+        let centre = pca.centre();
+        let (mut z, mut slack) = (Vec::new(), Vec::new());
+        {
+            use rayon::prelude::*;
+            let parts: Vec<(Vec<f32>, Vec<f32>)> = bank[..n * d]
+                .par_chunks(1024 * d)
+                .map(|rows| {
+                    let (mut z, mut s) = (Vec::new(), Vec::new());
+                    pca.augment(rows, d, &centre, &mut z, &mut s);
+                    (z, s)
+                })
+                .collect();
+            for (pz, ps) in parts {
+                z.extend(pz);
+                slack.extend(ps);
+            }
+        }
+        let zn: Vec<f32> = z
+            .chunks_exact(AUG)
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
+        let (mut packed, mut znorms) = (Vec::new(), Vec::new());
+        fused::pack(&z, n, AUG, &zn, &mut packed, &mut znorms);
+        let slack_max = slack.iter().fold(0.0f64, |a, &s| a.max(f64::from(s)));
+        let z_max = zn.iter().fold(0.0f64, |a, &s| a.max(f64::from(s))).sqrt();
+        let m_max = norms
+            .iter()
+            .fold(0.0f64, |a, &s| a.max(f64::from(s)))
+            .sqrt();
+        Some(Self {
+            pca,
+            centre,
+            packed,
+            znorms,
+            slack_max,
+            z_max,
+            m_max,
+            block_panels: fused::block_rows(AUG) / NR,
+        })
+    }
+
+    /// Share of the bank's variance in the subspace.
+    pub(crate) fn captured(&self) -> f64 {
+        self.pca.captured
+    }
+
+    /// Runs the fused kernel on `z` over the whole bank.
+    fn sweep<S: Sink>(&self, tile: &mut QueryTile<'_>, sink: &mut S) {
+        let panels = self.znorms.len() / NR;
+        let mut p0 = 0;
+        while p0 < panels {
+            let p1 = (p0 + self.block_panels).min(panels);
+            fused::scan_block(
+                tile,
+                sink,
+                &self.packed[p0 * AUG * NR..p1 * AUG * NR],
+                &self.znorms[p0 * NR..p1 * NR],
+                p0 * NR,
+            );
+            p0 = p1;
+        }
+    }
+
+    /// The `k` smallest values `|m|^2 - 2 q.m` (and their bank indices) of each of the `rows`
+    /// queries `q` (`rows x d`) against `bank` (`n x d`, squared norms `norms`), ascending, ties
+    /// to the smaller index: the fused kernel's candidates, bit for bit. `k <= MAX_K`, `k <= n`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn search_tile(
+        &self,
+        bank: &[f32],
+        norms: &[f32],
+        d: usize,
+        q: &[f32],
+        rows: usize,
+        k: usize,
+        stats: &mut PruneStats,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let n = norms.len();
+        let u = f64::from(f32::EPSILON) * 0.5;
+        let (mut z, mut zslack) = (Vec::new(), Vec::new());
+        self.pca
+            .augment(&q[..rows * d], d, &self.centre, &mut z, &mut zslack);
+        // 1. the rows nearest in z, and their exact values.
+        let k1 = probe(k, n);
+        let mut tile = QueryTile::new(&z, rows, AUG);
+        let mut near = TopK::new(rows, k1);
+        self.sweep(&mut tile, &mut near);
+        let (_, probed) = near.into_candidates();
+        let mut cd = vec![f32::INFINITY; rows * k];
+        let mut ci = vec![u32::MAX; rows * k];
+        let mut values = [0.0f32; 16];
+        let mut batch: Vec<u32> = Vec::with_capacity(16);
+        for r in 0..rows {
+            // Every z value is finite, so all k1 <= n slots are filled; filtered all the same.
+            batch.clear();
+            batch.extend(
+                probed[r * k1..(r + 1) * k1]
+                    .iter()
+                    .filter(|&&i| i != u32::MAX),
+            );
+            for chunk in batch.chunks(16) {
+                exact_values(&q[r * d..(r + 1) * d], bank, norms, d, chunk, &mut values);
+                for (&i, &v) in chunk.iter().zip(&values) {
+                    offer(
+                        &mut cd[r * k..(r + 1) * k],
+                        &mut ci[r * k..(r + 1) * k],
+                        v,
+                        i,
+                    );
+                }
+            }
+        }
+        stats.exact += (rows * k1) as u64;
+        stats.pairs += (rows * n) as u64;
+        // 2. the rows whose z-distance is below the k-th value's distance (with allowances).
+        let mut bounds = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let qr = &q[r * d..(r + 1) * d];
+            let qn: f32 = qr.iter().map(|v| v * v).sum();
+            let q_len = f64::from(qn).sqrt() * 1.01;
+            // Any row farther than t (exact squared distance) has a larger computed value
+            // than the k-th: the computed `|m|^2 - 2 q.m + |q|^2` is within
+            // (d + 2) u (|q| + |m|)^2 of the exact squared distance.
+            let kth = f64::from(cd[r * k + k - 1]);
+            let t = kth + f64::from(qn) + (d as f64 + 4.0) * u * (q_len + self.m_max).powi(2);
+            let zr = &z[r * AUG..(r + 1) * AUG];
+            let zq2: f64 = zr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+            let zq = zq2.sqrt();
+            // Kernel value in z: `|z_m|^2 - 2 z_q.z_m`, within (AUG + 2) u (|z_q| + |z_m|)^2 of
+            // the exact `|z_q - z_m|^2 - |z_q|^2`.
+            let e_z = (AUG as f64 + 4.0) * u * (zq + self.z_max).powi(2) * 1.01;
+            let reach = t.max(0.0).sqrt() + f64::from(zslack[r]) + self.slack_max;
+            let tau = reach * reach * (1.0 + 1e-9) + e_z - zq2;
+            bounds.push(round_up(tau));
+        }
+        let mut listed = Listed {
+            bounds,
+            rows: vec![Vec::new(); rows],
+        };
+        self.sweep(&mut tile, &mut listed);
+        // 3. exact values of the listed rows not probed in step 1.
+        for (r, list) in listed.rows.iter().enumerate() {
+            let ids = &probed[r * k1..(r + 1) * k1];
+            let (cdr, cir) = (&mut cd[r * k..(r + 1) * k], &mut ci[r * k..(r + 1) * k]);
+            let qr = &q[r * d..(r + 1) * d];
+            for chunk in list.chunks(16) {
+                batch.clear();
+                batch.extend(chunk.iter().copied().filter(|i| !ids.contains(i)));
+                if batch.is_empty() {
+                    continue;
+                }
+                exact_values(qr, bank, norms, d, &batch, &mut values);
+                for (&i, &v) in batch.iter().zip(&values) {
+                    offer(cdr, cir, v, i);
+                }
+                stats.exact += batch.len() as u64;
+            }
+        }
+        (cd, ci)
+    }
+}
+
+/// Inserts `(v, i)` into a sorted candidate list if it beats the last entry (smaller value, or
+/// equal value and smaller index).
+#[inline]
+fn offer(ds: &mut [f32], is: &mut [u32], v: f32, i: u32) {
+    let k = ds.len();
+    if v < ds[k - 1] || (v == ds[k - 1] && i < is[k - 1]) {
+        insert(ds, is, v, i);
+    }
+}
+
+/// The smallest f32 `>= x` (`+inf` for `x` beyond f32; NaN never occurs: inputs are finite).
+fn round_up(x: f64) -> f32 {
+    let f = x as f32;
+    if f64::from(f) < x { f.next_up() } else { f }
+}
+
+/// Sink of the second pass: every bank row whose value is below the query's fixed bound.
+struct Listed {
+    bounds: Vec<f32>,
+    rows: Vec<Vec<u32>>,
+}
+
+impl Sink for Listed {
+    #[inline(always)]
+    fn bound(&self, row: usize) -> f32 {
+        self.bounds[row]
+    }
+
+    #[inline(always)]
+    fn hits(&mut self, row: usize, _lanes: &[f32; NR], bits: u32, base: usize) {
+        let list = &mut self.rows[row];
+        let mut bits = bits;
+        while bits != 0 {
+            let lane = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            list.push((base + lane) as u32);
+        }
+    }
+}
+
+/// `out[j] = |m|^2 - 2 q.m` for bank rows `m = ids[j]` (at most 16), computed exactly as the fused
+/// kernel computes a lane: `acc = fma(q[p], m[p], acc)` for `p = 0..d` in order from zero, then
+/// `fma(acc, -2, |m|^2)`.
+///
+/// # Panics
+/// When more than 16 ids are given, an id is out of range, or the fused kernel is unavailable
+/// (callers check all three).
+fn exact_values(
+    q: &[f32],
+    bank: &[f32],
+    norms: &[f32],
+    d: usize,
+    ids: &[u32],
+    out: &mut [f32; 16],
+) {
+    assert!(
+        ids.len() <= 16
+            && ids.iter().all(|&i| (i as usize) < norms.len())
+            && bank.len() >= norms.len() * d
+            && q.len() >= d
+            && fused::available(),
+        "pruned::exact_values: bad arguments"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present and every gathered offset `id * d + p` (p < d) lies inside
+    // `bank` (asserted above; `n * d` fits in i32, checked by `Pruner::build`).
+    unsafe {
+        avx512::exact_values(q, bank, norms, d, ids, out);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    /// AVX-512F; `ids.len() <= 16`; every `id * d + d - 1 < bank.len()` and fits in i32;
+    /// `id < norms.len()`; `q.len() >= d`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn exact_values(
+        q: &[f32],
+        bank: &[f32],
+        norms: &[f32],
+        d: usize,
+        ids: &[u32],
+        out: &mut [f32; 16],
+    ) {
+        let mut idx = [0i32; 16];
+        for (o, &i) in idx.iter_mut().zip(ids) {
+            *o = i as i32;
+        }
+        let mask: __mmask16 = if ids.len() == 16 {
+            0xffff
+        } else {
+            (1u16 << ids.len()) - 1
+        };
+        // SAFETY (whole block): masked-off lanes are never read; live lanes read `id * d + p`
+        // with p < d and `norms[id]`, inside the buffers by the caller's contract.
+        unsafe {
+            let rows = _mm512_loadu_si512(idx.as_ptr().cast());
+            let offsets = _mm512_mullo_epi32(rows, _mm512_set1_epi32(d as i32));
+            let mut acc = _mm512_setzero_ps();
+            let base = bank.as_ptr();
+            for (p, &qp) in q[..d].iter().enumerate() {
+                let m =
+                    _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, offsets, base.add(p));
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(qp), m, acc);
+            }
+            let nm = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, rows, norms.as_ptr());
+            let v = _mm512_fmadd_ps(acc, _mm512_set1_ps(-2.0), nm);
+            _mm512_storeu_ps(out.as_mut_ptr(), v);
+        }
+    }
+}
