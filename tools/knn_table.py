@@ -4,8 +4,10 @@
     python3 tools/knn_table.py ours.log peers.log
 
 Lines read: `knn ours <Index>/<row> median_s=S ...` and `knn peer <peer> <row> median_s=S ...`.
-Columns: ours (Brute = the default kernel), ours on the gemm kernel when present, each peer and
-peer / ours (above 1 = ours faster), and our GFLOP/s (2 nq n d / time).
+Columns: ours (Brute = the default kernel), ours on the gemm kernel and on the full fused scan
+when present, each peer and peer / ours (above 1 = ours faster), and our effective GFLOP/s
+(2 nq n d / time: the work of a full scan, whatever the kernel skipped). Real-data rows
+(`real-bottle-...`) are labelled as such in the first column.
 """
 import re
 import sys
@@ -38,24 +40,31 @@ def read(paths):
 def main():
     times = read(sys.argv[1:])
     rows = sorted({r for r, _ in times if (r, "Brute") in times},
-                  key=lambda r: tuple(int(x) for x in ROW.match(r).groups()))
-    peers = sorted({w for _, w in times if w not in ("Brute", "Gemm", "Burn", "Kd")})
+                  key=lambda r: (r.startswith("real"),) + tuple(int(x) for x in ROW.search(r).groups()))
+    peers = sorted({w for _, w in times if w not in ("Brute", "Gemm", "Fused", "Burn", "Kd")})
     has_gemm = any((r, "Gemm") in times for r in rows)
+    has_fused = any((r, "Fused") in times for r in rows)
     head = ["queries", "bank", "d", "k", "ours (ms)", "GFLOP/s"]
     if has_gemm:
         head += ["ours, gemm kernel (ms)", "gemm / fused"]
+    if has_fused:
+        head += ["ours, full fused scan (ms)", "full scan / ours"]
     for p in peers:
         head += [f"{p} (ms)", f"{p} / ours"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        nq, n, d, k = (int(x) for x in ROW.match(r).groups())
+        nq, n, d, k = (int(x) for x in ROW.search(r).groups())
         ours = times[(r, "Brute")]
-        cells = [f"{nq:,}", f"{n:,}", str(d), str(k), f"{ours * 1e3:,.1f}",
+        data = "real " if r.startswith("real") else ""
+        cells = [f"{data}{nq:,}", f"{n:,}", str(d), str(k), f"{ours * 1e3:,.1f}",
                  f"{2 * nq * n * d / ours / 1e9:.0f}"]
         if has_gemm:
             g = times.get((r, "Gemm"))
             cells += [f"{g * 1e3:,.1f}", f"{g / ours:.2f}x"] if g else ["-", "-"]
+        if has_fused:
+            f = times.get((r, "Fused"))
+            cells += [f"{f * 1e3:,.1f}", f"{f / ours:.2f}x"] if f else ["-", "-"]
         for p in peers:
             t = times.get((r, p))
             cells += [f"{t * 1e3:,.1f}", f"**{t / ours:.2f}x**"] if t else ["-", "-"]

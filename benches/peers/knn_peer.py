@@ -8,6 +8,11 @@ inference does. Prints one line per row and peer: median seconds over --runs run
 Rows above --max-gflop (2 * nq * n * d / 1e9) are skipped and printed as skipped.
 
     python3 benches/peers/knn_peer.py [--runs 3] [--max-gflop 4000] [--filter q784] [--peers faiss]
+
+Real-data rows (`--real BANK QUERIES`, both raw little-endian f32 [n, 152]): the PatchCore memory bank
+that `AD_BENCH_REAL=... cargo bench --bench knn` wrote (a coreset of MVTec bottle's train patches) and
+bottle's 65,072 test patches (`tools/bottle_features.py --test`); rows `real-bottle-q{784,65072}-...`,
+the same as the bench's.
 """
 import argparse
 import time
@@ -38,10 +43,16 @@ def main():
     ap.add_argument("--max-gflop", type=float, default=4000.0)
     ap.add_argument("--filter", default="")
     ap.add_argument("--peers", default="faiss,torch", help="comma-separated subset of faiss,torch")
+    ap.add_argument("--real", nargs=2, metavar=("BANK", "QUERIES"), help="real-data rows only")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    for nq, n, d, k in ROWS:
-        name = f"q{nq}-n{n}-d{d}-k{k}"
+    rows = ROWS
+    if args.real:
+        real_bank = np.fromfile(args.real[0], dtype="<f4").reshape(-1, 152)
+        real_queries = np.fromfile(args.real[1], dtype="<f4").reshape(-1, 152)
+        rows = [(nq, real_bank.shape[0], 152, k) for nq in (784, real_queries.shape[0]) for k in (1, 9)]
+    for nq, n, d, k in rows:
+        name = f"{'real-bottle-' if args.real else ''}q{nq}-n{n}-d{d}-k{k}"
         if args.filter not in name:
             continue
         gflop = 2.0 * nq * n * d / 1e9
@@ -49,8 +60,11 @@ def main():
             print(f"knn peer skipped {name} gflop={gflop:.0f}", flush=True)
             continue
         runs = 1 if gflop > 500 else args.runs
-        bank = rng.standard_normal((n, d), dtype=np.float32)
-        queries = rng.standard_normal((nq, d), dtype=np.float32)
+        if args.real:
+            bank, queries = real_bank, np.ascontiguousarray(real_queries[:nq])
+        else:
+            bank = rng.standard_normal((n, d), dtype=np.float32)
+            queries = rng.standard_normal((nq, d), dtype=np.float32)
         if "faiss" in args.peers:
             index = faiss.IndexFlatL2(d)
             index.add(bank)

@@ -33,7 +33,8 @@ struct Args {
 }
 
 /// The candidates: the levers that can be had offline (weights, resolution, taps,
-/// neighbourhood), one change at a time from the `fast` default plus the two strongest mixes.
+/// neighbourhood), one change at a time from the `fast` default plus mixes of the strongest
+/// (the strides-4-8-16 taps keep the context of the default's stride-16 tap).
 pub fn candidates() -> Vec<(&'static str, PatchcoreConfig)> {
     let base = PatchcoreConfig::default();
     let with = |f: &dyn Fn(&mut PatchcoreConfig)| {
@@ -59,6 +60,23 @@ pub fn candidates() -> Vec<(&'static str, PatchcoreConfig)> {
             "lite0-256-s4s8",
             with(&|c| {
                 c.taps = BackboneKind::EfficientNetLite0
+                    .taps_at_strides(&[4, 8])
+                    .unwrap_or_default()
+            }),
+        ),
+        (
+            "lite0-256-s4s8s16",
+            with(&|c| {
+                c.taps = BackboneKind::EfficientNetLite0
+                    .taps_at_strides(&[4, 8, 16])
+                    .unwrap_or_default()
+            }),
+        ),
+        (
+            "lite1-256-s4s8",
+            with(&|c| {
+                lite(BackboneKind::EfficientNetLite1)(c);
+                c.taps = BackboneKind::EfficientNetLite1
                     .taps_at_strides(&[4, 8])
                     .unwrap_or_default()
             }),

@@ -140,6 +140,44 @@ impl Sink for TopK {
     }
 }
 
+/// The `k` smallest values `|m|^2 - 2 q.m` of each of the `rows` queries `q` (`rows x d`) over bank
+/// rows `[m0, m1)` of `bank` (squared norms `norms`), with their indices: the rows are packed block
+/// by block and every block is swept by the whole query tile.
+///
+/// # Panics
+/// When [`available`] is false (callers check it).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_rows(
+    q: &[f32],
+    rows: usize,
+    bank: &[f32],
+    norms: &[f32],
+    d: usize,
+    m0: usize,
+    m1: usize,
+    k: usize,
+) -> (Vec<f32>, Vec<u32>) {
+    let mut tile = QueryTile::new(q, rows, d);
+    let mut top = TopK::new(rows, k);
+    let (mut packed, mut block_norms) = (Vec::new(), Vec::new());
+    let step = block_rows(d);
+    let mut start = m0;
+    while start < m1 {
+        let end = (start + step).min(m1);
+        pack(
+            &bank[start * d..end * d],
+            end - start,
+            d,
+            &norms[start..end],
+            &mut packed,
+            &mut block_norms,
+        );
+        scan_block(&mut tile, &mut top, &packed, &block_norms, start);
+        start = end;
+    }
+    top.into_candidates()
+}
+
 /// A tile of queries being scanned and the scratch its register tiles need, allocated once per
 /// tile (not once per bank block).
 pub(crate) struct QueryTile<'a> {

@@ -240,8 +240,7 @@ impl BruteForce {
         (cd, ci)
     }
 
-    /// [`Self::scan`] with the fused AVX-512 kernel ([`crate::fused`]): bank rows `[m0, m1)` are
-    /// packed block by block and every block is swept by the whole query tile.
+    /// [`Self::scan`] with the fused AVX-512 kernel ([`crate::fused::scan_rows`]).
     fn scan_fused(
         &self,
         q: &[f32],
@@ -250,26 +249,7 @@ impl BruteForce {
         m1: usize,
         k: usize,
     ) -> (Vec<f32>, Vec<u32>) {
-        let d = self.bank.dim();
-        let mut tile = fused::QueryTile::new(q, rows, d);
-        let mut top = fused::TopK::new(rows, k);
-        let (mut packed, mut norms) = (Vec::new(), Vec::new());
-        let step = fused::block_rows(d);
-        let mut start = m0;
-        while start < m1 {
-            let end = (start + step).min(m1);
-            fused::pack(
-                &self.bank.as_slice()[start * d..end * d],
-                end - start,
-                d,
-                &self.norms[start..end],
-                &mut packed,
-                &mut norms,
-            );
-            fused::scan_block(&mut tile, &mut top, &packed, &norms, start);
-            start = end;
-        }
-        top.into_candidates()
+        fused::scan_rows(q, rows, self.bank.as_slice(), &self.norms, self.bank.dim(), m0, m1, k)
     }
 
     /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare them;
@@ -363,8 +343,8 @@ impl BruteForce {
 pub enum KnnKernel {
     /// [`KnnKernel::Fused`] on the rows that lower bounds from the bank's 15-d principal
     /// subspace cannot rule out (bit-identical results; the default). Where the bounds would
-    /// not pay (little variance in the subspace, small bank or dimension, `k > 16`, no
-    /// AVX-512F), the fused scan of every row.
+    /// not pay or are not built (little variance in the subspace, fewer than 2,048 rows, `d`
+    /// outside 64..=512, `k > 16`, no AVX-512F), the fused scan of every row.
     Pruned,
     /// Distances and top-k in one AVX-512 pass, no distance matrix (`gemm` where AVX-512F is
     /// missing).

@@ -7,8 +7,9 @@
 //!   [`CoresetAlgorithm::Fast`] variant selects bit-identical indices with triangle-inequality pruning.
 //!   Memory is `O(N * d_proj)`; no `N x N` matrix is ever built.
 //! * [`MemoryBank`]: the selected features, with a checksummed f32/f16 file format.
-//! * [`KnnIndex`]: [`BruteForce`] (a fused AVX-512 distance + top-k kernel, or blocked gemm on other
-//!   CPUs; multi-threaded, bounded memory), [`KdTree`] (kiddo, for
+//! * [`KnnIndex`]: [`BruteForce`] (exact: lower bounds from the bank's principal subspace rule out
+//!   most rows, then a fused AVX-512 distance + top-k kernel on the rest, bit-identical to scanning
+//!   every row; blocked gemm on other CPUs; multi-threaded, bounded memory), [`KdTree`] (kiddo, for
 //!   low dimensions) and [`BurnKnn`] (Burn tensor ops on any device). Distances are Euclidean.
 //!
 //! ```

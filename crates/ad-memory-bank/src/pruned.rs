@@ -35,10 +35,17 @@ const MIN_CAPTURED: f64 = 0.5;
 const MIN_ROWS: usize = 2048;
 /// Smallest dimension worth it (at `d <= 4 * AUG` a pass in `z` costs too much of a full one).
 const MIN_DIM: usize = 4 * AUG;
+/// Largest dimension served: the PCA's covariance takes `d^2` f64 per thread (2 MiB at 512);
+/// wider banks (WideResNet-50's 1,536) are scanned in full.
+const MAX_DIM: usize = 512;
 /// Largest `k` served (the first pass probes a few more rows than `k`).
 pub(crate) const MAX_K: usize = 16;
 /// Queries per task.
 pub(crate) const TILE_QUERIES: usize = 256;
+/// Most rows listed for one query in the second pass (16 KiB); a query whose bounds rule out
+/// less (a far outlier on a bank with little structure) is scanned in full instead, so a tile's
+/// lists never exceed 4 MiB whatever the bank size.
+const MAX_LISTED: usize = 4096;
 
 /// Rows the first pass probes per query for `k` neighbours (at most [`MAX_K`] + 2, at most `n`).
 pub(crate) fn probe(k: usize, n: usize) -> usize {
@@ -62,6 +69,8 @@ pub(crate) struct Pruner {
     m_max: f64,
     /// Panels per scanned block (the fused kernel's L2-sized block).
     block_panels: usize,
+    /// Most rows listed per query ([`MAX_LISTED`]; smaller in tests).
+    max_listed: usize,
 }
 
 /// Counts of one search, for the debug log.
@@ -71,22 +80,25 @@ pub(crate) struct PruneStats {
     pub(crate) exact: u64,
     /// Query x bank pairs a full scan computes.
     pub(crate) pairs: u64,
+    /// Queries scanned in full (too many rows listed).
+    pub(crate) full_scans: u64,
 }
 
 impl Pruner {
     /// The bounds for `bank` (`n x d`, squared row norms `norms`), or `None` where they would
-    /// not pay (small bank or dimension, little variance in the subspace, or offsets of
-    /// `n * d` beyond `i32`, which the gathers of the exact pass use).
+    /// not pay (small bank, `d` outside 64..=512, little variance in the subspace, no
+    /// AVX-512F, or offsets `n * d` beyond `i32`, which the gathers of the exact pass use).
     pub(crate) fn build(bank: &[f32], n: usize, d: usize, norms: &[f32]) -> Option<Self> {
         if !fused::available()
             || n < MIN_ROWS
             || d < MIN_DIM
+            || d > MAX_DIM
             || n.checked_mul(d).is_none_or(|nd| nd > i32::MAX as usize)
         {
             return None;
         }
-        // Covariance from fewer rows at large d: its cost grows with d^2.
-        let max_rows = (8192 * 160 * 160 / (d * d)).clamp(1024, 8192);
+        // Covariance from fewer rows at larger d: its cost grows with d^2.
+        let max_rows = (8192 * 160 * 160 / (d * d)).clamp(2048, 8192);
         let pca = Pca::fit(bank, n, d, COMPONENTS, max_rows);
         if pca.captured < MIN_CAPTURED {
             return None;
@@ -129,6 +141,7 @@ impl Pruner {
             z_max,
             m_max,
             block_panels: fused::block_rows(AUG) / NR,
+            max_listed: MAX_LISTED,
         })
     }
 
@@ -229,8 +242,26 @@ impl Pruner {
         let mut listed = Listed {
             bounds,
             rows: vec![Vec::new(); rows],
+            overflow: vec![false; rows],
+            cap: self.max_listed,
         };
         self.sweep(&mut tile, &mut listed);
+        // Queries the bounds could not narrow enough: the fused scan of every row.
+        let full: Vec<usize> = (0..rows).filter(|&r| listed.overflow[r]).collect();
+        if !full.is_empty() {
+            let qs: Vec<f32> = full
+                .iter()
+                .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
+                .collect();
+            let (fd, fi) = fused::scan_rows(&qs, full.len(), bank, norms, d, 0, n, k);
+            for (j, &r) in full.iter().enumerate() {
+                cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
+                ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
+                listed.rows[r].clear();
+            }
+            stats.exact += (full.len() * n) as u64;
+            stats.full_scans += full.len() as u64;
+        }
         // 3. exact values of the listed rows not probed in step 1.
         for (r, list) in listed.rows.iter().enumerate() {
             let ids = &probed[r * k1..(r + 1) * k1];
@@ -269,10 +300,13 @@ fn round_up(x: f64) -> f32 {
     if f64::from(f) < x { f.next_up() } else { f }
 }
 
-/// Sink of the second pass: every bank row whose value is below the query's fixed bound.
+/// Sink of the second pass: every bank row whose value is below the query's fixed bound, up to
+/// [`MAX_LISTED`] per query (beyond, the query is marked for a full scan and listens no more).
 struct Listed {
     bounds: Vec<f32>,
     rows: Vec<Vec<u32>>,
+    overflow: Vec<bool>,
+    cap: usize,
 }
 
 impl Sink for Listed {
@@ -284,6 +318,12 @@ impl Sink for Listed {
     #[inline(always)]
     fn hits(&mut self, row: usize, _lanes: &[f32; NR], bits: u32, base: usize) {
         let list = &mut self.rows[row];
+        if list.len() + bits.count_ones() as usize > self.cap {
+            self.overflow[row] = true;
+            // No value is below -inf: this query reports nothing more.
+            self.bounds[row] = f32::NEG_INFINITY;
+            return;
+        }
         let mut bits = bits;
         while bits != 0 {
             let lane = bits.trailing_zeros() as usize;
@@ -364,6 +404,55 @@ mod avx512 {
             let nm = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, rows, norms.as_ptr());
             let v = _mm512_fmadd_ps(acc, _mm512_set1_ps(-2.0), nm);
             _mm512_storeu_ps(out.as_mut_ptr(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knn::tests::low_rank;
+
+    #[test]
+    fn tile_equals_full_scan_prunes_and_caps_its_lists() {
+        if !fused::available() {
+            eprintln!("pruned k-NN not tested: this CPU has no AVX-512F");
+            return;
+        }
+        let (n, d, rows) = (6000usize, 152usize, 200usize);
+        let bank = low_rank(n, d, 6, 3);
+        let norms: Vec<f32> = bank
+            .chunks_exact(d)
+            .map(|r| r.iter().map(|v| v * v).sum())
+            .collect();
+        let pruner = Pruner::build(&bank, n, d, &norms).expect("low-rank bank is pruned");
+        assert!(pruner.captured() > 0.9, "captured {}", pruner.captured());
+        let mut q = low_rank(rows, d, 6, 4);
+        // Far outliers off the bank's subspace (large isotropic noise).
+        let noise = crate::knn::tests::random(20, d, 11);
+        for (v, e) in q[..20 * d].iter_mut().zip(&noise) {
+            *v += 30.0 * e;
+        }
+        for k in [1usize, 9] {
+            let want = fused::scan_rows(&q, rows, &bank, &norms, d, 0, n, k);
+            let mut stats = PruneStats::default();
+            let got = pruner.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
+            assert_eq!(got, want, "k = {k}");
+            assert!(
+                (stats.exact as f64) < 0.25 * (rows * n) as f64,
+                "k = {k}: {} exact values for {rows} queries x {n} rows",
+                stats.exact
+            );
+            // A small list cap: the queries that list more are scanned in full, same results.
+            let mut capped = pruner.clone();
+            capped.max_listed = if k == 1 { 64 } else { 1000 };
+            let mut stats = PruneStats::default();
+            let got = capped.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
+            assert_eq!(got, want, "k = {k}, capped");
+            assert!(
+                stats.full_scans > 0 && stats.full_scans < rows as u64,
+                "{stats:?}"
+            );
         }
     }
 }
