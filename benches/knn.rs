@@ -231,7 +231,10 @@ fn run_real(spec: &str, runs: usize, filter: Option<&str>) {
         .flat_map(|v| v.to_le_bytes())
         .collect();
     std::fs::write(&bank_path, bytes).unwrap_or_else(|e| panic!("{bank_path}: {e}"));
-    println!("knn ours real bank {} x {D} written to {bank_path}", bank.len());
+    println!(
+        "knn ours real bank {} x {D} written to {bank_path}",
+        bank.len()
+    );
     let all = test.len() / D;
     for index in [Index::Brute, Index::Fused] {
         let built = Built::new(index, &bank, &Device::flex());

@@ -94,6 +94,45 @@ pub struct BruteForce {
     /// Principal-subspace bounds of [`KnnKernel::Pruned`], built on its first search (`None`
     /// inside where they would not pay).
     pruner: std::sync::OnceLock<Option<Pruner>>,
+    /// How the bounds have done so far on this bank's queries.
+    record: PruneRecord,
+}
+
+/// Queries the pruned kernel has served and how many of them it had to scan in full: once more
+/// than a quarter did (the bounds list too much of this bank: PIPED's 3,276-row banks, 30-45 %;
+/// bottle's 21,401 rows, 0-3.4 %), [`KnnKernel::Pruned`] stops trying and scans every row
+/// directly (same results; saves the two 16-d passes).
+#[derive(Debug, Default)]
+struct PruneRecord {
+    queries: std::sync::atomic::AtomicU64,
+    full_scans: std::sync::atomic::AtomicU64,
+}
+
+/// Queries observed before [`PruneRecord`] may give up on a bank.
+const PRUNE_TRIAL_QUERIES: u64 = 4096;
+
+impl PruneRecord {
+    fn worth_trying(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let q = self.queries.load(Relaxed);
+        q < PRUNE_TRIAL_QUERIES || 4 * self.full_scans.load(Relaxed) < q
+    }
+
+    fn add(&self, queries: u64, full_scans: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.queries.fetch_add(queries, Relaxed);
+        self.full_scans.fetch_add(full_scans, Relaxed);
+    }
+}
+
+impl Clone for PruneRecord {
+    fn clone(&self) -> Self {
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        Self {
+            queries: AtomicU64::new(self.queries.load(Relaxed)),
+            full_scans: AtomicU64::new(self.full_scans.load(Relaxed)),
+        }
+    }
 }
 
 /// Queries per block.
@@ -114,6 +153,7 @@ impl BruteForce {
             bank,
             norms,
             pruner: std::sync::OnceLock::new(),
+            record: PruneRecord::default(),
         }
     }
 
@@ -134,6 +174,13 @@ impl BruteForce {
                 pruner
             })
             .as_ref()
+    }
+
+    /// Builds [`KnnKernel::Pruned`]'s bounds now rather than on the first search (a PCA of the
+    /// bank and every row's 16-d coordinates: tens of milliseconds for PatchCore's banks), so
+    /// that no search's latency includes them. Idempotent.
+    pub fn prepare(&self) {
+        self.pruner();
     }
 
     /// Whether [`KnnKernel::Pruned`] prunes on this bank (false: it runs the fused scan).
@@ -162,11 +209,15 @@ impl BruteForce {
                 (cd, ci, stats)
             })
             .collect();
-        let (exact, pairs) = parts
+        let (exact, pairs, full) = parts
             .iter()
-            .fold((0u64, 0u64), |(e, p), (_, _, s)| (e + s.exact, p + s.pairs));
+            .fold((0u64, 0u64, 0u64), |(e, p, f), (_, _, s)| {
+                (e + s.exact, p + s.pairs, f + s.full_scans)
+            });
+        self.record.add(nq as u64, full);
         log::debug!(
-            "pruned k-NN: {nq} queries, k = {k}: {exact} exact values ({:.2} % of a full scan)",
+            "pruned k-NN: {nq} queries, k = {k}: {exact} exact values ({:.2} % of a full scan; \
+             {full} queries scanned in full)",
             100.0 * exact as f64 / pairs.max(1) as f64
         );
         let mut distances = Vec::with_capacity(nq * k);
@@ -249,7 +300,16 @@ impl BruteForce {
         m1: usize,
         k: usize,
     ) -> (Vec<f32>, Vec<u32>) {
-        fused::scan_rows(q, rows, self.bank.as_slice(), &self.norms, self.bank.dim(), m0, m1, k)
+        fused::scan_rows(
+            q,
+            rows,
+            self.bank.as_slice(),
+            &self.norms,
+            self.bank.dim(),
+            m0,
+            m1,
+            k,
+        )
     }
 
     /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare them;
@@ -266,6 +326,7 @@ impl BruteForce {
         check_search(queries, nq, d, k, n)?;
         if kernel == KnnKernel::Pruned
             && k <= pruned::MAX_K
+            && self.record.worth_trying()
             && let Some(pruner) = self.pruner()
         {
             return Ok(self.search_pruned(pruner, queries, nq, k));
@@ -343,8 +404,9 @@ impl BruteForce {
 pub enum KnnKernel {
     /// [`KnnKernel::Fused`] on the rows that lower bounds from the bank's 15-d principal
     /// subspace cannot rule out (bit-identical results; the default). Where the bounds would
-    /// not pay or are not built (little variance in the subspace, fewer than 2,048 rows, `d`
-    /// outside 64..=512, `k > 16`, no AVX-512F), the fused scan of every row.
+    /// not pay or are not built (less than 75 % of the variance in the subspace, fewer than
+    /// 2,048 rows, `d` outside 64..=512, `k > 16`, no AVX-512F, or once more than a quarter of
+    /// the first 4,096 or more queries needed a full scan anyway), the fused scan of every row.
     Pruned,
     /// Distances and top-k in one AVX-512 pass, no distance matrix (`gemm` where AVX-512F is
     /// missing).
@@ -555,6 +617,25 @@ pub(crate) mod tests {
             assert_eq!(r.row_indices(0), &[5, 1500, n as u32 - 1]);
             assert_eq!(r.row_indices(1)[0], 77);
         }
+    }
+
+    #[test]
+    fn prune_record_gives_up_once_a_quarter_needs_full_scans() {
+        let r = PruneRecord::default();
+        assert!(r.worth_trying());
+        r.add(4000, 4000);
+        assert!(
+            r.worth_trying(),
+            "fewer than 4,096 queries seen: keep trying"
+        );
+        r.add(96, 0);
+        assert!(!r.worth_trying(), "4,000 of 4,096 scanned in full");
+        let r = PruneRecord::default();
+        r.add(8192, 276);
+        assert!(r.worth_trying(), "bottle's worst batch: 3.4 % full scans");
+        r.add(8192, 4000);
+        assert!(!r.worth_trying(), "4,276 of 16,384");
+        assert!(!r.clone().worth_trying(), "clones keep the record");
     }
 
     #[test]

@@ -32,7 +32,12 @@ impl Index {
     pub(crate) fn build(bank: &MemoryBank, backend: KnnBackend, device: &Device) -> Self {
         match backend.resolve(device) {
             KnnBackend::Device => Index::Device(Box::new(BurnKnn::on_device(bank, device))),
-            _ => Index::Cpu(BruteForce::new(bank.clone())),
+            _ => {
+                let index = BruteForce::new(bank.clone());
+                // The pruned search's bounds at fit / load time, not in the first prediction.
+                index.prepare();
+                Index::Cpu(index)
+            }
         }
     }
 
