@@ -95,8 +95,7 @@ impl Pruner {
     pub(crate) fn build(bank: &[f32], n: usize, d: usize, norms: &[f32]) -> Option<Self> {
         if !fused::available()
             || n < MIN_ROWS
-            || d < MIN_DIM
-            || d > MAX_DIM
+            || !(MIN_DIM..=MAX_DIM).contains(&d)
             || n.checked_mul(d).is_none_or(|nd| nd > i32::MAX as usize)
         {
             return None;

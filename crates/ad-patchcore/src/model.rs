@@ -24,7 +24,7 @@ pub type Embedding = (Vec<f32>, (usize, usize), usize);
 /// Nearest-neighbour index over the memory bank, on the host or on the model's device.
 #[derive(Debug)]
 pub(crate) enum Index {
-    Cpu(BruteForce),
+    Cpu(Box<BruteForce>),
     Device(Box<BurnKnn>),
 }
 
@@ -36,7 +36,7 @@ impl Index {
                 let index = BruteForce::new(bank.clone());
                 // The pruned search's bounds at fit / load time, not in the first prediction.
                 index.prepare();
-                Index::Cpu(index)
+                Index::Cpu(Box::new(index))
             }
         }
     }
