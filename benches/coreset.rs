@@ -190,6 +190,8 @@ fn oneshot(rows: &[Row]) {
 }
 
 fn main() {
+    // `RUST_LOG=ad_memory_bank=debug`: the coreset's set-up and step times.
+    let _ = env_logger::try_init();
     let quick = std::env::var_os("AD_BENCH_QUICK").is_some();
     let rows = if quick { QUICK_ROWS } else { ROWS };
     if std::env::var_os("AD_BENCH_ONESHOT").is_some() {

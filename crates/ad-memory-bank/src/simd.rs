@@ -74,6 +74,9 @@ fn sq_dist_below_generic(a: &[f32], b: &[f32], bound: f32) -> Option<f32> {
 /// [`dists_to_rows_generic`]).
 const PREFETCH_AHEAD: usize = 8;
 
+/// Members looked ahead by the subspace-bound tests of [`scan_members_generic`].
+const TEST_AHEAD: usize = 16;
+
 /// Cache lines of a row asked for by [`prefetch_row`].
 const PREFETCH_LINES: usize = 8;
 
@@ -201,12 +204,23 @@ fn scan_members_generic(
         return evaluated;
     };
     let mut survivors: Vec<u32> = Vec::with_capacity(members.len());
-    for &p in members {
+    let k = bound.centre.len();
+    for (i, &p) in members.iter().enumerate() {
+        // The members are scattered: ask early for what the test reads (current distance and
+        // subspace coordinates), as the distance pass does for rows.
+        if let Some(&ahead) = members.get(i + TEST_AHEAD) {
+            let a = ahead as usize;
+            if let Some(coords) = bound.coords.get(a * k..(a + 1) * k) {
+                prefetch_row(coords);
+            }
+            if let Some(m) = mind2.get(a..a + 1) {
+                prefetch_row(m);
+            }
+        }
         let m = mind2[p as usize];
         if skip2 >= factor * m {
             continue;
         }
-        let k = bound.centre.len();
         let pi = p as usize;
         let lb = subspace_lower_bound_sq(
             &bound.coords[pi * k..(pi + 1) * k],
