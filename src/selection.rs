@@ -4,8 +4,11 @@
 //! only**: a seeded fraction of `train/good` is held out, the candidate is fitted on the rest,
 //! and it scores the held-out good images and, as anomalies, copies of them with a CutPaste
 //! defect (a jittered rectangle or scar from another held-out image, [`ad_regress::cut_paste`])
-//! whose changed pixels are the ground truth. Image AUROC, pixel AUROC and AUPRO on that split
-//! rank candidates; the test split is only used afterwards, to report the chosen settings.
+//! whose changed pixels are the ground truth, and (by default) as many copies with a thin,
+//! low-contrast curve drawn on them ([`ad_regress::thin_curve`]: a scratch, crack or vein, the
+//! harder kind: CutPaste alone saturated the image AUROC of every candidate). Image AUROC,
+//! pixel AUROC and AUPRO on that split rank candidates; the test split is only used
+//! afterwards, to report the chosen settings.
 //!
 //! The synthetic anomalies are made at the candidate's own preprocessing (its resolution), so
 //! candidates at different resolutions are each judged on the pixels they see.
@@ -30,16 +33,19 @@ use crate::registry::DetectorConfig;
 pub struct ValidationOptions {
     /// Fraction of the good training images held out (the rest is fitted on).
     pub holdout: f64,
-    /// Seed of the hold-out and of the CutPaste defects.
+    /// Seed of the hold-out and of the synthetic defects.
     pub seed: u64,
+    /// Also score a thin-curve copy of every held-out image (the harder anomalies).
+    pub thin_curves: bool,
 }
 
 impl Default for ValidationOptions {
-    /// A quarter of the good images, seed 7.
+    /// A quarter of the good images, seed 7, CutPaste and thin-curve anomalies.
     fn default() -> Self {
         Self {
             holdout: 0.25,
             seed: 7,
+            thin_curves: true,
         }
     }
 }
@@ -47,7 +53,7 @@ impl Default for ValidationOptions {
 /// A candidate's scores on the validation split, and what it cost.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ValidationScore {
-    /// Image AUROC, held-out good vs their CutPaste copies.
+    /// Image AUROC, held-out good vs their anomalous copies.
     pub image_auroc: f64,
     /// Pixel AUROC against the CutPaste masks.
     pub pixel_auroc: f64,
@@ -55,7 +61,7 @@ pub struct ValidationScore {
     pub aupro: f64,
     /// Images fitted on.
     pub fit_images: usize,
-    /// Held-out good images (as many anomalous copies).
+    /// Held-out good images (as many anomalous copies of each kind).
     pub held_out: usize,
     /// Fit wall time, seconds.
     pub fit_seconds: f64,
@@ -105,6 +111,15 @@ pub fn validate(
         masks[i * h * w..(i + 1) * h * w].copy_from_slice(&mask);
         planes.push(target);
     }
+    if opts.thin_curves {
+        for i in 0..n {
+            let mut target = data[i * plane..(i + 1) * plane].to_vec();
+            let seed = opts.seed ^ 0x7c0f_fee0 ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9);
+            masks.extend(ad_regress::thin_curve(&mut target, (h, w), seed));
+            planes.push(target);
+        }
+    }
+    let anomalous = planes.len();
     let config_pre = pre.config();
     let bad = ImageBatch::from_planes(planes, (h, w), config_pre.mean, config_pre.std)?;
     let mut scores = Vec::with_capacity(2 * n);
@@ -118,11 +133,11 @@ pub fn validate(
             }
         }
     }
-    let predict_ms_per_image = t1.elapsed().as_secs_f64() * 1e3 / (2 * n) as f64;
+    let predict_ms_per_image = t1.elapsed().as_secs_f64() * 1e3 / (n + anomalous) as f64;
     // Good images first (all background), then the anomalous copies with their masks.
     let mut all_masks = vec![false; n * h * w];
     all_masks.extend_from_slice(&masks);
-    let labels: Vec<bool> = (0..2 * n).map(|i| i >= n).collect();
+    let labels: Vec<bool> = (0..n + anomalous).map(|i| i >= n).collect();
     let opts = EvalOptions {
         curves: false,
         ..EvalOptions::default()
@@ -133,7 +148,7 @@ pub fn validate(
         &PixelMaps {
             maps: &maps,
             masks: &all_masks,
-            dims: MapDims::new(2 * n, h, w),
+            dims: MapDims::new(n + anomalous, h, w),
         },
         &opts,
     )?;

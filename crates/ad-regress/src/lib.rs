@@ -41,4 +41,4 @@ pub use folds::{Fold, stratified_k_fold, stratified_split};
 pub use fusion::{FusionResult, LogisticRegression, compare_fusion};
 pub use io::{CLASSIFIER_MAGIC, FORMAT_VERSION, STUDENT_MAGIC};
 pub use student::{CheckedStudentConfig, ScoreStudent, StudentConfig, TeacherFactory};
-pub use synth::cut_paste;
+pub use synth::{cut_paste, thin_curve};

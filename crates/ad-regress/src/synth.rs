@@ -4,8 +4,10 @@
 //! CutPaste (Li et al., CVPR 2021): a rectangle cut from a good image (of area 2-15 % of the
 //! image, aspect ratio 0.3-3.3, log-uniform), its colour jittered, pasted elsewhere; and the
 //! "scar" variant, a thin strip (2-16 px wide, 10-25 % of the side long, horizontal or
-//! vertical). Images are the normalised planar `[3, h, w]` values of an
-//! [`ImageBatch`](ad_core::ImageBatch); the mask says which pixels changed.
+//! vertical). A harder kind, [`thin_curve`]: a thin, low-contrast curve drawn on the image
+//! itself (a scratch, crack or vein: no foreign texture, no sharp rectangle edge). Images are
+//! the normalised planar `[3, h, w]` values of an [`ImageBatch`](ad_core::ImageBatch); the mask
+//! says which pixels changed.
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -71,6 +73,73 @@ pub fn cut_paste(target: &mut [f32], source: &[f32], size: (usize, usize), seed:
     mask
 }
 
+/// Draws a thin curve on `target` (planar `[3, h, w]`, normalised values): a quadratic Bezier
+/// 20-60 % of the shorter side long between a random point and one in a random direction,
+/// bent by up to 30 % of its length, half-width 0.5-2 px per 256 px of side with a soft edge,
+/// every channel darkened (70 %) or lightened by 0.3-0.8 normalised units (about 7-18 % of the
+/// [0, 1] range) where it covers the pixel. Returns the mask of pixels covered at least half
+/// `[h * w]`. `seed` fixes everything.
+pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    let (h, w) = size;
+    let plane = h * w;
+    let mut mask = vec![false; plane];
+    if target.len() != 3 * plane || h < 4 || w < 4 {
+        return mask;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let side = h.min(w) as f64;
+    let len = side * rng.random_range(0.2f64..0.6);
+    let p0 = (
+        rng.random_range(0.0..h as f64 - 1.0),
+        rng.random_range(0.0..w as f64 - 1.0),
+    );
+    let angle = rng.random_range(0.0..std::f64::consts::TAU);
+    let p2 = (
+        (p0.0 + len * angle.sin()).clamp(0.0, h as f64 - 1.0),
+        (p0.1 + len * angle.cos()).clamp(0.0, w as f64 - 1.0),
+    );
+    let bend = len * rng.random_range(-0.3f64..0.3);
+    let p1 = (
+        (p0.0 + p2.0) / 2.0 + bend * angle.cos(),
+        (p0.1 + p2.1) / 2.0 - bend * angle.sin(),
+    );
+    let radius = rng.random_range(0.5f64..2.0) * (side / 256.0).max(0.5);
+    let delta = rng.random_range(0.3f32..0.8) * if rng.random_bool(0.7) { -1.0 } else { 1.0 };
+    // Coverage of every pixel: the largest soft-edge weight over samples of the curve.
+    let mut cover = vec![0.0f32; plane];
+    let steps = (4.0 * len).ceil().max(8.0) as usize;
+    let reach = radius.ceil() as isize + 1;
+    for s in 0..=steps {
+        let t = s as f64 / steps as f64;
+        let (a, b, c) = ((1.0 - t) * (1.0 - t), 2.0 * (1.0 - t) * t, t * t);
+        let (cy, cx) = (
+            a * p0.0 + b * p1.0 + c * p2.0,
+            a * p0.1 + b * p1.1 + c * p2.1,
+        );
+        for dy in -reach..=reach {
+            for dx in -reach..=reach {
+                let (y, x) = (cy.round() as isize + dy, cx.round() as isize + dx);
+                if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                    continue;
+                }
+                let dist = ((y as f64 - cy).powi(2) + (x as f64 - cx).powi(2)).sqrt();
+                let weight = (radius + 0.5 - dist).clamp(0.0, 1.0) as f32;
+                let i = y as usize * w + x as usize;
+                cover[i] = cover[i].max(weight);
+            }
+        }
+    }
+    for (i, &c) in cover.iter().enumerate() {
+        if c > 0.0 {
+            for ch in 0..3 {
+                target[ch * plane + i] += delta * c;
+            }
+            mask[i] = c >= 0.5;
+        }
+    }
+    mask
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +167,31 @@ mod tests {
             assert_eq!(cut_paste(&mut b, &source, (h, w), seed), m);
             assert_eq!(a, b);
         }
+    }
+
+    #[test]
+    fn thin_curves_are_thin_seeded_and_change_their_mask() {
+        let (h, w) = (256, 256);
+        let original = image(h, w, 0.5);
+        for seed in 0..20 {
+            let mut a = original.clone();
+            let m = thin_curve(&mut a, (h, w), seed);
+            let marked = m.iter().filter(|&&b| b).count();
+            // 20-60 % of 256 px long, 1-4 px wide.
+            assert!(marked >= 30, "seed {seed}: {marked} pixels");
+            assert!(marked < h * w / 25, "seed {seed}: {marked} pixels");
+            for p in 0..h * w {
+                if m[p] {
+                    let change = (a[p] - original[p]).abs();
+                    assert!(change >= 0.15 - 1e-6, "seed {seed} pixel {p}: {change}");
+                }
+            }
+            let mut b = original.clone();
+            assert_eq!(thin_curve(&mut b, (h, w), seed), m);
+            assert_eq!(a, b);
+        }
+        let mut t = vec![0.0; 10];
+        assert!(!thin_curve(&mut t, (4, 4), 0).iter().any(|&b| b));
     }
 
     #[test]
