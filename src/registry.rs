@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use ad_backbone::BackboneKind;
 use ad_cflow::{Cflow, CflowConfig};
 use ad_core::tiling::{Tiled, TilingConfig};
 use ad_core::{DetectorError, DynDetector};
@@ -382,12 +383,13 @@ impl DetectorConfig {
     }
 }
 
-/// What the `accurate` PatchCore preset changes from the defaults: the taps at strides 4
-/// and 8 (Lite0 `blocks.2` + `blocks.4`: 64 x 64 patches per 256 px image instead of 32 x 32),
-/// the choice of `cargo run --release --example select_preset` (largest mean of validation
-/// image AUROC and AUPRO over bottle and the 12 PIPED classes within 4x the fast preset's
-/// predict time; docs/results.md "Presets").
+/// What the `accurate` PatchCore preset changes from the defaults: the EfficientNet-Lite1
+/// ImageNet weights and the taps at strides 4 and 8 (64 x 64 patches per 256 px image instead
+/// of 32 x 32), the choice of `cargo run --release --example select_preset` (largest mean of
+/// validation image AUROC and AUPRO over bottle and the 12 PIPED classes, CutPaste and
+/// thin-curve anomalies, within 4x the fast preset's predict time; docs/results.md "Presets").
 const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
+    c.backbone = BackboneKind::EfficientNetLite1;
     c.taps = c.backbone.taps_at_strides(&[4, 8]).unwrap_or_default();
 };
 
@@ -517,7 +519,12 @@ mod tests {
         );
         match DetectorConfig::preset("patchcore", "Accurate").unwrap() {
             DetectorConfig::Patchcore(c) => {
-                assert_eq!(c.taps, vec!["blocks.2", "blocks.4"]);
+                assert_eq!(c.backbone, BackboneKind::EfficientNetLite1);
+                assert_eq!(
+                    Some(c.taps.clone()),
+                    BackboneKind::EfficientNetLite1.taps_at_strides(&[4, 8])
+                );
+                assert_eq!(c.taps.len(), 2);
                 c.check().unwrap();
             }
             other => panic!("{other:?}"),

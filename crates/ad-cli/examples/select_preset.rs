@@ -1,6 +1,6 @@
 //! The selection protocol behind the `accurate` preset: every candidate PatchCore setting is
 //! scored on validation splits made from good training images only (a quarter held out, plus
-//! CutPaste copies of them as anomalies, `anomaly_detection::selection`), on MVTec AD bottle
+//! CutPaste and thin-curve copies of them as anomalies, `anomaly_detection::selection`), on MVTec AD bottle
 //! and the 12 PIPED classes; the test images are never read. Prints one row per candidate
 //! (means over the categories, the worst category, costs) and the protocol's choice:
 //!
@@ -119,9 +119,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let opts = ValidationOptions::default();
     println!(
         "validation: {} of each category's good training images held out (seed {}), as many \
-         CutPaste anomalies; {} categories",
+         CutPaste anomalies{}; {} categories",
         opts.holdout,
         opts.seed,
+        if opts.thin_curves {
+            " and as many thin-curve ones"
+        } else {
+            ""
+        },
         categories.len()
     );
     println!(
