@@ -195,6 +195,19 @@ fn rows(quick: bool) -> Vec<Row> {
         .collect()
 }
 
+/// Median wall time of `runs` calls of `f` (one-shot mode).
+fn median_seconds(runs: usize, f: impl Fn() -> f32) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
 /// Reads a raw little-endian f32 file of 152-d rows.
 fn read_rows(path: &str) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -245,18 +258,8 @@ fn run_real(spec: &str, runs: usize, filter: Option<&str>) {
                 if filter.is_some_and(|f| !name.contains(f)) {
                     continue;
                 }
-                let mut times: Vec<f64> = (0..runs)
-                    .map(|_| {
-                        let t = Instant::now();
-                        std::hint::black_box(built.search(&test[..nq * D], nq, k));
-                        t.elapsed().as_secs_f64()
-                    })
-                    .collect();
-                times.sort_by(f64::total_cmp);
-                println!(
-                    "knn ours {name} median_s={:.5} runs={runs}",
-                    times[runs / 2]
-                );
+                let t = median_seconds(runs, || built.search(&test[..nq * D], nq, k));
+                println!("knn ours {name} median_s={t:.5} runs={runs}");
             }
         }
     }
@@ -294,18 +297,8 @@ fn main() {
             let q = gaussian(nq, d, 2);
             let built = Built::new(index, &bank, &case.device);
             built.search(&q[..d], 1, k); // warm-up
-            let mut times: Vec<f64> = (0..runs)
-                .map(|_| {
-                    let t = Instant::now();
-                    std::hint::black_box(built.search(&q, nq, k));
-                    t.elapsed().as_secs_f64()
-                })
-                .collect();
-            times.sort_by(f64::total_cmp);
-            println!(
-                "knn ours {name} median_s={:.5} runs={runs}",
-                times[runs / 2]
-            );
+            let t = median_seconds(runs, || built.search(&q, nq, k));
+            println!("knn ours {name} median_s={t:.5} runs={runs}");
         }
         return;
     }

@@ -78,6 +78,28 @@ pub(crate) fn insert(ds: &mut [f32], is: &mut [u32], v: f32, idx: u32) {
     is[pos] = idx;
 }
 
+/// Inserts `(v, i)` into a sorted candidate list if it beats the last entry (smaller value, or
+/// equal value and smaller index): merging candidate lists found in any order.
+#[inline]
+pub(crate) fn offer(ds: &mut [f32], is: &mut [u32], v: f32, i: u32) {
+    let k = ds.len();
+    if v < ds[k - 1] || (v == ds[k - 1] && i < is[k - 1]) {
+        insert(ds, is, v, i);
+    }
+}
+
+/// `||q||^2` as every search path sums it (sequentially, f32).
+#[inline]
+pub(crate) fn sq_norm(q: &[f32]) -> f32 {
+    q.iter().map(|v| v * v).sum()
+}
+
+/// The Euclidean distance from a candidate value `||m||^2 - 2 q.m` and `||q||^2` (clamped at 0).
+#[inline]
+fn distance(value: f32, q_sq_norm: f32) -> f32 {
+    (value + q_sq_norm).max(0.0).sqrt()
+}
+
 /// Exact brute-force search: `||q||^2 - 2 q.m + ||m||^2`, multi-threaded.
 ///
 /// On x86-64 CPUs with AVX-512F the distances and the top-k selection run in one fused kernel
@@ -225,8 +247,8 @@ impl BruteForce {
         for (t, (cd, ci, _)) in parts.into_iter().enumerate() {
             for (r, (ds, is)) in cd.chunks_exact(k).zip(ci.chunks_exact(k)).enumerate() {
                 let q = t * tile + r;
-                let qn: f32 = queries[q * d..(q + 1) * d].iter().map(|v| v * v).sum();
-                distances.extend(ds.iter().map(|&v| (v + qn).max(0.0).sqrt()));
+                let qn = sq_norm(&queries[q * d..(q + 1) * d]);
+                distances.extend(ds.iter().map(|&v| distance(v, qn)));
                 indices.extend_from_slice(is);
             }
         }
@@ -369,20 +391,17 @@ impl BruteForce {
             .enumerate()
             .for_each(|(q, (dq, iq))| {
                 let (qb, r) = (q / tile, q % tile);
-                let qn: f32 = queries[q * d..(q + 1) * d].iter().map(|v| v * v).sum();
+                let qn = sq_norm(&queries[q * d..(q + 1) * d]);
                 let mut ds = vec![f32::INFINITY; k];
                 let mut is = vec![u32::MAX; k];
                 for s in 0..splits {
                     let (cd, ci) = &parts[qb * splits + s];
                     for j in 0..k {
-                        let (v, i) = (cd[r * k + j], ci[r * k + j]);
-                        if v < ds[k - 1] || (v == ds[k - 1] && i < is[k - 1]) {
-                            insert(&mut ds, &mut is, v, i);
-                        }
+                        offer(&mut ds, &mut is, cd[r * k + j], ci[r * k + j]);
                     }
                 }
                 for j in 0..k {
-                    dq[j] = (ds[j] + qn).max(0.0).sqrt();
+                    dq[j] = distance(ds[j], qn);
                     iq[j] = is[j];
                 }
             });

@@ -21,7 +21,7 @@
 //! everything).
 
 use crate::fused::{self, NR, QueryTile, Sink, TopK};
-use crate::knn::insert;
+use crate::knn::{offer, sq_norm};
 use crate::subspace::Pca;
 
 /// Principal components of the bounds; with the residual length, 16-d vectors `z`.
@@ -60,7 +60,6 @@ pub(crate) fn probe(k: usize, n: usize) -> usize {
 #[derive(Clone, Debug)]
 pub(crate) struct Pruner {
     pca: Pca,
-    centre: Vec<f32>,
     /// `z` of every bank row in [`fused::pack`]'s panel layout.
     packed: Vec<f32>,
     /// `|z|^2` per panel lane (f32 sums), `+inf` on padding lanes.
@@ -106,7 +105,6 @@ impl Pruner {
         if pca.captured < MIN_CAPTURED {
             return None;
         }
-        let centre = pca.centre();
         let (mut z, mut slack) = (Vec::new(), Vec::new());
         {
             use rayon::prelude::*;
@@ -114,7 +112,7 @@ impl Pruner {
                 .par_chunks(1024 * d)
                 .map(|rows| {
                     let (mut z, mut s) = (Vec::new(), Vec::new());
-                    pca.augment(rows, d, &centre, &mut z, &mut s);
+                    pca.augment(rows, d, &mut z, &mut s);
                     (z, s)
                 })
                 .collect();
@@ -137,7 +135,6 @@ impl Pruner {
             .sqrt();
         Some(Self {
             pca,
-            centre,
             packed,
             znorms,
             slack_max,
@@ -187,8 +184,7 @@ impl Pruner {
         let n = norms.len();
         let u = f64::from(f32::EPSILON) * 0.5;
         let (mut z, mut zslack) = (Vec::new(), Vec::new());
-        self.pca
-            .augment(&q[..rows * d], d, &self.centre, &mut z, &mut zslack);
+        self.pca.augment(&q[..rows * d], d, &mut z, &mut zslack);
         // 1. the rows nearest in z, and their exact values.
         let k1 = probe(k, n);
         let mut tile = QueryTile::new(&z, rows, AUG);
@@ -225,7 +221,7 @@ impl Pruner {
         let mut bounds = Vec::with_capacity(rows);
         for r in 0..rows {
             let qr = &q[r * d..(r + 1) * d];
-            let qn: f32 = qr.iter().map(|v| v * v).sum();
+            let qn = sq_norm(qr);
             let q_len = f64::from(qn).sqrt() * 1.01;
             // Any row farther than t (exact squared distance) has a larger computed value
             // than the k-th: the computed `|m|^2 - 2 q.m + |q|^2` is within
@@ -284,16 +280,6 @@ impl Pruner {
             }
         }
         (cd, ci)
-    }
-}
-
-/// Inserts `(v, i)` into a sorted candidate list if it beats the last entry (smaller value, or
-/// equal value and smaller index).
-#[inline]
-fn offer(ds: &mut [f32], is: &mut [u32], v: f32, i: u32) {
-    let k = ds.len();
-    if v < ds[k - 1] || (v == ds[k - 1] && i < is[k - 1]) {
-        insert(ds, is, v, i);
     }
 }
 

@@ -23,6 +23,10 @@ pub(crate) struct Pca {
     mean: Vec<f64>,
     /// `k x d`, orthonormal rows.
     basis: Vec<f64>,
+    /// `basis` rounded to f32, for the f32 matrix products.
+    basis_f32: Vec<f32>,
+    /// The mean rounded to f32: the fixed centre [`Pca::augment`] measures from.
+    centre: Vec<f32>,
     /// Share of the sample's variance in the subspace (`sum b' C b / trace C`).
     pub(crate) captured: f64,
 }
@@ -108,6 +112,8 @@ impl Pca {
         };
         Self {
             k,
+            basis_f32: basis.iter().map(|&b| b as f32).collect(),
+            centre: mean.iter().map(|&m| m as f32).collect(),
             mean,
             basis,
             captured,
@@ -144,7 +150,7 @@ impl Pca {
         const BLOCK: usize = 1024;
         let k = self.k;
         let n = points.len() / d;
-        let basis: Vec<f32> = self.basis.iter().map(|&b| b as f32).collect();
+        let basis = &self.basis_f32;
         let offset: Vec<f64> = (0..k)
             .map(|p| {
                 self.basis[p * d..(p + 1) * d]
@@ -163,7 +169,7 @@ impl Pca {
             .zip(points.par_chunks(d * BLOCK))
             .for_each(|((c, s), rows)| {
                 let m = s.len();
-                gemm_abt(c, rows, &basis, m, k, d, 1.0);
+                gemm_abt(c, rows, basis, m, k, d, 1.0);
                 for ((c, s), row) in c.chunks_mut(k).zip(s).zip(rows.chunks(d)) {
                     let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt() * 1.01;
                     let mut l1 = 0.0f64;
@@ -180,14 +186,9 @@ impl Pca {
 }
 
 impl Pca {
-    /// The mean rounded to f32: the fixed centre [`Pca::augment`] measures from.
-    pub(crate) fn centre(&self) -> Vec<f32> {
-        self.mean.iter().map(|&m| m as f32).collect()
-    }
-
     /// Augmented coordinates `z(x) = [P (x - c), |(I - P'P)(x - c)|]` of every row of `points`
     /// (`n x d`) into `out` (`n x (k + 1)`), and an L2 error allowance of each into `slack`;
-    /// `centre` is [`Pca::centre`]. Sequential (callers parallelise over blocks of rows).
+    /// `c` is the mean rounded to f32. Sequential (callers parallelise over blocks of rows).
     ///
     /// For any fixed centre `c` and orthonormal `P`, `|z(a) - z(b)| <= |a - b|`: the first `k`
     /// coordinates differ by `P (a - b)` and the last by at most `|(I - P'P)(a - b)|`, two
@@ -204,19 +205,18 @@ impl Pca {
         &self,
         points: &[f32],
         d: usize,
-        centre: &[f32],
         out: &mut Vec<f32>,
         slack: &mut Vec<f32>,
     ) {
         let k = self.k;
         let n = points.len() / d;
-        let basis: Vec<f32> = self.basis.iter().map(|&b| b as f32).collect();
+        let (basis, centre) = (&self.basis_f32, &self.centre);
         let mut centred: Vec<f32> = points[..n * d]
             .chunks_exact(d)
             .flat_map(|row| row.iter().zip(centre).map(|(x, c)| x - c))
             .collect();
         let mut coords = vec![0.0f32; n * k];
-        gemm_abt(&mut coords, &centred, &basis, n, k, d, 1.0);
+        gemm_abt(&mut coords, &centred, basis, n, k, d, 1.0);
         let u = f64::from(f32::EPSILON) * 0.5;
         let factor = (k as f64).sqrt() * (d as f64 + 2.0) * u * 1.01;
         out.clear();
