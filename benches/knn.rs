@@ -4,7 +4,8 @@
 //!     AD_BENCH_QUICK=1 cargo bench --bench knn             # criterion, 784 queries only, no 164,000 bank
 //!     AD_BENCH_ONESHOT=1 cargo bench --bench knn           # median of a few timed runs per row, one line each
 //!                                                          # (AD_BENCH_FILTER=substring, AD_BENCH_RUNS=n, AD_BENCH_ALL=1,
-//!                                                          #  AD_BENCH_GEMM=1 adds the grid on the gemm kernel)
+//!                                                          #  AD_BENCH_GEMM=1 adds the grid on the gemm kernel,
+//!                                                          #  AD_BENCH_FUSED=1 on the full fused scan)
 //!     python3 benches/peers/knn_peer.py                    # faiss IndexFlatL2 + torch.cdist/topk, 2 threads
 //!
 //! Real data instead (one-shot only): MVTec bottle's patch features (`tools/bottle_features.py` and
@@ -18,8 +19,9 @@
 //! every bench device (`AD_BENCH_DEVICES`, default `cpu` = flex; see `benches/common`) and `KdTree`
 //! at projected (16 / 128) dimensions. Data: Gaussian (brute force cost does not depend on the
 //! values). Host-side indexes are labelled `host`, `BurnKnn` rows by their device. `Brute` is
-//! `BruteForce`'s default kernel (`KnnKernel::Pruned`, which scans every row of Gaussian data:
-//! its bounds decline there); `Fused` forces the full fused scan.
+//! `BruteForce`'s default kernel (`KnnKernel::Auto`: on Gaussian data the principal-subspace
+//! bounds decline, so it is the bf16-screened scan where the CPU has AVX512-BF16); `Fused` forces
+//! the full fused scan.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -38,7 +40,7 @@ use rand::{RngExt, SeedableRng};
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Index {
     Brute,
-    /// `BruteForce` forced onto its fused full scan (real-data rows).
+    /// `BruteForce` forced onto its fused full scan (real-data rows; the grid with `AD_BENCH_FUSED=1`).
     Fused,
     /// `BruteForce` forced onto its `gemm` kernel (rows added by `AD_BENCH_GEMM=1`).
     Gemm,
@@ -178,17 +180,19 @@ fn cases(rows: &[Row]) -> Vec<Case> {
 }
 
 fn rows(quick: bool) -> Vec<Row> {
-    let gemm: Vec<Row> = if std::env::var_os("AD_BENCH_GEMM").is_some() {
-        BRUTE
-            .iter()
-            .map(|r| (Index::Gemm, r.1, r.2, r.3, r.4))
-            .collect()
-    } else {
-        Vec::new()
+    let grid = |var: &str, index: Index| -> Vec<Row> {
+        if std::env::var_os(var).is_some() {
+            BRUTE.iter().map(|r| (index, r.1, r.2, r.3, r.4)).collect()
+        } else {
+            Vec::new()
+        }
     };
+    let gemm = grid("AD_BENCH_GEMM", Index::Gemm);
+    let fused = grid("AD_BENCH_FUSED", Index::Fused);
     BRUTE
         .iter()
         .chain(&gemm)
+        .chain(&fused)
         .chain(OTHER)
         .copied()
         .filter(|r| !quick || (r.1 == 784 && r.2 <= 16_400))

@@ -4,6 +4,8 @@ categories are averaged): image/pixel AUROC, AUPRO, fit s, predict ms/img, peak 
 rows. Standard library only.
 
     python3 tools/report_table.py "LABEL=DIR" ["LABEL=DIR" ...]
+    python3 tools/report_table.py --per-category "LABEL=DIR" ...
+    python3 tools/report_table.py --candidates out/presets/NAME ...   (NAME/bottle, NAME/piped)
 """
 import json
 import os
@@ -33,9 +35,40 @@ def per_category(args):
                   f"{r['predict_ms_per_image']:.1f} |")
 
 
+def candidates(dirs):
+    """The candidates x test table of docs/results.md ("Presets"): one row per candidate
+    directory holding `bottle/` and `piped/` runs."""
+    print("| candidate | PIPED image AUROC % | PIPED pixel AUROC % | PIPED AUPRO % | worst PIPED "
+          "image AUROC % | PA_BRG03_TL image / AUPRO % | PA_FVN01_TL image / AUPRO % | bottle "
+          "image / pixel / AUPRO % | fit s (PIPED mean / bottle) | predict ms/img (PIPED mean / "
+          "bottle) | model MiB (bottle) | peak MiB (bottle) |")
+    print("|" + " --- |" * 12)
+    for d in dirs:
+        name = os.path.basename(d.rstrip("/"))
+        piped, bottle = rows(os.path.join(d, "piped")), rows(os.path.join(d, "bottle"))
+        if not piped or not bottle:
+            print(f"| {name} | (missing runs under {d}) |" + " |" * 10)
+            continue
+        by = {r["category"]: r for r in piped}
+        mean = lambda k: sum(r.get(k) or 0.0 for r in piped) / len(piped)
+        worst = min(piped, key=lambda r: r["image_auroc"])
+        b = bottle[0]
+        pct = lambda r, k: f"{100 * (r.get(k) or 0.0):.2f}"
+        hard = lambda c: f"{pct(by[c], 'image_auroc')} / {pct(by[c], 'aupro')}" if c in by else "-"
+        print(f"| {name} | {100 * mean('image_auroc'):.2f} | {100 * mean('pixel_auroc'):.2f} | "
+              f"{100 * mean('aupro'):.2f} | {pct(worst, 'image_auroc')} ({worst['category']}) | "
+              f"{hard('PA_BRG03_TL')} | {hard('PA_FVN01_TL')} | {pct(b, 'image_auroc')} / "
+              f"{pct(b, 'pixel_auroc')} / {pct(b, 'aupro')} | {mean('fit_seconds'):.1f} / "
+              f"{b['fit_seconds']:.1f} | {mean('predict_ms_per_image'):.1f} / "
+              f"{b['predict_ms_per_image']:.1f} | {b['extras'].get('model_mb', 0.0):.1f} | "
+              f"{b.get('peak_memory_mb') or 0.0:.0f} |")
+
+
 def main():
     if sys.argv[1:2] == ["--per-category"]:
         return per_category(sys.argv[2:])
+    if sys.argv[1:2] == ["--candidates"]:
+        return candidates(sys.argv[2:])
     print("| run | categories | image AUROC % | pixel AUROC % | AUPRO % | fit s | predict ms/img "
           "| peak MiB | memory rows | model MiB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -2,37 +2,64 @@
 # Presets (docs/results.md, "## Presets"): first the selection protocol on validation splits of
 # good training images (examples/select_preset.rs; never reads test images), then every
 # candidate's test results and costs with `ad run` (one process each, fitted on all good
-# training images, --threshold none) on MVTec AD bottle and the 12 PIPED classes.
-# Needs ../shared/datasets (or pass another root as $1). Writes out/presets/.
+# training images, --threshold none) on MVTec AD bottle and the 12 PIPED classes, and the
+# candidates x test table (PIPED means, the two hard classes, bottle, costs).
+#
+#   tools/run_presets.sh [DATA_ROOT] [--test-only]
+#
+# --test-only skips the protocol; a candidate whose out/presets/<name>/<split>/report.json
+# already exists is not run again (delete it to re-run). Needs ../shared/datasets (or another
+# root holding mvtec_ad/ and piped/). Writes out/presets/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${1:-../shared/datasets}
-cargo build --release -p ad-cli --example select_preset
+data=../shared/datasets
+test_only=0
+for a in "$@"; do
+  case $a in
+    --test-only) test_only=1 ;;
+    *) data=$a ;;
+  esac
+done
+mkdir -p out/presets
 cargo build --release -p ad-cli
 ad=target/release/ad
+if [ "$test_only" = 0 ]; then
+  cargo build --release -p ad-cli --example select_preset
+  uptime
+  target/release/examples/select_preset --data "$data" 2> out/presets_validation.log
+fi
 uptime
-target/release/examples/select_preset --data "$data" 2> out/presets_validation.log
-uptime
+# The candidates of examples/select_preset.rs, as `ad run` flags.
 declare -A flags=(
   [lite0-256]=""
   [lite1-256]="--backbone efficientnet-lite1"
   [lite2-256]="--backbone efficientnet-lite2"
   [lite0-320]="--image-size 320"
   [lite0-256-s4s8]="--taps blocks.2,blocks.4"
+  [lite0-256-s4s8s16]="--taps blocks.2,blocks.4,blocks.10"
+  [lite1-256-s4s8]="--backbone efficientnet-lite1 --taps blocks.3,blocks.6"
   [lite0-256-p5]="--config tools/presets/patch5.toml"
   [lite2-320]="--backbone efficientnet-lite2 --image-size 320"
 )
-args=()
-for name in lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-p5 lite2-320; do
-  # shellcheck disable=SC2086
-  $ad run --quiet --model patchcore --threshold none --data "$data/mvtec_ad" --category bottle \
-      --out "out/presets/$name/bottle" --overlays 0 ${flags[$name]} > /dev/null
-  # shellcheck disable=SC2086
-  $ad run --quiet --model patchcore --threshold none --data "$data/piped" --category all \
-      --out "out/presets/$name/piped" --overlays 0 ${flags[$name]} > /dev/null
-  args+=("$name bottle=out/presets/$name/bottle" "$name PIPED mean=out/presets/$name/piped")
+names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 lite1-256-s4s8
+       lite0-256-p5 lite2-320)
+for name in "${names[@]}"; do
+  for split in bottle piped; do
+    out="out/presets/$name/$split"
+    if [ -f "$out/report.json" ]; then
+      echo "$name $split: $out/report.json exists, not re-run"
+      continue
+    fi
+    if [ "$split" = bottle ]; then
+      where=(--data "$data/mvtec_ad" --category bottle)
+    else
+      where=(--data "$data/piped" --category all)
+    fi
+    echo "$(date -u +%H:%M) $name $split ($(cut -d' ' -f1-3 /proc/loadavg))"
+    # shellcheck disable=SC2086
+    $ad run --quiet --model patchcore --threshold none "${where[@]}" --out "$out" \
+        --overlays 0 ${flags[$name]} > /dev/null
+  done
 done
 uptime
-python3 tools/report_table.py "${args[@]}"
-python3 tools/report_table.py --per-category \
-    "fast PIPED=out/presets/lite0-256/piped" "accurate PIPED=out/presets/lite0-256-s4s8/piped"
+python3 tools/report_table.py --candidates "${names[@]/#/out/presets/}"

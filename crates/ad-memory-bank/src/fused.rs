@@ -17,6 +17,10 @@
 //! products are summed in a different order, so distances differ from it by float rounding only.
 //! Each 8 x 32 accumulation is sequential over the dimension with fused multiply-adds, so results do
 //! not depend on the number of threads or the block sizes.
+//!
+//! The same schedule runs on pairs of bf16 values ([`Bf16Pair`], `vdpbf16ps`: two products per
+//! f32 lane and instruction, twice the arithmetic of an f32 FMA on CPUs with AVX512-BF16): the
+//! screening pass of [`crate::screened`], whose approximate values are never returned.
 
 use crate::knn::insert;
 
@@ -47,25 +51,123 @@ pub(crate) fn available() -> bool {
     }
 }
 
-/// Bank rows per packed block for dimension `d`: a multiple of [`NR`], at least one panel.
-pub(crate) fn block_rows(d: usize) -> usize {
-    (BLOCK_BYTES / (4 * d.max(1)) / NR).max(1) * NR
+/// Whether this CPU runs the fused kernel on bf16 pairs (AVX-512F and AVX512-BF16); checked once.
+pub(crate) fn bf16_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static BF16: OnceLock<bool> = OnceLock::new();
+        *BF16.get_or_init(|| available() && std::arch::is_x86_feature_detected!("avx512bf16"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
-/// Packs bank rows `rows` (`len x d`, row-major) into `ceil(len / NR)` panels of `d x NR` values
-/// (`out[panel][p][lane]`); lanes past `len` are zero. `norms_in` are the rows' squared norms;
-/// `norms_out` receives them per panel lane, `+inf` on padding lanes (never a candidate).
-pub(crate) fn pack(
-    rows: &[f32],
+/// Two bf16 values of consecutive dimensions in one 32-bit lane (the lower half holds the even
+/// dimension), as `vdpbf16ps` reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub(crate) struct Bf16Pair(pub(crate) u32);
+
+/// What the fused kernel multiplies: `f32` values (one dimension per lane) or [`Bf16Pair`]s (two).
+pub(crate) trait Lane: Copy + Default + Send + Sync + 'static {
+    /// Whether this CPU runs the kernel on this type.
+    fn available() -> bool;
+
+    /// [`scan_block`] for this type.
+    ///
+    /// # Safety
+    /// [`Lane::available`] is true; `packed` holds `panels * tile.d * NR` values and `norms`
+    /// `panels * NR`; `tile` was built by [`QueryTile::new`].
+    unsafe fn scan<S: Sink>(
+        tile: &mut QueryTile<'_, Self>,
+        sink: &mut S,
+        packed: &[Self],
+        norms: &[f32],
+        panels: usize,
+        first: usize,
+    );
+}
+
+impl Lane for f32 {
+    fn available() -> bool {
+        available()
+    }
+
+    unsafe fn scan<S: Sink>(
+        tile: &mut QueryTile<'_, Self>,
+        sink: &mut S,
+        packed: &[Self],
+        norms: &[f32],
+        panels: usize,
+        first: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            avx512::scan_block_f32(tile, sink, packed, norms, panels, first);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (tile, sink, packed, norms, panels, first);
+            unreachable!("the fused kernel is only available on x86-64");
+        }
+    }
+}
+
+impl Lane for Bf16Pair {
+    fn available() -> bool {
+        bf16_available()
+    }
+
+    unsafe fn scan<S: Sink>(
+        tile: &mut QueryTile<'_, Self>,
+        sink: &mut S,
+        packed: &[Self],
+        norms: &[f32],
+        panels: usize,
+        first: usize,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            avx512::scan_block_bf16(tile, sink, packed, norms, panels, first);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (tile, sink, packed, norms, panels, first);
+            unreachable!("the fused kernel is only available on x86-64");
+        }
+    }
+}
+
+/// Bank rows per packed block for `d` values of `bytes` bytes per row: a multiple of [`NR`], at
+/// least one panel.
+pub(crate) fn block_rows_of(d: usize, bytes: usize) -> usize {
+    (BLOCK_BYTES / (bytes * d.max(1)) / NR).max(1) * NR
+}
+
+/// Bank rows per packed block for dimension `d` (f32): a multiple of [`NR`], at least one panel.
+pub(crate) fn block_rows(d: usize) -> usize {
+    block_rows_of(d, 4)
+}
+
+/// Packs bank rows `rows` (`len x d` values, row-major) into `ceil(len / NR)` panels of `d x NR`
+/// values (`out[panel][p][lane]`); lanes past `len` are zero. `norms_in` are the rows' squared
+/// norms; `norms_out` receives them per panel lane, `+inf` on padding lanes (never a candidate).
+pub(crate) fn pack<E: Lane>(
+    rows: &[E],
     len: usize,
     d: usize,
     norms_in: &[f32],
-    out: &mut Vec<f32>,
+    out: &mut Vec<E>,
     norms_out: &mut Vec<f32>,
 ) {
     let panels = len.div_ceil(NR);
     out.clear();
-    out.resize(panels * d * NR, 0.0);
+    out.resize(panels * d * NR, E::default());
     norms_out.clear();
     norms_out.resize(panels * NR, f32::INFINITY);
     for (j, (row, &n)) in rows.chunks_exact(d).take(len).zip(norms_in).enumerate() {
@@ -179,31 +281,31 @@ pub(crate) fn scan_rows(
 }
 
 /// A tile of queries being scanned and the scratch its register tiles need, allocated once per
-/// tile (not once per bank block).
-pub(crate) struct QueryTile<'a> {
-    queries: &'a [f32],
+/// tile (not once per bank block). `d` counts [`Lane`] values (bf16 pairs: half the dimension).
+pub(crate) struct QueryTile<'a, E: Lane = f32> {
+    queries: &'a [E],
     rows: usize,
     d: usize,
     /// The last, partial register tile of queries, padded with zero rows (`MR x d`).
-    tail: Vec<f32>,
+    tail: Vec<E>,
     /// Partial sums of every register tile between dimension chunks (`groups x MR x NR`;
     /// empty when one chunk covers `d`).
     partial: Vec<f32>,
 }
 
-impl<'a> QueryTile<'a> {
+impl<'a, E: Lane> QueryTile<'a, E> {
     /// A tile of `rows` queries (`rows x d`, row-major).
     ///
     /// # Panics
     /// When `queries` is shorter than `rows * d` (callers validate it).
-    pub(crate) fn new(queries: &'a [f32], rows: usize, d: usize) -> Self {
+    pub(crate) fn new(queries: &'a [E], rows: usize, d: usize) -> Self {
         assert!(
             queries.len() >= rows * d,
             "fused::QueryTile: queries shorter than stated"
         );
         let groups = rows.div_ceil(MR);
         let full = rows / MR * MR;
-        let mut tail = vec![0.0f32; MR * d];
+        let mut tail = vec![E::default(); MR * d];
         tail[..(rows - full) * d].copy_from_slice(&queries[full * d..rows * d]);
         let partial = if d > KC {
             vec![0.0f32; groups * MR * NR]
@@ -220,7 +322,7 @@ impl<'a> QueryTile<'a> {
     }
 
     /// Register tile `g` of the queries: `MR` rows of `d` values.
-    fn group(&self, g: usize) -> &[f32] {
+    fn group(&self, g: usize) -> &[E] {
         let d = self.d;
         if (g + 1) * MR <= self.rows {
             &self.queries[g * MR * d..(g + 1) * MR * d]
@@ -235,25 +337,24 @@ impl<'a> QueryTile<'a> {
 /// (whose rows are the tile's queries).
 ///
 /// # Panics
-/// When [`available`] is false (callers check it) or `packed` is shorter than `norms` says.
-pub(crate) fn scan_block<S: Sink>(
-    tile: &mut QueryTile<'_>,
+/// When [`Lane::available`] is false (callers check it) or `packed` is shorter than `norms` says.
+pub(crate) fn scan_block<S: Sink, E: Lane>(
+    tile: &mut QueryTile<'_, E>,
     sink: &mut S,
-    packed: &[f32],
+    packed: &[E],
     norms: &[f32],
     first: usize,
 ) {
     let panels = norms.len() / NR;
     assert!(
-        available() && norms.len().is_multiple_of(NR) && packed.len() >= panels * tile.d * NR,
+        E::available() && norms.len().is_multiple_of(NR) && packed.len() >= panels * tile.d * NR,
         "fused::scan_block: unsupported CPU or buffer too small"
     );
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present (asserted above); the tile's buffers are sized by
+    // SAFETY: the CPU runs the kernel (asserted above); the tile's buffers are sized by
     // `QueryTile::new` and the block's by the assert above, which bounds every access the
-    // kernel makes (see `avx512::scan_block`).
+    // kernel makes (see `avx512::scan_block_f32`).
     unsafe {
-        avx512::scan_block(tile, sink, packed, norms, panels, first);
+        E::scan(tile, sink, packed, norms, panels, first);
     }
 }
 
@@ -261,91 +362,100 @@ pub(crate) fn scan_block<S: Sink>(
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{KC, MR, NR, QueryTile, Sink};
+    use super::{Bf16Pair, KC, MR, NR, QueryTile, Sink};
 
-    /// # Safety
-    /// The CPU supports AVX-512F; `packed` holds `panels * d * NR` values, `norms`
-    /// `panels * NR`; `tile` was built by `QueryTile::new`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn scan_block<S: Sink>(
-        tile: &mut QueryTile<'_>,
-        sink: &mut S,
-        packed: &[f32],
-        norms: &[f32],
-        panels: usize,
-        first: usize,
-    ) {
-        let (rows, d) = (tile.rows, tile.d);
-        let groups = rows.div_ceil(MR);
-        // Equal chunks (152 = one chunk, 1536 = ten of 154), so no short tail chunk pays the
-        // partial sums' round trip for a few dimensions.
-        let chunk = d.div_ceil(d.div_ceil(KC).max(1));
-        let mut lanes = [0.0f32; NR];
-        let minus_two = _mm512_set1_ps(-2.0);
-        for panel in 0..panels {
-            let b = &packed[panel * d * NR..(panel + 1) * d * NR];
-            let nrm = &norms[panel * NR..panel * NR + NR];
-            // SAFETY: `nrm` holds NR = 32 values: two 16-lane loads.
-            let (n0, n1) = unsafe {
-                (
-                    _mm512_loadu_ps(nrm.as_ptr()),
-                    _mm512_loadu_ps(nrm[16..].as_ptr()),
-                )
-            };
-            let mut c0 = 0;
-            while c0 < d {
-                let c1 = (c0 + chunk).min(d);
-                for g in 0..groups {
-                    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-                    let saved = g * MR * NR..(g + 1) * MR * NR;
-                    if c0 > 0 {
-                        let src = &tile.partial[saved.clone()];
-                        for (r, pair) in acc.iter_mut().enumerate() {
-                            // SAFETY: `src` holds MR x NR values; row r's two halves.
-                            unsafe {
-                                pair[0] = _mm512_loadu_ps(src[r * NR..].as_ptr());
-                                pair[1] = _mm512_loadu_ps(src[r * NR + 16..].as_ptr());
+    /// One entry point per lane type, same body: the register-tile product `$dots` is inlined
+    /// into a function compiled with `$features`.
+    macro_rules! scan_block_fn {
+        ($name:ident, $elem:ty, $features:literal, $dots:ident) => {
+            /// # Safety
+            /// The CPU has the target features; `packed` holds `panels * d * NR` values, `norms`
+            /// `panels * NR`; `tile` was built by `QueryTile::new`.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn $name<S: Sink>(
+                tile: &mut QueryTile<'_, $elem>,
+                sink: &mut S,
+                packed: &[$elem],
+                norms: &[f32],
+                panels: usize,
+                first: usize,
+            ) {
+                let (rows, d) = (tile.rows, tile.d);
+                let groups = rows.div_ceil(MR);
+                // Equal chunks (152 = one chunk, 1536 = ten of 154), so no short tail chunk pays the
+                // partial sums' round trip for a few dimensions.
+                let chunk = d.div_ceil(d.div_ceil(KC).max(1));
+                let mut lanes = [0.0f32; NR];
+                let minus_two = _mm512_set1_ps(-2.0);
+                for panel in 0..panels {
+                    let b = &packed[panel * d * NR..(panel + 1) * d * NR];
+                    let nrm = &norms[panel * NR..panel * NR + NR];
+                    // SAFETY: `nrm` holds NR = 32 values: two 16-lane loads.
+                    let (n0, n1) = unsafe {
+                        (
+                            _mm512_loadu_ps(nrm.as_ptr()),
+                            _mm512_loadu_ps(nrm[16..].as_ptr()),
+                        )
+                    };
+                    let mut c0 = 0;
+                    while c0 < d {
+                        let c1 = (c0 + chunk).min(d);
+                        for g in 0..groups {
+                            let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+                            let saved = g * MR * NR..(g + 1) * MR * NR;
+                            if c0 > 0 {
+                                let src = &tile.partial[saved.clone()];
+                                for (r, pair) in acc.iter_mut().enumerate() {
+                                    // SAFETY: `src` holds MR x NR values; row r's two halves.
+                                    unsafe {
+                                        pair[0] = _mm512_loadu_ps(src[r * NR..].as_ptr());
+                                        pair[1] = _mm512_loadu_ps(src[r * NR + 16..].as_ptr());
+                                    }
+                                }
+                            }
+                            let q = tile.group(g);
+                            // SAFETY: `q` holds MR rows of d values and `b` d x NR values; the chunk
+                            // [c0, c1) lies inside d.
+                            acc = unsafe { $dots(q.as_ptr(), b.as_ptr(), d, c0, c1, acc) };
+                            if c1 < d {
+                                let dst = &mut tile.partial[saved];
+                                for (r, pair) in acc.iter().enumerate() {
+                                    // SAFETY: `dst` holds MR x NR values; row r's two halves.
+                                    unsafe {
+                                        _mm512_storeu_ps(dst[r * NR..].as_mut_ptr(), pair[0]);
+                                        _mm512_storeu_ps(dst[r * NR + 16..].as_mut_ptr(), pair[1]);
+                                    }
+                                }
+                                continue;
+                            }
+                            let live = (rows - g * MR).min(MR);
+                            for (r, pair) in acc.iter().enumerate().take(live) {
+                                let row = g * MR + r;
+                                let v0 = _mm512_fmadd_ps(pair[0], minus_two, n0);
+                                let v1 = _mm512_fmadd_ps(pair[1], minus_two, n1);
+                                let w = _mm512_set1_ps(sink.bound(row));
+                                let hit = (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v1, w) as u32) << 16
+                                    | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v0, w) as u32;
+                                if hit == 0 {
+                                    continue;
+                                }
+                                // SAFETY: `lanes` holds NR = 32 values: two 16-lane stores.
+                                unsafe {
+                                    _mm512_storeu_ps(lanes.as_mut_ptr(), v0);
+                                    _mm512_storeu_ps(lanes[16..].as_mut_ptr(), v1);
+                                }
+                                sink.hits(row, &lanes, hit, first + panel * NR);
                             }
                         }
-                    }
-                    let q = tile.group(g);
-                    // SAFETY: `q` holds MR rows of d values and `b` d x NR values; the chunk
-                    // [c0, c1) lies inside d.
-                    acc = unsafe { dots(q.as_ptr(), b.as_ptr(), d, c0, c1, acc) };
-                    if c1 < d {
-                        let dst = &mut tile.partial[saved];
-                        for (r, pair) in acc.iter().enumerate() {
-                            // SAFETY: `dst` holds MR x NR values; row r's two halves.
-                            unsafe {
-                                _mm512_storeu_ps(dst[r * NR..].as_mut_ptr(), pair[0]);
-                                _mm512_storeu_ps(dst[r * NR + 16..].as_mut_ptr(), pair[1]);
-                            }
-                        }
-                        continue;
-                    }
-                    let live = (rows - g * MR).min(MR);
-                    for (r, pair) in acc.iter().enumerate().take(live) {
-                        let row = g * MR + r;
-                        let v0 = _mm512_fmadd_ps(pair[0], minus_two, n0);
-                        let v1 = _mm512_fmadd_ps(pair[1], minus_two, n1);
-                        let w = _mm512_set1_ps(sink.bound(row));
-                        let hit = (_mm512_cmp_ps_mask::<_CMP_LT_OQ>(v1, w) as u32) << 16
-                            | _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v0, w) as u32;
-                        if hit == 0 {
-                            continue;
-                        }
-                        // SAFETY: `lanes` holds NR = 32 values: two 16-lane stores.
-                        unsafe {
-                            _mm512_storeu_ps(lanes.as_mut_ptr(), v0);
-                            _mm512_storeu_ps(lanes[16..].as_mut_ptr(), v1);
-                        }
-                        sink.hits(row, &lanes, hit, first + panel * NR);
+                        c0 = c1;
                     }
                 }
-                c0 = c1;
             }
-        }
+        };
     }
+
+    scan_block_fn!(scan_block_f32, f32, "avx512f", dots);
+    scan_block_fn!(scan_block_bf16, Bf16Pair, "avx512f,avx512bf16", dots_bf16);
 
     /// The 8 x 32 register tile: `acc[r][h]` lane `l` += `sum_{p in [c0, c1)} q[r][p] * b[p][16 h + l]`,
     /// accumulated sequentially over `p` with fused multiply-adds (so splitting the dimension into
@@ -374,6 +484,40 @@ mod avx512 {
                     let a = _mm512_set1_ps(*q.add(r * d + p));
                     pair[0] = _mm512_fmadd_ps(a, b0, pair[0]);
                     pair[1] = _mm512_fmadd_ps(a, b1, pair[1]);
+                }
+            }
+        }
+        acc
+    }
+    /// [`dots`] on bf16 pairs: `acc[r][h]` lane `l` += the two products of query `r`'s pair `p`
+    /// and bank row `16 h + l`'s pair `p`, for `p` in `[c0, c1)` (`vdpbf16ps`: exact products,
+    /// f32 sums, denormal inputs and results flushed to zero).
+    ///
+    /// # Safety
+    /// AVX-512F and AVX512-BF16; `q` points at `MR` rows of `d` pairs, `b` at `d x NR` pairs,
+    /// `c0 <= c1 <= d`.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    #[inline]
+    unsafe fn dots_bf16(
+        q: *const Bf16Pair,
+        b: *const Bf16Pair,
+        d: usize,
+        c0: usize,
+        c1: usize,
+        mut acc: [[__m512; 2]; MR],
+    ) -> [[__m512; 2]; MR] {
+        let (q, b) = (q.cast::<i32>(), b.cast::<i32>());
+        for p in c0..c1 {
+            // SAFETY: p < d, so b + p * NR + 31 and q + r * d + p (r < MR) are inside the
+            // caller's buffers; `__m512bh` is 32 bf16 values, the bits of one `__m512i`.
+            unsafe {
+                let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(p * NR).cast()));
+                let b1: __m512bh =
+                    std::mem::transmute(_mm512_loadu_si512(b.add(p * NR + 16).cast()));
+                for (r, pair) in acc.iter_mut().enumerate() {
+                    let a: __m512bh = std::mem::transmute(_mm512_set1_epi32(*q.add(r * d + p)));
+                    pair[0] = _mm512_dpbf16_ps(pair[0], a, b0);
+                    pair[1] = _mm512_dpbf16_ps(pair[1], a, b1);
                 }
             }
         }

@@ -10,6 +10,7 @@ use crate::error::{MemoryBankError, Result, check_matrix};
 use crate::fused;
 use crate::matmul::gemm_abt;
 use crate::pruned::{self, PruneStats, Pruner};
+use crate::screened::{self, Screen, ScreenStats};
 
 /// `k` nearest neighbours of `nq` queries: row-major `nq x k` arrays.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,12 +119,17 @@ pub struct BruteForce {
     pruner: std::sync::OnceLock<Option<Pruner>>,
     /// How the bounds have done so far on this bank's queries.
     record: PruneRecord,
+    /// The bf16 copy of [`KnnKernel::Screened`], built on its first search (`None` inside
+    /// where the CPU cannot run it).
+    screen: std::sync::OnceLock<Option<Screen>>,
+    /// How the bf16 screen has done so far on this bank's queries.
+    screen_record: PruneRecord,
 }
 
-/// Queries the pruned kernel has served and how many of them it had to scan in full: once more
-/// than a quarter did (the bounds list too much of this bank: PIPED's 3,276-row banks, 30-45 %;
-/// bottle's 21,401 rows, 0-3.4 %), [`KnnKernel::Pruned`] stops trying and scans every row
-/// directly (same results; saves the two 16-d passes).
+/// Queries the pruned (or screened) kernel has served and how many of them it had to scan in
+/// full: once more than a quarter did (the bounds list too much of this bank: PIPED's 3,276-row
+/// banks, 30-45 %; bottle's 21,401 rows, 0-3.4 %), the kernel stops trying and the next one
+/// runs (same results; saves the passes that did not pay).
 #[derive(Debug, Default)]
 struct PruneRecord {
     queries: std::sync::atomic::AtomicU64,
@@ -176,7 +182,26 @@ impl BruteForce {
             norms,
             pruner: std::sync::OnceLock::new(),
             record: PruneRecord::default(),
+            screen: std::sync::OnceLock::new(),
+            screen_record: PruneRecord::default(),
         }
+    }
+
+    /// The bf16 screen's copy of the bank, built once; `None` where the CPU cannot run it.
+    fn screen(&self) -> Option<&Screen> {
+        self.screen
+            .get_or_init(|| {
+                let (n, d) = (self.bank.len(), self.bank.dim());
+                let screen = Screen::build(self.bank.as_slice(), n, d, &self.norms);
+                if let Some(s) = &screen {
+                    log::debug!(
+                        "bf16-screened k-NN: {n} x {d} bank, {:.1} MiB copy",
+                        s.bytes() as f64 / (1 << 20) as f64
+                    );
+                }
+                screen
+            })
+            .as_ref()
     }
 
     /// The pruned search's bounds, built once (a PCA of the bank and every row's 16-d
@@ -198,11 +223,19 @@ impl BruteForce {
             .as_ref()
     }
 
-    /// Builds [`KnnKernel::Pruned`]'s bounds now rather than on the first search (a PCA of the
-    /// bank and every row's 16-d coordinates: tens of milliseconds for PatchCore's banks), so
-    /// that no search's latency includes them. Idempotent.
+    /// Builds what [`KnnKernel::Auto`] will use now rather than on the first search (the
+    /// pruned kernel's bounds: a PCA of the bank and every row's 16-d coordinates; where they
+    /// do not pay, the bf16 screen's copy of the bank: tens of milliseconds for PatchCore's
+    /// banks), so that no search's latency includes them. Idempotent.
     pub fn prepare(&self) {
-        self.pruner();
+        if self.pruner().is_none() {
+            self.screen();
+        }
+    }
+
+    /// Whether [`KnnKernel::Screened`] runs on this bank and CPU (false: it runs the fused scan).
+    pub fn screens(&self) -> bool {
+        self.screen().is_some()
     }
 
     /// Whether [`KnnKernel::Pruned`] prunes on this bank (false: it runs the fused scan).
@@ -242,21 +275,47 @@ impl BruteForce {
              {full} queries scanned in full)",
             100.0 * exact as f64 / pairs.max(1) as f64
         );
-        let mut distances = Vec::with_capacity(nq * k);
-        let mut indices = Vec::with_capacity(nq * k);
-        for (t, (cd, ci, _)) in parts.into_iter().enumerate() {
-            for (r, (ds, is)) in cd.chunks_exact(k).zip(ci.chunks_exact(k)).enumerate() {
-                let q = t * tile + r;
-                let qn = sq_norm(&queries[q * d..(q + 1) * d]);
-                distances.extend(ds.iter().map(|&v| distance(v, qn)));
-                indices.extend_from_slice(is);
-            }
-        }
-        KnnResult {
-            distances,
-            indices,
-            k,
-        }
+        tiles_to_result(queries, d, k, parts.into_iter().map(|(cd, ci, _)| (cd, ci)))
+    }
+
+    /// [`KnnKernel::Screened`]'s search: tiles of queries in parallel, each screened in bf16
+    /// then checked exactly.
+    fn search_screened(&self, screen: &Screen, queries: &[f32], nq: usize, k: usize) -> KnnResult {
+        let d = self.bank.dim();
+        // Enough tiles for every thread on small batches (one image's patches).
+        let threads = rayon::current_num_threads().max(1);
+        let tile = screened::TILE_QUERIES
+            .min(nq.div_ceil(threads))
+            .max(fused::MR);
+        let parts: Vec<(Vec<f32>, Vec<u32>, ScreenStats)> = (0..nq.div_ceil(tile))
+            .into_par_iter()
+            .map(|t| {
+                let (q0, q1) = (t * tile, ((t + 1) * tile).min(nq));
+                let mut stats = ScreenStats::default();
+                let (cd, ci) = screen.search_tile(
+                    self.bank.as_slice(),
+                    &self.norms,
+                    d,
+                    &queries[q0 * d..q1 * d],
+                    q1 - q0,
+                    k,
+                    &mut stats,
+                );
+                (cd, ci, stats)
+            })
+            .collect();
+        let (exact, pairs, full) = parts
+            .iter()
+            .fold((0u64, 0u64, 0u64), |(e, p, f), (_, _, s)| {
+                (e + s.exact, p + s.pairs, f + s.full_scans)
+            });
+        self.screen_record.add(nq as u64, full);
+        log::debug!(
+            "bf16-screened k-NN: {nq} queries, k = {k}: {exact} exact values ({:.3} % of a full \
+             scan; {full} queries scanned in full)",
+            100.0 * exact as f64 / pairs.max(1) as f64
+        );
+        tiles_to_result(queries, d, k, parts.into_iter().map(|(cd, ci, _)| (cd, ci)))
     }
 
     /// The indexed bank.
@@ -336,7 +395,9 @@ impl BruteForce {
 
     /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare them;
     /// [`KnnKernel::Pruned`] falls back to the fused scan where its bounds do not pay or
-    /// `k > 16`, and [`KnnKernel::Fused`] to `gemm` on CPUs without AVX-512F).
+    /// `k > 16`, [`KnnKernel::Screened`] where the CPU has no AVX512-BF16 or `k > 64`,
+    /// [`KnnKernel::Auto`] tries both in that order, and [`KnnKernel::Fused`] falls back to
+    /// `gemm` on CPUs without AVX-512F).
     pub fn search_on(
         &self,
         queries: &[f32],
@@ -346,12 +407,20 @@ impl BruteForce {
     ) -> Result<KnnResult> {
         let (n, d) = (self.bank.len(), self.bank.dim());
         check_search(queries, nq, d, k, n)?;
-        if kernel == KnnKernel::Pruned
+        let auto = kernel == KnnKernel::Auto;
+        if (auto || kernel == KnnKernel::Pruned)
             && k <= pruned::MAX_K
             && self.record.worth_trying()
             && let Some(pruner) = self.pruner()
         {
             return Ok(self.search_pruned(pruner, queries, nq, k));
+        }
+        if (auto || kernel == KnnKernel::Screened)
+            && k <= screened::MAX_K
+            && self.screen_record.worth_trying()
+            && let Some(screen) = self.screen()
+        {
+            return Ok(self.search_screened(screen, queries, nq, k));
         }
         let fused = kernel != KnnKernel::Gemm && fused::available();
         // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
@@ -418,15 +487,27 @@ impl BruteForce {
     }
 }
 
-/// The distance kernel of [`BruteForce`].
+/// The distance kernel of [`BruteForce`]. Every kernel returns the same neighbours and
+/// distances as [`KnnKernel::Fused`], bit for bit ([`KnnKernel::Gemm`]: up to float rounding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KnnKernel {
+    /// [`KnnKernel::Pruned`] where its bounds pay, else [`KnnKernel::Screened`] where the CPU
+    /// runs it, else [`KnnKernel::Fused`] (the default).
+    Auto,
     /// [`KnnKernel::Fused`] on the rows that lower bounds from the bank's 15-d principal
-    /// subspace cannot rule out (bit-identical results; the default). Where the bounds would
-    /// not pay or are not built (less than 75 % of the variance in the subspace, fewer than
-    /// 2,048 rows, `d` outside 64..=512, `k > 16`, no AVX-512F, or once more than a quarter of
-    /// the first 4,096 or more queries needed a full scan anyway), the fused scan of every row.
+    /// subspace cannot rule out. Where the bounds would not pay or are not built (less than
+    /// 75 % of the variance in the subspace, fewer than 2,048 rows, `d` outside 64..=512,
+    /// `k > 16`, no AVX-512F, or once more than a quarter of the first 4,096 or more queries
+    /// needed a full scan anyway), the fused scan of every row.
     Pruned,
+    /// Every row screened in bf16 (the fused schedule on `vdpbf16ps`, twice the arithmetic per
+    /// instruction), then exact f32 values for the rows whose screened value is within a
+    /// rigorous rounding allowance of the `k`-th: for wide features where nothing can be
+    /// pruned (WideResNet-50's 1,536-d). Needs AVX512-BF16, `k <= 64` and at least 256 rows of
+    /// at least 32 dimensions (else the fused scan); a query keeping more than a tenth of the
+    /// bank is scanned in full, and after a quarter of the first 4,096 or more queries did,
+    /// the bank is always scanned in full. Holds a bf16 copy of the bank (half its memory).
+    Screened,
     /// Distances and top-k in one AVX-512 pass, no distance matrix (`gemm` where AVX-512F is
     /// missing).
     Fused,
@@ -440,7 +521,7 @@ impl KnnIndex for BruteForce {
     }
 
     fn search(&self, queries: &[f32], nq: usize, k: usize) -> Result<KnnResult> {
-        self.search_on(queries, nq, k, KnnKernel::Pruned)
+        self.search_on(queries, nq, k, KnnKernel::Auto)
     }
 
     fn len(&self) -> usize {
@@ -449,6 +530,33 @@ impl KnnIndex for BruteForce {
 
     fn dim(&self) -> usize {
         self.bank.dim()
+    }
+}
+
+/// Euclidean distances from the candidate lists of consecutive query tiles (`rows x k` values
+/// `||m||^2 - 2 q.m` and indices per tile, in query order).
+fn tiles_to_result(
+    queries: &[f32],
+    d: usize,
+    k: usize,
+    tiles: impl Iterator<Item = (Vec<f32>, Vec<u32>)>,
+) -> KnnResult {
+    let nq = queries.len() / d.max(1);
+    let mut distances = Vec::with_capacity(nq * k);
+    let mut indices = Vec::with_capacity(nq * k);
+    let mut q = 0;
+    for (cd, ci) in tiles {
+        for (ds, is) in cd.chunks_exact(k).zip(ci.chunks_exact(k)) {
+            let qn = sq_norm(&queries[q * d..(q + 1) * d]);
+            distances.extend(ds.iter().map(|&v| distance(v, qn)));
+            indices.extend_from_slice(is);
+            q += 1;
+        }
+    }
+    KnnResult {
+        distances,
+        indices,
+        k,
     }
 }
 
@@ -550,7 +658,12 @@ pub(crate) mod tests {
                     continue;
                 }
                 let want = naive_search(&bank, &q, nq, k).unwrap();
-                for kernel in [KnnKernel::Gemm, KnnKernel::Fused] {
+                for kernel in [
+                    KnnKernel::Gemm,
+                    KnnKernel::Fused,
+                    KnnKernel::Screened,
+                    KnnKernel::Auto,
+                ] {
                     let got = idx.search_on(&q, nq, k, kernel).unwrap();
                     assert_close(&got, &want, 1e-4);
                 }
@@ -602,6 +715,29 @@ pub(crate) mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn screened_equals_fused_through_the_index() {
+        if !crate::fused::bf16_available() {
+            eprintln!("bf16-screened k-NN not tested: this CPU has no AVX512-BF16");
+            return;
+        }
+        // Two query tiles and a short one; a wide bank (several dimension chunks, odd d).
+        for (n, d, nq) in [(3000usize, 1535usize, 530usize), (5000, 152, 37)] {
+            let bank = MemoryBank::from_rows(random(n, d, 3), d).unwrap();
+            let q = random(nq, d, 4);
+            let idx = BruteForce::new(bank);
+            idx.prepare();
+            assert!(idx.screens(), "n = {n}, d = {d}");
+            for k in [1usize, 9, 64] {
+                let want = idx.search_on(&q, nq, k, KnnKernel::Fused).unwrap();
+                for kernel in [KnnKernel::Screened, KnnKernel::Auto] {
+                    let got = idx.search_on(&q, nq, k, kernel).unwrap();
+                    assert_eq!(got, want, "n = {n}, d = {d}, k = {k}, {kernel:?}");
+                }
+            }
+        }
     }
 
     #[test]

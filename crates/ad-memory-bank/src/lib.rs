@@ -36,6 +36,7 @@ pub mod knn;
 mod matmul;
 pub mod projection;
 mod pruned;
+mod screened;
 mod simd;
 mod subspace;
 

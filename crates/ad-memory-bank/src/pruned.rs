@@ -329,7 +329,7 @@ impl Sink for Listed {
 /// # Panics
 /// When more than 16 ids are given, an id is out of range, or the fused kernel is unavailable
 /// (callers check all three).
-fn exact_values(
+pub(crate) fn exact_values(
     q: &[f32],
     bank: &[f32],
     norms: &[f32],
