@@ -150,6 +150,7 @@ impl ProjectionKind {
                     out_dim: dim,
                     in_dim: d_in,
                     data,
+                    sparse: None,
                 }
             }
             ProjectionKind::LinearUniform { dim } => {
@@ -161,6 +162,7 @@ impl ProjectionKind {
                     out_dim: dim,
                     in_dim: d_in,
                     data,
+                    sparse: None,
                 }
             }
             ProjectionKind::SparseJl { eps } => {
@@ -219,19 +221,142 @@ fn sparse_matrix(
             }
         }
     }
+    let sparse = SparseRows::of(&data, out_dim, in_dim);
     Ok(ProjectionMatrix {
         out_dim,
         in_dim,
         data,
+        sparse,
     })
 }
 
-/// A dense projection matrix `out_dim x in_dim` (row-major); projects rows `x` to `W x`.
+/// The non-zeros of a matrix whose entries are all `0` or `+-scale` (the sparse JL projection),
+/// per output row: the input columns to add, then those to subtract.
+#[derive(Clone, Debug, PartialEq)]
+struct SparseRows {
+    scale: f32,
+    /// Per output row `o`: `cols[starts[o]..splits[o]]` are added, `cols[splits[o]..starts[o + 1]]`
+    /// subtracted (ascending columns in each part).
+    starts: Vec<usize>,
+    splits: Vec<usize>,
+    cols: Vec<u32>,
+}
+
+/// Rows per tile of the sparse evaluation (one AVX-512 vector of f32).
+const SPARSE_TILE: usize = 16;
+
+impl SparseRows {
+    /// The sparse form of `data` (`out_dim x in_dim`), or `None` unless every entry is `0` or
+    /// `+-s` for one `s > 0` and at most a quarter are non-zero (then a dense product is cheaper).
+    fn of(data: &[f32], out_dim: usize, in_dim: usize) -> Option<Self> {
+        let scale = data.iter().map(|v| v.abs()).find(|&v| v > 0.0)?;
+        let nnz = data.iter().filter(|&&v| v != 0.0).count();
+        if data.iter().any(|&v| v != 0.0 && v.abs() != scale) || 4 * nnz > data.len() {
+            return None;
+        }
+        let mut starts = Vec::with_capacity(out_dim + 1);
+        let mut splits = Vec::with_capacity(out_dim);
+        let mut cols = Vec::with_capacity(nnz);
+        for row in data.chunks_exact(in_dim) {
+            starts.push(cols.len());
+            cols.extend((0..in_dim as u32).filter(|&j| row[j as usize] > 0.0));
+            splits.push(cols.len());
+            cols.extend((0..in_dim as u32).filter(|&j| row[j as usize] < 0.0));
+        }
+        starts.push(cols.len());
+        Some(Self {
+            scale,
+            starts,
+            splits,
+            cols,
+        })
+    }
+
+    /// Projects `rows` (`len x in_dim`, at most [`SPARSE_TILE`] rows) into `out` (`len x
+    /// out_dim`): per output, `scale * (sum of the added inputs - sum of the subtracted)`, each
+    /// sum taken in ascending column order (the rows of a tile are the lanes of one vector).
+    #[inline(always)]
+    fn project_tile(&self, rows: &[f32], in_dim: usize, out: &mut [f32], scratch: &mut Vec<f32>) {
+        let len = rows.len() / in_dim;
+        let out_dim = self.splits.len();
+        // The tile transposed: `scratch[j * SPARSE_TILE + lane]` = row `lane`, column `j`.
+        scratch.clear();
+        scratch.resize(in_dim * SPARSE_TILE, 0.0);
+        for (lane, row) in rows.chunks_exact(in_dim).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                scratch[j * SPARSE_TILE + lane] = v;
+            }
+        }
+        let column = |j: u32| -> &[f32; SPARSE_TILE] {
+            let at = j as usize * SPARSE_TILE;
+            scratch[at..at + SPARSE_TILE]
+                .try_into()
+                .expect("a tile column holds SPARSE_TILE values")
+        };
+        for o in 0..out_dim {
+            let (mut plus, mut minus) = ([0.0f32; SPARSE_TILE], [0.0f32; SPARSE_TILE]);
+            for &j in &self.cols[self.starts[o]..self.splits[o]] {
+                let c = column(j);
+                for l in 0..SPARSE_TILE {
+                    plus[l] += c[l];
+                }
+            }
+            for &j in &self.cols[self.splits[o]..self.starts[o + 1]] {
+                let c = column(j);
+                for l in 0..SPARSE_TILE {
+                    minus[l] += c[l];
+                }
+            }
+            for (lane, dst) in out.chunks_exact_mut(out_dim).take(len).enumerate() {
+                dst[o] = self.scale * (plus[lane] - minus[lane]);
+            }
+        }
+    }
+
+    /// [`Self::project_tile`] compiled for AVX-512F (same results: lane-wise IEEE additions).
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn project_tile_avx512(
+        &self,
+        rows: &[f32],
+        in_dim: usize,
+        out: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        self.project_tile(rows, in_dim, out, scratch);
+    }
+
+    /// Projects `n` rows (`n x in_dim`) into `out` (`n x out_dim`), tiles in parallel.
+    fn project(&self, features: &[f32], in_dim: usize, out: &mut [f32]) {
+        let out_dim = self.splits.len();
+        out.par_chunks_mut(SPARSE_TILE * out_dim)
+            .zip(features.par_chunks(SPARSE_TILE * in_dim))
+            .for_each_init(Vec::new, |scratch, (dst, src)| {
+                #[cfg(target_arch = "x86_64")]
+                if crate::fused::available() {
+                    // SAFETY: AVX-512F is present (checked just above).
+                    unsafe { self.project_tile_avx512(src, in_dim, dst, scratch) };
+                    return;
+                }
+                self.project_tile(src, in_dim, dst, scratch);
+            });
+    }
+}
+
+/// A projection matrix `out_dim x in_dim` (row-major); projects rows `x` to `W x`.
+///
+/// The sparse JL matrix ([`ProjectionKind::SparseJl`]) is evaluated through its non-zeros
+/// (about `1 / sqrt(in_dim)` of the entries, all `+-s`: per output, `s` times a sum of inputs
+/// minus another), a dense product otherwise.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProjectionMatrix {
     out_dim: usize,
     in_dim: usize,
     data: Vec<f32>,
+    sparse: Option<SparseRows>,
 }
 
 impl ProjectionMatrix {
@@ -242,6 +367,7 @@ impl ProjectionMatrix {
             out_dim,
             in_dim,
             data,
+            sparse: None,
         })
     }
 
@@ -265,6 +391,10 @@ impl ProjectionMatrix {
         check_matrix("features", features, n, self.in_dim)?;
         const BLOCK: usize = 2048;
         let mut out = vec![0.0f32; n * self.out_dim];
+        if let Some(sparse) = &self.sparse {
+            sparse.project(features, self.in_dim, &mut out);
+            return Ok(out);
+        }
         out.par_chunks_mut(BLOCK * self.out_dim)
             .zip(features.par_chunks(BLOCK * self.in_dim))
             .for_each(|(dst, src)| {
@@ -308,6 +438,31 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(m, again, "same seed, same matrix");
+    }
+
+    #[test]
+    fn sparse_evaluation_matches_the_dense_product_and_is_row_independent() {
+        let (n, d_in) = (37, 400);
+        let x: Vec<f32> = (0..n * d_in)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let m = ProjectionKind::SparseJl { eps: 0.9 }
+            .matrix(1000, d_in, 7)
+            .unwrap()
+            .unwrap();
+        assert!(m.sparse.is_some(), "the JL matrix is evaluated sparsely");
+        let y = m.project(&x, n).unwrap();
+        let dense = ProjectionMatrix::from_rows(m.as_slice().to_vec(), m.out_dim(), d_in).unwrap();
+        assert!(dense.sparse.is_none());
+        let want = dense.project(&x, n).unwrap();
+        for (j, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert!((a - b).abs() < 1e-4, "value {j}: sparse {a}, dense {b}");
+        }
+        // A row's projection does not depend on the rows around it (partial tiles included).
+        let tail = m.project(&x[5 * d_in..], n - 5).unwrap();
+        assert_eq!(tail, y[5 * m.out_dim()..]);
+        let one = m.project(&x[20 * d_in..21 * d_in], 1).unwrap();
+        assert_eq!(one, y[20 * m.out_dim()..21 * m.out_dim()]);
     }
 
     #[test]

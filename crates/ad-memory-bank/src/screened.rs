@@ -125,23 +125,53 @@ impl Screen {
         {
             return None;
         }
+        // Sums per chunk of 1,024 rows in parallel, then in chunk order (the same centre for
+        // the same bank whatever the threads).
+        let parts: Vec<Vec<f64>> = bank[..n * d]
+            .par_chunks(1024 * d)
+            .map(|rows| {
+                let mut sum = vec![0.0f64; d];
+                for row in rows.chunks_exact(d) {
+                    for (s, &v) in sum.iter_mut().zip(row) {
+                        *s += f64::from(v);
+                    }
+                }
+                sum
+            })
+            .collect();
         let mut sum = vec![0.0f64; d];
-        for row in bank[..n * d].chunks_exact(d) {
-            for (s, &v) in sum.iter_mut().zip(row) {
-                *s += f64::from(v);
+        for part in &parts {
+            for (s, v) in sum.iter_mut().zip(part) {
+                *s += v;
             }
         }
         let centre: Vec<f32> = sum.iter().map(|s| (s / n as f64) as f32).collect();
+        // Rounded straight into the panel layout (no row-major intermediate: the copy is
+        // already half the bank), a panel of NR rows per task.
         let d2 = d.div_ceil(2);
-        let mut rounded = vec![Bf16Pair::default(); n * d2];
-        let (sq, err): (Vec<f64>, Vec<f64>) = rounded
-            .par_chunks_mut(d2)
-            .zip(bank[..n * d].par_chunks(d))
-            .map(|(out, row)| round_centred(row, &centre, out))
-            .unzip();
-        let lane_norms: Vec<f32> = sq.iter().map(|&s| s as f32).collect();
-        let a_max = sq.iter().fold(0.0f64, |a, &s| a.max(s)).sqrt();
-        let eps_max = err.iter().fold(0.0f64, |a, &e| a.max(e));
+        let panels = n.div_ceil(NR);
+        let mut packed = vec![Bf16Pair::default(); panels * d2 * NR];
+        let mut lane_norms = vec![f32::INFINITY; panels * NR];
+        let (a_max, eps_max) = packed
+            .par_chunks_mut(d2 * NR)
+            .zip(lane_norms.par_chunks_mut(NR))
+            .enumerate()
+            .map(|(panel, (dst, lane_norm))| {
+                let mut row = vec![Bf16Pair::default(); d2];
+                let (mut a_max, mut eps_max) = (0.0f64, 0.0f64);
+                for lane in 0..NR.min(n - panel * NR) {
+                    let j = panel * NR + lane;
+                    let (sq, err) = round_centred(&bank[j * d..(j + 1) * d], &centre, &mut row);
+                    for (p, &v) in row.iter().enumerate() {
+                        dst[p * NR + lane] = v;
+                    }
+                    lane_norm[lane] = sq as f32;
+                    a_max = a_max.max(sq.sqrt());
+                    eps_max = eps_max.max(err);
+                }
+                (a_max, eps_max)
+            })
+            .reduce(|| (0.0, 0.0), |a, b| (a.0.max(b.0), a.1.max(b.1)));
         let m_max = norms
             .iter()
             .fold(0.0f64, |a, &s| a.max(f64::from(s)))
@@ -149,12 +179,10 @@ impl Screen {
         if !(a_max.is_finite() && eps_max.is_finite() && m_max.is_finite()) {
             return None;
         }
-        let (mut packed, mut packed_norms) = (Vec::new(), Vec::new());
-        fused::pack(&rounded, n, d2, &lane_norms, &mut packed, &mut packed_norms);
         Some(Self {
             centre,
             packed,
-            norms: packed_norms,
+            norms: lane_norms,
             a_max,
             eps_max,
             m_max,

@@ -2,12 +2,14 @@
 //!
 //! A counting global allocator records the peak of live heap bytes. The default test uses the real
 //! PatchCore shape (N = 164,000 bank vectors of d = 1536, i.e. a 1.0 GB bank, 4 queries, k = 9) and
-//! checks that building adds only the squared norms and searching adds at most 16 MiB over the bank.
+//! checks that building adds only the squared norms, that the default kernel's first search adds
+//! its one cached copy (the bf16 screen: half the bank) and at most 16 MiB more, and that every
+//! later search, and any search of the full fused scan, adds at most 16 MiB over the bank.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use ad_memory_bank::{BruteForce, KnnIndex, MemoryBank};
+use ad_memory_bank::{BruteForce, KnnIndex, KnnKernel, MemoryBank};
 
 struct Counting;
 
@@ -81,19 +83,43 @@ fn search_over_patchcore_sized_bank_has_bounded_peak() {
         "build allocated {build_extra} bytes"
     );
 
+    let before_fused = reset_peak();
+    let fused = index.search_on(&queries, nq, k, KnnKernel::Fused).unwrap();
+    let fused_extra = PEAK.load(Ordering::Relaxed) - before_fused;
+
+    let before_first = reset_peak();
+    let first = index.search(&queries, nq, k).unwrap();
+    let first_extra = PEAK.load(Ordering::Relaxed) - before_first;
+    // The cached copy (if this CPU runs the bf16 screen) stays allocated.
+    let cached = LIVE.load(Ordering::Relaxed) - before_first;
+
     let before_search = reset_peak();
     let result = index.search(&queries, nq, k).unwrap();
     let search_extra = PEAK.load(Ordering::Relaxed) - before_search;
     println!(
-        "bank {} MiB, build +{} KiB, search peak +{} KiB",
+        "bank {} MiB, build +{} KiB, fused search peak +{} KiB, first search peak +{} KiB \
+         (cached {} KiB), search peak +{} KiB",
         bank_bytes / MIB,
         build_extra / 1024,
+        fused_extra / 1024,
+        first_extra / 1024,
+        cached / 1024,
         search_extra / 1024
+    );
+    assert!(
+        fused_extra <= 16 * MIB,
+        "fused search peak {fused_extra} bytes over a {bank_bytes}-byte bank"
+    );
+    assert!(
+        cached <= bank_bytes / 2 + MIB && first_extra <= cached + 16 * MIB,
+        "first search peak {first_extra} bytes, {cached} kept, over a {bank_bytes}-byte bank"
     );
     assert!(
         search_extra <= 16 * MIB,
         "search peak {search_extra} bytes over a {bank_bytes}-byte bank"
     );
+    assert_eq!(first, fused, "default kernel = full fused scan");
+    assert_eq!(result, fused);
     for q in 0..nq {
         assert_eq!(
             result.row_indices(q)[0] as usize,
