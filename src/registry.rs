@@ -11,6 +11,7 @@ use std::path::Path;
 
 use ad_backbone::BackboneKind;
 use ad_cflow::{Cflow, CflowConfig};
+use ad_core::ensemble::{Ensemble, EnsembleParams};
 use ad_core::tiling::{Tiled, TilingConfig};
 use ad_core::{DetectorError, DynDetector};
 use ad_padim::{Padim, PadimConfig};
@@ -47,6 +48,129 @@ pub enum DetectorConfig {
     Classifier(ClassifierConfig),
     /// Any of the above run tile by tile on large images ([`ad_core::tiling`]).
     Tiled(TiledConfig),
+    /// Several of the above on the same images, their maps standardised on held-out good
+    /// images and averaged ([`ad_core::ensemble`]).
+    Ensemble(EnsembleConfig),
+}
+
+/// Several detectors on the same images ([`ad_core::ensemble::Ensemble`]): every member is
+/// measured on `holdout` of the good images (fitted on the rest), then fitted on all of them;
+/// a prediction averages the members' maps, each standardised by its mean and standard
+/// deviation on the held-out images. The members see the ensemble's `preprocess`.
+///
+/// ```toml
+/// model = "ensemble"
+/// holdout = 0.25
+/// [[members]]
+/// model = "patchcore"
+/// [[members]]
+/// model = "padim"
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnsembleConfig {
+    /// Fraction of the good images held out to measure each member's scale.
+    #[serde(default = "default_holdout")]
+    pub holdout: f64,
+    /// Seed of the hold-out.
+    #[serde(default = "default_ensemble_seed")]
+    pub seed: u64,
+    /// Preprocessing of every member.
+    #[serde(default)]
+    pub preprocess: ad_core::PreprocessConfig,
+    /// The members (at least two: PatchCore, PaDiM, CFlow or a student).
+    pub members: Vec<DetectorConfig>,
+}
+
+fn default_holdout() -> f64 {
+    EnsembleParams::default().holdout
+}
+
+fn default_ensemble_seed() -> u64 {
+    EnsembleParams::default().seed
+}
+
+impl Default for EnsembleConfig {
+    /// The `fast` and `accurate` PatchCore presets together.
+    fn default() -> Self {
+        let mut accurate = PatchcoreConfig::default();
+        ACCURATE(&mut accurate);
+        Self::of(vec![
+            DetectorConfig::Patchcore(PatchcoreConfig::default()),
+            DetectorConfig::Patchcore(accurate),
+        ])
+    }
+}
+
+impl EnsembleConfig {
+    /// An ensemble of `members` with the default hold-out; the first member's preprocessing
+    /// becomes the ensemble's.
+    pub fn of(members: Vec<DetectorConfig>) -> Self {
+        let preprocess = members
+            .first()
+            .map(|m| m.preprocess().clone())
+            .unwrap_or_default();
+        let params = EnsembleParams::default();
+        Self {
+            holdout: params.holdout,
+            seed: params.seed,
+            preprocess,
+            members,
+        }
+    }
+
+    /// The hold-out parameters.
+    pub fn params(&self) -> EnsembleParams {
+        EnsembleParams {
+            holdout: self.holdout,
+            seed: self.seed,
+        }
+    }
+
+    /// The members' configs with the ensemble's preprocessing; a member that sets another
+    /// one, or that cannot be a member (a classifier, a tiled model, an ensemble), is refused.
+    pub fn members(&self) -> Result<Vec<DetectorConfig>, Error> {
+        let bad = |reason: String| {
+            Error::Core(ad_core::CoreError::InvalidParameter {
+                name: "ensemble",
+                reason,
+            })
+        };
+        if self.members.len() < 2 {
+            return Err(bad(format!(
+                "needs at least 2 members, got {}",
+                self.members.len()
+            )));
+        }
+        self.members
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                if matches!(
+                    m,
+                    DetectorConfig::Classifier(_)
+                        | DetectorConfig::Tiled(_)
+                        | DetectorConfig::Ensemble(_)
+                ) {
+                    return Err(bad(format!(
+                        "member {j}: a {} cannot be an ensemble member (use patchcore, padim, \
+                         cflow or student)",
+                        m.name()
+                    )));
+                }
+                let own = m.preprocess();
+                if *own != ad_core::PreprocessConfig::default() && *own != self.preprocess {
+                    return Err(bad(format!(
+                        "member {j} sets its own preprocess {own:?}; set [preprocess] on the \
+                         ensemble (all members see the same images)"
+                    )));
+                }
+                let mut m = m.clone();
+                *m.preprocess_mut() = self.preprocess.clone();
+                Ok(m)
+            })
+            .collect()
+    }
 }
 
 /// A detector run tile by tile: the whole image is preprocessed by `preprocess` (e.g. resized
@@ -158,7 +282,7 @@ pub struct ModelKind {
 }
 
 /// Every registered detector.
-pub const MODELS: [ModelKind; 6] = [
+pub const MODELS: [ModelKind; 7] = [
     ModelKind {
         name: "patchcore",
         magic: ad_patchcore::MAGIC,
@@ -201,6 +325,13 @@ pub const MODELS: [ModelKind; 6] = [
         extension: "tiled",
         summary: "Any detector run tile by tile on large images (overlapping tiles, maps stitched)",
     },
+    ModelKind {
+        name: "ensemble",
+        magic: ad_core::ensemble::MAGIC,
+        format_version: ad_core::ensemble::FORMAT_VERSION,
+        extension: "ensemble",
+        summary: "Several detectors, maps standardised on held-out good images and averaged",
+    },
 ];
 
 /// The registered detector called `name` (case-insensitive).
@@ -224,6 +355,7 @@ impl DetectorConfig {
             "student" => Self::Student(StudentConfig::default()),
             "classifier" => Self::Classifier(ClassifierConfig::default()),
             "tiled" => Self::Tiled(TiledConfig::default()),
+            "ensemble" => Self::Ensemble(EnsembleConfig::default()),
             _ => Self::Cflow(CflowConfig::default()),
         })
     }
@@ -265,6 +397,7 @@ impl DetectorConfig {
             Self::Student(_) => MODELS[3],
             Self::Classifier(_) => MODELS[4],
             Self::Tiled(_) => MODELS[5],
+            Self::Ensemble(_) => MODELS[6],
         }
     }
 
@@ -283,6 +416,13 @@ impl DetectorConfig {
                 ad_core::Preprocessor::new(c.preprocess.clone())?;
                 c.tiles()?;
                 c.member()?.check()?;
+            }
+            Self::Ensemble(c) => {
+                c.params().check()?;
+                ad_core::Preprocessor::new(c.preprocess.clone())?;
+                for m in c.members()? {
+                    m.check()?;
+                }
             }
         }
         Ok(())
@@ -329,6 +469,26 @@ impl DetectorConfig {
                     member.estimate(images * tiles)?
                 }
             }
+            Self::Ensemble(c) => {
+                // Members are fitted one after another (twice: on the rest of the hold-out,
+                // then on all images); the preprocessed images are kept for the second pass.
+                let mut total = ad_core::FitEstimate::default();
+                let (h, w) = c.preprocess.output_size();
+                for (j, m) in c.members()?.iter().enumerate() {
+                    let e = m.estimate(images)?;
+                    if j == 0 {
+                        total.grid = e.grid;
+                    }
+                    total.feature_dim += e.feature_dim;
+                    total.memory_rows += e.memory_rows;
+                    total.peak_bytes = total.peak_bytes.max(e.peak_bytes);
+                    total
+                        .warnings
+                        .extend(e.warnings.into_iter().map(|w| format!("member {j}: {w}")));
+                }
+                total.peak_bytes += (images * 3 * h * w * 4) as u64;
+                total
+            }
         })
     }
 
@@ -341,6 +501,7 @@ impl DetectorConfig {
             Self::Student(c) => &c.preprocess,
             Self::Classifier(c) => &c.preprocess,
             Self::Tiled(c) => &c.preprocess,
+            Self::Ensemble(c) => &c.preprocess,
         }
     }
 
@@ -353,6 +514,7 @@ impl DetectorConfig {
             Self::Student(c) => &mut c.preprocess,
             Self::Classifier(c) => &mut c.preprocess,
             Self::Tiled(c) => &mut c.preprocess,
+            Self::Ensemble(c) => &mut c.preprocess,
         }
     }
 
@@ -378,6 +540,18 @@ impl DetectorConfig {
                         member.build(device).map_err(|e| DetectorError(Box::new(e)))
                     })?;
                 Box::new(tiled)
+            }
+            Self::Ensemble(c) => {
+                let members = c
+                    .members()?
+                    .iter()
+                    .map(|m| m.build(device).map_err(|e| DetectorError(Box::new(e))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Box::new(Ensemble::<dyn DynDetector>::new(
+                    c.params(),
+                    c.preprocess.clone(),
+                    members,
+                )?)
             }
         })
     }
@@ -452,6 +626,9 @@ pub fn load(path: &Path, device: &Device) -> Result<Box<dyn DynDetector>, Error>
         "tiled" => Box::new(Tiled::<dyn DynDetector>::load_with(path, |member| {
             load(member, device).map_err(|e| DetectorError(Box::new(e)))
         })?),
+        "ensemble" => Box::new(Ensemble::<dyn DynDetector>::load_with(path, |member| {
+            load(member, device).map_err(|e| DetectorError(Box::new(e)))
+        })?),
         _ => Box::new(Cflow::load(path, device)?),
     })
 }
@@ -503,7 +680,7 @@ mod tests {
         assert_eq!(model_kind("PatchCore").unwrap().name, "patchcore");
         let err = model_kind("cflowz").unwrap_err().to_string();
         assert!(
-            err.contains("patchcore, padim, cflow, student, classifier, tiled"),
+            err.contains("patchcore, padim, cflow, student, classifier, tiled, ensemble"),
             "{err}"
         );
         for m in MODELS {

@@ -1,6 +1,7 @@
 //! Every single-byte corruption and every truncation of a small saved model of each kind is
 //! refused with a typed error (never a panic, never a silently different model); a valid file
-//! of each kind loads by its header.
+//! of each kind loads by its header. Kinds: PatchCore, PaDiM and an ensemble of the two (whose
+//! errors come through `Error::Detector`, the boxed typed error of a container model).
 
 use std::path::Path;
 
@@ -12,7 +13,7 @@ use anomaly_detection::mvtec::{MvtecCategory, SyntheticConfig};
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::PatchcoreConfig;
 use anomaly_detection::pipeline;
-use anomaly_detection::registry::{self, DetectorConfig};
+use anomaly_detection::registry::{self, DetectorConfig, EnsembleConfig};
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 
@@ -21,7 +22,7 @@ fn small_models(dir: &Path) -> Vec<(String, Vec<u8>)> {
     cfg.generate(dir).unwrap();
     let cat = MvtecCategory::open(dir, &cfg.name).unwrap();
     let pre = PreprocessConfig::default().with_size(32, 32);
-    let configs = [
+    let base = [
         DetectorConfig::Patchcore(PatchcoreConfig {
             weights: Weights::Random { seed: 3 },
             preprocess: pre.clone(),
@@ -38,6 +39,8 @@ fn small_models(dir: &Path) -> Vec<(String, Vec<u8>)> {
             ..PadimConfig::default()
         }),
     ];
+    let ensemble = DetectorConfig::Ensemble(EnsembleConfig::of(base.to_vec()));
+    let configs = [base[0].clone(), base[1].clone(), ensemble];
     configs
         .iter()
         .map(|c| {
@@ -73,7 +76,10 @@ fn every_flip_and_every_truncation_is_a_typed_error() {
                 assert!(
                     matches!(
                         err,
-                        Error::UnknownModelFile { .. } | Error::Patchcore(_) | Error::Padim(_)
+                        Error::UnknownModelFile { .. }
+                            | Error::Patchcore(_)
+                            | Error::Padim(_)
+                            | Error::Detector(_)
                     ),
                     "{name} byte {i}: {err:?}"
                 );
@@ -89,6 +95,7 @@ fn every_flip_and_every_truncation_is_a_typed_error() {
                         | Error::UnknownModelFile { .. }
                         | Error::Patchcore(_)
                         | Error::Padim(_)
+                        | Error::Detector(_)
                 ),
                 "{name} length {n}: {err:?}"
             );

@@ -7,6 +7,8 @@
 //! * the largest mean of (validation image AUROC + validation AUPRO) / 2 over all categories,
 //! * among candidates whose validation predict time is at most 4x the `fast` preset's.
 //!
+//! `--only NAME,...` runs the candidates whose names start with one of the prefixes.
+//!
 //! ```text
 //! cargo run --release --example select_preset -- --data ../shared/datasets
 //! ```
@@ -17,8 +19,9 @@ use std::process::ExitCode;
 
 use ad_backbone::BackboneKind;
 use anomaly_detection::mvtec::MvtecCategory;
+use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::PatchcoreConfig;
-use anomaly_detection::registry::DetectorConfig;
+use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
 use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
 use clap::Parser;
 
@@ -34,8 +37,40 @@ struct Args {
 
 /// The candidates: the levers that can be had offline (weights, resolution, taps,
 /// neighbourhood), one change at a time from the `fast` default plus mixes of the strongest
-/// (the strides-4-8-16 taps keep the context of the default's stride-16 tap).
-pub fn candidates() -> Vec<(&'static str, PatchcoreConfig)> {
+/// (the strides-4-8-16 taps keep the context of the default's stride-16 tap), and ensembles
+/// (maps standardised on held-out good images and averaged): the fast and accurate PatchCores
+/// (fine localisation plus the stride-16 context), and the accurate PatchCore with PaDiM
+/// (a different model of the same good patches).
+pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
+    let patchcores = patchcore_candidates();
+    let find = |name: &str| {
+        patchcores
+            .iter()
+            .find(|(n, _)| n.starts_with(name))
+            .map(|(_, c)| DetectorConfig::Patchcore(c.clone()))
+    };
+    let mut out: Vec<(&'static str, DetectorConfig)> = patchcores
+        .iter()
+        .map(|(n, c)| (*n, DetectorConfig::Patchcore(c.clone())))
+        .collect();
+    if let (Some(fast), Some(accurate)) = (find("lite0-256 (fast)"), find("lite1-256-s4s8")) {
+        out.push((
+            "ensemble fast+lite1-256-s4s8",
+            DetectorConfig::Ensemble(EnsembleConfig::of(vec![fast, accurate.clone()])),
+        ));
+        out.push((
+            "ensemble lite1-256-s4s8+padim",
+            DetectorConfig::Ensemble(EnsembleConfig::of(vec![
+                accurate,
+                DetectorConfig::Padim(PadimConfig::default()),
+            ])),
+        ));
+    }
+    out
+}
+
+/// The PatchCore candidates.
+fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
     let base = PatchcoreConfig::default();
     let with = |f: &dyn Fn(&mut PatchcoreConfig)| {
         let mut c = base.clone();
@@ -141,7 +176,6 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         {
             continue;
         }
-        let config = DetectorConfig::Patchcore(config);
         let mut scores: Vec<(String, ValidationScore)> = Vec::new();
         for c in &categories {
             let s = validate(&config, &c.splits.train, &opts, &device)?;

@@ -20,8 +20,9 @@ pub struct ModelArgs {
     /// below override its values.
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Detector: patchcore, padim, cflow, student, classifier or tiled [default: the config
-    /// file's `model`, else patchcore; --tile wraps any of them in tiled].
+    /// Detector: patchcore, padim, cflow, student, classifier, tiled or ensemble [default: the
+    /// config file's `model`, else patchcore; --tile wraps any of them in tiled; an
+    /// ensemble's members are set in a config file].
     #[arg(long)]
     pub model: Option<String>,
     /// A named preset as the starting point (flags still override it): fast (today's
@@ -216,6 +217,7 @@ pub fn read_config_file(path: &Path) -> Result<DetectorConfig, CliError> {
         "student" => parse(&rest, yaml).map(DetectorConfig::Student),
         "classifier" => parse(&rest, yaml).map(DetectorConfig::Classifier),
         "tiled" => parse(&rest, yaml).map(DetectorConfig::Tiled),
+        "ensemble" => parse(&rest, yaml).map(DetectorConfig::Ensemble),
         _ => parse(&rest, yaml).map(DetectorConfig::Cflow),
     }
     .map_err(bad)
@@ -307,6 +309,34 @@ impl ModelArgs {
                 ..self.clone()
             };
             return member.apply(&mut t.detector);
+        }
+        if let DetectorConfig::Ensemble(e) = config {
+            // The image size is the ensemble's (every member's); member settings live in the
+            // config file: a flag that would change a member is refused, never half-applied.
+            if let Some(s) = self.image_size {
+                e.preprocess.resize = (s, s);
+            }
+            if let Some(s) = self.center_crop {
+                e.preprocess.center_crop = Some((s, s));
+            }
+            let member_args = ModelArgs {
+                image_size: None,
+                center_crop: None,
+                ..self.clone()
+            };
+            for (j, m) in e.members.iter().enumerate() {
+                let mut changed = m.clone();
+                let refused = member_args.apply(&mut changed).is_err() || changed != *m;
+                if refused {
+                    return Err(CliError::Usage(format!(
+                        "an ensemble takes --image-size and --center-crop only; set its \
+                         members' parameters in a config file (`ad fit --model ensemble \
+                         --print-config` shows the default; member {j} is a {})",
+                        m.name()
+                    )));
+                }
+            }
+            return Ok(());
         }
         let backbone = match &self.backbone {
             Some(name) => Some(BackboneKind::from_name(name).ok_or_else(|| {
@@ -537,7 +567,7 @@ impl ModelArgs {
                 }
             }
             // Handled (and returned from) above.
-            DetectorConfig::Tiled(_) => {}
+            DetectorConfig::Tiled(_) | DetectorConfig::Ensemble(_) => {}
         }
         Ok(())
     }
@@ -666,6 +696,43 @@ mod tests {
         ] {
             let err = args.resolve().unwrap_err().to_string();
             assert!(err.contains(expect), "{expect}: {err}");
+        }
+    }
+
+    #[test]
+    fn ensemble_takes_the_image_size_and_refuses_member_flags() {
+        let e = ModelArgs {
+            model: Some("ensemble".into()),
+            image_size: Some(320),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let DetectorConfig::Ensemble(c) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(c.preprocess.resize, (320, 320));
+        assert_eq!(c.members.len(), 2);
+        for m in c.members().unwrap() {
+            assert_eq!(m.preprocess().resize, (320, 320));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "e.toml", &to_toml(&e).unwrap());
+        assert_eq!(read_config_file(&path).unwrap(), e);
+        for args in [
+            ModelArgs {
+                model: Some("ensemble".into()),
+                backbone: Some("efficientnet-lite2".into()),
+                ..Default::default()
+            },
+            ModelArgs {
+                model: Some("ensemble".into()),
+                neighbors: Some(3),
+                ..Default::default()
+            },
+        ] {
+            let err = args.resolve().unwrap_err().to_string();
+            assert!(err.contains("an ensemble takes --image-size"), "{err}");
         }
     }
 

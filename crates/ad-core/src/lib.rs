@@ -18,6 +18,8 @@
 //! - [`tensor::read_f32`]: the one device -> host read-back;
 //! - [`model_file`]: the versioned, checksummed container detectors save to;
 //! - [`tiling`]: any detector run tile by tile on large images ([`tiling::Tiled`]);
+//! - [`ensemble`]: several detectors' maps standardised on good images and averaged
+//!   ([`ensemble::Ensemble`]);
 //! - [`CoreError`]: the typed errors of the above.
 //!
 //! ```
@@ -31,6 +33,7 @@
 //! ```
 
 mod detector;
+pub mod ensemble;
 mod error;
 mod image;
 mod map;

@@ -268,6 +268,32 @@ impl ImageBatch {
         Tensor::<4>::from_data(TensorData::new(self.data.clone(), self.shape()), device)
     }
 
+    /// The images at `indices` (in that order), or `None` when `indices` is empty.
+    ///
+    /// # Errors
+    /// [`CoreError::IndexOutOfRange`] for an index past the batch.
+    pub fn select(&self, indices: &[usize]) -> Result<Option<ImageBatch>, CoreError> {
+        let per = 3 * self.height * self.width;
+        let mut data = Vec::with_capacity(per * indices.len());
+        for &i in indices {
+            if i >= self.len {
+                return Err(CoreError::IndexOutOfRange {
+                    index: i,
+                    len: self.len,
+                });
+            }
+            data.extend_from_slice(&self.data[i * per..(i + 1) * per]);
+        }
+        Ok((!indices.is_empty()).then_some(Self {
+            data,
+            len: indices.len(),
+            height: self.height,
+            width: self.width,
+            mean: self.mean,
+            std: self.std,
+        }))
+    }
+
     /// Splits the batch into chunks of at most `size` images (for a device with little memory).
     pub fn chunks(&self, size: usize) -> impl Iterator<Item = ImageBatch> + '_ {
         let per = 3 * self.height * self.width;

@@ -404,18 +404,7 @@ impl<D: Detector + ?Sized> Tiled<D> {
     /// Writes the model: the tiling header and the members' own model files, in one
     /// checksummed container (atomically).
     pub fn save_tiled(&self, path: &Path) -> Result<(), D::Error> {
-        let mut payload = Vec::new();
-        let mut member_bytes = Vec::new();
-        for (j, m) in self.members.iter().enumerate() {
-            let tmp = scratch_path(path, j);
-            let saved = m.save(&tmp);
-            let bytes = std::fs::read(&tmp);
-            let _ = std::fs::remove_file(&tmp);
-            saved?;
-            let bytes = bytes.map_err(|source| CoreError::Io { path: tmp, source })?;
-            member_bytes.push(bytes.len() as u64);
-            payload.extend_from_slice(&bytes);
-        }
+        let (payload, member_bytes) = pack_members(&self.members, path)?;
         let header = Header {
             detector: self.members[0].name().to_string(),
             tiling: self.tiling.clone(),
@@ -442,7 +431,7 @@ impl<D: Detector + ?Sized> Tiled<D> {
     /// (e.g. the registry's loader, which picks the detector by the file's magic bytes).
     pub fn load_with(
         path: &Path,
-        mut load: impl FnMut(&Path) -> Result<Box<D>, D::Error>,
+        load: impl FnMut(&Path) -> Result<Box<D>, D::Error>,
     ) -> Result<Self, D::Error> {
         let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
             path: path.to_path_buf(),
@@ -456,15 +445,6 @@ impl<D: Detector + ?Sized> Tiled<D> {
             crate::model_file::decode(&bytes, MAGIC, FORMAT_VERSION, "tiled").map_err(bad)?;
         let header: Header =
             serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
-        let total: u64 = header.member_bytes.iter().sum();
-        if total != payload.len() as u64 || header.member_bytes.is_empty() {
-            return Err(bad(format!(
-                "{} member bytes announced, {} present",
-                total,
-                payload.len()
-            ))
-            .into());
-        }
         let preprocessor = Preprocessor::new(header.preprocess)?;
         let layout = header.tiling.layout(preprocessor.output_size())?;
         let expected = if header.tiling.ensemble {
@@ -481,20 +461,7 @@ impl<D: Detector + ?Sized> Tiled<D> {
             ))
             .into());
         }
-        let mut members = Vec::with_capacity(expected);
-        let mut at = 0usize;
-        for (j, &len) in header.member_bytes.iter().enumerate() {
-            let len = len as usize;
-            let tmp = scratch_path(&std::env::temp_dir().join("member"), j);
-            std::fs::write(&tmp, &payload[at..at + len]).map_err(|source| CoreError::Io {
-                path: tmp.clone(),
-                source,
-            })?;
-            let member = load(&tmp);
-            let _ = std::fs::remove_file(&tmp);
-            members.push(member?);
-            at += len;
-        }
+        let members = unpack_members(path, payload, &header.member_bytes, load)?;
         Self::assemble(
             header.tiling,
             preprocessor,
@@ -536,6 +503,61 @@ fn cut(
         }
     }
     Ok(out)
+}
+
+/// The model files of `members`, one after another, and their lengths: the payload of a
+/// container model (tiled, ensemble) saved to `path` (each member is written to a scratch file
+/// next to it, read back and removed).
+pub(crate) fn pack_members<D: Detector + ?Sized>(
+    members: &[Box<D>],
+    path: &Path,
+) -> Result<(Vec<u8>, Vec<u64>), D::Error> {
+    let mut payload = Vec::new();
+    let mut member_bytes = Vec::new();
+    for (j, m) in members.iter().enumerate() {
+        let tmp = scratch_path(path, j);
+        let saved = m.save(&tmp);
+        let bytes = std::fs::read(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        saved?;
+        let bytes = bytes.map_err(|source| CoreError::Io { path: tmp, source })?;
+        member_bytes.push(bytes.len() as u64);
+        payload.extend_from_slice(&bytes);
+    }
+    Ok((payload, member_bytes))
+}
+
+/// The members of a container model read from `path`: `payload` cut at `member_bytes`, each
+/// part opened by `load` (through a scratch file, removed afterwards).
+pub(crate) fn unpack_members<D: Detector + ?Sized>(
+    path: &Path,
+    payload: &[u8],
+    member_bytes: &[u64],
+    mut load: impl FnMut(&Path) -> Result<Box<D>, D::Error>,
+) -> Result<Vec<Box<D>>, D::Error> {
+    let total: u64 = member_bytes.iter().sum();
+    if total != payload.len() as u64 || member_bytes.is_empty() {
+        return Err(CoreError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: format!("{total} member bytes announced, {} present", payload.len()),
+        }
+        .into());
+    }
+    let mut members = Vec::with_capacity(member_bytes.len());
+    let mut at = 0usize;
+    for (j, &len) in member_bytes.iter().enumerate() {
+        let len = len as usize;
+        let tmp = scratch_path(&std::env::temp_dir().join("member"), j);
+        std::fs::write(&tmp, &payload[at..at + len]).map_err(|source| CoreError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        let member = load(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        members.push(member?);
+        at += len;
+    }
+    Ok(members)
 }
 
 /// A scratch file for member `j` next to `base`, unique to this process and call.

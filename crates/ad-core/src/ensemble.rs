@@ -1,0 +1,669 @@
+//! Several detectors on the same images, their anomaly maps combined on one scale (a
+//! multi-backbone or multi-model ensemble).
+//!
+//! Members answer on scales of their own (a nearest-neighbour distance, a Mahalanobis distance,
+//! a negative log-likelihood), so each is first measured on good images it was not fitted on:
+//! [`Ensemble::fit`] holds out a seeded fraction of the good images, fits every member on the
+//! rest, and records the mean and standard deviation of the member's anomaly-map values over
+//! the held-out images ([`MemberScale`]); then every member is fitted again on all the good
+//! images. A prediction standardises each member's map with its scale and averages them:
+//!
+//! ```text
+//! map(x) = 1/M sum_m (map_m(x) - mean_m) / std_m,     score = max_x map(x)
+//! ```
+//!
+//! so "how unusual for this member on good parts" is what gets averaged, and a member that is
+//! sure about a defect is not drowned by one whose scores simply run larger. Fitting costs every
+//! member's fit twice. The members share the ensemble's preprocessing (one image size).
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detector::{BoxError, Detector, EpochCallback, FitSummary};
+use crate::tiling::{pack_members, unpack_members};
+use crate::{AnomalyMap, CoreError, ImageBatch, Prediction, PreprocessConfig, Preprocessor};
+use crate::{Threshold, model_file};
+
+/// Magic bytes of an ensemble's model file.
+pub const MAGIC: &[u8; 8] = b"ADENSMB\0";
+/// Model file format version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How an ensemble measures its members (unchecked; [`EnsembleParams::check`] validates).
+///
+/// ```toml
+/// holdout = 0.25
+/// seed = 7
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnsembleParams {
+    /// Fraction of the good images held out to measure each member's scale (they are fitted
+    /// on afterwards like the others).
+    pub holdout: f64,
+    /// Seed of the hold-out.
+    pub seed: u64,
+}
+
+impl Default for EnsembleParams {
+    /// A quarter of the good images, seed 7.
+    fn default() -> Self {
+        Self {
+            holdout: 0.25,
+            seed: 7,
+        }
+    }
+}
+
+impl EnsembleParams {
+    /// Checks that the hold-out fraction lies in `(0, 1)`.
+    pub fn check(&self) -> Result<(), CoreError> {
+        if !(self.holdout > 0.0 && self.holdout < 1.0) {
+            return Err(CoreError::InvalidParameter {
+                name: "ensemble.holdout",
+                reason: format!("{} must lie in (0, 1)", self.holdout),
+            });
+        }
+        Ok(())
+    }
+
+    /// Which of `n` images are held out (seeded shuffle; at least one on each side).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidParameter`] below two images.
+    pub fn held_out(&self, n: usize) -> Result<Vec<bool>, CoreError> {
+        self.check()?;
+        if n < 2 {
+            return Err(CoreError::InvalidParameter {
+                name: "ensemble.holdout",
+                reason: format!(
+                    "an ensemble needs at least 2 good images (one to fit on, one to measure \
+                     its members' scales), got {n}"
+                ),
+            });
+        }
+        let hold = ((n as f64 * self.holdout).round() as usize).clamp(1, n - 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        // Fisher-Yates with SplitMix64.
+        let mut state = self.seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for i in (1..n).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        let mut held = vec![false; n];
+        for &i in &order[..hold] {
+            held[i] = true;
+        }
+        Ok(held)
+    }
+}
+
+/// A member's anomaly-map values on held-out good images: what its maps are divided by.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberScale {
+    /// Mean map value.
+    pub mean: f32,
+    /// Standard deviation of the map values (at least a millionth of `|mean|`, and positive).
+    pub std: f32,
+}
+
+impl MemberScale {
+    /// The scale of `values` (f64 sums).
+    fn of(values: &[f32]) -> Self {
+        let n = values.len().max(1) as f64;
+        let mean = values.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let var = values
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n;
+        let std = var
+            .sqrt()
+            .max(1e-6 * mean.abs())
+            .max(f64::from(f32::MIN_POSITIVE));
+        Self {
+            mean: mean as f32,
+            std: std as f32,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    detectors: Vec<String>,
+    params: EnsembleParams,
+    preprocess: PreprocessConfig,
+    scales: Vec<MemberScale>,
+    member_bytes: Vec<u64>,
+    threshold: Option<Threshold>,
+}
+
+/// Detectors whose standardised maps are averaged (see the module documentation).
+pub struct Ensemble<D: Detector + ?Sized> {
+    params: EnsembleParams,
+    preprocessor: Preprocessor,
+    members: Vec<Box<D>>,
+    /// One per member once fitted; empty before.
+    scales: Vec<MemberScale>,
+    threshold: Option<Threshold>,
+}
+
+impl<D: Detector + ?Sized> std::fmt::Debug for Ensemble<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ensemble")
+            .field("params", &self.params)
+            .field(
+                "members",
+                &self.members.iter().map(|m| m.name()).collect::<Vec<_>>(),
+            )
+            .field("scales", &self.scales)
+            .finish()
+    }
+}
+
+impl<D: Detector + ?Sized> Ensemble<D> {
+    /// An unfitted ensemble of `members` (at least two), all of which must preprocess images
+    /// exactly as `preprocess` does.
+    pub fn new(
+        params: EnsembleParams,
+        preprocess: PreprocessConfig,
+        members: Vec<Box<D>>,
+    ) -> Result<Self, D::Error> {
+        Self::assemble(params, preprocess, members, Vec::new(), None)
+    }
+
+    fn assemble(
+        params: EnsembleParams,
+        preprocess: PreprocessConfig,
+        members: Vec<Box<D>>,
+        scales: Vec<MemberScale>,
+        threshold: Option<Threshold>,
+    ) -> Result<Self, D::Error> {
+        params.check()?;
+        let bad = |reason: String| CoreError::InvalidParameter {
+            name: "ensemble",
+            reason,
+        };
+        if members.len() < 2 {
+            return Err(bad(format!("needs at least 2 members, got {}", members.len())).into());
+        }
+        if !(scales.is_empty() || scales.len() == members.len()) {
+            return Err(bad(format!(
+                "{} scales for {} members",
+                scales.len(),
+                members.len()
+            ))
+            .into());
+        }
+        for (j, m) in members.iter().enumerate() {
+            if m.preprocessor().config() != &preprocess {
+                return Err(bad(format!(
+                    "member {j} ({}) preprocesses images as {:?}, the ensemble as {preprocess:?}",
+                    m.name(),
+                    m.preprocessor().config()
+                ))
+                .into());
+            }
+        }
+        Ok(Self {
+            params,
+            preprocessor: Preprocessor::new(preprocess)?,
+            members,
+            scales,
+            threshold,
+        })
+    }
+
+    /// The members, in order.
+    pub fn members(&self) -> &[Box<D>] {
+        &self.members
+    }
+
+    /// Each member's scale on held-out good images (empty before fitting).
+    pub fn scales(&self) -> &[MemberScale] {
+        &self.scales
+    }
+
+    /// The ensemble's parameters.
+    pub fn params(&self) -> &EnsembleParams {
+        &self.params
+    }
+
+    /// Writes the model: the scales and the members' own model files, in one checksummed
+    /// container (atomically).
+    pub fn save_ensemble(&self, path: &Path) -> Result<(), D::Error> {
+        let (payload, member_bytes) = pack_members(&self.members, path)?;
+        let header = Header {
+            detectors: self.members.iter().map(|m| m.name().to_string()).collect(),
+            params: self.params.clone(),
+            preprocess: self.preprocessor.config().clone(),
+            scales: self.scales.clone(),
+            member_bytes,
+            threshold: self.threshold.clone(),
+        };
+        let json = serde_json::to_vec(&header).map_err(|e| CoreError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: format!("cannot encode header: {e}"),
+        })?;
+        let out = model_file::encode(MAGIC, FORMAT_VERSION, &json, &payload);
+        model_file::write_atomic(path, &out).map_err(|source| {
+            CoreError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+            .into()
+        })
+    }
+
+    /// Loads a model written by [`Ensemble::save_ensemble`]; `load` opens one member's model
+    /// file (e.g. the registry's loader, which picks the detector by the file's magic bytes).
+    pub fn load_with(
+        path: &Path,
+        load: impl FnMut(&Path) -> Result<Box<D>, D::Error>,
+    ) -> Result<Self, D::Error> {
+        let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let bad = |reason: String| CoreError::BadModelFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let (header, payload) =
+            model_file::decode(&bytes, MAGIC, FORMAT_VERSION, "ensemble").map_err(bad)?;
+        let header: Header =
+            serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
+        if header.member_bytes.len() != header.detectors.len() {
+            return Err(bad(format!(
+                "{} member files for {} members",
+                header.member_bytes.len(),
+                header.detectors.len()
+            ))
+            .into());
+        }
+        let members = unpack_members(path, payload, &header.member_bytes, load)?;
+        Self::assemble(
+            header.params,
+            header.preprocess,
+            members,
+            header.scales,
+            header.threshold,
+        )
+    }
+
+    /// Fits every member on the images of `batches` where `keep` says so (in stream order).
+    fn fit_members(
+        &mut self,
+        batches: &[ImageBatch],
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<FitSummary, D::Error> {
+        let mut subset = Vec::new();
+        let mut at = 0;
+        for b in batches {
+            let idx: Vec<usize> = (0..b.len()).filter(|&i| keep(at + i)).collect();
+            at += b.len();
+            subset.extend(b.select(&idx)?);
+        }
+        let mut summary = FitSummary::default();
+        for m in &mut self.members {
+            let s = m.fit(subset.iter().cloned().map(Ok::<_, CoreError>))?;
+            summary.features += s.features;
+            summary.memory_rows += s.memory_rows;
+            summary.extract_time += s.extract_time;
+            summary.build_time += s.build_time;
+        }
+        summary.images = subset.iter().map(ImageBatch::len).sum();
+        Ok(summary)
+    }
+}
+
+impl<D: Detector + ?Sized> Detector for Ensemble<D> {
+    type Error = D::Error;
+
+    fn name(&self) -> &'static str {
+        "ensemble"
+    }
+
+    /// Holds out [`EnsembleParams::holdout`] of the good images, fits every member on the
+    /// rest, measures each member's map values on the held-out images, then fits every member
+    /// on all the images (the batches are kept in memory for the second pass).
+    fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, D::Error>
+    where
+        I: IntoIterator<Item = Result<ImageBatch, E>>,
+        E: Into<BoxError>,
+    {
+        let batches = batches
+            .into_iter()
+            .map(|b| b.map_err(|e| CoreError::Input(e.into())))
+            .collect::<Result<Vec<ImageBatch>, CoreError>>()?;
+        let n: usize = batches.iter().map(ImageBatch::len).sum();
+        let held = self.params.held_out(n)?;
+        self.fit_members(&batches, |i| !held[i])?;
+        let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
+        let mut at = 0;
+        for b in &batches {
+            let idx: Vec<usize> = (0..b.len()).filter(|&i| held[at + i]).collect();
+            at += b.len();
+            if let Some(h) = b.select(&idx)? {
+                for (m, v) in self.members.iter().zip(&mut values) {
+                    for p in m.predict(&h)? {
+                        v.extend_from_slice(p.map.as_slice());
+                    }
+                }
+            }
+        }
+        self.scales = values.iter().map(|v| MemberScale::of(v)).collect();
+        self.fit_members(&batches, |_| true)
+    }
+
+    /// Every member's map standardised by its scale, averaged; the score is the largest value.
+    fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, D::Error> {
+        if self.scales.len() != self.members.len() {
+            return Err(CoreError::InvalidParameter {
+                name: "ensemble",
+                reason: "predict before fit: the members' scales are not measured".into(),
+            }
+            .into());
+        }
+        let (h, w) = (batch.height(), batch.width());
+        let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
+        let inv = 1.0 / self.members.len() as f32;
+        for (m, s) in self.members.iter().zip(&self.scales) {
+            let preds = m.predict(batch)?;
+            for (acc, p) in maps.iter_mut().zip(preds) {
+                if p.map.as_slice().len() != acc.len() {
+                    return Err(CoreError::InvalidParameter {
+                        name: "ensemble",
+                        reason: format!(
+                            "member {} returned a {}x{} map for {w}x{h} images",
+                            m.name(),
+                            p.map.width(),
+                            p.map.height()
+                        ),
+                    }
+                    .into());
+                }
+                for (a, &v) in acc.iter_mut().zip(p.map.as_slice()) {
+                    *a += inv * ((v - s.mean) / s.std);
+                }
+            }
+        }
+        maps.into_iter()
+            .map(|data| {
+                let map = AnomalyMap::new(w, h, data)?;
+                let score = map.max();
+                Ok(Prediction {
+                    score,
+                    map,
+                    is_anomalous: self.threshold.as_ref().map(|t| t.is_anomalous(score)),
+                })
+            })
+            .collect()
+    }
+
+    fn preprocessor(&self) -> &Preprocessor {
+        &self.preprocessor
+    }
+
+    fn save(&self, path: &Path) -> Result<(), D::Error> {
+        self.save_ensemble(path)
+    }
+
+    fn threshold(&self) -> Option<&Threshold> {
+        self.threshold.as_ref()
+    }
+
+    fn set_threshold(&mut self, threshold: Option<Threshold>) {
+        self.threshold = threshold;
+    }
+
+    /// The smallest member batch size.
+    fn batch_size(&self) -> usize {
+        self.members
+            .iter()
+            .map(|m| m.batch_size())
+            .min()
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
+        // Trained members report their epochs; all share the one callback.
+        let shared = callback.map(|cb| std::sync::Arc::new(std::sync::Mutex::new(cb)));
+        for m in &mut self.members {
+            m.set_epoch_callback(shared.clone().map(|cb| {
+                Box::new(move |r: &crate::EpochReport| {
+                    if let Ok(mut f) = cb.lock() {
+                        f(r);
+                    }
+                }) as EpochCallback
+            }));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A toy detector: the squared difference from the mean training image, times `gain`, plus
+    /// `offset` (members on different scales).
+    struct MeanImage {
+        pre: Preprocessor,
+        mean: Vec<f32>,
+        gain: f32,
+        offset: f32,
+        threshold: Option<Threshold>,
+    }
+
+    impl MeanImage {
+        fn new(gain: f32, offset: f32) -> Box<Self> {
+            Box::new(Self {
+                pre: Preprocessor::new(PreprocessConfig::default().with_size(8, 8)).unwrap(),
+                mean: Vec::new(),
+                gain,
+                offset,
+                threshold: None,
+            })
+        }
+    }
+
+    impl Detector for MeanImage {
+        type Error = CoreError;
+        fn name(&self) -> &'static str {
+            "mean-image"
+        }
+        fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, CoreError>
+        where
+            I: IntoIterator<Item = Result<ImageBatch, E>>,
+            E: Into<BoxError>,
+        {
+            let mut sum = vec![0.0f32; 3 * 64];
+            let mut n = 0;
+            for b in batches {
+                let b = b.map_err(|e| CoreError::Input(e.into()))?;
+                for img in b.as_slice().chunks_exact(3 * 64) {
+                    for (s, v) in sum.iter_mut().zip(img) {
+                        *s += v;
+                    }
+                    n += 1;
+                }
+            }
+            self.mean = sum.iter().map(|s| s / n as f32).collect();
+            Ok(FitSummary {
+                images: n,
+                ..FitSummary::default()
+            })
+        }
+        fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, CoreError> {
+            batch
+                .as_slice()
+                .chunks_exact(3 * 64)
+                .map(|img| {
+                    let data: Vec<f32> = (0..64)
+                        .map(|p| {
+                            let d: f32 = (0..3)
+                                .map(|c| (img[c * 64 + p] - self.mean[c * 64 + p]).powi(2))
+                                .sum();
+                            self.gain * d + self.offset
+                        })
+                        .collect();
+                    let map = AnomalyMap::new(8, 8, data)?;
+                    Ok(Prediction {
+                        score: map.max(),
+                        map,
+                        is_anomalous: None,
+                    })
+                })
+                .collect()
+        }
+        fn preprocessor(&self) -> &Preprocessor {
+            &self.pre
+        }
+        fn save(&self, path: &Path) -> Result<(), CoreError> {
+            let header = serde_json::to_vec(&(self.gain, self.offset, &self.mean)).unwrap();
+            model_file::write_atomic(path, &model_file::encode(b"TOYMEAN\0", 1, &header, &[]))
+                .map_err(|source| CoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+        }
+        fn threshold(&self) -> Option<&Threshold> {
+            self.threshold.as_ref()
+        }
+        fn set_threshold(&mut self, threshold: Option<Threshold>) {
+            self.threshold = threshold;
+        }
+    }
+
+    fn load_toy(path: &Path) -> Result<Box<MeanImage>, CoreError> {
+        let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (header, _) = model_file::decode(&bytes, b"TOYMEAN\0", 1, "toy").unwrap();
+        let (gain, offset, mean): (f32, f32, Vec<f32>) = serde_json::from_slice(header).unwrap();
+        let mut m = MeanImage::new(gain, offset);
+        m.mean = mean;
+        Ok(m)
+    }
+
+    fn images(n: usize, seed: u32) -> Vec<ImageBatch> {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 9) as f32 / (1u32 << 23) as f32
+        };
+        (0..n)
+            .map(|_| {
+                let plane: Vec<f32> = (0..3 * 64).map(|_| 0.1 * next()).collect();
+                ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn members_on_different_scales_count_alike_and_the_model_round_trips() {
+        let pre = PreprocessConfig::default().with_size(8, 8);
+        let members: Vec<Box<MeanImage>> = vec![MeanImage::new(1.0, 0.0), MeanImage::new(1e3, 5.0)];
+        let mut e = Ensemble::new(EnsembleParams::default(), pre.clone(), members).unwrap();
+        let good = images(12, 1);
+        let s = e.fit(good.iter().cloned().map(Ok::<_, CoreError>)).unwrap();
+        assert_eq!(s.images, 12);
+        // Both members are the same detector up to an affine map: once standardised, each
+        // contributes the same map, so the ensemble's map is either member's standardised map.
+        let (a, b) = (e.scales()[0], e.scales()[1]);
+        assert!((b.std / a.std - 1e3).abs() < 1.0, "{a:?} {b:?}");
+        let mut bad = images(1, 99).remove(0);
+        let plane: Vec<f32> = bad
+            .as_slice()
+            .iter()
+            .enumerate()
+            .map(|(i, v)| if i % 64 == 9 { v + 1.0 } else { *v })
+            .collect();
+        bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
+        let p = e.predict(&bad).unwrap().remove(0);
+        let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
+        for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
+            let want = (u - a.mean) / a.std;
+            assert!(
+                (v - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        assert_eq!(p.map.as_slice().iter().position(|&v| v == p.score), Some(9));
+        // Save, load, same predictions.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ensemble");
+        e.set_threshold(Some(
+            Threshold::new(1.0, 0.0, 2.0, crate::ThresholdMethod::Manual).unwrap(),
+        ));
+        e.save(&path).unwrap();
+        let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
+        assert_eq!(back.scales(), e.scales());
+        assert_eq!(back.threshold(), e.threshold());
+        assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
+    }
+
+    #[test]
+    fn bad_ensembles_are_refused() {
+        let pre = PreprocessConfig::default().with_size(8, 8);
+        assert!(
+            Ensemble::new(
+                EnsembleParams::default(),
+                pre.clone(),
+                vec![MeanImage::new(1.0, 0.0)]
+            )
+            .is_err()
+        );
+        let other = PreprocessConfig::default().with_size(16, 16);
+        assert!(
+            Ensemble::new(
+                EnsembleParams::default(),
+                other,
+                vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)]
+            )
+            .is_err()
+        );
+        let params = EnsembleParams {
+            holdout: 1.0,
+            seed: 0,
+        };
+        assert!(params.check().is_err());
+        let mut e = Ensemble::new(
+            EnsembleParams::default(),
+            pre,
+            vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)],
+        )
+        .unwrap();
+        let one = images(1, 3);
+        assert!(e.predict(&one[0]).is_err(), "predict before fit");
+        assert!(
+            e.fit(one.into_iter().map(Ok::<_, CoreError>)).is_err(),
+            "one image"
+        );
+    }
+
+    #[test]
+    fn hold_out_is_seeded_and_leaves_both_sides() {
+        let p = EnsembleParams::default();
+        let h = p.held_out(32).unwrap();
+        assert_eq!(h.iter().filter(|&&x| x).count(), 8);
+        assert_eq!(p.held_out(32).unwrap(), h);
+        let other = EnsembleParams {
+            seed: 8,
+            ..p.clone()
+        };
+        assert_ne!(other.held_out(32).unwrap(), h);
+        assert_eq!(p.held_out(2).unwrap().iter().filter(|&&x| x).count(), 1);
+        assert!(p.held_out(1).is_err());
+    }
+}
