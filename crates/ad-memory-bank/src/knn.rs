@@ -282,11 +282,11 @@ impl BruteForce {
     /// then checked exactly.
     fn search_screened(&self, screen: &Screen, queries: &[f32], nq: usize, k: usize) -> KnnResult {
         let d = self.bank.dim();
-        // Enough tiles for every thread on small batches (one image's patches).
+        // Tiles of equal size, a multiple of the thread count (one image's 784 patches on two
+        // threads: four tiles of 196, not three of 256 and one of 16).
         let threads = rayon::current_num_threads().max(1);
-        let tile = screened::TILE_QUERIES
-            .min(nq.div_ceil(threads))
-            .max(fused::MR);
+        let tasks = nq.div_ceil(threads * screened::TILE_QUERIES) * threads;
+        let tile = nq.div_ceil(tasks).max(fused::MR);
         let parts: Vec<(Vec<f32>, Vec<u32>, ScreenStats)> = (0..nq.div_ceil(tile))
             .into_par_iter()
             .map(|t| {

@@ -346,16 +346,68 @@ pub(crate) fn exact_values(
         "pruned::exact_values: bad arguments"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F is present and every gathered offset `id * d + p` (p < d) lies inside
-    // `bank` (asserted above; `n * d` fits in i32, checked by `Pruner::build`).
-    unsafe {
-        avx512::exact_values(q, bank, norms, d, ids, out);
+    if ids.len() <= 2 * SCALAR_ROWS {
+        for (j, part) in ids.chunks(SCALAR_ROWS).enumerate() {
+            let mut part_out = [0.0f32; 16];
+            // SAFETY: `fused::available` checked FMA; every row `id` is inside `bank`
+            // (asserted above).
+            unsafe {
+                avx512::exact_values_scalar(q, bank, norms, d, part, &mut part_out);
+            }
+            out[j * SCALAR_ROWS..j * SCALAR_ROWS + part.len()]
+                .copy_from_slice(&part_out[..part.len()]);
+        }
+    } else {
+        // SAFETY: AVX-512F is present and every gathered offset `id * d + p` (p < d) lies
+        // inside `bank` (asserted above; `n * d` fits in i32, checked by the callers' builds).
+        unsafe {
+            avx512::exact_values(q, bank, norms, d, ids, out);
+        }
     }
 }
+
+/// Up to this many rows, [`exact_values`] runs one scalar fused multiply-add chain per row
+/// (contiguous loads; the chains are latency-bound, 4 cycles per dimension for up to 8 rows)
+/// instead of one 16-lane gather per dimension (about 9 cycles however few lanes are live).
+const SCALAR_ROWS: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+
+    /// [`exact_values`](super::exact_values) for at most `SCALAR_ROWS` rows: row `j`'s value is
+    /// `fma(q[p], m[p], acc)` for `p = 0..d` from zero, then `fma(acc, -2, |m|^2)`, the same
+    /// IEEE operations in the same order as a lane of the fused kernel.
+    ///
+    /// # Safety
+    /// FMA is available; every `id < norms.len()` and `(id + 1) * d <= bank.len()`;
+    /// `q.len() >= d`; `ids.len() <= SCALAR_ROWS`.
+    #[target_feature(enable = "fma")]
+    pub(super) unsafe fn exact_values_scalar(
+        q: &[f32],
+        bank: &[f32],
+        norms: &[f32],
+        d: usize,
+        ids: &[u32],
+        out: &mut [f32; 16],
+    ) {
+        let mut rows: [&[f32]; super::SCALAR_ROWS] = [&[]; super::SCALAR_ROWS];
+        for (r, &i) in rows.iter_mut().zip(ids) {
+            let i = i as usize;
+            *r = &bank[i * d..(i + 1) * d];
+        }
+        let live = ids.len();
+        let mut acc = [0.0f32; super::SCALAR_ROWS];
+        for (p, &qp) in q[..d].iter().enumerate() {
+            for (a, row) in acc.iter_mut().zip(&rows).take(live) {
+                // SAFETY: every live row holds d values and p < d.
+                *a = qp.mul_add(unsafe { *row.get_unchecked(p) }, *a);
+            }
+        }
+        for (j, &i) in ids.iter().enumerate() {
+            out[j] = acc[j].mul_add(-2.0, norms[i as usize]);
+        }
+    }
 
     /// # Safety
     /// AVX-512F; `ids.len() <= 16`; every `id * d + d - 1 < bank.len()` and fits in i32;
