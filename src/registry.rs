@@ -91,13 +91,15 @@ fn default_ensemble_seed() -> u64 {
 }
 
 impl Default for EnsembleConfig {
-    /// The `fast` and `accurate` PatchCore presets together.
+    /// The choice of the selection protocol (docs/results.md "Presets"): the `accurate`
+    /// PatchCore (EfficientNet-Lite1, strides 4 and 8) with PaDiM (EfficientNet-Lite0, its
+    /// defaults).
     fn default() -> Self {
         let mut accurate = PatchcoreConfig::default();
         ACCURATE(&mut accurate);
         Self::of(vec![
-            DetectorConfig::Patchcore(PatchcoreConfig::default()),
             DetectorConfig::Patchcore(accurate),
+            DetectorConfig::Padim(PadimConfig::default()),
         ])
     }
 }
@@ -360,24 +362,27 @@ impl DetectorConfig {
         })
     }
 
-    /// A named preset of the detector called `model`: `fast` (the defaults) or `accurate`
-    /// (PatchCore only: the setting the validation protocol of `examples/select_preset.rs`
-    /// chose, see docs/results.md "Presets").
+    /// A named preset of the detector called `model`: `fast` (the defaults) or `accurate`,
+    /// the choices of the validation protocol of `examples/select_preset.rs` (docs/results.md
+    /// "Presets"): for PatchCore the best single PatchCore (EfficientNet-Lite1, strides 4 and
+    /// 8); for an ensemble (whose only preset it is) the protocol's overall choice, that
+    /// PatchCore with PaDiM (the ensemble's defaults).
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
         match (preset.to_ascii_lowercase().as_str(), base) {
-            ("fast", base) => Ok(base),
             ("accurate", Self::Patchcore(mut c)) => {
                 ACCURATE(&mut c);
                 Ok(Self::Patchcore(c))
             }
+            ("accurate", Self::Ensemble(c)) => Ok(Self::Ensemble(c)),
+            ("fast", base) if !matches!(base, Self::Ensemble(_)) => Ok(base),
             (p, base) => Err(Error::UnknownPreset {
                 preset: p.to_string(),
                 model: base.name(),
-                known: if matches!(base, Self::Patchcore(_)) {
-                    "fast, accurate"
-                } else {
-                    "fast"
+                known: match base {
+                    Self::Patchcore(_) => "fast, accurate",
+                    Self::Ensemble(_) => "accurate",
+                    _ => "fast",
                 },
             }),
         }
@@ -710,6 +715,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("known presets are fast"), "{err}");
+        // The ensemble's one preset is its default: the accurate PatchCore with PaDiM.
+        let e = DetectorConfig::preset("ensemble", "accurate").unwrap();
+        assert_eq!(e, DetectorConfig::default_for("ensemble").unwrap());
+        let DetectorConfig::Ensemble(c) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            c.members[0],
+            DetectorConfig::preset("patchcore", "accurate").unwrap()
+        );
+        assert_eq!(c.members[1].name(), "padim");
+        e.check().unwrap();
+        let err = DetectorConfig::preset("ensemble", "fast")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("known presets are accurate"), "{err}");
     }
 
     #[test]

@@ -31,18 +31,19 @@ fi
 uptime
 # The candidates of examples/select_preset.rs, as `ad run` flags.
 declare -A flags=(
-  [lite0-256]=""
-  [lite1-256]="--backbone efficientnet-lite1"
-  [lite2-256]="--backbone efficientnet-lite2"
-  [lite0-320]="--image-size 320"
-  [lite0-256-s4s8]="--taps blocks.2,blocks.4"
-  [lite0-256-s4s8s16]="--taps blocks.2,blocks.4,blocks.10"
-  [lite1-256-s4s8]="--backbone efficientnet-lite1 --taps blocks.3,blocks.6"
+  [lite0-256]="--model patchcore"
+  [lite1-256]="--model patchcore --backbone efficientnet-lite1"
+  [lite2-256]="--model patchcore --backbone efficientnet-lite2"
+  [lite0-320]="--model patchcore --image-size 320"
+  [lite0-256-s4s8]="--model patchcore --taps blocks.2,blocks.4"
+  [lite0-256-s4s8s16]="--model patchcore --taps blocks.2,blocks.4,blocks.10"
+  [lite1-256-s4s8]="--model patchcore --backbone efficientnet-lite1 --taps blocks.3,blocks.6"
   [lite0-256-p5]="--config tools/presets/patch5.toml"
-  [lite2-320]="--backbone efficientnet-lite2 --image-size 320"
+  [lite2-320]="--model patchcore --backbone efficientnet-lite2 --image-size 320"
+  [ensemble-lite1-s4s8-padim]="--model ensemble --preset accurate"
 )
 names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 lite1-256-s4s8
-       lite0-256-p5 lite2-320)
+       lite0-256-p5 lite2-320 ensemble-lite1-s4s8-padim)
 for name in "${names[@]}"; do
   for split in bottle piped; do
     out="out/presets/$name/$split"
@@ -57,7 +58,7 @@ for name in "${names[@]}"; do
     fi
     echo "$(date -u +%H:%M) $name $split ($(cut -d' ' -f1-3 /proc/loadavg))"
     # shellcheck disable=SC2086
-    $ad run --quiet --model patchcore --threshold none "${where[@]}" --out "$out" \
+    $ad run --quiet --threshold none "${where[@]}" --out "$out" \
         --overlays 0 ${flags[$name]} > /dev/null
   done
 done

@@ -26,7 +26,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// A named preset as the starting point (flags still override it): fast (today's
-    /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets");
+    /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
+    /// PatchCore; with --model ensemble, the overall choice, that PatchCore with PaDiM);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,

@@ -8,9 +8,10 @@
 //!   Memory is `O(N * d_proj)`; no `N x N` matrix is ever built.
 //! * [`MemoryBank`]: the selected features, with a checksummed f32/f16 file format.
 //! * [`KnnIndex`]: [`BruteForce`] (exact: lower bounds from the bank's principal subspace rule out
-//!   most rows, then a fused AVX-512 distance + top-k kernel on the rest, bit-identical to scanning
-//!   every row; blocked gemm on other CPUs; multi-threaded, bounded memory), [`KdTree`] (kiddo, for
-//!   low dimensions) and [`BurnKnn`] (Burn tensor ops on any device). Distances are Euclidean.
+//!   most rows, or a bf16 screen of every row (AVX512-BF16) keeps the few that can be nearest, then
+//!   a fused AVX-512 distance + top-k kernel on the rest, bit-identical to scanning every row;
+//!   blocked gemm on other CPUs; multi-threaded, bounded memory), [`KdTree`] (kiddo, for low
+//!   dimensions) and [`BurnKnn`] (Burn tensor ops on any device). Distances are Euclidean.
 //!
 //! ```
 //! use ad_memory_bank::{BruteForce, CoresetParams, CoresetSampler, CoresetSize, KnnIndex, MemoryBank};
