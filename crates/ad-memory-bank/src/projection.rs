@@ -287,24 +287,20 @@ impl SparseRows {
                 scratch[j * SPARSE_TILE + lane] = v;
             }
         }
-        let column = |j: u32| -> &[f32; SPARSE_TILE] {
+        let column = |j: u32| {
             let at = j as usize * SPARSE_TILE;
-            scratch[at..at + SPARSE_TILE]
-                .try_into()
-                .expect("a tile column holds SPARSE_TILE values")
+            &scratch[at..at + SPARSE_TILE]
         };
         for o in 0..out_dim {
             let (mut plus, mut minus) = ([0.0f32; SPARSE_TILE], [0.0f32; SPARSE_TILE]);
             for &j in &self.cols[self.starts[o]..self.splits[o]] {
-                let c = column(j);
-                for l in 0..SPARSE_TILE {
-                    plus[l] += c[l];
+                for (p, v) in plus.iter_mut().zip(column(j)) {
+                    *p += v;
                 }
             }
             for &j in &self.cols[self.splits[o]..self.starts[o + 1]] {
-                let c = column(j);
-                for l in 0..SPARSE_TILE {
-                    minus[l] += c[l];
+                for (m, v) in minus.iter_mut().zip(column(j)) {
+                    *m += v;
                 }
             }
             for (lane, dst) in out.chunks_exact_mut(out_dim).take(len).enumerate() {
