@@ -611,7 +611,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
     );
     let backbone = text(&h["backbone"]);
     match backbone.split_once(':') {
-        _ if info.detector == "tiled" => {}
+        _ if matches!(info.detector, "tiled" | "ensemble") => {}
         Some((kind, id)) => {
             println!("backbone        {kind}");
             println!("weights         {id}");
@@ -628,7 +628,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
             .find(|v| !v.is_null())
             .map_or("-".to_string(), &text)
     };
-    if info.detector != "tiled" {
+    if !matches!(info.detector, "tiled" | "ensemble") {
         println!(
             "taps            {}",
             first(&[&["config", "taps"], &["config", "tap"]])
@@ -712,6 +712,34 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 format!("one {} for all tiles", text(&h["detector"]))
             }
         ),
+        "ensemble" => {
+            let names: Vec<String> = h["detectors"]
+                .as_array()
+                .map(|a| a.iter().map(&text).collect())
+                .unwrap_or_default();
+            let scales: Vec<String> = h["scales"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| format!("{} +- {}", text(&s["mean"]), text(&s["std"])))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "members         {} (maps standardised and averaged)",
+                names.join(", ")
+            );
+            println!(
+                "member scales   {} (map values on {} of the good images, held out)",
+                if scales.is_empty() {
+                    "not measured (unfitted)".to_string()
+                } else {
+                    scales.join("; ")
+                },
+                text(&h["params"]["holdout"])
+            );
+            println!("image size      {}", text(&h["preprocess"]["resize"]));
+        }
         "padim" => {
             let n = h["channels"].as_array().map_or(0, |a| a.len());
             println!(
