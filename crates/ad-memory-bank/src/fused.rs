@@ -22,6 +22,9 @@
 //! f32 lane and instruction, twice the arithmetic of an f32 FMA on CPUs with AVX512-BF16): the
 //! screening pass of [`crate::screened`], whose approximate values are never returned.
 
+// The kernels run on x86-64 only; elsewhere their types exist but are never scanned.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use crate::knn::insert;
 
 /// Queries per register tile.

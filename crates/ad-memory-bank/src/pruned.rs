@@ -20,6 +20,9 @@
 //! structureless data nothing is, and [`Pruner::build`] declines (the caller then scans
 //! everything).
 
+// The kernels run on x86-64 only; elsewhere their types exist but are never scanned.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use crate::fused::{self, NR, QueryTile, Sink, TopK};
 use crate::knn::{offer, sq_norm};
 use crate::subspace::Pca;
@@ -345,6 +348,8 @@ pub(crate) fn exact_values(
             && fused::available(),
         "pruned::exact_values: bad arguments"
     );
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = out;
     #[cfg(target_arch = "x86_64")]
     if ids.len() <= 2 * SCALAR_ROWS {
         for (j, part) in ids.chunks(SCALAR_ROWS).enumerate() {

@@ -20,6 +20,9 @@
 //! of the bank (at most 4,096 rows; near-duplicates of many rows, a bank of tied rows) is scanned
 //! in full. The bf16 copy of the bank costs half the f32 bank's memory.
 
+// The kernels run on x86-64 only; elsewhere their types exist but are never scanned.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use crate::fused::{self, Bf16Pair, NR, QueryTile, Sink};
 use crate::knn::{insert, offer, sq_norm};
 use crate::pruned::exact_values;

@@ -78,6 +78,7 @@ const PREFETCH_AHEAD: usize = 8;
 const TEST_AHEAD: usize = 16;
 
 /// Cache lines of a row asked for by [`prefetch_row`].
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const PREFETCH_LINES: usize = 8;
 
 /// Asks the CPU to start fetching `row` into the cache: the scans visit rows scattered over a
@@ -254,6 +255,7 @@ fn dists_to_rows_generic(ids: &[u32], data: &[f32], d: usize, c: &[f32], out: &m
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Level {
     Avx512,
     Avx2,
