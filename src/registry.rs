@@ -60,7 +60,9 @@ pub enum DetectorConfig {
 ///
 /// ```toml
 /// model = "ensemble"
+/// [calibration]
 /// holdout = 0.25
+/// seed = 7
 /// [[members]]
 /// model = "patchcore"
 /// [[members]]
@@ -69,25 +71,14 @@ pub enum DetectorConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnsembleConfig {
-    /// Fraction of the good images held out to measure each member's scale.
-    #[serde(default = "default_holdout")]
-    pub holdout: f64,
-    /// Seed of the hold-out.
-    #[serde(default = "default_ensemble_seed")]
-    pub seed: u64,
+    /// How the members' scales are measured (the held-out fraction and its seed).
+    #[serde(default)]
+    pub calibration: EnsembleParams,
     /// Preprocessing of every member.
     #[serde(default)]
     pub preprocess: ad_core::PreprocessConfig,
     /// The members (at least two: PatchCore, PaDiM, CFlow or a student).
     pub members: Vec<DetectorConfig>,
-}
-
-fn default_holdout() -> f64 {
-    EnsembleParams::default().holdout
-}
-
-fn default_ensemble_seed() -> u64 {
-    EnsembleParams::default().seed
 }
 
 impl Default for EnsembleConfig {
@@ -112,20 +103,10 @@ impl EnsembleConfig {
             .first()
             .map(|m| m.preprocess().clone())
             .unwrap_or_default();
-        let params = EnsembleParams::default();
         Self {
-            holdout: params.holdout,
-            seed: params.seed,
+            calibration: EnsembleParams::default(),
             preprocess,
             members,
-        }
-    }
-
-    /// The hold-out parameters.
-    pub fn params(&self) -> EnsembleParams {
-        EnsembleParams {
-            holdout: self.holdout,
-            seed: self.seed,
         }
     }
 
@@ -423,7 +404,7 @@ impl DetectorConfig {
                 c.member()?.check()?;
             }
             Self::Ensemble(c) => {
-                c.params().check()?;
+                c.calibration.check()?;
                 ad_core::Preprocessor::new(c.preprocess.clone())?;
                 for m in c.members()? {
                     m.check()?;
@@ -553,7 +534,7 @@ impl DetectorConfig {
                     .map(|m| m.build(device).map_err(|e| DetectorError(Box::new(e))))
                     .collect::<Result<Vec<_>, _>>()?;
                 Box::new(Ensemble::<dyn DynDetector>::new(
-                    c.params(),
+                    c.calibration.clone(),
                     c.preprocess.clone(),
                     members,
                 )?)

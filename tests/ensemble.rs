@@ -106,7 +106,7 @@ fn bad_member_lists_are_refused() {
             .contains("own preprocess")
     );
     let bad_holdout: DetectorConfig = serde_json::from_str(&format!(
-        r#"{{"model": "ensemble", "holdout": 1.5, "members": [{PATCHCORE}, {PADIM}]}}"#
+        r#"{{"model": "ensemble", "calibration": {{"holdout": 1.5}}, "members": [{PATCHCORE}, {PADIM}]}}"#
     ))
     .unwrap();
     assert!(bad_holdout.check().is_err());

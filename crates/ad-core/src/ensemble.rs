@@ -30,9 +30,11 @@ pub const MAGIC: &[u8; 8] = b"ADENSMB\0";
 /// Model file format version.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// How an ensemble measures its members (unchecked; [`EnsembleParams::check`] validates).
+/// How an ensemble measures its members (unchecked; [`EnsembleParams::check`] validates). In
+/// an ensemble's config file, the `[calibration]` table:
 ///
 /// ```toml
+/// [calibration]
 /// holdout = 0.25
 /// seed = 7
 /// ```
