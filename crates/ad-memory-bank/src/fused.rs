@@ -97,57 +97,39 @@ pub(crate) trait Lane: Copy + Default + Send + Sync + 'static {
     );
 }
 
-impl Lane for f32 {
-    fn available() -> bool {
-        available()
-    }
+/// [`Lane`] for a type whose blocks the x86-64 entry point `$scan` scans.
+macro_rules! impl_lane {
+    ($elem:ty, $available:path, $scan:ident) => {
+        impl Lane for $elem {
+            fn available() -> bool {
+                $available()
+            }
 
-    unsafe fn scan<S: Sink>(
-        tile: &mut QueryTile<'_, Self>,
-        sink: &mut S,
-        packed: &[Self],
-        norms: &[f32],
-        panels: usize,
-        first: usize,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            avx512::scan_block_f32(tile, sink, packed, norms, panels, first);
+            unsafe fn scan<S: Sink>(
+                tile: &mut QueryTile<'_, Self>,
+                sink: &mut S,
+                packed: &[Self],
+                norms: &[f32],
+                panels: usize,
+                first: usize,
+            ) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: forwarded from the caller's contract.
+                unsafe {
+                    avx512::$scan(tile, sink, packed, norms, panels, first);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                {
+                    let _ = (tile, sink, packed, norms, panels, first);
+                    unreachable!("the fused kernel is only available on x86-64");
+                }
+            }
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (tile, sink, packed, norms, panels, first);
-            unreachable!("the fused kernel is only available on x86-64");
-        }
-    }
+    };
 }
 
-impl Lane for Bf16Pair {
-    fn available() -> bool {
-        bf16_available()
-    }
-
-    unsafe fn scan<S: Sink>(
-        tile: &mut QueryTile<'_, Self>,
-        sink: &mut S,
-        packed: &[Self],
-        norms: &[f32],
-        panels: usize,
-        first: usize,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            avx512::scan_block_bf16(tile, sink, packed, norms, panels, first);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            let _ = (tile, sink, packed, norms, panels, first);
-            unreachable!("the fused kernel is only available on x86-64");
-        }
-    }
-}
+impl_lane!(f32, available, scan_block_f32);
+impl_lane!(Bf16Pair, bf16_available, scan_block_bf16);
 
 /// Bank rows per packed block for `d` values of `bytes` bytes per row: a multiple of [`NR`], at
 /// least one panel.
@@ -284,6 +266,61 @@ pub(crate) fn scan_rows(
         start = end;
     }
     top.into_candidates()
+}
+
+/// Scans a bank packed once by [`pack`] (`packed`, `norms`; `d` lane values per row) for every
+/// query of `tile`, block by block (`block_panels` panels per L2-sized block).
+pub(crate) fn sweep_packed<S: Sink, E: Lane>(
+    tile: &mut QueryTile<'_, E>,
+    sink: &mut S,
+    packed: &[E],
+    norms: &[f32],
+    d: usize,
+    block_panels: usize,
+) {
+    let panels = norms.len() / NR;
+    let mut p0 = 0;
+    while p0 < panels {
+        let p1 = (p0 + block_panels.max(1)).min(panels);
+        scan_block(
+            tile,
+            sink,
+            &packed[p0 * d * NR..p1 * d * NR],
+            &norms[p0 * NR..p1 * NR],
+            p0 * NR,
+        );
+        p0 = p1;
+    }
+}
+
+/// The fused scan of every bank row for the queries `which` of `q` (`d` values each): their
+/// candidate lists are written into rows `which` of `cd` / `ci` (`k` per query). Returns the
+/// number of values computed (for the search statistics).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_in_full(
+    q: &[f32],
+    which: &[usize],
+    bank: &[f32],
+    norms: &[f32],
+    d: usize,
+    k: usize,
+    cd: &mut [f32],
+    ci: &mut [u32],
+) -> u64 {
+    if which.is_empty() {
+        return 0;
+    }
+    let n = norms.len();
+    let qs: Vec<f32> = which
+        .iter()
+        .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
+        .collect();
+    let (fd, fi) = scan_rows(&qs, which.len(), bank, norms, d, 0, n, k);
+    for (j, &r) in which.iter().enumerate() {
+        cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
+        ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
+    }
+    (which.len() * n) as u64
 }
 
 /// A tile of queries being scanned and the scratch its register tiles need, allocated once per

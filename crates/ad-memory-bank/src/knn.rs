@@ -10,7 +10,7 @@ use crate::error::{MemoryBankError, Result, check_matrix};
 use crate::fused;
 use crate::matmul::gemm_abt;
 use crate::pruned::{self, PruneStats, Pruner};
-use crate::screened::{self, Screen, ScreenStats};
+use crate::screened::{self, Screen};
 
 /// `k` nearest neighbours of `nq` queries: row-major `nq x k` arrays.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,62 +245,59 @@ impl BruteForce {
 
     /// [`KnnKernel::Pruned`]'s search: tiles of queries in parallel, each bounded then checked.
     fn search_pruned(&self, pruner: &Pruner, queries: &[f32], nq: usize, k: usize) -> KnnResult {
-        let d = self.bank.dim();
-        let tile = pruned::TILE_QUERIES;
-        let parts: Vec<(Vec<f32>, Vec<u32>, PruneStats)> = (0..nq.div_ceil(tile))
-            .into_par_iter()
-            .map(|t| {
-                let (q0, q1) = (t * tile, ((t + 1) * tile).min(nq));
-                let mut stats = PruneStats::default();
-                let (cd, ci) = pruner.search_tile(
-                    self.bank.as_slice(),
-                    &self.norms,
-                    d,
-                    &queries[q0 * d..q1 * d],
-                    q1 - q0,
-                    k,
-                    &mut stats,
-                );
-                (cd, ci, stats)
-            })
-            .collect();
-        let (exact, pairs, full) = parts
-            .iter()
-            .fold((0u64, 0u64, 0u64), |(e, p, f), (_, _, s)| {
-                (e + s.exact, p + s.pairs, f + s.full_scans)
-            });
-        self.record.add(nq as u64, full);
-        log::debug!(
-            "pruned k-NN: {nq} queries, k = {k}: {exact} exact values ({:.2} % of a full scan; \
-             {full} queries scanned in full)",
-            100.0 * exact as f64 / pairs.max(1) as f64
-        );
-        tiles_to_result(queries, d, k, parts.into_iter().map(|(cd, ci, _)| (cd, ci)))
+        self.search_tiles(
+            queries,
+            nq,
+            k,
+            pruned::TILE_QUERIES,
+            (&self.record, "pruned"),
+            |q, rows, stats| {
+                let d = self.bank.dim();
+                pruner.search_tile(self.bank.as_slice(), &self.norms, d, q, rows, k, stats)
+            },
+        )
     }
 
     /// [`KnnKernel::Screened`]'s search: tiles of queries in parallel, each screened in bf16
     /// then checked exactly.
     fn search_screened(&self, screen: &Screen, queries: &[f32], nq: usize, k: usize) -> KnnResult {
-        let d = self.bank.dim();
         // Tiles of equal size, a multiple of the thread count (one image's 784 patches on two
         // threads: four tiles of 196, not three of 256 and one of 16).
         let threads = rayon::current_num_threads().max(1);
         let tasks = nq.div_ceil(threads * screened::TILE_QUERIES) * threads;
         let tile = nq.div_ceil(tasks).max(fused::MR);
-        let parts: Vec<(Vec<f32>, Vec<u32>, ScreenStats)> = (0..nq.div_ceil(tile))
+        self.search_tiles(
+            queries,
+            nq,
+            k,
+            tile,
+            (&self.screen_record, "bf16-screened"),
+            |q, rows, stats| {
+                let d = self.bank.dim();
+                screen.search_tile(self.bank.as_slice(), &self.norms, d, q, rows, k, stats)
+            },
+        )
+    }
+
+    /// Runs `search_tile(queries of the tile, rows, stats)` on tiles of `tile` queries in
+    /// parallel, adds the full scans to `record` and logs what was computed (`what` names the
+    /// kernel).
+    fn search_tiles(
+        &self,
+        queries: &[f32],
+        nq: usize,
+        k: usize,
+        tile: usize,
+        (record, what): (&PruneRecord, &str),
+        search_tile: impl Fn(&[f32], usize, &mut PruneStats) -> (Vec<f32>, Vec<u32>) + Sync,
+    ) -> KnnResult {
+        let d = self.bank.dim();
+        let parts: Vec<(Vec<f32>, Vec<u32>, PruneStats)> = (0..nq.div_ceil(tile))
             .into_par_iter()
             .map(|t| {
                 let (q0, q1) = (t * tile, ((t + 1) * tile).min(nq));
-                let mut stats = ScreenStats::default();
-                let (cd, ci) = screen.search_tile(
-                    self.bank.as_slice(),
-                    &self.norms,
-                    d,
-                    &queries[q0 * d..q1 * d],
-                    q1 - q0,
-                    k,
-                    &mut stats,
-                );
+                let mut stats = PruneStats::default();
+                let (cd, ci) = search_tile(&queries[q0 * d..q1 * d], q1 - q0, &mut stats);
                 (cd, ci, stats)
             })
             .collect();
@@ -309,10 +306,10 @@ impl BruteForce {
             .fold((0u64, 0u64, 0u64), |(e, p, f), (_, _, s)| {
                 (e + s.exact, p + s.pairs, f + s.full_scans)
             });
-        self.screen_record.add(nq as u64, full);
+        record.add(nq as u64, full);
         log::debug!(
-            "bf16-screened k-NN: {nq} queries, k = {k}: {exact} exact values ({:.3} % of a full \
-             scan; {full} queries scanned in full)",
+            "{what} k-NN: {nq} queries, k = {k}: {exact} exact values ({:.3} % of a full scan; \
+             {full} queries scanned in full)",
             100.0 * exact as f64 / pairs.max(1) as f64
         );
         tiles_to_result(queries, d, k, parts.into_iter().map(|(cd, ci, _)| (cd, ci)))

@@ -79,7 +79,7 @@ pub(crate) struct Pruner {
     max_listed: usize,
 }
 
-/// Counts of one search, for the debug log.
+/// Counts of one pruned or screened search, for the debug log (and the record of full scans).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct PruneStats {
     /// Exact values computed.
@@ -155,19 +155,14 @@ impl Pruner {
 
     /// Runs the fused kernel on `z` over the whole bank.
     fn sweep<S: Sink>(&self, tile: &mut QueryTile<'_>, sink: &mut S) {
-        let panels = self.znorms.len() / NR;
-        let mut p0 = 0;
-        while p0 < panels {
-            let p1 = (p0 + self.block_panels).min(panels);
-            fused::scan_block(
-                tile,
-                sink,
-                &self.packed[p0 * AUG * NR..p1 * AUG * NR],
-                &self.znorms[p0 * NR..p1 * NR],
-                p0 * NR,
-            );
-            p0 = p1;
-        }
+        fused::sweep_packed(
+            tile,
+            sink,
+            &self.packed,
+            &self.znorms,
+            AUG,
+            self.block_panels,
+        );
     }
 
     /// The `k` smallest values `|m|^2 - 2 q.m` (and their bank indices) of each of the `rows`
@@ -250,19 +245,10 @@ impl Pruner {
         self.sweep(&mut tile, &mut listed);
         // Queries the bounds could not narrow enough: the fused scan of every row.
         let full: Vec<usize> = (0..rows).filter(|&r| listed.overflow[r]).collect();
-        if !full.is_empty() {
-            let qs: Vec<f32> = full
-                .iter()
-                .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
-                .collect();
-            let (fd, fi) = fused::scan_rows(&qs, full.len(), bank, norms, d, 0, n, k);
-            for (j, &r) in full.iter().enumerate() {
-                cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
-                ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
-                listed.rows[r].clear();
-            }
-            stats.exact += (full.len() * n) as u64;
-            stats.full_scans += full.len() as u64;
+        stats.exact += fused::scan_in_full(q, &full, bank, norms, d, k, &mut cd, &mut ci);
+        stats.full_scans += full.len() as u64;
+        for &r in &full {
+            listed.rows[r].clear();
         }
         // 3. exact values of the listed rows not probed in step 1.
         for (r, list) in listed.rows.iter().enumerate() {

@@ -25,7 +25,7 @@
 
 use crate::fused::{self, Bf16Pair, NR, QueryTile, Sink};
 use crate::knn::{insert, offer, sq_norm};
-use crate::pruned::exact_values;
+use crate::pruned::{PruneStats, exact_values};
 
 /// Largest `k` served.
 pub(crate) const MAX_K: usize = 64;
@@ -102,17 +102,6 @@ pub(crate) struct Screen {
     block_panels: usize,
     /// Most rows kept per query ([`max_listed`]; smaller in tests).
     max_listed: usize,
-}
-
-/// Counts of one search, for the debug log.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct ScreenStats {
-    /// Exact values computed.
-    pub(crate) exact: u64,
-    /// Query x bank pairs a full scan computes.
-    pub(crate) pairs: u64,
-    /// Queries scanned in full (too many rows kept).
-    pub(crate) full_scans: u64,
 }
 
 impl Screen {
@@ -202,19 +191,7 @@ impl Screen {
     /// Runs the bf16 kernel over the whole bank.
     fn sweep<S: Sink>(&self, tile: &mut QueryTile<'_, Bf16Pair>, sink: &mut S) {
         let d2 = self.centre.len().div_ceil(2);
-        let panels = self.norms.len() / NR;
-        let mut p0 = 0;
-        while p0 < panels {
-            let p1 = (p0 + self.block_panels).min(panels);
-            fused::scan_block(
-                tile,
-                sink,
-                &self.packed[p0 * d2 * NR..p1 * d2 * NR],
-                &self.norms[p0 * NR..p1 * NR],
-                p0 * NR,
-            );
-            p0 = p1;
-        }
+        fused::sweep_packed(tile, sink, &self.packed, &self.norms, d2, self.block_panels);
     }
 
     /// The `k` smallest values `|m|^2 - 2 q.m` (and their bank indices) of each of the `rows`
@@ -235,7 +212,7 @@ impl Screen {
         q: &[f32],
         rows: usize,
         k: usize,
-        stats: &mut ScreenStats,
+        stats: &mut PruneStats,
     ) -> (Vec<f32>, Vec<u32>) {
         let n = norms.len();
         let d2 = d.div_ceil(2);
@@ -262,19 +239,8 @@ impl Screen {
         let mut ci = vec![u32::MAX; rows * k];
         // Queries that kept too many rows: the fused scan of every row.
         let full: Vec<usize> = (0..rows).filter(|&r| overflow[r]).collect();
-        if !full.is_empty() {
-            let qs: Vec<f32> = full
-                .iter()
-                .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
-                .collect();
-            let (fd, fi) = fused::scan_rows(&qs, full.len(), bank, norms, d, 0, n, k);
-            for (j, &r) in full.iter().enumerate() {
-                cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
-                ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
-            }
-            stats.exact += (full.len() * n) as u64;
-            stats.full_scans += full.len() as u64;
-        }
+        stats.exact += fused::scan_in_full(q, &full, bank, norms, d, k, &mut cd, &mut ci);
+        stats.full_scans += full.len() as u64;
         // Exact values of the kept rows.
         let mut values = [0.0f32; 16];
         for (r, list) in lists.iter().enumerate() {
@@ -496,7 +462,7 @@ mod tests {
             let screen = Screen::build(&bank, n, d, &norms).expect("screen built");
             for k in [1usize, 3, 16] {
                 let want = fused::scan_rows(&q, rows, &bank, &norms, d, 0, n, k);
-                let mut stats = ScreenStats::default();
+                let mut stats = PruneStats::default();
                 let got = screen.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
                 assert_eq!(got, want, "{name}, k = {k}");
                 assert!(
@@ -506,7 +472,7 @@ mod tests {
                 // A tiny cap: queries keeping more rows are scanned in full, same results.
                 let mut capped = screen.clone();
                 capped.max_listed = k + 1;
-                let mut stats = ScreenStats::default();
+                let mut stats = PruneStats::default();
                 let got = capped.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
                 assert_eq!(got, want, "{name}, k = {k}, capped");
                 assert!(stats.full_scans > 0, "{name}, k = {k}: {stats:?}");
