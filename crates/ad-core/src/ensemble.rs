@@ -251,18 +251,13 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             member_bytes,
             threshold: self.threshold.clone(),
         };
-        let json = serde_json::to_vec(&header).map_err(|e| CoreError::BadModelFile {
-            path: path.to_path_buf(),
-            reason: format!("cannot encode header: {e}"),
-        })?;
-        let out = model_file::encode(MAGIC, FORMAT_VERSION, &json, &payload);
-        model_file::write_atomic(path, &out).map_err(|source| {
-            CoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-            .into()
-        })
+        Ok(model_file::save_json(
+            path,
+            MAGIC,
+            FORMAT_VERSION,
+            &header,
+            &payload,
+        )?)
     }
 
     /// Loads a model written by [`Ensemble::save_ensemble`]; `load` opens one member's model
@@ -271,27 +266,20 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         path: &Path,
         load: impl FnMut(&Path) -> Result<Box<D>, D::Error>,
     ) -> Result<Self, D::Error> {
-        let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let bad = |reason: String| CoreError::BadModelFile {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let (header, payload) =
-            model_file::decode(&bytes, MAGIC, FORMAT_VERSION, "ensemble").map_err(bad)?;
-        let header: Header =
-            serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
+        let (header, bytes, payload): (Header, _, _) =
+            model_file::read_json(path, MAGIC, FORMAT_VERSION, "ensemble")?;
         if header.member_bytes.len() != header.detectors.len() {
-            return Err(bad(format!(
-                "{} member files for {} members",
-                header.member_bytes.len(),
-                header.detectors.len()
-            ))
+            return Err(CoreError::BadModelFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{} member files for {} members",
+                    header.member_bytes.len(),
+                    header.detectors.len()
+                ),
+            }
             .into());
         }
-        let members = unpack_members(path, payload, &header.member_bytes, load)?;
+        let members = unpack_members(path, &bytes[payload], &header.member_bytes, load)?;
         Self::assemble(
             header.params,
             header.preprocess,

@@ -59,6 +59,50 @@ pub fn encode(magic: &[u8; 8], version: u32, header: &[u8], payload: &[u8]) -> V
     out
 }
 
+/// Writes `header` (as JSON) and `payload` as one container under `path`, atomically: how
+/// ad-core's own container models (tiled, ensemble) save.
+pub(crate) fn save_json<H: serde::Serialize>(
+    path: &Path,
+    magic: &[u8; 8],
+    version: u32,
+    header: &H,
+    payload: &[u8],
+) -> Result<(), crate::CoreError> {
+    let json = serde_json::to_vec(header).map_err(|e| crate::CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot encode header: {e}"),
+    })?;
+    write_atomic(path, &encode(magic, version, &json, payload)).map_err(|source| {
+        crate::CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Reads a container written by [`save_json`]: its header parsed, the file's bytes and where
+/// the payload lies in them (the payload is not copied).
+pub(crate) fn read_json<H: serde::de::DeserializeOwned>(
+    path: &Path,
+    magic: &[u8; 8],
+    version: u32,
+    what: &str,
+) -> Result<(H, Vec<u8>, std::ops::Range<usize>), crate::CoreError> {
+    let bytes = std::fs::read(path).map_err(|source| crate::CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: String| crate::CoreError::BadModelFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (header, payload) = decode(&bytes, magic, version, what).map_err(bad)?;
+    let header: H = serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
+    let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
+    let range = start..start + payload.len();
+    Ok((header, bytes, range))
+}
+
 /// Checks a container and returns `(header, payload)`; the error says what is wrong, in words
 /// (`what` names the model kind, e.g. "PatchCore").
 pub fn decode<'a>(

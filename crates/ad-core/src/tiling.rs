@@ -413,18 +413,13 @@ impl<D: Detector + ?Sized> Tiled<D> {
             member_bytes,
             threshold: self.threshold.clone(),
         };
-        let json = serde_json::to_vec(&header).map_err(|e| CoreError::BadModelFile {
-            path: path.to_path_buf(),
-            reason: format!("cannot encode header: {e}"),
-        })?;
-        let out = crate::model_file::encode(MAGIC, FORMAT_VERSION, &json, &payload);
-        crate::model_file::write_atomic(path, &out).map_err(|source| {
-            CoreError::Io {
-                path: path.to_path_buf(),
-                source,
-            }
-            .into()
-        })
+        Ok(crate::model_file::save_json(
+            path,
+            MAGIC,
+            FORMAT_VERSION,
+            &header,
+            &payload,
+        )?)
     }
 
     /// Loads a model written by [`Tiled::save_tiled`]; `load` opens one member's model file
@@ -433,18 +428,12 @@ impl<D: Detector + ?Sized> Tiled<D> {
         path: &Path,
         load: impl FnMut(&Path) -> Result<Box<D>, D::Error>,
     ) -> Result<Self, D::Error> {
-        let bytes = std::fs::read(path).map_err(|source| CoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let (header, bytes, payload): (Header, _, _) =
+            crate::model_file::read_json(path, MAGIC, FORMAT_VERSION, "tiled")?;
         let bad = |reason: String| CoreError::BadModelFile {
             path: path.to_path_buf(),
             reason,
         };
-        let (header, payload) =
-            crate::model_file::decode(&bytes, MAGIC, FORMAT_VERSION, "tiled").map_err(bad)?;
-        let header: Header =
-            serde_json::from_slice(header).map_err(|e| bad(format!("header: {e}")))?;
         let preprocessor = Preprocessor::new(header.preprocess)?;
         let layout = header.tiling.layout(preprocessor.output_size())?;
         let expected = if header.tiling.ensemble {
@@ -461,7 +450,7 @@ impl<D: Detector + ?Sized> Tiled<D> {
             ))
             .into());
         }
-        let members = unpack_members(path, payload, &header.member_bytes, load)?;
+        let members = unpack_members(path, &bytes[payload], &header.member_bytes, load)?;
         Self::assemble(
             header.tiling,
             preprocessor,
