@@ -537,14 +537,17 @@ struct FastState<'a> {
     gmax: Vec<f32>,
     /// First (smallest) point index attaining `gmax`, per centre slot.
     garg: Vec<u32>,
-    /// Points of each centre slot.
-    members: Vec<Vec<u32>>,
+    /// Points of each centre slot, with their current values (member-contiguous).
+    groups: Vec<Group>,
     /// `0..n`, for full passes.
     all: Vec<u32>,
     /// Largest `mind2` after the last update and the first index attaining it.
     max: (f32, usize),
     /// Point-to-centre distance computations started (for reporting the work saved).
     evaluated: u64,
+    /// Members visited by the scans of tier 3, and the groups scanned (for reporting).
+    visited: u64,
+    scanned_groups: u64,
     /// Principal subspace used for cheap lower bounds of centre-to-centre distances.
     pca: Option<Pca>,
     /// Centres' coordinates in the principal subspace, `k x PCS` (f32).
@@ -560,6 +563,85 @@ struct FastState<'a> {
 
 /// Number of principal components used for the lower bounds.
 const PCS: usize = 16;
+
+/// The points of one centre slot of [`FastState`], each with its current squared distance and
+/// subspace coordinates stored beside it, so a scan streams through memory; kept equal to the
+/// state's per-point arrays.
+#[derive(Default)]
+struct Group {
+    ids: Vec<u32>,
+    mind2: Vec<f32>,
+    /// `len x PCS` (empty without subspace bounds).
+    coords: Vec<f32>,
+    /// Empty without subspace bounds.
+    slack: Vec<f32>,
+}
+
+impl Group {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn members(&self) -> simd::Members<'_> {
+        simd::Members {
+            ids: &self.ids,
+            mind2: &self.mind2,
+            coords: &self.coords,
+            slack: &self.slack,
+        }
+    }
+
+    /// Adds point `p` with its value `v`, copying its coordinates from the state's arrays.
+    fn push(&mut self, p: u32, v: f32, pcoords: &[f32], pslack: &[f32]) {
+        let pu = p as usize;
+        self.ids.push(p);
+        self.mind2.push(v);
+        if let (Some(coords), Some(&slack)) = (pcoords.get(pu * PCS..(pu + 1) * PCS), pslack.get(pu))
+        {
+            self.coords.extend_from_slice(coords);
+            self.slack.push(slack);
+        }
+    }
+
+    /// Keeps the members still assigned to slot `g`, in order.
+    fn retain_assigned(&mut self, assign: &[u32], g: u32) {
+        let with_coords = !self.slack.is_empty();
+        let mut kept = 0;
+        for i in 0..self.ids.len() {
+            let p = self.ids[i];
+            if assign[p as usize] != g {
+                continue;
+            }
+            if kept != i {
+                self.ids[kept] = p;
+                self.mind2[kept] = self.mind2[i];
+                if with_coords {
+                    self.coords.copy_within(i * PCS..(i + 1) * PCS, kept * PCS);
+                    self.slack[kept] = self.slack[i];
+                }
+            }
+            kept += 1;
+        }
+        self.ids.truncate(kept);
+        self.mind2.truncate(kept);
+        if with_coords {
+            self.coords.truncate(kept * PCS);
+            self.slack.truncate(kept);
+        }
+    }
+
+    /// Largest value and the first (smallest) point index attaining it; `(-inf, u32::MAX)` when
+    /// empty.
+    fn max(&self) -> (f32, u32) {
+        let mut best = (f32::NEG_INFINITY, u32::MAX);
+        for (&p, &v) in self.ids.iter().zip(&self.mind2) {
+            if v > best.0 || (v == best.0 && p < best.1) {
+                best = (v, p);
+            }
+        }
+        best
+    }
+}
 
 /// Below this share of the variance in the principal subspace, per-point lower bounds prune
 /// too little to pay for themselves (i.i.d. data: `PCS / d`), and are not used. A point is
@@ -586,16 +668,24 @@ impl<'a> FastState<'a> {
             dcc: Vec::new(),
             gmax: vec![max.0],
             garg: vec![max.1 as u32],
-            members: vec![(0..n as u32).collect()],
+            groups: Vec::new(),
             all: (0..n as u32).collect(),
             max,
             evaluated: n as u64,
+            visited: 0,
+            scanned_groups: 0,
             pca,
             cproj: Vec::new(),
             cslack: Vec::new(),
             pcoords,
             pslack,
         };
+        s.groups.push(Group {
+            ids: s.all.clone(),
+            mind2: s.mind2.clone(),
+            coords: s.pcoords.clone(),
+            slack: s.pslack.clone(),
+        });
         s.push_projection(start);
         s
     }
@@ -682,25 +772,25 @@ impl<'a> FastState<'a> {
             .into_iter()
             .filter(|&a| self.dcc[a as usize] < PRUNE_FACTOR * self.gmax[a as usize])
             .collect();
-        let work: usize = groups.iter().map(|&a| self.members[a as usize].len()).sum();
-        let (members, mind2, dcc) = (&self.members, &self.mind2, &self.dcc);
+        let work: usize = groups.iter().map(|&a| self.groups[a as usize].len()).sum();
+        self.visited += work as u64;
+        self.scanned_groups += groups.len() as u64;
+        let (all_groups, dcc) = (&self.groups, &self.dcc);
         // The new centre's subspace coordinates (pushed in tier 1) against every point's.
-        let bound = (!self.pcoords.is_empty()).then(|| simd::SubspaceBound {
-            coords: &self.pcoords,
-            slack: &self.pslack,
+        let bound = (!self.pcoords.is_empty()).then(|| simd::CentreBound {
             centre: &self.cproj[k * PCS..(k + 1) * PCS],
             centre_slack: self.cslack[k],
         });
         let bound = bound.as_ref();
+        let (all, mind2, pcoords, pslack) = (&self.all, &self.mind2, &self.pcoords, &self.pslack);
         let scan = |acc: (Vec<(u32, f32)>, u64), a: &u32| {
             let (mut out, mut ev) = acc;
             let a = *a as usize;
             ev += simd::scan_members(
-                &members[a],
+                all_groups[a].members(),
                 points,
                 d,
                 centre_row,
-                mind2,
                 dcc[a],
                 PRUNE_FACTOR,
                 bound,
@@ -711,17 +801,25 @@ impl<'a> FastState<'a> {
         let (moved, evaluated) = if work > self.mind2.len() / 2 {
             // Little is pruned (structureless data): one sequential pass over all rows streams
             // memory better than visiting the groups' scattered members.
-            self.all
-                .par_chunks(ROW_BLOCK)
+            (0..all.len().div_ceil(ROW_BLOCK))
+                .into_par_iter()
                 .fold(
                     || (Vec::new(), 0u64),
-                    |(mut out, ev), ids| {
+                    |(mut out, ev), block| {
+                        let rows = block * ROW_BLOCK..((block + 1) * ROW_BLOCK).min(all.len());
+                        let members = simd::Members {
+                            ids: &all[rows.clone()],
+                            mind2: &mind2[rows.clone()],
+                            coords: pcoords
+                                .get(rows.start * PCS..rows.end * PCS)
+                                .unwrap_or_default(),
+                            slack: pslack.get(rows).unwrap_or_default(),
+                        };
                         let e = simd::scan_members(
-                            ids,
+                            members,
                             points,
                             d,
                             centre_row,
-                            mind2,
                             f32::NEG_INFINITY,
                             PRUNE_FACTOR,
                             bound,
@@ -752,10 +850,10 @@ impl<'a> FastState<'a> {
         // Apply: the new centre itself (distance 0, as the reference's scatter) and the moved points.
         let new_id = k as u32;
         let mut touched = vec![self.assign[c]];
-        let mut new_members = Vec::with_capacity(moved.len() + 1);
+        let mut group = Group::default();
         self.mind2[c] = 0.0;
         self.assign[c] = new_id;
-        new_members.push(c as u32);
+        group.push(c as u32, 0.0, &self.pcoords, &self.pslack);
         for (p, v) in moved {
             let pu = p as usize;
             if pu == c {
@@ -764,27 +862,20 @@ impl<'a> FastState<'a> {
             touched.push(self.assign[pu]);
             self.mind2[pu] = v;
             self.assign[pu] = new_id;
-            new_members.push(p);
+            group.push(p, v, &self.pcoords, &self.pslack);
         }
         self.centres.push(c as u32);
-        self.members.push(new_members);
+        self.groups.push(group);
         self.gmax.push(0.0);
         self.garg.push(u32::MAX);
         touched.sort_unstable();
         touched.dedup();
         for &g in touched.iter().chain(std::iter::once(&new_id)) {
-            let g = g as usize;
-            let assign = &self.assign;
-            self.members[g].retain(|&p| assign[p as usize] == g as u32);
-            let mut best = (f32::NEG_INFINITY, u32::MAX);
-            for &p in &self.members[g] {
-                let v = self.mind2[p as usize];
-                if v > best.0 || (v == best.0 && p < best.1) {
-                    best = (v, p);
-                }
-            }
-            self.gmax[g] = best.0.max(0.0);
-            self.garg[g] = best.1;
+            let group = &mut self.groups[g as usize];
+            group.retain_assigned(&self.assign, g);
+            let (v, p) = group.max();
+            self.gmax[g as usize] = v.max(0.0);
+            self.garg[g as usize] = p;
         }
         // Next argmax: largest group maximum, smallest index on ties (= first index of the max).
         let mut best = (f32::NEG_INFINITY, u32::MAX);
@@ -814,7 +905,7 @@ fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -
     }
     log::debug!(
         "fast coreset: {} of {} reference distance computations ({:.1} %); set-up {:.3} s \
-         (principal subspace: {}), {} steps {:.3} s",
+         (principal subspace: {}), {} steps {:.3} s; {} groups and {} members visited",
         state.evaluated,
         n as u64 * count as u64,
         100.0 * state.evaluated as f64 / (n as f64 * count as f64),
@@ -831,7 +922,9 @@ fn greedy_fast(points: &[f32], n: usize, d: usize, count: usize, start: usize) -
             None => "none".into(),
         },
         count,
-        (t0.elapsed() - setup).as_secs_f64()
+        (t0.elapsed() - setup).as_secs_f64(),
+        state.scanned_groups,
+        state.visited
     );
     let coverage_radius = state.max.0.max(0.0).sqrt();
     CoresetSelection {
