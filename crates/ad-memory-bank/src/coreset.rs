@@ -236,7 +236,8 @@ impl CoresetSampler {
             None => self.select_projected(features, n, d),
             Some(m) => {
                 let t = std::time::Instant::now();
-                let projected = m.project(features, n)?;
+                // `features` were checked just above.
+                let projected = m.project_checked(features, n);
                 log::debug!(
                     "coreset projection {n} x {d} -> {}: {:.3} s",
                     m.out_dim(),

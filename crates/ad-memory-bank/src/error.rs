@@ -144,8 +144,58 @@ pub(crate) fn check_matrix(
             cols,
         });
     }
-    if let Some(position) = data.iter().position(|v| !v.is_finite()) {
+    if !all_finite(data) {
+        let position = data.iter().position(|v| !v.is_finite()).unwrap_or(0);
         return Err(MemoryBankError::NonFinite { what, position });
     }
     Ok(())
+}
+
+/// Whether every value is finite: blocks in parallel, each tested as a branch-free OR over its
+/// exponent bits (vectorised; a search for the position runs only once something fails).
+fn all_finite(data: &[f32]) -> bool {
+    const BLOCK: usize = 1 << 16;
+    let block_ok = |block: &[f32]| {
+        block.chunks(256).all(|chunk| {
+            let mut bad = 0u32;
+            for v in chunk {
+                // Exponent all ones: infinity or NaN.
+                bad |= u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000);
+            }
+            bad == 0
+        })
+    };
+    if data.len() <= BLOCK {
+        block_ok(data)
+    } else {
+        use rayon::prelude::*;
+        data.par_chunks(BLOCK).all(block_ok)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_values_are_found_at_their_position() {
+        for len in [1usize, 255, 256, 257, 70_000, 200_003] {
+            let mut data: Vec<f32> = (0..len).map(|i| i as f32 * 1e-3 - 5.0).collect();
+            assert!(check_matrix("x", &data, len, 1).is_ok());
+            data[len - 1] = f32::MAX;
+            assert!(check_matrix("x", &data, len, 1).is_ok());
+            for (position, bad) in [
+                (0, f32::NAN),
+                (len / 2, f32::INFINITY),
+                (len - 1, f32::NEG_INFINITY),
+            ] {
+                let mut x = data.clone();
+                x[position] = bad;
+                match check_matrix("x", &x, len, 1) {
+                    Err(MemoryBankError::NonFinite { position: p, .. }) => assert_eq!(p, position),
+                    other => panic!("len {len}, position {position}: {other:?}"),
+                }
+            }
+        }
+    }
 }

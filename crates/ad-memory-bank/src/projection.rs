@@ -309,7 +309,10 @@ impl SparseRows {
         }
     }
 
-    /// [`Self::project_tile`] compiled for AVX-512F (same results: lane-wise IEEE additions).
+    /// [`Self::project_tile`] with AVX-512F intrinsics (same results: the same lane-wise IEEE
+    /// additions in the same order): the tile is transposed in and the outputs out by 16 x 16
+    /// register transposes instead of one scalar store per value. Tiles of fewer than 16 rows
+    /// take the portable path.
     ///
     /// # Safety
     /// The CPU supports AVX-512F.
@@ -322,7 +325,72 @@ impl SparseRows {
         out: &mut [f32],
         scratch: &mut Vec<f32>,
     ) {
-        self.project_tile(rows, in_dim, out, scratch);
+        use std::arch::x86_64::*;
+        const T: usize = SPARSE_TILE;
+        let out_dim = self.splits.len();
+        if rows.len() != T * in_dim || out.len() != T * out_dim {
+            self.project_tile(rows, in_dim, out, scratch);
+            return;
+        }
+        // `scratch[..in_dim * T]`: the tile transposed (column `j` of the 16 rows at `j * T`);
+        // `scratch[in_dim * T..]`: the outputs, output `o` of the 16 rows at `o * T`.
+        scratch.clear();
+        scratch.resize((in_dim + out_dim) * T, 0.0);
+        let (columns, results) = scratch.split_at_mut(in_dim * T);
+        let whole = in_dim - in_dim % T;
+        for j0 in (0..whole).step_by(T) {
+            // SAFETY: rows `0..16` of `rows` hold columns `j0..j0 + 16` (`j0 + 16 <= in_dim`),
+            // and `columns` holds `(j0 + 16) * 16 <= in_dim * 16` values.
+            unsafe {
+                x86::transpose16(
+                    rows.as_ptr().add(j0),
+                    in_dim,
+                    columns.as_mut_ptr().add(j0 * T),
+                    T,
+                )
+            };
+        }
+        for (lane, row) in rows.chunks_exact(in_dim).enumerate() {
+            for j in whole..in_dim {
+                columns[j * T + lane] = row[j];
+            }
+        }
+        let column = |j: u32| {
+            debug_assert!((j as usize) < in_dim);
+            // SAFETY: `j < in_dim`, so the 16 values at `j * 16` are inside `columns`.
+            unsafe { _mm512_loadu_ps(columns.as_ptr().add(j as usize * T)) }
+        };
+        let scale = _mm512_set1_ps(self.scale);
+        for o in 0..out_dim {
+            let (mut plus, mut minus) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            for &j in &self.cols[self.starts[o]..self.splits[o]] {
+                plus = _mm512_add_ps(plus, column(j));
+            }
+            for &j in &self.cols[self.splits[o]..self.starts[o + 1]] {
+                minus = _mm512_add_ps(minus, column(j));
+            }
+            let v = _mm512_mul_ps(scale, _mm512_sub_ps(plus, minus));
+            // SAFETY: `results` holds `out_dim * 16` values.
+            unsafe { _mm512_storeu_ps(results.as_mut_ptr().add(o * T), v) };
+        }
+        let whole_out = out_dim - out_dim % T;
+        for o0 in (0..whole_out).step_by(T) {
+            // SAFETY: `results` holds outputs `o0..o0 + 16` of the 16 rows; each of the 16 rows
+            // of `out` holds outputs `o0..o0 + 16` (`o0 + 16 <= out_dim`).
+            unsafe {
+                x86::transpose16(
+                    results.as_ptr().add(o0 * T),
+                    T,
+                    out.as_mut_ptr().add(o0),
+                    out_dim,
+                )
+            };
+        }
+        for (lane, dst) in out.chunks_exact_mut(out_dim).enumerate() {
+            for o in whole_out..out_dim {
+                dst[o] = results[o * T + lane];
+            }
+        }
     }
 
     /// Projects `n` rows (`n x in_dim`) into `out` (`n x out_dim`), tiles in parallel.
@@ -339,6 +407,69 @@ impl SparseRows {
                 }
                 self.project_tile(src, in_dim, dst, scratch);
             });
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// Writes the transpose of the 16 x 16 block whose row `r` is `src[r * src_stride..][..16]`
+    /// to `dst`: row `c` of the result at `dst[c * dst_stride..][..16]`.
+    ///
+    /// # Safety
+    /// AVX-512F is available; the 16 source rows are readable and the 16 destination rows
+    /// writable, 16 values each.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    pub(super) unsafe fn transpose16(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        // SAFETY: the caller guarantees the 16 rows of 16 values.
+        let r: [__m512; 16] =
+            std::array::from_fn(|i| unsafe { _mm512_loadu_ps(src.add(i * src_stride)) });
+        // Pairs of rows interleaved: 2 x 2 blocks.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // 4 x 4 blocks inside each 128-bit lane.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let base = i & !3;
+            let (a, b) = (t[base + (i % 4) / 2], t[base + 2 + (i % 4) / 2]);
+            if i % 2 == 0 {
+                _mm512_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm512_shuffle_ps::<0xEE>(a, b)
+            }
+        });
+        // 128-bit lanes: first across rows 4 apart, then 8 apart.
+        let v: [__m512; 16] = std::array::from_fn(|i| {
+            let base = i & 8;
+            let (a, b) = (u[base + i % 4], u[base + 4 + i % 4]);
+            if i % 8 < 4 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            }
+        });
+        for i in 0..16 {
+            let (a, b) = (v[i % 8], v[8 + i % 8]);
+            let w = if i < 8 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            };
+            // SAFETY: the caller guarantees the 16 destination rows.
+            unsafe { _mm512_storeu_ps(dst.add(i * dst_stride), w) };
+        }
     }
 }
 
@@ -385,11 +516,17 @@ impl ProjectionMatrix {
     /// Projects `n` row-major rows of dimension `in_dim`; returns `n x out_dim` row-major.
     pub fn project(&self, features: &[f32], n: usize) -> Result<Vec<f32>> {
         check_matrix("features", features, n, self.in_dim)?;
+        Ok(self.project_checked(features, n))
+    }
+
+    /// [`Self::project`] of features already checked (`n x in_dim`, finite).
+    pub(crate) fn project_checked(&self, features: &[f32], n: usize) -> Vec<f32> {
+        debug_assert_eq!(features.len(), n * self.in_dim);
         const BLOCK: usize = 2048;
         let mut out = vec![0.0f32; n * self.out_dim];
         if let Some(sparse) = &self.sparse {
             sparse.project(features, self.in_dim, &mut out);
-            return Ok(out);
+            return out;
         }
         out.par_chunks_mut(BLOCK * self.out_dim)
             .zip(features.par_chunks(BLOCK * self.in_dim))
@@ -397,7 +534,7 @@ impl ProjectionMatrix {
                 let rows = src.len() / self.in_dim;
                 gemm_abt(dst, src, &self.data, rows, self.out_dim, self.in_dim, 1.0);
             });
-        Ok(out)
+        out
     }
 }
 
@@ -438,7 +575,35 @@ mod tests {
 
     #[test]
     fn sparse_evaluation_matches_the_dense_product_and_is_row_independent() {
-        let (n, d_in) = (37, 400);
+        // 400 inputs: whole 16 x 16 transposes only; 403: a remainder of columns.
+        for d_in in [400, 403] {
+            sparse_evaluation_case(d_in);
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn transpose16_transposes() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return;
+        }
+        let (src_stride, dst_stride) = (21, 19);
+        let src: Vec<f32> = (0..16 * src_stride).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0f32; 16 * dst_stride];
+        // SAFETY: AVX-512F checked above; 16 rows of 16 values fit both strides.
+        unsafe { x86::transpose16(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
+        for r in 0..16 {
+            for c in 0..16 {
+                assert_eq!(dst[c * dst_stride + r], src[r * src_stride + c], "({r}, {c})");
+            }
+            for c in 16..dst_stride {
+                assert_eq!(dst[r * dst_stride + c], -1.0, "untouched ({r}, {c})");
+            }
+        }
+    }
+
+    fn sparse_evaluation_case(d_in: usize) {
+        let n = 37;
         let x: Vec<f32> = (0..n * d_in)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
