@@ -652,14 +652,23 @@ const POINT_BOUND_MIN_CAPTURED: f64 = 0.25;
 
 impl<'a> FastState<'a> {
     fn new(points: &'a [f32], n: usize, d: usize, start: usize) -> Self {
+        let t0 = std::time::Instant::now();
         let mut mind2 = vec![f32::INFINITY; n];
         full_update(points, d, start, &mut mind2);
         let max = (mind2[first_argmax(&mind2)], first_argmax(&mind2));
+        let t1 = std::time::Instant::now();
         let pca = (d > 2 * PCS && n > 4 * PCS).then(|| Pca::fit(points, n, d, PCS, 8192));
+        let t2 = std::time::Instant::now();
         let (pcoords, pslack) = match &pca {
             Some(pca) if pca.captured >= POINT_BOUND_MIN_CAPTURED => pca.project_all(points, d),
             _ => (Vec::new(), Vec::new()),
         };
+        log::debug!(
+            "fast coreset set-up: first pass {:.3} s, principal subspace {:.3} s, coordinates {:.3} s",
+            (t1 - t0).as_secs_f64(),
+            (t2 - t1).as_secs_f64(),
+            t2.elapsed().as_secs_f64()
+        );
         let mut s = Self {
             points,
             d,

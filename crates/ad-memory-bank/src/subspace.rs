@@ -44,49 +44,36 @@ impl Pca {
             }
         }
         mean.iter_mut().for_each(|m| *m /= rows.len() as f64);
-        let cov: Vec<f64> = {
-            let partial = |chunk: &[usize]| {
-                let mut c = vec![0.0f64; d * d];
-                let mut x = vec![0.0f64; d];
-                for &r in chunk {
-                    for ((xi, &v), m) in x.iter_mut().zip(&points[r * d..(r + 1) * d]).zip(&mean) {
-                        *xi = v as f64 - m;
-                    }
-                    for i in 0..d {
-                        let xi = x[i];
-                        for (cij, xj) in c[i * d..(i + 1) * d].iter_mut().zip(&x) {
-                            *cij += xi * xj;
-                        }
-                    }
-                }
-                c
-            };
-            rows.par_chunks(512).map(partial).reduce(
-                || vec![0.0f64; d * d],
-                |mut a, b| {
-                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            )
-        };
-        // Subspace iteration: basis <- orth(C basis), starting from a fixed pseudo-random basis.
+        // The sample covariance (unnormalised) as one f32 product of the centred sample with
+        // itself, two halves of its rows in parallel. Its precision only affects how good the
+        // subspace is, never the rigour of the bounds: any orthonormal basis gives valid ones.
+        let m = rows.len();
+        let mut xt = vec![0.0f32; d * m];
+        for (ri, &r) in rows.iter().enumerate() {
+            for (j, (&v, mu)) in points[r * d..(r + 1) * d].iter().zip(&mean).enumerate() {
+                xt[j * m + ri] = (f64::from(v) - mu) as f32;
+            }
+        }
+        let mut cov32 = vec![0.0f32; d * d];
+        let half = d.div_ceil(2).max(1);
+        cov32
+            .par_chunks_mut(half * d)
+            .zip(xt.par_chunks(half * m))
+            .for_each(|(dst, lhs)| gemm_abt(dst, lhs, &xt, lhs.len() / m, d, m, 1.0));
+        let cov: Vec<f64> = cov32.iter().map(|&c| f64::from(c)).collect();
+        // Subspace iteration: basis <- orth(C basis), starting from a fixed pseudo-random basis;
+        // the products in f32, the orthonormalisation in f64.
         let mut basis: Vec<f64> = (0..k * d)
             .map(|i| (i as f64 * 0.618_033_988_75).fract() - 0.5)
             .collect();
         orthonormalise(&mut basis, k, d);
-        let mut next = vec![0.0f64; k * d];
+        let mut b32 = vec![0.0f32; k * d];
+        let mut next = vec![0.0f32; k * d];
         for _ in 0..30 {
-            for p in 0..k {
-                let b = &basis[p * d..(p + 1) * d];
-                for i in 0..d {
-                    next[p * d + i] = cov[i * d..(i + 1) * d]
-                        .iter()
-                        .zip(b)
-                        .map(|(c, x)| c * x)
-                        .sum();
-                }
-            }
-            std::mem::swap(&mut basis, &mut next);
+            b32.iter_mut().zip(&basis).for_each(|(o, &b)| *o = b as f32);
+            // `C` is symmetric: `basis C^T = basis C`, one row of `C basis^T` per basis vector.
+            gemm_abt(&mut next, &b32, &cov32, k, d, d, 1.0);
+            basis.iter_mut().zip(&next).for_each(|(o, &v)| *o = f64::from(v));
             orthonormalise(&mut basis, k, d);
         }
         let trace: f64 = (0..d).map(|i| cov[i * d + i]).sum();
