@@ -597,7 +597,8 @@ impl Group {
         let pu = p as usize;
         self.ids.push(p);
         self.mind2.push(v);
-        if let (Some(coords), Some(&slack)) = (pcoords.get(pu * PCS..(pu + 1) * PCS), pslack.get(pu))
+        if let (Some(coords), Some(&slack)) =
+            (pcoords.get(pu * PCS..(pu + 1) * PCS), pslack.get(pu))
         {
             self.coords.extend_from_slice(coords);
             self.slack.push(slack);

@@ -594,7 +594,11 @@ mod tests {
         unsafe { x86::transpose16(src.as_ptr(), src_stride, dst.as_mut_ptr(), dst_stride) };
         for r in 0..16 {
             for c in 0..16 {
-                assert_eq!(dst[c * dst_stride + r], src[r * src_stride + c], "({r}, {c})");
+                assert_eq!(
+                    dst[c * dst_stride + r],
+                    src[r * src_stride + c],
+                    "({r}, {c})"
+                );
             }
             for c in 16..dst_stride {
                 assert_eq!(dst[r * dst_stride + c], -1.0, "untouched ({r}, {c})");

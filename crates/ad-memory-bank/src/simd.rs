@@ -398,12 +398,7 @@ unsafe fn scan_members_generic<K: Kernels>(
     };
     let k = bound.centre.len();
     let mut survivors: Vec<(u32, f32)> = Vec::new();
-    for (((&p, &m), pc), &ps) in ids
-        .iter()
-        .zip(mind2)
-        .zip(coords.chunks_exact(k))
-        .zip(slack)
-    {
+    for (((&p, &m), pc), &ps) in ids.iter().zip(mind2).zip(coords.chunks_exact(k)).zip(slack) {
         if skip2 >= factor * m {
             continue;
         }

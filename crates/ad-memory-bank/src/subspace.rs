@@ -73,7 +73,10 @@ impl Pca {
             b32.iter_mut().zip(&basis).for_each(|(o, &b)| *o = b as f32);
             // `C` is symmetric: `basis C^T = basis C`, one row of `C basis^T` per basis vector.
             gemm_abt(&mut next, &b32, &cov32, k, d, d, 1.0);
-            basis.iter_mut().zip(&next).for_each(|(o, &v)| *o = f64::from(v));
+            basis
+                .iter_mut()
+                .zip(&next)
+                .for_each(|(o, &v)| *o = f64::from(v));
             orthonormalise(&mut basis, k, d);
         }
         let trace: f64 = (0..d).map(|i| cov[i * d + i]).sum();

@@ -158,11 +158,22 @@ impl ScoreStudent {
             });
         }
         let d = model.config.feature_dim()?;
+        let k = header.trained.prototypes.len() / d.max(1);
+        if k * d != header.trained.prototypes.len() {
+            return Err(RegressError::BadModelFile {
+                path: path.to_path_buf(),
+                kind: "student",
+                reason: format!(
+                    "{} prototype values are not whole {d}-d rows",
+                    header.trained.prototypes.len()
+                ),
+            });
+        }
         model.head = Some(head_from(
             path,
             "student",
             &header.dims,
-            d,
+            d + k,
             1,
             &flat,
             device,

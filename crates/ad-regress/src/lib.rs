@@ -27,6 +27,7 @@ mod folds;
 mod fusion;
 pub mod head;
 mod io;
+mod prototypes;
 mod student;
 mod synth;
 

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
 use crate::head::{Mlp, scalar};
+use crate::prototypes::{kmeans, with_radial, with_radial_host};
 use crate::synth::cut_paste;
 
 /// Builds a fresh, unfitted teacher (called once per fold).
@@ -47,6 +48,12 @@ type FoldTargets = (Vec<Vec<f32>>, Vec<Vec<f32>>, String);
 
 /// Rows per inference chunk of the head.
 const INFER_CHUNK: usize = 16_384;
+
+/// Largest accepted [`StudentConfig::prototypes`].
+const MAX_PROTOTYPES: usize = 4096;
+
+/// Good patch rows (at most) the prototypes are fitted on.
+const PROTOTYPE_ROWS: usize = 16_384;
 
 /// Hyper-parameters of [`ScoreStudent`] (unchecked).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,6 +71,9 @@ pub struct StudentConfig {
     pub patch_size: usize,
     /// Hidden widths of the per-patch MLP (`[256, 64]`).
     pub hidden: Vec<usize>,
+    /// Prototypes of the good patches (k-means centres, frozen) whose distances are fed to the
+    /// head beside each patch feature (64; 0: the feature alone). See [`crate::prototypes`].
+    pub prototypes: usize,
     /// Passes over the training patches (20).
     pub epochs: usize,
     /// Adam learning rate (1e-3).
@@ -99,6 +109,7 @@ impl Default for StudentConfig {
             preprocess: PreprocessConfig::default(),
             patch_size: 3,
             hidden: vec![256, 64],
+            prototypes: 64,
             epochs: 20,
             learning_rate: 1e-3,
             patch_batch: 2048,
@@ -136,6 +147,12 @@ impl StudentConfig {
         }
         if self.hidden.contains(&0) {
             return bad("hidden", format!("{:?} has a zero width", self.hidden));
+        }
+        if self.prototypes > MAX_PROTOTYPES {
+            return bad(
+                "prototypes",
+                format!("{} exceeds {MAX_PROTOTYPES}", self.prototypes),
+            );
         }
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
@@ -260,6 +277,9 @@ pub(crate) struct Trained {
     pub(crate) teacher: String,
     /// Good and synthetic images the head was trained on.
     pub(crate) images: (usize, usize),
+    /// The prototypes (`prototypes x feature dim`, row-major; empty without).
+    #[serde(default)]
+    pub(crate) prototypes: Vec<f32>,
 }
 
 /// A student of a detector's anomaly maps: backbone -> patch features -> per-patch MLP.
@@ -381,9 +401,20 @@ impl ScoreStudent {
         Ok((rows, grid))
     }
 
-    /// The head's (unscaled) output for patch rows.
-    fn head_rows(&self, head: &Mlp, rows: &[f32], d: usize) -> Result<Vec<f32>, RegressError> {
+    /// The head's (unscaled) output for patch rows (`d` wide), with their distances to the
+    /// prototypes when there are any (`k x d`).
+    fn head_rows(
+        &self,
+        head: &Mlp,
+        rows: &[f32],
+        d: usize,
+        prototypes: &[f32],
+    ) -> Result<Vec<f32>, RegressError> {
         let n = rows.len() / d.max(1);
+        let k = prototypes.len() / d.max(1);
+        let protos = (k > 0).then(|| {
+            Tensor::<2>::from_data(TensorData::new(prototypes.to_vec(), [k, d]), &self.device)
+        });
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(INFER_CHUNK) {
             let m = INFER_CHUNK.min(n - start);
@@ -391,6 +422,10 @@ impl ScoreStudent {
                 TensorData::new(rows[start * d..(start + m) * d].to_vec(), [m, d]),
                 &self.device,
             );
+            let x = match &protos {
+                Some(p) => with_radial(x, p),
+                None => x,
+            };
             out.extend(read_f32(head.forward(x))?);
         }
         Ok(out)
@@ -512,7 +547,7 @@ impl Detector for ScoreStudent {
             });
         }
         let d = rows.len() / (batch.len() * grid.0 * grid.1).max(1);
-        let out = self.head_rows(head, &rows, d)?;
+        let out = self.head_rows(head, &rows, d, &trained.prototypes)?;
         let per = grid.0 * grid.1;
         out.chunks(per)
             .map(|g| {
@@ -594,6 +629,7 @@ impl ScoreStudent {
         let mut rows: Vec<f32> = Vec::new();
         let mut targets: Vec<f32> = Vec::new();
         let mut good_targets: Vec<f32> = Vec::new();
+        let mut good_rows: Vec<f32> = Vec::new();
         let mut grid = (0, 0);
         let mut teacher_name = String::new();
         let mut synthetic = 0;
@@ -614,7 +650,7 @@ impl ScoreStudent {
                 let batch = ImageBatch::from_planes(chunk.to_vec(), size, pre.mean, pre.std)?;
                 let (r, g) = self.patch_rows(&batch)?;
                 grid = g;
-                rows.extend(r);
+                let per_image = r.len() / chunk.len().max(1);
                 for (m, map) in maps[j * self.config.batch_size..][..chunk.len()]
                     .iter()
                     .enumerate()
@@ -622,9 +658,11 @@ impl ScoreStudent {
                     let pooled = pool_to_grid(map, size, g);
                     if j * self.config.batch_size + m < score.len() {
                         good_targets.extend_from_slice(&pooled);
+                        good_rows.extend_from_slice(&r[m * per_image..(m + 1) * per_image]);
                     }
                     targets.extend(pooled);
                 }
+                rows.extend(r);
             }
         }
         let extract_time = t0.elapsed();
@@ -632,6 +670,26 @@ impl ScoreStudent {
         let n = targets.len();
         let d = rows.len() / n.max(1);
         let scale = quantile(&good_targets, 0.99).max(1e-6);
+        let prototypes = if self.config.prototypes > 0 {
+            kmeans(
+                &good_rows,
+                d,
+                self.config.prototypes,
+                PROTOTYPE_ROWS,
+                self.config.seed ^ 0xC3A7,
+            )
+        } else {
+            Vec::new()
+        };
+        drop(good_rows);
+        let (rows, d) = if prototypes.is_empty() {
+            (rows, d)
+        } else {
+            (
+                with_radial_host(&rows, d, &prototypes, &self.device)?,
+                d + prototypes.len() / d,
+            )
+        };
         for t in &mut targets {
             *t /= scale;
         }
@@ -696,6 +754,7 @@ impl ScoreStudent {
             losses,
             teacher: teacher_name,
             images: (planes.len(), synthetic),
+            prototypes,
         });
         Ok(FitSummary {
             images: planes.len(),
@@ -739,6 +798,10 @@ mod tests {
             },
             StudentConfig {
                 teacher: serde_json::json!("patchcore"),
+                ..Default::default()
+            },
+            StudentConfig {
+                prototypes: MAX_PROTOTYPES + 1,
                 ..Default::default()
             },
         ] {

@@ -186,6 +186,24 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
             loaded.predict_image(img).unwrap().map
         );
     }
+    // Without prototypes the head sees the patch feature alone, and still learns.
+    let mut plain = ScoreStudent::new(
+        &StudentConfig {
+            prototypes: 0,
+            ..student_config(3)
+        },
+        Some(factory()),
+        &device,
+    )
+    .unwrap();
+    plain.fit_images(&good).unwrap();
+    let plain_losses = plain.losses().unwrap();
+    assert!(plain_losses[5] < 0.8 * plain_losses[0], "{plain_losses:?}");
+    let pp: Vec<f32> = probe
+        .iter()
+        .map(|i| plain.predict_image(i).unwrap().score)
+        .collect();
+    assert_ne!(pa, pp, "the prototypes' distances change the head");
     // Fitting without a teacher is a typed error, not a panic.
     let mut no_teacher = ScoreStudent::new(&student_config(3), None, &device).unwrap();
     assert!(matches!(
