@@ -1,7 +1,8 @@
 //! Learned heads on frozen CNN features, trained with Burn's autodiff on any device:
 //!
 //! - [`ScoreStudent`]: a per-patch MLP that regresses a teacher detector's anomaly map
-//!   (PatchCore's by default), trained on good images and [cut-paste](cut_paste) anomalies
+//!   (PatchCore's by default) from a patch feature and its distances to a few prototypes of
+//!   the good patches (k-means, frozen), trained on good images and [cut-paste](cut_paste) anomalies
 //!   scored by teachers fitted on other folds of the good images, so prediction needs no
 //!   memory bank and no nearest-neighbour search (the PNI idea, with the targets that make it
 //!   work: its authors' head, trained on normal data only, answered "normal" for everything).

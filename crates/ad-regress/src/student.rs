@@ -282,7 +282,8 @@ pub(crate) struct Trained {
     pub(crate) prototypes: Vec<f32>,
 }
 
-/// A student of a detector's anomaly maps: backbone -> patch features -> per-patch MLP.
+/// A student of a detector's anomaly maps: backbone -> patch features (+ distances to the
+/// prototypes) -> per-patch MLP.
 pub struct ScoreStudent {
     pub(crate) config: CheckedStudentConfig,
     pub(crate) device: Device,
