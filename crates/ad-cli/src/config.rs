@@ -96,6 +96,10 @@ pub struct ModelArgs {
     /// PaDiM: ridge added to every covariance diagonal [default: 0.01].
     #[arg(long)]
     pub regularization: Option<f64>,
+    /// Student: prototypes of the good patches whose distances the head sees beside each patch
+    /// feature; 0 = the feature alone [default: 64].
+    #[arg(long)]
+    pub prototypes: Option<usize>,
     /// Trained models: epochs [default: CFlow 10, student 20, classifier 10 at most].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -391,7 +395,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 16] = [
+        let specific: [(&str, bool, &[&str]); 17] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -420,6 +424,7 @@ impl ModelArgs {
                 &["cflow"],
             ),
             ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
+            ("prototypes", self.prototypes.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
                 self.fine_tune_last_stage,
@@ -528,6 +533,9 @@ impl ModelArgs {
                 }
                 if let Some(r) = self.learning_rate {
                     c.learning_rate = r;
+                }
+                if let Some(k) = self.prototypes {
+                    c.prototypes = k;
                 }
             }
             DetectorConfig::Classifier(c) => {

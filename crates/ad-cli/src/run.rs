@@ -676,10 +676,19 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 losses.last().map_or("-".into(), |l| format!("{l:.5}")),
                 if info.detector == "student" {
                     format!(
-                        "; teacher {}, trained on {} good + {} cut-paste images",
+                        "; teacher {}, trained on {} good + {} cut-paste images; {} prototypes",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
-                        text(&h["trained"]["images"][1])
+                        text(&h["trained"]["images"][1]),
+                        // Fitted prototypes are stored only when the config asked for some.
+                        if h["trained"]["prototypes"]
+                            .as_array()
+                            .is_some_and(|a| !a.is_empty())
+                        {
+                            text(&h["config"]["prototypes"])
+                        } else {
+                            "no".into()
+                        }
                     )
                 } else {
                     format!(

@@ -466,6 +466,67 @@ fn bad_input_is_caught_before_fitting() {
 }
 
 #[test]
+fn student_trains_with_prototypes_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cat, _) = setup(tmp.path(), "patchcore");
+    let config = tmp.path().join("student.toml");
+    std::fs::write(
+        &config,
+        "model = \"student\"\nweights = { random = { seed = 1 } }\nbatch_size = 4\n\
+         hidden = [16]\nepochs = 2\npatch_batch = 256\n[preprocess]\nresize = [64, 64]\n\
+         [teacher]\nmodel = \"patchcore\"\nweights = { random = { seed = 1 } }\n\
+         batch_size = 4\n[teacher.preprocess]\nresize = [64, 64]\n\
+         [teacher.coreset]\nsize = { ratio = 0.25 }\n",
+    )
+    .unwrap();
+    let model = tmp.path().join("m.student");
+    let fit = |extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "--quiet",
+            "--config",
+            s(&config),
+            "--data",
+            s(tmp.path()),
+            "--category",
+            "synthetic_small",
+            "--out",
+            s(&model),
+        ];
+        args.extend_from_slice(extra);
+        ad(&args)
+    };
+    let o = fit(&["--prototypes", "8"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ad(&["info", s(&model)]);
+    assert!(text(&o).contains("; 8 prototypes"), "{}", text(&o));
+    let o = ad(&["predict", s(&model), s(&cat.join("test/crack"))]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(lines(&o).iter().all(|l| l["score"].as_f64().is_some()));
+    let o = fit(&["--prototypes", "0"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ad(&["info", s(&model)]);
+    assert!(text(&o).contains("; no prototypes"), "{}", text(&o));
+    // The flag belongs to the student only.
+    let patchcore = tmp.path().join("patchcore.toml");
+    let o = ad(&[
+        "fit",
+        "--config",
+        s(&patchcore),
+        "--data",
+        s(tmp.path()),
+        "--category",
+        "synthetic_small",
+        "--prototypes",
+        "8",
+        "--out",
+        s(&tmp.path().join("m.patchcore")),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--prototypes"), "{}", text(&o));
+}
+
+#[test]
 fn cflow_trains_and_predicts_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let (cat, config) = setup(tmp.path(), "cflow");

@@ -12,7 +12,8 @@
 //! computations, all of them exact:
 //! * every point remembers the centre `a(p)` realising its distance `r(p)`, and points are grouped by
 //!   that centre (each group keeps its members and its largest `r`, with the first index attaining it,
-//!   so the next argmax is a scan over groups);
+//!   so the next argmax is a scan over groups; the members' `r` and subspace coordinates are stored
+//!   in the group beside their indices, so the tests of a step stream through memory);
 //! * when centre `c` is added, the triangle inequality `d(p, c) >= d(a, c) - r(p)` proves that no point
 //!   with `d(a, c)^2 >= 4 r(p)^2` gets closer, and no point of a group with `d(a, c)^2 >= 4 max r^2`;
 //! * `d(a, c)` is first bounded from below by the distance of the two centres' coordinates in the
@@ -21,8 +22,9 @@
 //!   their members are visited;
 //! * a visited point's distance stops early once a partial sum reaches `r(p)^2` (partial sums of
 //!   non-negative terms only grow under IEEE rounding, so this is exact);
-//! * the member scans run on rayon threads; the kernels are runtime-dispatched AVX-512/AVX2 builds
-//!   of one 16-lane loop (no FMA contraction, fixed reduction order: bit-identical results).
+//! * the member scans run on rayon threads; the kernels are runtime-dispatched builds of one
+//!   16-lane computation (AVX-512 intrinsics, or plain Rust for AVX2 and baseline; no FMA
+//!   contraction, fixed reduction order: bit-identical results).
 //!
 //! Every test carries a safety factor (`1 + 1e-3` on the squared bound, slack on the subspace bound)
 //! far larger than the f32 rounding error of the kernels (about `(d/16 + 20) * 2^-24` relative), so a
