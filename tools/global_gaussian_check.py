@@ -21,21 +21,34 @@ def feat(f):
     for b in model._blocks:
         h = b(h)
     return h.mean((2, 3))[0].numpy()
+COLUMNS = [
+    "accurate", "lite1", "gauss", "accurate+gauss mean", "accurate+gauss max",
+    "accurate+0.5 gauss", "accurate+lite1 mean", "accurate+lite1 max", "all three mean",
+    "all three max", "lite1+gauss mean",
+]
 rows = []
 with torch.no_grad():
     for c in sorted(os.listdir(sys.argv[1])):
         d = os.path.join(sys.argv[1], c)
-        if not os.path.isdir(d + "/fit"): continue
-        S = [json.loads(l) for l in open(d + "/scores.jsonl")]
+        if not os.path.isdir(d + "/fit"):
+            continue
+        scores = lambda name: {json.loads(l)["path"]: json.loads(l)["score"] for l in open(os.path.join(d, name))}
+        A, B = scores("scores.jsonl"), scores("scores_l1.jsonl")
+        paths = sorted(A)
         fit = sorted(glob.glob(d + "/fit/*"))
         lw = LedoitWolf().fit(np.stack([feat(f) for f in fit]))
-        pc = np.array([s["score"] for s in S])
-        g = lw.mahalanobis(np.stack([feat(s["path"]) for s in S]))
-        hold = np.array(["/hold/" in s["path"] for s in S])
-        y = np.array([0 if "/good/" in s["path"] else 1 for s in S])[~hold]
+        pc = np.array([A[p] for p in paths])
+        l1 = np.array([B[p] for p in paths])
+        g = lw.mahalanobis(np.stack([feat(p) for p in paths]))
+        hold = np.array(["/hold/" in p for p in paths])
+        y = np.array([0 if "/good/" in p else 1 for p in paths])[~hold]
         z = lambda v: (v - v[hold].mean()) / v[hold].std()
-        zp, zg = z(pc), z(g)
+        zp, zl, zg = z(pc), z(l1), z(g)
         a = lambda v: roc_auc_score(y, v[~hold]) * 100
-        rows.append((c, a(pc), a(g), a(zp + zg), a(np.maximum(zp, zg)), a(zp + 0.5 * zg)))
-        print("%s pc %.2f gauss %.2f mean %.2f max %.2f pc+0.5g %.2f" % rows[-1], flush=True)
-r = np.array([x[1:] for x in rows]); print("mean", " ".join("%.2f" % v for v in r.mean(0)), "min", " ".join("%.2f" % v for v in r.min(0)))
+        rows.append([a(pc), a(l1), a(g), a(zp + zg), a(np.maximum(zp, zg)), a(zp + 0.5 * zg),
+                     a(zp + zl), a(np.maximum(zp, zl)), a(zp + zl + zg),
+                     a(np.maximum(np.maximum(zp, zl), zg)), a(zl + zg)])
+        print(c, " ".join(f"{n} {v:.2f}" for n, v in zip(COLUMNS, rows[-1])), flush=True)
+r = np.array(rows)
+for n, mean, low in zip(COLUMNS, r.mean(0), r.min(0)):
+    print(f"{n}: PIPED mean {mean:.2f}, worst class {low:.2f}")

@@ -4,7 +4,8 @@
 # image AUROC without losing PA_FVN01_TL? Per PIPED class: the good training images are split
 # 24 / 8 (seeded); `ad fit --model patchcore --preset accurate` on the 24, `ad predict` on the 8
 # held-out good images and the test images; then tools/global_gaussian_check.py fits the
-# Gaussian on the same 24 and fuses the two scores standardised on the 8.
+# Gaussian on the same 24 and fuses the scores standardised on the 8; a Lite1 PatchCore at the
+# default taps is a third member.
 # Run by hand (not part of the tests): needs ../shared/datasets, torch, scikit-learn and the
 # efficientnet-lite0 wheel. Writes /tmp/global_gaussian/.
 set -euo pipefail
@@ -24,6 +25,9 @@ for c in $(ls "$root"); do
   done
   target/release/ad fit --quiet --model patchcore --preset accurate --folder-normal "$d/fit" --threshold none --out "$d/model" > /dev/null
   target/release/ad predict --quiet "$d/model" "$d/hold" "$(realpath "$root/$c")/test/*/*" > "$d/scores.jsonl"
+  # The Lite1 PatchCore at the default taps (strides 8 and 16), a third possible member.
+  target/release/ad fit --quiet --model patchcore --backbone efficientnet-lite1 --folder-normal "$d/fit" --threshold none --out "$d/model_l1" > /dev/null
+  target/release/ad predict --quiet "$d/model_l1" "$d/hold" "$(realpath "$root/$c")/test/*/*" > "$d/scores_l1.jsonl"
 done
 python3 tools/global_gaussian_check.py "$work"
 uptime
