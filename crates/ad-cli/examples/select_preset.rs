@@ -8,6 +8,8 @@
 //! * among candidates whose validation predict time is at most 4x the `fast` preset's.
 //!
 //! `--only NAME,...` runs the candidates whose names start with one of the prefixes.
+//! `--students` scores the score student's prototype counts (0, 16, 64, 256) instead, by the
+//! same validation and objective (no time rule: the counts cost about the same).
 //!
 //! ```text
 //! cargo run --release --example select_preset -- --data ../shared/datasets
@@ -22,6 +24,7 @@ use anomaly_detection::mvtec::MvtecCategory;
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::PatchcoreConfig;
 use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
+use anomaly_detection::regress::StudentConfig;
 use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
 use clap::Parser;
 
@@ -33,6 +36,30 @@ struct Args {
     /// Only these candidates (names as printed), comma separated [default: all].
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// Score the student's prototype counts instead of the preset candidates.
+    #[arg(long)]
+    students: bool,
+}
+
+/// The score student with 0, 16, 64 and 256 prototypes (its teacher: the default PatchCore).
+fn student_candidates() -> Vec<(&'static str, DetectorConfig)> {
+    [
+        ("student p0", 0),
+        ("student p16", 16),
+        ("student p64", 64),
+        ("student p256", 256),
+    ]
+    .into_iter()
+    .map(|(name, prototypes)| {
+        (
+            name,
+            DetectorConfig::Student(StudentConfig {
+                prototypes,
+                ..StudentConfig::default()
+            }),
+        )
+    })
+    .collect()
 }
 
 /// The candidates: the levers that can be had offline (weights, resolution, taps,
@@ -170,7 +197,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let mut rows: Vec<(&str, f64, f64)> = Vec::new();
-    for (name, config) in candidates() {
+    let list = if args.students {
+        student_candidates()
+    } else {
+        candidates()
+    };
+    for (name, config) in list {
         if let Some(only) = &args.only
             && !only.iter().any(|o| name.starts_with(o.as_str()))
         {
@@ -214,12 +246,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .map_or(f64::INFINITY, |r| r.2);
     let choice = rows
         .iter()
-        .filter(|r| r.2 <= 4.0 * fast)
+        .filter(|r| args.students || r.2 <= 4.0 * fast)
         .max_by(|a, b| a.1.total_cmp(&b.1));
     match choice {
         Some((name, objective, predict)) => println!(
-            "\nchoice: {name} (objective {objective:.4}, predict {predict:.1} ms/img, {:.1}x fast)",
-            predict / fast
+            "\nchoice: {name} (objective {objective:.4}, predict {predict:.1} ms/img{})",
+            if fast.is_finite() {
+                format!(", {:.1}x fast", predict / fast)
+            } else {
+                String::new()
+            }
         ),
         None => println!("\nno candidate within 4x the fast preset's predict time"),
     }
