@@ -486,9 +486,12 @@ macro_rules! dispatch {
     };
 }
 
+/// [`Kernels::sq_dist`] as a free function, for [`dispatch!`].
+///
 /// # Safety
 /// The CPU supports `K`'s instructions.
 #[inline(always)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 unsafe fn sq_dist_generic<K: Kernels>(a: &[f32], b: &[f32]) -> f32 {
     // SAFETY: as required of the caller.
     unsafe { K::sq_dist(a, b) }
