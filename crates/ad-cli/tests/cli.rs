@@ -58,6 +58,24 @@ fn setup(root: &Path, model: &str) -> (PathBuf, PathBuf) {
     (root.join("synthetic_small"), config)
 }
 
+/// `ad CMD --config CONFIG --data ROOT --category synthetic_small --out OUT EXTRA...` (the
+/// category `setup` generates).
+fn on_small(cmd: &str, config: &Path, root: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        cmd,
+        "--config",
+        s(config),
+        "--data",
+        s(root),
+        "--category",
+        "synthetic_small",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    ad(&args)
+}
+
 /// Parses `ad predict` output lines: (path, score or error).
 fn lines(o: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -71,18 +89,7 @@ fn fit_info_predict_test_with_the_binary() {
     let tmp = tempfile::tempdir().unwrap();
     let (cat, config) = setup(tmp.path(), "patchcore");
     let model = tmp.path().join("m.patchcore");
-    let o = ad(&[
-        "fit",
-        "--quiet",
-        "--config",
-        s(&config),
-        "--data",
-        s(tmp.path()),
-        "--category",
-        "synthetic_small",
-        "--out",
-        s(&model),
-    ]);
+    let o = on_small("fit", &config, tmp.path(), &model, &["--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("threshold"), "{}", text(&o));
 
@@ -166,20 +173,13 @@ fn padim_runs_end_to_end_and_models_load_by_header() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, config) = setup(tmp.path(), "padim");
     let out = tmp.path().join("run");
-    let o = ad(&[
+    let o = on_small(
         "run",
-        "--quiet",
-        "--config",
-        s(&config),
-        "--data",
-        s(tmp.path()),
-        "--category",
-        "synthetic_small",
-        "--out",
-        s(&out),
-        "--overlays",
-        "0",
-    ]);
+        &config,
+        tmp.path(),
+        &out,
+        &["--quiet", "--overlays", "0"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let model = out.join("model.padim");
     let o = ad(&["info", "--json", s(&model)]);
@@ -426,20 +426,13 @@ fn bad_input_is_caught_before_fitting() {
         .save(cat.join("test/good/wide.png"))
         .unwrap();
     let out = tmp.path().join("run");
-    let o = ad(&[
+    let o = on_small(
         "run",
-        "--quiet",
-        "--config",
-        s(&config),
-        "--data",
-        s(tmp.path()),
-        "--category",
-        "synthetic_small",
-        "--out",
-        s(&out),
-        "--overlays",
-        "0",
-    ]);
+        &config,
+        tmp.path(),
+        &out,
+        &["--quiet", "--overlays", "0"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("warning: 1 images with another aspect ratio"),
@@ -449,18 +442,7 @@ fn bad_input_is_caught_before_fitting() {
     let report = std::fs::read_to_string(out.join("report.json")).unwrap();
     assert!(report.contains("wide.png 256x64"), "{report}");
     // --out pointing at a directory where a file is wanted fails before fitting.
-    let o = ad(&[
-        "fit",
-        "--quiet",
-        "--config",
-        s(&config),
-        "--data",
-        s(tmp.path()),
-        "--category",
-        "synthetic_small",
-        "--out",
-        s(tmp.path()),
-    ]);
+    let o = on_small("fit", &config, tmp.path(), tmp.path(), &["--quiet"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("is a directory"), "{}", text(&o));
 }
@@ -480,48 +462,27 @@ fn student_trains_with_prototypes_from_the_command_line() {
     )
     .unwrap();
     let model = tmp.path().join("m.student");
-    let fit = |extra: &[&str]| {
-        let mut args = vec![
-            "fit",
-            "--quiet",
-            "--config",
-            s(&config),
-            "--data",
-            s(tmp.path()),
-            "--category",
-            "synthetic_small",
-            "--out",
-            s(&model),
-        ];
-        args.extend_from_slice(extra);
-        ad(&args)
-    };
-    let o = fit(&["--prototypes", "8"]);
+    let fit = |extra: &[&str]| on_small("fit", &config, tmp.path(), &model, extra);
+    let o = fit(&["--quiet", "--prototypes", "8"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; 8 prototypes"), "{}", text(&o));
     let o = ad(&["predict", s(&model), s(&cat.join("test/crack"))]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(lines(&o).iter().all(|l| l["score"].as_f64().is_some()));
-    let o = fit(&["--prototypes", "0"]);
+    let o = fit(&["--quiet", "--prototypes", "0"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; no prototypes"), "{}", text(&o));
     // The flag belongs to the student only.
     let patchcore = tmp.path().join("patchcore.toml");
-    let o = ad(&[
+    let o = on_small(
         "fit",
-        "--config",
-        s(&patchcore),
-        "--data",
-        s(tmp.path()),
-        "--category",
-        "synthetic_small",
-        "--prototypes",
-        "8",
-        "--out",
-        s(&tmp.path().join("m.patchcore")),
-    ]);
+        &patchcore,
+        tmp.path(),
+        &tmp.path().join("m.patchcore"),
+        &["--prototypes", "8"],
+    );
     assert!(!o.status.success());
     assert!(text(&o).contains("--prototypes"), "{}", text(&o));
 }
@@ -532,17 +493,7 @@ fn cflow_trains_and_predicts_from_the_command_line() {
     let (cat, config) = setup(tmp.path(), "cflow");
     let model = tmp.path().join("m.cflow");
     // Not quiet: the loss of every epoch is reported (on stderr without a terminal).
-    let o = ad(&[
-        "fit",
-        "--config",
-        s(&config),
-        "--data",
-        s(tmp.path()),
-        "--category",
-        "synthetic_small",
-        "--out",
-        s(&model),
-    ]);
+    let o = on_small("fit", &config, tmp.path(), &model, &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("epoch 2/2: loss"), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
