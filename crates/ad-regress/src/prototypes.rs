@@ -17,17 +17,20 @@ use crate::RegressError;
 const ITERATIONS: usize = 15;
 
 /// `k` centres of the `n x d` rows `x` by Lloyd's algorithm on (up to) `max_rows` of them drawn
-/// with `seed`, started from `k` distinct drawn rows; an emptied centre keeps its position.
-/// Returns `k' x d` (`k' = min(k, rows used)`), row-major.
+/// with `seed`, started from `k` drawn rows (cycling through them when there are fewer than
+/// `k`: duplicate centres, so the count is always `k`); an emptied centre keeps its position.
+/// Returns `k x d`, row-major (empty when `x` is).
 pub(crate) fn kmeans(x: &[f32], d: usize, k: usize, max_rows: usize, seed: u64) -> Vec<f32> {
     let n = x.len() / d.max(1);
     let mut order: Vec<usize> = (0..n).collect();
     order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
     order.truncate(max_rows.min(n));
-    let k = k.min(order.len());
-    let mut centres: Vec<f32> = order[..k]
-        .iter()
-        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+    if order.is_empty() {
+        return Vec::new();
+    }
+    let mut centres: Vec<f32> = (0..k)
+        .map(|j| order[j % order.len()])
+        .flat_map(|i| x[i * d..(i + 1) * d].iter().copied())
         .collect();
     for _ in 0..ITERATIONS {
         let assign: Vec<usize> = order
@@ -128,6 +131,9 @@ mod tests {
         firsts.sort_by(f32::total_cmp);
         assert_eq!(firsts, vec![0.0, 10.0]);
         assert_eq!(kmeans(&x, 2, 2, 1000, 3), c, "seeded");
+        // Fewer rows than centres: still `k` centres (duplicates); no rows: none.
+        assert_eq!(kmeans(&x[..4], 2, 5, 1000, 3).len(), 5 * 2);
+        assert!(kmeans(&[], 2, 5, 1000, 3).is_empty());
         let r =
             with_radial_host(&[3.0, 4.0], 2, &[0.0, 0.0, 3.0, 0.0], &Device::default()).unwrap();
         assert_eq!(r.len(), 4);
