@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::efficientnet::{EfficientNet, EfficientNetSpec};
 use crate::error::{BackboneError, Result};
+use crate::fused::FusedLite;
 use crate::layers::{Loader, Source};
 use crate::pretrained::Pretrained;
 use crate::resnet::{ResNet, ResNetSpec};
@@ -370,6 +372,8 @@ pub struct Backbone {
     channels: Vec<usize>,
     strides: Vec<usize>,
     identity: String,
+    /// Host copy of an EfficientNet's blocks for the fused CPU path, made on first use.
+    fused: OnceLock<Option<FusedLite>>,
 }
 
 impl Backbone {
@@ -417,6 +421,7 @@ impl Backbone {
             channels,
             strides,
             identity,
+            fused: OnceLock::new(),
         }
     }
 
@@ -480,10 +485,24 @@ impl Backbone {
     /// `rayon::current_num_threads()` chunks that run at the same time, one per thread, and
     /// the maps are concatenated again: flex parallelises single convolutions poorly on few
     /// cores, whole images well. Results are the same as [`forward_unsplit`](Self::forward_unsplit).
+    ///
+    /// # CPU fast path
+    /// On flex an EfficientNet-Lite runs its blocks on reused host buffers with the bias,
+    /// ReLU6 and skip passes fused into the convolutions (module `fused`): the same
+    /// arithmetic in the same order, so the maps are bit-identical to
+    /// [`forward_unsplit`](Self::forward_unsplit)'s.
     pub fn forward(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        let on_cpu = x.device() == Device::flex();
+        if on_cpu
+            && let Net::EfficientNet(net) = &self.net
+            && let Some(fused) = self.fused.get_or_init(|| FusedLite::new(net))
+            && let Some(maps) = fused.forward_stages(net, x.clone(), &self.stages)
+        {
+            return maps;
+        }
         let batch = x.dims()[0];
         let workers = rayon::current_num_threads().min(batch);
-        if workers < 2 || x.device() != Device::flex() {
+        if workers < 2 || !on_cpu {
             return self.forward_unsplit(x);
         }
         use rayon::prelude::*;
@@ -497,8 +516,9 @@ impl Backbone {
             .collect()
     }
 
-    /// [`forward`](Self::forward) on the whole batch at once (each operation parallelised
-    /// by the backend itself).
+    /// [`forward`](Self::forward) on the whole batch at once through Burn's operations (each
+    /// parallelised by the backend itself; no fused CPU path): the reference the fast paths
+    /// are tested against.
     pub fn forward_unsplit(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
         self.net.forward_stages(x, &self.stages)
     }

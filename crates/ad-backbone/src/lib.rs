@@ -57,6 +57,7 @@ mod backbone;
 pub mod efficientnet;
 pub mod embedding;
 mod error;
+mod fused;
 mod layers;
 mod pretrained;
 pub mod resnet;
