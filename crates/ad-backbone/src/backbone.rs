@@ -496,7 +496,7 @@ impl Backbone {
         if on_cpu
             && let Net::EfficientNet(net) = &self.net
             && let Some(fused) = self.fused.get_or_init(|| FusedLite::new(net))
-            && let Some(maps) = fused.forward_stages(net, x.clone(), &self.stages)
+            && let Some(maps) = fused.forward_stages(x.clone(), &self.stages)
         {
             return maps;
         }

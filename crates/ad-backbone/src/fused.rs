@@ -14,8 +14,10 @@
 //!   the plane while it is in cache;
 //! - 1x1 projection: the same `gemm`, then bias and the identity skip in one pass.
 //!
-//! The results are bit-identical to [`EfficientNet::forward_stages`](crate::efficientnet)
-//! on flex (tested); the stem (3x3 stride 2 on 3 channels) still runs through Burn.
+//! The stem (3x3 stride 2 on 3 channels) is computed as flex computes a general convolution
+//! (im2col tiles and `gemm`), without its NHWC copy, padded copy and separate passes. The
+//! results are bit-identical to [`EfficientNet::forward_stages`](crate::efficientnet) on
+//! flex (tested).
 
 use burn::prelude::*;
 use rayon::prelude::*;
@@ -56,8 +58,124 @@ struct Block {
 /// Host copy of an EfficientNet-Lite's blocks (and head) for [`FusedLite::forward_stages`].
 #[derive(Debug)]
 pub(crate) struct FusedLite {
+    stem: Stem,
     blocks: Vec<Block>,
     head: Option<Pointwise>,
+}
+
+/// flex's output columns per im2col tile of a general convolution.
+const STEM_TILE: usize = 512;
+
+/// The stem: a `k x k` convolution, stride `s`, "SAME" padding, on a few input channels,
+/// computed as flex computes a general convolution (im2col tiles of 512 outputs with the
+/// patch values ordered `kh, kw, c`, one `gemm` per tile), then bias + ReLU6.
+#[derive(Debug)]
+struct Stem {
+    /// Weight `[out, k * k * in]`, the columns in `kh, kw, c` order.
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    out: usize,
+    inp: usize,
+    kernel: usize,
+    stride: usize,
+}
+
+impl Stem {
+    fn new(conv: &FoldedConv) -> Option<Self> {
+        let [out, inp, kernel, _] = conv.weight.dims();
+        // flex sends small convolutions (<= 16 outputs on <= 4 inputs) down another path.
+        if conv.groups != 1 || out <= 16 {
+            return None;
+        }
+        let w = host(conv.weight.val())?;
+        let kk = kernel * kernel;
+        let mut weight = vec![0.0; out * inp * kk];
+        for o in 0..out {
+            for c in 0..inp {
+                for k in 0..kk {
+                    weight[o * inp * kk + k * inp + c] = w[(o * inp + c) * kk + k];
+                }
+            }
+        }
+        Some(Self {
+            weight,
+            bias: host(conv.bias.val())?,
+            out,
+            inp,
+            kernel,
+            stride: conv.stride,
+        })
+    }
+
+    /// `x [in, h, w]` -> `dst [out, ceil(h / s), ceil(w / s)]`; `col` is scratch.
+    fn forward(
+        &self,
+        x: &[f32],
+        (h, w): (usize, usize),
+        dst: &mut [f32],
+        col: &mut Vec<f32>,
+        tile: &mut Vec<f32>,
+    ) {
+        let (k, s, cin) = (self.kernel, self.stride, self.inp);
+        let (oh, ow) = (h.div_ceil(s), w.div_ceil(s));
+        let (top, _) = tf_same_pad(h, k, s);
+        let (left, _) = tf_same_pad(w, k, s);
+        let len = k * k * cin;
+        let spatial = oh * ow;
+        ensure(col, STEM_TILE * len);
+        ensure(tile, self.out * STEM_TILE);
+        for start in (0..spatial).step_by(STEM_TILE) {
+            let n = STEM_TILE.min(spatial - start);
+            let col = &mut col[..n * len];
+            for (j, patch) in col.chunks_mut(len).enumerate() {
+                let (r, c) = ((start + j) / ow, (start + j) % ow);
+                let mut at = 0;
+                for kh in 0..k {
+                    let ih = (r * s + kh).checked_sub(top).filter(|&i| i < h);
+                    for kw in 0..k {
+                        let iw = (c * s + kw).checked_sub(left).filter(|&i| i < w);
+                        for ch in 0..cin {
+                            patch[at] = match (ih, iw) {
+                                (Some(ih), Some(iw)) => x[(ch * h + ih) * w + iw],
+                                _ => 0.0,
+                            };
+                            at += 1;
+                        }
+                    }
+                }
+            }
+            let tile = &mut tile[..self.out * n];
+            // SAFETY: `tile` holds out x n, the weight out x len (row-major) and `col`
+            // n x len (read as its transpose, len x n).
+            unsafe {
+                gemm::gemm(
+                    self.out,
+                    n,
+                    len,
+                    tile.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    self.weight.as_ptr(),
+                    1,
+                    len as isize,
+                    col.as_ptr(),
+                    len as isize,
+                    1,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for (o, row) in tile.chunks(n).enumerate() {
+                dst[o * spatial + start..o * spatial + start + n].copy_from_slice(row);
+            }
+        }
+        bias_relu6(&mut dst[..self.out * spatial], spatial, &self.bias);
+    }
 }
 
 /// A tensor's values as `f32` on the host (`None` only if the conversion fails).
@@ -114,30 +232,225 @@ impl Pointwise {
     }
 }
 
-/// `v = clamp(v + b, 0, 6)` over one channel's plane.
-#[inline]
-fn bias_relu6(plane: &mut [f32], b: f32) {
-    for v in plane {
-        *v = (*v + b).clamp(0.0, 6.0);
+/// Columns of the depthwise kernel's register block (one AVX-512 vector).
+const LANES: usize = 16;
+/// Output rows computed together (independent accumulator chains).
+const ROWS: usize = 4;
+
+/// Compile `$body` three times, for AVX-512, AVX2 and the baseline, and call the best one
+/// the CPU has (the same operations in the same order in each, so the same results).
+macro_rules! dispatch {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:ident) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked at run time).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked at run time).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+#[inline(always)]
+fn bias_relu6_body(planes: &mut [f32], n: usize, bias: &[f32]) {
+    for (plane, &b) in planes.chunks_mut(n).zip(bias) {
+        for v in plane {
+            *v = (*v + b).clamp(0.0, 6.0);
+        }
     }
 }
 
-/// Range `[start, end)` of outputs `o` whose input `o * stride + k - pad` lies in
-/// `[0, input)` (flex's `valid_out_range` without dilation).
-fn valid_range(k: usize, pad: usize, stride: usize, input: usize, output: usize) -> (usize, usize) {
-    let start = if k >= pad {
-        0
-    } else {
-        (pad - k).div_ceil(stride)
-    };
-    let limit = input + pad;
-    let end = if k >= limit {
-        0
-    } else {
-        (limit - k).div_ceil(stride)
+dispatch! {
+    /// `v = clamp(v + b[c], 0, 6)` over planes of `n` values, one per channel `c`.
+    fn bias_relu6(planes: &mut [f32], n: usize, bias: &[f32]) => bias_relu6_body
+}
+
+#[inline(always)]
+fn bias_skip_body(planes: &mut [f32], n: usize, bias: &[f32], skip: Option<&[f32]>) {
+    match skip {
+        Some(skip) => {
+            for ((plane, &b), from) in planes.chunks_mut(n).zip(bias).zip(skip.chunks(n)) {
+                for (v, &x) in plane.iter_mut().zip(from) {
+                    *v = (*v + b) + x;
+                }
+            }
+        }
+        None => {
+            for (plane, &b) in planes.chunks_mut(n).zip(bias) {
+                for v in plane {
+                    *v += b;
+                }
+            }
+        }
     }
-    .min(output);
-    (start.min(end), end)
+}
+
+dispatch! {
+    /// `v = (v + b[c]) + skip` (or `v + b[c]`) over planes of `n` values.
+    fn bias_skip(planes: &mut [f32], n: usize, bias: &[f32], skip: Option<&[f32]>) => bias_skip_body
+}
+
+/// One depthwise plane's geometry.
+#[derive(Clone, Copy)]
+struct PlaneShape {
+    kernel: usize,
+    stride: usize,
+    h: usize,
+    w: usize,
+}
+
+impl PlaneShape {
+    fn out(&self) -> (usize, usize) {
+        (self.h.div_ceil(self.stride), self.w.div_ceil(self.stride))
+    }
+
+    /// Output columns rounded up to whole register blocks.
+    fn padded_out_w(&self) -> usize {
+        self.out().1.div_ceil(LANES) * LANES
+    }
+
+    /// Length of one stride phase of a padded input row.
+    fn phase_len(&self) -> usize {
+        self.padded_out_w() + (self.kernel - 1) / self.stride
+    }
+
+    /// Rows of the padded input that the outputs read.
+    fn padded_rows(&self) -> usize {
+        (self.out().0 - 1) * self.stride + self.kernel
+    }
+
+    fn scratch_len(&self) -> usize {
+        self.padded_rows() * self.stride * self.phase_len()
+    }
+}
+
+/// Copy one input plane into `pad`, zero-padded as TensorFlow "SAME" pads it, each row split
+/// into `stride` phases (phase `p` holds padded columns `p, p + s, p + 2s, ...`) so that the
+/// inputs of consecutive outputs are consecutive.
+#[inline(always)]
+fn pad_plane(x: &[f32], g: PlaneShape, pad: &mut [f32]) {
+    let (k, s) = (g.kernel, g.stride);
+    let (top, _) = tf_same_pad(g.h, k, s);
+    let (left, _) = tf_same_pad(g.w, k, s);
+    let pw = g.phase_len();
+    let row_len = s * pw;
+    pad.fill(0.0);
+    for r in 0..g.padded_rows() {
+        let Some(ih) = r.checked_sub(top).filter(|&i| i < g.h) else {
+            continue;
+        };
+        let src = &x[ih * g.w..(ih + 1) * g.w];
+        let dst = &mut pad[r * row_len..(r + 1) * row_len];
+        if s == 1 {
+            let n = g.w.min(pw - left);
+            dst[left..left + n].copy_from_slice(&src[..n]);
+        } else {
+            for (j, &v) in src.iter().enumerate() {
+                let pc = j + left;
+                let idx = pc / s;
+                if idx < pw {
+                    dst[(pc % s) * pw + idx] = v;
+                }
+            }
+        }
+    }
+}
+
+/// `R` output rows from `o_row` of one register block of columns from `o0`:
+/// `acc = x * w + acc` over `kh`, then `kw` (flex's order; padding adds exact zeros), then
+/// `clamp(acc + b, 0, 6)`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn depthwise_block<const R: usize>(
+    pad: &[f32],
+    g: PlaneShape,
+    wt: &[f32],
+    bias: f32,
+    o_row: usize,
+    o0: usize,
+    out: &mut [f32],
+    ow: usize,
+) {
+    let (k, s) = (g.kernel, g.stride);
+    let pw = g.phase_len();
+    let row_len = s * pw;
+    let mut acc = [[0.0f32; LANES]; R];
+    for kh in 0..k {
+        for kw in 0..k {
+            let wv = wt[kh * k + kw];
+            let base = (kw % s) * pw + o0 + kw / s;
+            for (r, a) in acc.iter_mut().enumerate() {
+                let at = ((o_row + r) * s + kh) * row_len + base;
+                let src = &pad[at..at + LANES];
+                for (a, &v) in a.iter_mut().zip(src) {
+                    *a = v * wv + *a;
+                }
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        let row = &mut out[(o_row + r) * ow..(o_row + r + 1) * ow];
+        let n = LANES.min(ow - o0);
+        for (o, &v) in row[o0..o0 + n].iter_mut().zip(a) {
+            *o = (v + bias).clamp(0.0, 6.0);
+        }
+    }
+}
+
+#[inline(always)]
+fn depthwise_plane_body(
+    x: &[f32],
+    g: PlaneShape,
+    wt: &[f32],
+    bias: f32,
+    out: &mut [f32],
+    pad: &mut [f32],
+) {
+    let (oh, ow) = g.out();
+    pad_plane(x, g, pad);
+    let full = oh - oh % ROWS;
+    for o0 in (0..ow).step_by(LANES) {
+        for o_row in (0..full).step_by(ROWS) {
+            depthwise_block::<ROWS>(pad, g, wt, bias, o_row, o0, out, ow);
+        }
+        for o_row in full..oh {
+            depthwise_block::<1>(pad, g, wt, bias, o_row, o0, out, ow);
+        }
+    }
+}
+
+dispatch! {
+    /// One depthwise channel: `out [oh, ow] = clamp(conv(x [h, w]) + b, 0, 6)`, with `pad`
+    /// ([`PlaneShape::scratch_len`] values) for the padded input.
+    fn depthwise_plane(
+        x: &[f32],
+        g: PlaneShape,
+        wt: &[f32],
+        bias: f32,
+        out: &mut [f32],
+        pad: &mut [f32],
+    ) => depthwise_plane_body
+}
+
+thread_local! {
+    /// The padded input plane of [`depthwise_plane`], one per thread.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Depthwise {
@@ -158,41 +471,22 @@ impl Depthwise {
 
     /// One channel: `out [oh, ow] = clamp(conv(x [h, w]) + b, 0, 6)`.
     fn plane(&self, c: usize, x: &[f32], (h, w): (usize, usize), out: &mut [f32]) {
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let (pad_h, _) = tf_same_pad(h, k, s);
-        let (pad_w, _) = tf_same_pad(w, k, s);
+        let k = self.kernel;
+        let g = PlaneShape {
+            kernel: k,
+            stride: self.stride,
+            h,
+            w,
+        };
         let wt = &self.weight[c * k * k..(c + 1) * k * k];
-        out.fill(0.0);
-        for o_row in 0..oh {
-            let out_row = &mut out[o_row * ow..(o_row + 1) * ow];
-            for kh in 0..k {
-                let (r0, r1) = valid_range(kh, pad_h, s, h, oh);
-                if o_row < r0 || o_row >= r1 {
-                    continue;
-                }
-                let in_row = &x[(o_row * s + kh - pad_h) * w..][..w];
-                for kw in 0..k {
-                    let (c0, c1) = valid_range(kw, pad_w, s, w, ow);
-                    if c0 >= c1 {
-                        continue;
-                    }
-                    let wv = wt[kh * k + kw];
-                    let start = c0 * s + kw - pad_w;
-                    if s == 1 {
-                        let src = &in_row[start..start + (c1 - c0)];
-                        for (o, &v) in out_row[c0..c1].iter_mut().zip(src) {
-                            *o = v * wv + *o;
-                        }
-                    } else {
-                        for (i, o) in out_row[c0..c1].iter_mut().enumerate() {
-                            *o = *o + wv * in_row[start + i * s];
-                        }
-                    }
-                }
+        SCRATCH.with(|cell| {
+            let mut pad = cell.borrow_mut();
+            let len = g.scratch_len();
+            if pad.len() < len {
+                pad.resize(len, 0.0);
             }
-        }
-        bias_relu6(out, self.bias[c]);
+            depthwise_plane(x, g, wt, self.bias[c], out, &mut pad[..len]);
+        });
     }
 }
 
@@ -206,6 +500,9 @@ struct Workspace {
     expanded: Vec<f32>,
     /// Depthwise output.
     depthwise: Vec<f32>,
+    /// The stem's im2col tile and its product.
+    col: Vec<f32>,
+    tile: Vec<f32>,
 }
 
 fn ensure(buf: &mut Vec<f32>, len: usize) {
@@ -236,7 +533,11 @@ impl FusedLite {
             Some(h) => Some(Pointwise::new(h)?),
             None => None,
         };
-        Some(Self { blocks, head })
+        Some(Self {
+            stem: Stem::new(&net.stem)?,
+            blocks,
+            head,
+        })
     }
 
     /// Run blocks `1..=last` (and the head when `last` is past the blocks) on one image's stem
@@ -244,8 +545,8 @@ impl FusedLite {
     /// copied as it is).
     fn forward_image(
         &self,
-        stem: &[f32],
-        (mut h, mut w): (usize, usize),
+        image: &[f32],
+        (in_h, in_w): (usize, usize),
         stages: &[usize],
         taps: &mut [Vec<f32>],
         ws: &mut Workspace,
@@ -259,10 +560,12 @@ impl FusedLite {
                 }
             }
         };
-        keep(0, stem, taps);
-        ensure(&mut ws.a, stem.len());
-        ws.a[..stem.len()].copy_from_slice(stem);
-        let mut channels = stem.len() / (h * w).max(1);
+        let stem = &self.stem;
+        let (mut h, mut w) = (in_h.div_ceil(stem.stride), in_w.div_ceil(stem.stride));
+        let mut channels = stem.out;
+        ensure(&mut ws.a, channels * h * w);
+        stem.forward(image, (in_h, in_w), &mut ws.a, &mut ws.col, &mut ws.tile);
+        keep(0, &ws.a[..channels * h * w], taps);
         for (i, block) in self.blocks.iter().enumerate() {
             if i + 1 > last {
                 break;
@@ -275,9 +578,7 @@ impl FusedLite {
                     ensure(&mut ws.expanded, e.out * n);
                     let dst = &mut ws.expanded[..e.out * n];
                     e.product(input, n, dst, parallel);
-                    for (c, plane) in dst.chunks_mut(n).enumerate() {
-                        bias_relu6(plane, e.bias[c]);
-                    }
+                    bias_relu6(dst, n, &e.bias);
                     dst
                 }
                 None => input,
@@ -302,19 +603,8 @@ impl FusedLite {
             ensure(&mut ws.b, p.out * m);
             let out = &mut ws.b[..p.out * m];
             p.product(&ws.depthwise[..dw.channels * m], m, out, parallel);
-            for (c, plane) in out.chunks_mut(m).enumerate() {
-                let b = p.bias[c];
-                if block.skip {
-                    let skip = &ws.a[c * m..(c + 1) * m];
-                    for (v, &x) in plane.iter_mut().zip(skip) {
-                        *v = (*v + b) + x;
-                    }
-                } else {
-                    for v in plane.iter_mut() {
-                        *v += b;
-                    }
-                }
-            }
+            let skip = block.skip.then(|| &ws.a[..p.out * m]);
+            bias_skip(out, m, &p.bias, skip);
             std::mem::swap(&mut ws.a, &mut ws.b);
             (h, w, channels) = (oh, ow, p.out);
             keep(i + 1, &ws.a[..channels * m], taps);
@@ -327,16 +617,15 @@ impl FusedLite {
             ensure(&mut ws.b, head.out * n);
             let out = &mut ws.b[..head.out * n];
             head.product(&ws.a[..channels * n], n, out, parallel);
-            for (c, plane) in out.chunks_mut(n).enumerate() {
-                bias_relu6(plane, head.bias[c]);
-            }
+            bias_relu6(out, n, &head.bias);
             keep(head_stage, out, taps);
         }
     }
 
     /// Output `(channels, h, w)` of every stage for an input of `h x w` pixels.
     fn stage_shapes(&self, stem_channels: usize, (h, w): (usize, usize)) -> Vec<[usize; 3]> {
-        let (mut h, mut w) = (h.div_ceil(2), w.div_ceil(2));
+        let s = self.stem.stride;
+        let (mut h, mut w) = (h.div_ceil(s), w.div_ceil(s));
         let mut shapes = vec![[stem_channels, h, w]];
         for b in &self.blocks {
             (h, w) = (b.depthwise.out_size(h), b.depthwise.out_size(w));
@@ -356,39 +645,37 @@ impl FusedLite {
     ///
     /// # Shapes
     /// `x`: `[B, 3, H, W]`; output `i`: `[B, C_s, H_s, W_s]` of stage `stages[i]`.
-    pub(crate) fn forward_stages(
-        &self,
-        net: &EfficientNet,
-        x: Tensor<4>,
-        stages: &[usize],
-    ) -> Option<Vec<Tensor<4>>> {
+    pub(crate) fn forward_stages(&self, x: Tensor<4>, stages: &[usize]) -> Option<Vec<Tensor<4>>> {
         let device = x.device();
-        let [batch, _, height, width] = x.dims();
-        let shapes = self.stage_shapes(net.stem.out_channels(), (height, width));
+        let [batch, channels, height, width] = x.dims();
+        if channels != self.stem.inp {
+            return None;
+        }
+        let shapes = self.stage_shapes(self.stem.out, (height, width));
+        let pixels = host(x)?;
+        let per_image = channels * height * width;
         let threads = rayon::current_num_threads().max(1);
         let workers = threads.min(batch).max(1);
-        let run_chunk = |part: Tensor<4>, parallel: bool| -> Option<Vec<Vec<f32>>> {
-            let images = part.dims()[0];
-            let stem = host(burn::tensor::activation::relu6(net.stem.forward(part)))?;
-            let [c0, h0, w0] = shapes[0];
-            let per_image = c0 * h0 * w0;
+        let run_chunk = |images: &[f32], parallel: bool| -> Vec<Vec<f32>> {
+            let count = images.len() / per_image.max(1);
             let mut taps: Vec<Vec<f32>> = stages
                 .iter()
-                .map(|&s| Vec::with_capacity(images * shapes[s].iter().product::<usize>()))
+                .map(|&s| Vec::with_capacity(count * shapes[s].iter().product::<usize>()))
                 .collect();
             let mut ws = Workspace::default();
-            for img in stem.chunks(per_image) {
-                self.forward_image(img, (h0, w0), stages, &mut taps, &mut ws, parallel);
+            for img in images.chunks(per_image) {
+                self.forward_image(img, (height, width), stages, &mut taps, &mut ws, parallel);
             }
-            Some(taps)
+            taps
         };
         let parts: Vec<Vec<Vec<f32>>> = if workers < 2 {
-            vec![run_chunk(x, true)?]
+            vec![run_chunk(&pixels, true)]
         } else {
-            x.chunk(workers, 0)
-                .into_par_iter()
+            // The same chunks as `Tensor::chunk`: ceil(batch / workers) images each.
+            pixels
+                .par_chunks(batch.div_ceil(workers) * per_image)
                 .map(|part| run_chunk(part, false))
-                .collect::<Option<_>>()?
+                .collect()
         };
         let maps = stages
             .iter()
@@ -463,20 +750,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn valid_range_matches_the_padded_positions() {
-        // in 5, k 3, stride 2, pad (0, 1): outputs 0..3 read rows 2o + k.
-        for k in 0..3 {
-            let (s, e) = valid_range(k, 0, 2, 5, 3);
-            for o in 0..3 {
-                let inside = o * 2 + k < 5;
-                assert_eq!((s..e).contains(&o), inside, "k {k} o {o}");
-            }
-        }
-        // pad 2 on the left, stride 1: output 0 reads input k - 2.
-        assert_eq!(valid_range(0, 2, 1, 8, 8), (2, 8));
-        assert_eq!(valid_range(4, 2, 1, 8, 8), (0, 6));
     }
 }
