@@ -360,6 +360,25 @@ fn pad_plane(x: &[f32], g: PlaneShape, pad: &mut [f32]) {
         if s == 1 {
             let n = g.w.min(pw - left);
             dst[left..left + n].copy_from_slice(&src[..n]);
+        } else if s == 2 {
+            // Column j goes to padded column j + left: even j to phase `left % 2` at
+            // j / 2 + left / 2, odd j to the other phase at j / 2 + left / 2 + left % 2.
+            let (phase0, phase1) = dst.split_at_mut(pw);
+            let (first, second) = if left % 2 == 0 {
+                (phase0, phase1)
+            } else {
+                (phase1, phase0)
+            };
+            let (half, odd) = (left / 2, left % 2);
+            for (d, &v) in first[half..].iter_mut().zip(src.iter().step_by(2)) {
+                *d = v;
+            }
+            for (d, &v) in second[half + odd..]
+                .iter_mut()
+                .zip(src.iter().skip(1).step_by(2))
+            {
+                *d = v;
+            }
         } else {
             for (j, &v) in src.iter().enumerate() {
                 let pc = j + left;
