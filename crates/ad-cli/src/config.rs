@@ -120,6 +120,11 @@ pub struct ModelArgs {
     /// [default: none, the exact greedy coreset over all patches].
     #[arg(long, value_name = "MIB")]
     pub fit_budget_mib: Option<usize>,
+    /// PatchCore: train-time augmentation of the memory bank with each good image's flipped
+    /// (`flips`, 4x the patches) or flipped and rotated copies (`dihedral`, 8x; square images)
+    /// [default: none].
+    #[arg(long, value_name = "KIND")]
+    pub augment: Option<ad_patchcore::BankAugment>,
     /// Run the detector tile by tile: tile side in pixels of the preprocessed image
     /// (--image-size then sets the whole image's size, e.g. 1024).
     #[arg(long, value_name = "PX")]
@@ -395,12 +400,13 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 17] = [
+        let specific: [(&str, bool, &[&str]); 18] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
                 &["patchcore"],
             ),
+            ("augment", self.augment.is_some(), &["patchcore"]),
             (
                 "coreset-ratio",
                 self.coreset_ratio.is_some(),
@@ -491,6 +497,9 @@ impl ModelArgs {
                 }
                 if let Some(b) = self.fit_budget_mib {
                     c.fit_budget_mib = Some(b);
+                }
+                if let Some(a) = self.augment {
+                    c.augment = a;
                 }
             }
             DetectorConfig::Padim(c) => {

@@ -61,6 +61,57 @@ impl std::str::FromStr for KnnBackend {
     }
 }
 
+/// Train-time augmentation of the memory bank: each good image also contributes the patch
+/// features of its flipped / rotated copies (for parts whose good appearance is the same in
+/// those orientations). Prediction is unchanged; the bank sees `copies()` times the patches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BankAugment {
+    /// The images as they are (default).
+    #[default]
+    None,
+    /// Also the horizontal, vertical and both flips (the last is the 180-degree rotation): 4x.
+    Flips,
+    /// All 8 symmetries of the square (flips, 90/180/270-degree rotations, transposes): 8x;
+    /// needs square preprocessed images.
+    Dihedral,
+}
+
+impl BankAugment {
+    /// Copies of every image in the bank's input, the original included.
+    pub fn copies(self) -> usize {
+        match self {
+            BankAugment::None => 1,
+            BankAugment::Flips => 4,
+            BankAugment::Dihedral => 8,
+        }
+    }
+}
+
+impl std::fmt::Display for BankAugment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BankAugment::None => "none",
+            BankAugment::Flips => "flips",
+            BankAugment::Dihedral => "dihedral",
+        })
+    }
+}
+
+impl std::str::FromStr for BankAugment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(BankAugment::None),
+            "flips" => Ok(BankAugment::Flips),
+            "dihedral" => Ok(BankAugment::Dihedral),
+            _ => Err(format!(
+                "unknown bank augmentation `{s}`: use none, flips or dihedral"
+            )),
+        }
+    }
+}
+
 /// PatchCore hyper-parameters (unchecked). Defaults follow anomalib; options follow the paper.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -99,6 +150,8 @@ pub struct PatchcoreConfig {
     /// keeps every patch feature until the end: the exact greedy coreset. Needs a coreset
     /// ratio, not a count.
     pub fit_budget_mib: Option<usize>,
+    /// Train-time augmentation of the memory bank (`none` by default).
+    pub augment: BankAugment,
 }
 
 impl Default for PatchcoreConfig {
@@ -117,6 +170,7 @@ impl Default for PatchcoreConfig {
             batch_size: 8,
             knn: KnnBackend::Auto,
             fit_budget_mib: None,
+            augment: BankAugment::None,
         }
     }
 }
@@ -159,6 +213,16 @@ impl PatchcoreConfig {
                 );
             }
             _ => {}
+        }
+        let (h, w) = self.preprocess.output_size();
+        if self.augment == BankAugment::Dihedral && h != w {
+            return bad(
+                "augment",
+                format!(
+                    "`dihedral` rotates by 90 degrees, which needs square images ({h}x{w} \
+                     here): use `flips`, or a square resize / crop"
+                ),
+            );
         }
         if self.target_dim == Some(0) {
             return bad("target_dim", "must be at least 1 when set".into());
@@ -222,7 +286,7 @@ impl CheckedConfig {
                 ),
             });
         }
-        let patches = images * grid.0 * grid.1;
+        let patches = images * self.augment.copies() * grid.0 * grid.1;
         let rows = match self.coreset.size {
             CoresetSize::Ratio(r) => (patches as f64 * r) as usize,
             CoresetSize::Count(c) => c,

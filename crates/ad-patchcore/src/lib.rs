@@ -48,7 +48,7 @@ mod io;
 mod model;
 
 pub use ad_core::MapUpsample;
-pub use config::{CheckedConfig, KnnBackend, PatchcoreConfig};
+pub use config::{BankAugment, CheckedConfig, KnnBackend, PatchcoreConfig};
 pub use error::PatchcoreError;
 pub use io::{FORMAT_VERSION, MAGIC};
 pub use model::{Embedding, PatchCore, PatchScores, reweight};

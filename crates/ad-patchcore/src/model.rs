@@ -15,7 +15,7 @@ use ad_memory_bank::{
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::PatchcoreError;
-use crate::config::{CheckedConfig, KnnBackend, PatchcoreConfig};
+use crate::config::{BankAugment, CheckedConfig, KnnBackend, PatchcoreConfig};
 use ad_backbone::patch_embedding;
 
 /// Patch features of a batch: `[batch * h * w, d]` rows, the grid `(h, w)` and `d`.
@@ -163,12 +163,49 @@ impl PatchCore {
         Ok((read_f32(emb)?, grid, d))
     }
 
+    /// The bank's input for a batch of good images: the patch features of the images and of
+    /// their copies under [`PatchcoreConfig::augment`](crate::PatchcoreConfig::augment),
+    /// concatenated (`[copies * batch * h * w, d]` rows), the grid and `d`.
+    fn embed_for_bank(&self, batch: &ImageBatch) -> Result<Embedding, PatchcoreError> {
+        let copies = self.config.augment.copies();
+        if copies == 1 {
+            return self.embed(batch);
+        }
+        let x = batch.to_tensor(&self.device); // [b, 3, H, W]
+        let mut all = Vec::new();
+        let (mut grid, mut d) = ((0, 0), 0);
+        for i in 0..copies {
+            // i = 0..3: identity, horizontal, vertical, both flips; 4..7: the same after a
+            // transpose (the rotations by 90 / 270 degrees and the two transposes).
+            let mut t = if i >= 4 {
+                x.clone().swap_dims(2, 3)
+            } else {
+                x.clone()
+            };
+            t = match i % 4 {
+                1 => t.flip([3]),
+                2 => t.flip([2]),
+                3 => t.flip([2, 3]),
+                _ => t,
+            };
+            let (emb, g) = self.embed_tensor(t);
+            let [_, dim] = emb.dims();
+            all.extend(read_f32(emb)?);
+            (grid, d) = (g, dim);
+        }
+        Ok((all, grid, d))
+    }
+
     /// Patch features left on the model's device, and the patch grid `(h, w)`.
     ///
     /// # Shapes
     /// `[batch * h * w, d]`, rows in `(image, y, x)` order.
     fn embed_on_device(&self, batch: &ImageBatch) -> (Tensor<2>, (usize, usize)) {
-        let x = batch.to_tensor(&self.device); // [b, 3, H, W]
+        self.embed_tensor(batch.to_tensor(&self.device))
+    }
+
+    /// [`embed_on_device`](Self::embed_on_device) of an image tensor `[b, 3, H, W]`.
+    fn embed_tensor(&self, x: Tensor<4>) -> (Tensor<2>, (usize, usize)) {
         let taps = self.backbone.forward(x);
         let grid = {
             let [_, _, h, w] = taps[0].dims();
@@ -537,7 +574,16 @@ impl Detector for PatchCore {
                     expected: format!("[_, 3, {}, {}] like the first batch", s.0, s.1),
                 });
             }
-            let (rows, grid, d) = self.embed(&batch)?;
+            if self.config.augment == BankAugment::Dihedral && size.0 != size.1 {
+                return Err(PatchcoreError::InvalidConfig {
+                    name: "augment",
+                    reason: format!(
+                        "`dihedral` needs square images; this batch is {}x{}",
+                        size.0, size.1
+                    ),
+                });
+            }
+            let (rows, grid, d) = self.embed_for_bank(&batch)?;
             shape.get_or_insert((grid, size));
             builder
                 .get_or_insert_with(|| BankBuilder::new(&self.config, d, None))
@@ -588,7 +634,7 @@ impl Detector for PatchCore {
                 continue;
             }
             self.check_batch(&batch)?;
-            let (rows, _, _) = self.embed(&batch)?;
+            let (rows, _, _) = self.embed_for_bank(&batch)?;
             if builder.is_none() {
                 let seen = fitted.patches_seen;
                 if seen == 0 {

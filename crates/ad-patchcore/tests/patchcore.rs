@@ -7,7 +7,7 @@ use ad_backbone::{BackboneKind, Weights};
 use ad_core::{BoxError, Detector, ImageBatch, PreprocessConfig, Threshold};
 use ad_memory_bank::{CoresetAlgorithm, CoresetParams, CoresetSize, Storage};
 use ad_mvtec::{BatchLoader, MvtecCategory, SyntheticConfig};
-use ad_patchcore::{MapUpsample, PatchCore, PatchcoreConfig, PatchcoreError};
+use ad_patchcore::{BankAugment, MapUpsample, PatchCore, PatchcoreConfig, PatchcoreError};
 use burn::tensor::Device;
 
 fn config(seed: u64) -> PatchcoreConfig {
@@ -403,4 +403,93 @@ fn a_fit_under_a_memory_budget_streams_its_coreset() {
         ),
         "{err}"
     );
+}
+
+/// `batch`'s images transposed (`transpose`) and then flipped left-right (`mirror`).
+fn transformed(batch: &ImageBatch, transpose: bool, mirror: bool) -> ImageBatch {
+    let (h, w) = (batch.height(), batch.width());
+    let per = 3 * h * w;
+    let planes = batch
+        .as_slice()
+        .chunks(per)
+        .map(|img| {
+            let (oh, ow) = if transpose { (w, h) } else { (h, w) };
+            let mut out = vec![0.0; per];
+            for c in 0..3 {
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let sx = if mirror { ow - 1 - x } else { x };
+                        let (iy, ix) = if transpose { (sx, y) } else { (y, sx) };
+                        out[(c * oh + y) * ow + x] = img[(c * h + iy) * w + ix];
+                    }
+                }
+            }
+            out
+        })
+        .collect();
+    let p = PreprocessConfig::default();
+    ImageBatch::from_planes(planes, (h, w), p.mean, p.std).unwrap()
+}
+
+#[test]
+fn an_augmented_bank_holds_the_flipped_and_rotated_training_patches() {
+    // At full coreset, a training image's patches score (numerically) zero; a mirrored or
+    // rotated copy scores zero only when the bank was augmented with that symmetry.
+    let tmp = tempfile::tempdir().unwrap();
+    let cat = category(tmp.path());
+    let full = |augment| PatchcoreConfig {
+        coreset: CoresetParams {
+            size: CoresetSize::Ratio(1.0),
+            ..CoresetParams::default()
+        },
+        augment,
+        ..config(3)
+    };
+    let max_score = |model: &PatchCore, b: &ImageBatch| {
+        let ps = model.patch_scores(b).unwrap();
+        ps.scores.iter().cloned().fold(0.0, f32::max)
+    };
+    let mut maxima = Vec::new();
+    for augment in [BankAugment::None, BankAugment::Flips, BankAugment::Dihedral] {
+        let mut model = PatchCore::new(&full(augment), &Device::default()).unwrap();
+        let train = batches(&model, &cat, false);
+        let summary = model
+            .fit(train.clone().into_iter().map(Ok::<_, BoxError>))
+            .unwrap();
+        assert_eq!(summary.images, cat.splits.train.len());
+        assert_eq!(
+            summary.features,
+            cat.splits.train.len() * 64 * augment.copies(),
+            "{augment}"
+        );
+        let mirrored = max_score(&model, &transformed(&train[0], false, true));
+        let rotated = max_score(&model, &transformed(&train[0], true, true));
+        maxima.push((augment, mirrored, rotated));
+    }
+    let [(_, m0, r0), (_, m4, r4), (_, m8, r8)] = maxima[..] else {
+        unreachable!()
+    };
+    assert!(m0 > 1e-1 && r0 > 1e-1, "unaugmented: {m0} {r0}");
+    assert!(m4 < 1e-2 && r4 > 1e-1, "flips: {m4} {r4}");
+    assert!(m8 < 1e-2 && r8 < 1e-2, "dihedral: {m8} {r8}");
+
+    // Rotations need square images: refused before any work.
+    let tall = PatchcoreConfig {
+        preprocess: PreprocessConfig::default().with_size(64, 96),
+        augment: BankAugment::Dihedral,
+        ..config(3)
+    };
+    match tall.check() {
+        Err(PatchcoreError::InvalidConfig {
+            name: "augment", ..
+        }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let flips = PatchcoreConfig {
+        augment: BankAugment::Flips,
+        ..tall
+    };
+    assert!(flips.check().is_ok());
+    assert_eq!("dihedral".parse::<BankAugment>(), Ok(BankAugment::Dihedral));
+    assert!("mirror".parse::<BankAugment>().is_err());
 }
