@@ -420,7 +420,7 @@ fn depthwise_block<const R: usize>(
                 let at = ((o_row + r) * s + kh) * row_len + base;
                 let src = &pad[at..at + LANES];
                 for (a, &v) in a.iter_mut().zip(src) {
-                    *a = v * wv + *a;
+                    *a += v * wv;
                 }
             }
         }
