@@ -488,7 +488,7 @@ impl Backbone {
     ///
     /// # CPU fast path
     /// On flex an EfficientNet-Lite runs on reused host buffers with the bias, ReLU6 and skip
-    /// passes fused into the convolutions (module `fused`, 2.5x faster at 256 px): the same
+    /// passes fused into the convolutions (module `fused`, about 2.4x faster at 256 px): the same
     /// arithmetic in the same order, so the maps are bit-identical to
     /// [`forward_unsplit`](Self::forward_unsplit)'s. It is an inference path: an input that
     /// requires gradients takes Burn's operations.

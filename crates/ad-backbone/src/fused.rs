@@ -9,9 +9,12 @@
 //! fused:
 //! - 1x1 expansion / head: the same `gemm` call as flex (no zero-fill: the product overwrites),
 //!   then bias + ReLU6 in one pass;
-//! - depthwise k x k: flex's accumulation (`acc = x * w + acc` over `kh`, then `kw`, padding
-//!   positions skipped, as adding their zero products changes nothing), then bias + ReLU6 on
-//!   the plane while it is in cache;
+//! - depthwise k x k: flex's accumulation (`acc = x * w + acc` over `kh`, then `kw`) on a
+//!   zero-padded copy of the plane (adding a zero product leaves a sum unchanged, so this
+//!   equals flex, which skips or pads those positions), 4 rows x 16 columns of outputs kept in
+//!   registers (AVX-512, else AVX2, chosen at run time), stride-2 rows split into even and odd
+//!   columns so that neighbouring outputs read neighbouring inputs; bias + ReLU6 before the
+//!   store;
 //! - 1x1 projection: the same `gemm`, then bias and the identity skip in one pass.
 //!
 //! The stem (3x3 stride 2 on 3 channels) is computed as flex computes a general convolution
