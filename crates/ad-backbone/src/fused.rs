@@ -90,7 +90,7 @@ impl Stem {
         if conv.groups != 1 || out <= 16 {
             return None;
         }
-        let w = host(conv.weight.val())?;
+        let (w, bias) = host_params(conv)?;
         let kk = kernel * kernel;
         let mut weight = vec![0.0; out * inp * kk];
         for o in 0..out {
@@ -102,7 +102,7 @@ impl Stem {
         }
         Some(Self {
             weight,
-            bias: host(conv.bias.val())?,
+            bias,
             out,
             inp,
             kernel,
@@ -188,12 +188,18 @@ fn host<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().ok()
 }
 
+/// A folded convolution's weight and bias on the host.
+fn host_params(conv: &FoldedConv) -> Option<(Vec<f32>, Vec<f32>)> {
+    Some((host(conv.weight.val())?, host(conv.bias.val())?))
+}
+
 impl Pointwise {
     fn new(conv: &FoldedConv) -> Option<Self> {
         let [out, inp, _, _] = conv.weight.dims();
+        let (weight, bias) = host_params(conv)?;
         Some(Self {
-            weight: host(conv.weight.val())?,
-            bias: host(conv.bias.val())?,
+            weight,
+            bias,
             out,
             inp,
         })
@@ -480,9 +486,10 @@ thread_local! {
 impl Depthwise {
     fn new(conv: &FoldedConv) -> Option<Self> {
         let [channels, _, kernel, _] = conv.weight.dims();
+        let (weight, bias) = host_params(conv)?;
         Some(Self {
-            weight: host(conv.weight.val())?,
-            bias: host(conv.bias.val())?,
+            weight,
+            bias,
             channels,
             kernel,
             stride: conv.stride,
@@ -692,7 +699,7 @@ impl FusedLite {
             }
             taps
         };
-        let parts: Vec<Vec<Vec<f32>>> = if workers < 2 {
+        let mut parts: Vec<Vec<Vec<f32>>> = if workers < 2 {
             vec![run_chunk(&pixels, true)]
         } else {
             // The same chunks as `Tensor::chunk`: ceil(batch / workers) images each.
@@ -706,10 +713,16 @@ impl FusedLite {
             .enumerate()
             .map(|(i, &s)| {
                 let [c, h, w] = shapes[s];
-                let mut data = Vec::with_capacity(batch * c * h * w);
-                for p in &parts {
-                    data.extend_from_slice(&p[i]);
-                }
+                let data = if let [one] = &mut parts[..] {
+                    // One part (a single worker): its maps are the batch's, no copy.
+                    std::mem::take(&mut one[i])
+                } else {
+                    let mut data = Vec::with_capacity(batch * c * h * w);
+                    for p in &parts {
+                        data.extend_from_slice(&p[i]);
+                    }
+                    data
+                };
                 Tensor::from_data(TensorData::new(data, [batch, c, h, w]), &device)
             })
             .collect();
