@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use ad_backbone::BackboneKind;
 use anomaly_detection::mvtec::MvtecCategory;
 use anomaly_detection::padim::PadimConfig;
-use anomaly_detection::patchcore::PatchcoreConfig;
+use anomaly_detection::patchcore::{BankAugment, PatchcoreConfig};
 use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
 use anomaly_detection::regress::StudentConfig;
 use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
@@ -63,7 +63,7 @@ fn student_candidates() -> Vec<(&'static str, DetectorConfig)> {
 }
 
 /// The candidates: the levers that can be had offline (weights, resolution, taps,
-/// neighbourhood), one change at a time from the `fast` default plus mixes of the strongest
+/// neighbourhood, flipped/rotated copies of the good images in the bank), one change at a time from the `fast` default plus mixes of the strongest
 /// (the strides-4-8-16 taps keep the context of the default's stride-16 tap), and ensembles
 /// (maps standardised on held-out good images and averaged): the fast and accurate PatchCores
 /// (fine localisation plus the stride-16 context), and the accurate PatchCore with PaDiM
@@ -149,6 +149,28 @@ fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
             with(&|c| {
                 lite(BackboneKind::EfficientNetLite2)(c);
                 c.preprocess = c.preprocess.clone().with_size(320, 320);
+            }),
+        ),
+        ("lite0-256+flips", with(&|c| c.augment = BankAugment::Flips)),
+        (
+            "lite0-256+dihedral",
+            with(&|c| c.augment = BankAugment::Dihedral),
+        ),
+        (
+            "lite1-256+flips",
+            with(&|c| {
+                lite(BackboneKind::EfficientNetLite1)(c);
+                c.augment = BankAugment::Flips;
+            }),
+        ),
+        (
+            "lite1-256-s4s8+flips",
+            with(&|c| {
+                lite(BackboneKind::EfficientNetLite1)(c);
+                c.taps = BackboneKind::EfficientNetLite1
+                    .taps_at_strides(&[4, 8])
+                    .unwrap_or_default();
+                c.augment = BankAugment::Flips;
             }),
         ),
     ]

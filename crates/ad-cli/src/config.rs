@@ -100,6 +100,11 @@ pub struct ModelArgs {
     /// feature; 0 = the feature alone [default: 64].
     #[arg(long)]
     pub prototypes: Option<usize>,
+    /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
+    /// separated (cut-paste, thin-curve, spot), one copy of every good image per kind
+    /// [default: cut-paste,thin-curve,spot].
+    #[arg(long, value_delimiter = ',')]
+    pub anomalies: Option<Vec<anomaly_detection::regress::SyntheticAnomaly>>,
     /// Trained models: epochs [default: CFlow 10, student 20, classifier 10 at most].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -400,7 +405,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 18] = [
+        let specific: [(&str, bool, &[&str]); 19] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -431,6 +436,7 @@ impl ModelArgs {
             ),
             ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
             ("prototypes", self.prototypes.is_some(), &["student"]),
+            ("anomalies", self.anomalies.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
                 self.fine_tune_last_stage,
@@ -545,6 +551,10 @@ impl ModelArgs {
                 }
                 if let Some(k) = self.prototypes {
                     c.prototypes = k;
+                }
+                if let Some(kinds) = &self.anomalies {
+                    c.synthetic_per_image = kinds.len();
+                    c.anomalies = kinds.clone();
                 }
             }
             DetectorConfig::Classifier(c) => {

@@ -676,10 +676,16 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 losses.last().map_or("-".into(), |l| format!("{l:.5}")),
                 if info.detector == "student" {
                     format!(
-                        "; teacher {}, trained on {} good + {} cut-paste images; {} prototypes",
+                        "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
+                         prototypes",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
+                        // Models saved before the kinds were configurable used cut-paste.
+                        h["config"]["anomalies"].as_array().map_or_else(
+                            || "cut-paste".to_string(),
+                            |a| a.iter().map(text).collect::<Vec<_>>().join(", ")
+                        ),
                         // Fitted prototypes are stored only when the config asked for some.
                         if h["trained"]["prototypes"]
                             .as_array()

@@ -19,7 +19,7 @@ pub enum RegressError {
         "cannot train a classifier on {present} images only: no {missing} image was given. \
          Either label some {missing} images (e.g. the test/<defect> folders, pooled and split \
          by cross-validation), or train a ScoreStudent, which makes synthetic anomalies \
-         (cut-paste) and learns a detector's scores from good images alone"
+         (cut-paste, thin curves, spots) and learns a detector's scores from good images alone"
     )]
     SingleClass {
         /// The class that is present.

@@ -2,7 +2,7 @@
 //!
 //! - [`ScoreStudent`]: a per-patch MLP that regresses a teacher detector's anomaly map
 //!   (PatchCore's by default) from a patch feature and its distances to a few prototypes of
-//!   the good patches (k-means, frozen), trained on good images and [cut-paste](cut_paste) anomalies
+//!   the good patches (k-means, frozen), trained on good images and synthetic anomalies ([`SyntheticAnomaly`])
 //!   scored by teachers fitted on other folds of the good images, so prediction needs no
 //!   memory bank and no nearest-neighbour search (the PNI idea, with the targets that make it
 //!   work: its authors' head, trained on normal data only, answered "normal" for everything).
@@ -43,4 +43,4 @@ pub use folds::{Fold, stratified_k_fold, stratified_split};
 pub use fusion::{FusionResult, LogisticRegression, compare_fusion};
 pub use io::{CLASSIFIER_MAGIC, FORMAT_VERSION, STUDENT_MAGIC};
 pub use student::{CheckedStudentConfig, ScoreStudent, StudentConfig, TeacherFactory};
-pub use synth::{cut_paste, thin_curve};
+pub use synth::{SyntheticAnomaly, cut_paste, spot, thin_curve};

@@ -7,8 +7,10 @@
 //!    fitted on the other parts and scores this part: good parts get the realistic, non-zero
 //!    scores a fitted teacher gives new good images (a teacher never scores its own training
 //!    images honestly: their patches are in its memory bank).
-//! 2. The same teacher scores `synthetic_per_image` [cut-paste](crate::cut_paste) copies of
-//!    every image of the part, so the head also sees what defects score.
+//! 2. The same teacher scores `synthetic_per_image` synthetic-anomaly copies of every image of
+//!    the part ([cut-paste](crate::cut_paste), [thin curves](crate::thin_curve) or
+//!    [spots](crate::spot), kinds taken in turn from `anomalies`), so the head also sees what
+//!    defects score.
 //! 3. Targets are the teacher's maps averaged over each cell of the student's feature grid,
 //!    divided by a scale (the 0.99 quantile of the good images' targets); the head (an MLP per
 //!    patch on locally aware patch features, as PatchCore's) is trained by mean squared error
@@ -38,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use crate::RegressError;
 use crate::head::{Mlp, scalar};
 use crate::prototypes::{kmeans, with_radial, with_radial_host};
-use crate::synth::cut_paste;
+use crate::synth::SyntheticAnomaly;
 
 /// Builds a fresh, unfitted teacher (called once per fold).
 pub type TeacherFactory = Box<dyn Fn() -> Result<Box<dyn DynDetector>, BoxError> + Send + Sync>;
@@ -85,8 +87,12 @@ pub struct StudentConfig {
     /// Parts the good images are split into for the teacher (2: each half scored by a teacher
     /// fitted on the other half).
     pub folds: usize,
-    /// Cut-paste anomalies made from every good image (1).
+    /// Synthetic anomalies made from every good image (3: one of each kind).
     pub synthetic_per_image: usize,
+    /// Kinds of the synthetic anomalies, taken in turn (the `s`-th copy of the `i`-th image of
+    /// a fold is of kind `(s + i) mod len`): `[cut-paste, thin-curve, spot]`, so the head sees
+    /// the teacher's scores on large foreign patches, thin scratches and small spots.
+    pub anomalies: Vec<SyntheticAnomaly>,
     /// Upsampling of the head's grid to the image (bilinear).
     pub upsample: MapUpsample,
     /// Gaussian blur of the map, pixels (0: the targets are the teacher's already smooth
@@ -115,7 +121,8 @@ impl Default for StudentConfig {
             patch_batch: 2048,
             seed: 0,
             folds: 2,
-            synthetic_per_image: 1,
+            synthetic_per_image: 3,
+            anomalies: SyntheticAnomaly::ALL.to_vec(),
             upsample: MapUpsample::Bilinear,
             blur_sigma: 0.0,
             batch_size: 8,
@@ -166,6 +173,24 @@ impl StudentConfig {
         }
         if self.patch_batch == 0 {
             return bad("patch_batch", "must be at least 1".into());
+        }
+        if self.synthetic_per_image > 0 && self.anomalies.is_empty() {
+            return bad(
+                "anomalies",
+                format!(
+                    "is empty but synthetic_per_image is {}: name at least one kind ({})",
+                    self.synthetic_per_image,
+                    SyntheticAnomaly::ALL.map(|k| k.to_string()).join(", ")
+                ),
+            );
+        }
+        if let Some(k) = self
+            .anomalies
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| self.anomalies[..i].contains(k).then_some(k))
+        {
+            return bad("anomalies", format!("names {k} twice"));
         }
         if self.folds < 2 {
             return bad(
@@ -432,8 +457,8 @@ impl ScoreStudent {
         Ok(out)
     }
 
-    /// The teacher's targets for one fold: good images of the fold, then their cut-paste
-    /// copies, each with the teacher's map pooled to the student's grid.
+    /// The teacher's targets for one fold: good images of the fold, then their synthetic
+    /// anomalies, each with the teacher's map pooled to the student's grid.
     fn fold_targets(
         &self,
         factory: &TeacherFactory,
@@ -465,14 +490,16 @@ impl ScoreStudent {
         teacher
             .dyn_fit(&mut fit_batches)
             .map_err(|e| RegressError::Teacher(e.0))?;
-        // Synthetic anomalies: a rectangle of the next image of the fold pasted into this one.
+        // Synthetic anomalies, kinds in turn (cut-paste takes its rectangle from another image
+        // of the fold).
         let mut planes: Vec<Vec<f32>> = score.iter().map(|p| p.to_vec()).collect();
+        let kinds = &self.config.anomalies;
         for s in 0..self.config.synthetic_per_image {
             for (i, p) in score.iter().enumerate() {
                 let mut copy = p.to_vec();
                 let source = score[(i + 1 + s) % score.len()];
                 let seed = self.config.seed ^ ((fold as u64) << 48) ^ ((s as u64) << 32) ^ i as u64;
-                cut_paste(&mut copy, source, size, seed);
+                kinds[(s + i) % kinds.len()].apply(&mut copy, source, size, seed);
                 planes.push(copy);
             }
         }
@@ -805,8 +832,23 @@ mod tests {
                 prototypes: MAX_PROTOTYPES + 1,
                 ..Default::default()
             },
+            StudentConfig {
+                anomalies: Vec::new(),
+                ..Default::default()
+            },
+            StudentConfig {
+                anomalies: vec![SyntheticAnomaly::Spot, SyntheticAnomaly::Spot],
+                ..Default::default()
+            },
         ] {
             assert!(bad.check().is_err(), "{bad:?}");
         }
+        // No synthetic copies need no kinds.
+        let none = StudentConfig {
+            synthetic_per_image: 0,
+            anomalies: Vec::new(),
+            ..Default::default()
+        };
+        assert!(none.check().is_ok());
     }
 }

@@ -11,6 +11,7 @@
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 /// A rectangle `(y, x, height, width)`.
 type Rect = (usize, usize, usize, usize);
@@ -140,6 +141,113 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
     mask
 }
 
+/// Draws 1-3 small spots on `target` (planar `[3, h, w]`, normalised values): soft-edged
+/// ellipses of radius 0.75-3 px per 128 px of side (aspect 0.6-1.7), every channel darkened
+/// (70 %) or lightened by 0.5-1.5 normalised units with a slight tint (each channel within
+/// +-25 % of the common change): dirt, impurities, pits. Returns the mask of pixels covered at
+/// least half `[h * w]`. `seed` fixes everything.
+pub fn spot(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    let (h, w) = size;
+    let plane = h * w;
+    let mut mask = vec![false; plane];
+    if target.len() != 3 * plane || h < 4 || w < 4 {
+        return mask;
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let scale = (h.min(w) as f64 / 128.0).max(0.5);
+    let mut cover = vec![0.0f32; plane];
+    let mut deltas = vec![[0.0f32; 3]; plane];
+    for _ in 0..rng.random_range(1..=3usize) {
+        let radius = rng.random_range(0.75f64..3.0) * scale;
+        let aspect = rng.random_range(0.6f64.ln()..1.7f64.ln()).exp();
+        let (ry, rx) = (radius * aspect.sqrt(), radius / aspect.sqrt());
+        let (cy, cx) = (
+            rng.random_range(0.0..h as f64 - 1.0),
+            rng.random_range(0.0..w as f64 - 1.0),
+        );
+        let sign = if rng.random_bool(0.7) { -1.0 } else { 1.0 };
+        let base = rng.random_range(0.5f32..1.5) * sign;
+        let delta: [f32; 3] = std::array::from_fn(|_| base * rng.random_range(0.75f32..1.25));
+        let (y0, y1) = ((cy - ry - 1.0).floor().max(0.0), (cy + ry + 1.0).ceil());
+        let (x0, x1) = ((cx - rx - 1.0).floor().max(0.0), (cx + rx + 1.0).ceil());
+        for y in y0 as usize..=(y1 as usize).min(h - 1) {
+            for x in x0 as usize..=(x1 as usize).min(w - 1) {
+                // Distance in units of the radius, then a one-pixel soft edge.
+                let (dy, dx) = ((y as f64 - cy) / ry, (x as f64 - cx) / rx);
+                let r = (dy * dy + dx * dx).sqrt();
+                let weight = ((1.0 - r) * ry.min(rx) + 0.5).clamp(0.0, 1.0) as f32;
+                let i = y * w + x;
+                if weight > cover[i] {
+                    cover[i] = weight;
+                    deltas[i] = delta;
+                }
+            }
+        }
+    }
+    for (i, &c) in cover.iter().enumerate() {
+        if c > 0.0 {
+            for ch in 0..3 {
+                target[ch * plane + i] += deltas[i][ch] * c;
+            }
+            mask[i] = c >= 0.5;
+        }
+    }
+    mask
+}
+
+/// A kind of synthetic anomaly made from a good image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyntheticAnomaly {
+    /// [`cut_paste`]: a jittered rectangle or scar from another good image.
+    CutPaste,
+    /// [`thin_curve`]: a thin, low-contrast curve (scratch, crack, vein).
+    ThinCurve,
+    /// [`spot`]: one to three small dark or light spots (dirt, impurities).
+    Spot,
+}
+
+impl SyntheticAnomaly {
+    /// Every kind, in a fixed order.
+    pub const ALL: [SyntheticAnomaly; 3] = [Self::CutPaste, Self::ThinCurve, Self::Spot];
+
+    /// Applies this anomaly to `target` (`source`: the image cut-paste takes its patch from);
+    /// returns the changed-pixel mask `[h * w]`.
+    pub fn apply(
+        self,
+        target: &mut [f32],
+        source: &[f32],
+        size: (usize, usize),
+        seed: u64,
+    ) -> Vec<bool> {
+        match self {
+            Self::CutPaste => cut_paste(target, source, size, seed),
+            Self::ThinCurve => thin_curve(target, size, seed),
+            Self::Spot => spot(target, size, seed),
+        }
+    }
+}
+
+impl std::fmt::Display for SyntheticAnomaly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::CutPaste => "cut-paste",
+            Self::ThinCurve => "thin-curve",
+            Self::Spot => "spot",
+        })
+    }
+}
+
+impl std::str::FromStr for SyntheticAnomaly {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.to_string() == s)
+            .ok_or_else(|| format!("unknown anomaly {s:?} (cut-paste, thin-curve or spot)"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +300,47 @@ mod tests {
         }
         let mut t = vec![0.0; 10];
         assert!(!thin_curve(&mut t, (4, 4), 0).iter().any(|&b| b));
+    }
+
+    #[test]
+    fn spots_are_small_seeded_and_change_their_mask() {
+        let (h, w) = (256, 256);
+        let original = image(h, w, 0.5);
+        let mut sizes = Vec::new();
+        for seed in 0..40 {
+            let mut a = original.clone();
+            let m = spot(&mut a, (h, w), seed);
+            let marked = m.iter().filter(|&&b| b).count();
+            // At most 3 ellipses of radius <= 6 px (aspect <= 1.7) at 256 px.
+            assert!(marked >= 1, "seed {seed}");
+            assert!(marked <= 3 * 260, "seed {seed}: {marked} pixels");
+            for p in 0..h * w {
+                if m[p] {
+                    let change = (a[p] - original[p]).abs();
+                    assert!(
+                        change >= 0.5 * 0.5 * 0.75 - 1e-6,
+                        "seed {seed} {p}: {change}"
+                    );
+                }
+            }
+            let mut b = original.clone();
+            assert_eq!(spot(&mut b, (h, w), seed), m);
+            assert_eq!(a, b);
+            sizes.push(marked);
+        }
+        // The sizes vary (1-3 spots of varying radius).
+        assert!(sizes.iter().max() > sizes.iter().min());
+        assert!(!spot(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
+    }
+
+    #[test]
+    fn anomaly_kinds_round_trip_their_names() {
+        for k in SyntheticAnomaly::ALL {
+            assert_eq!(k.to_string().parse::<SyntheticAnomaly>(), Ok(k));
+            let json = serde_json::to_string(&k).unwrap_or_default();
+            assert_eq!(json, format!("\"{k}\""));
+        }
+        assert!("perlin".parse::<SyntheticAnomaly>().is_err());
     }
 
     #[test]

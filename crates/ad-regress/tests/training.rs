@@ -147,8 +147,8 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     let good = images(12, 1);
     let mut a = ScoreStudent::new(&student_config(3), Some(factory()), &device).unwrap();
     let summary = a.fit_images(&good).unwrap();
-    // 12 good images + 12 cut-paste copies, an 8x8 grid each.
-    assert_eq!(summary.features, 24 * 64);
+    // 12 good images + 36 synthetic copies (cut-paste, thin curve, spots), an 8x8 grid each.
+    assert_eq!(summary.features, 48 * 64);
     let losses = a.losses().unwrap().to_vec();
     assert_eq!(losses.len(), 6);
     assert!(
