@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Side-by-side table of two sets of `ad run` reports (report.json under each directory,
-searched recursively), per category: image/pixel AUROC, AUPRO, predict ms/img of each and the
-ratio A/B of predict times (> 1: B is faster). Standard library only.
+"""Side-by-side table of two or more sets of `ad run` reports (report.json under each
+directory, searched recursively), per category: image/pixel AUROC, AUPRO and predict ms/img of
+each set, and the ratio A/B of the first two sets' predict times (> 1: B is faster); a PIPED
+mean row when PA_* categories are present. Standard library only.
 
-    python3 tools/compare_reports.py NAME_A DIR... -- NAME_B DIR...
+    python3 tools/compare_reports.py NAME_A DIR... -- NAME_B DIR... [-- NAME_C DIR...]
 """
 import json
 import os
@@ -21,36 +22,45 @@ def rows(dirs):
     return out
 
 
+def groups(args):
+    """[(name, [dirs])] from NAME DIR... -- NAME DIR... ."""
+    out, cur = [], []
+    for a in args + ["--"]:
+        if a == "--":
+            if len(cur) < 2:
+                sys.exit("usage: compare_reports.py NAME_A DIR... -- NAME_B DIR... [-- ...]")
+            out.append((cur[0], cur[1:]))
+            cur = []
+        else:
+            cur.append(a)
+    if len(out) < 2:
+        sys.exit("need at least two sets of reports")
+    return out
+
+
 def main():
-    args = sys.argv[1:]
-    split = args.index("--")
-    name_a, dirs_a = args[0], args[1:split]
-    name_b, dirs_b = args[split + 1], args[split + 2:]
-    a, b = rows(dirs_a), rows(dirs_b)
-    cats = [c for c in a if c in b]
+    sets = [(name, rows(dirs)) for name, dirs in groups(sys.argv[1:])]
+    names = [n for n, _ in sets]
+    cats = [c for c in sets[0][1] if all(c in r for _, r in sets[1:])]
     pct = lambda v: "-" if v is None else f"{100 * v:.2f}"
-    print(f"| category | {name_a} image | {name_b} image | {name_a} pixel | {name_b} pixel "
-          f"| {name_a} AUPRO | {name_b} AUPRO | {name_a} ms/img | {name_b} ms/img | ratio |")
-    print("|" + " --- |" * 10)
-    sums = {k: [0.0, 0.0] for k in ("image_auroc", "pixel_auroc", "aupro")}
+    metrics = [("image_auroc", "image"), ("pixel_auroc", "pixel"), ("aupro", "AUPRO")]
+    head = [f"{n} {label}" for _, label in metrics for n in names]
+    head += [f"{n} ms/img" for n in names] + ["ratio"]
+    print("| category | " + " | ".join(head) + " |")
+    print("|" + " --- |" * (len(head) + 1))
+
+    def line(label, value):
+        cells = [pct(value(r, k)) for k, _ in metrics for _, r in sets]
+        times = [value(r, "predict_ms_per_image") for _, r in sets]
+        cells += [f"{t:.1f}" for t in times] + [f"{times[0] / times[1]:.2f}x"]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
     for c in cats:
-        ra, rb = a[c], b[c]
-        for k in sums:
-            sums[k][0] += ra.get(k) or 0.0
-            sums[k][1] += rb.get(k) or 0.0
-        ta, tb = ra["predict_ms_per_image"], rb["predict_ms_per_image"]
-        print(f"| {c} | {pct(ra['image_auroc'])} | {pct(rb['image_auroc'])} "
-              f"| {pct(ra.get('pixel_auroc'))} | {pct(rb.get('pixel_auroc'))} "
-              f"| {pct(ra.get('aupro'))} | {pct(rb.get('aupro'))} "
-              f"| {ta:.1f} | {tb:.1f} | {ta / tb:.2f}x |")
+        line(c, lambda r, k: r[c].get(k))
     piped = [c for c in cats if c.startswith("PA_")]
     if piped:
-        m = lambda k, i: sum((a if i == 0 else b)[c].get(k) or 0.0 for c in piped) / len(piped)
-        ta = sum(a[c]["predict_ms_per_image"] for c in piped) / len(piped)
-        tb = sum(b[c]["predict_ms_per_image"] for c in piped) / len(piped)
-        print(f"| PIPED mean ({len(piped)}) | {pct(m('image_auroc', 0))} | {pct(m('image_auroc', 1))} "
-              f"| {pct(m('pixel_auroc', 0))} | {pct(m('pixel_auroc', 1))} "
-              f"| {pct(m('aupro', 0))} | {pct(m('aupro', 1))} | {ta:.1f} | {tb:.1f} | {ta / tb:.2f}x |")
+        line(f"PIPED mean ({len(piped)})",
+             lambda r, k: sum(r[c].get(k) or 0.0 for c in piped) / len(piped))
 
 
 if __name__ == "__main__":
