@@ -73,7 +73,7 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     let find = |name: &str| {
         patchcores
             .iter()
-            .find(|(n, _)| n.starts_with(name))
+            .find(|(n, _)| *n == name)
             .map(|(_, c)| DetectorConfig::Patchcore(c.clone()))
     };
     let mut out: Vec<(&'static str, DetectorConfig)> = patchcores
@@ -88,10 +88,22 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
         out.push((
             "ensemble lite1-256-s4s8+padim",
             DetectorConfig::Ensemble(EnsembleConfig::of(vec![
-                accurate,
+                accurate.clone(),
                 DetectorConfig::Padim(PadimConfig::default()),
             ])),
         ));
+        // The stride-16 context of Lite1's default taps (PA_BRG03_TL's veins) beside the fine
+        // localisation of the strides-4-8 taps and PaDiM.
+        if let Some(context) = find("lite1-256") {
+            out.push((
+                "ensemble lite1-256+lite1-256-s4s8+padim",
+                DetectorConfig::Ensemble(EnsembleConfig::of(vec![
+                    context,
+                    accurate,
+                    DetectorConfig::Padim(PadimConfig::default()),
+                ])),
+            ));
+        }
     }
     out
 }
@@ -148,6 +160,13 @@ fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
             "lite2-320",
             with(&|c| {
                 lite(BackboneKind::EfficientNetLite2)(c);
+                c.preprocess = c.preprocess.clone().with_size(320, 320);
+            }),
+        ),
+        (
+            "lite1-320",
+            with(&|c| {
+                lite(BackboneKind::EfficientNetLite1)(c);
                 c.preprocess = c.preprocess.clone().with_size(320, 320);
             }),
         ),
