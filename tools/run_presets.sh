@@ -41,9 +41,13 @@ declare -A flags=(
   [lite0-256-p5]="--config tools/presets/patch5.toml"
   [lite2-320]="--model patchcore --backbone efficientnet-lite2 --image-size 320"
   [ensemble-lite1-s4s8-padim]="--model ensemble --preset accurate"
+  [lite1-320]="--model patchcore --backbone efficientnet-lite1 --image-size 320"
+  [lite1-256-flips]="--model patchcore --backbone efficientnet-lite1 --augment flips"
+  [ensemble-lite1-lite1s4s8-padim]="--config tools/presets/ensemble3.toml"
 )
 names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 lite1-256-s4s8
-       lite0-256-p5 lite2-320 ensemble-lite1-s4s8-padim)
+       lite0-256-p5 lite2-320 ensemble-lite1-s4s8-padim lite1-320 lite1-256-flips
+       ensemble-lite1-lite1s4s8-padim)
 for name in "${names[@]}"; do
   for split in bottle piped; do
     out="out/presets/$name/$split"
