@@ -83,9 +83,8 @@ pub fn cut_paste(target: &mut [f32], source: &[f32], size: (usize, usize), seed:
 pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
     let (h, w) = size;
     let plane = h * w;
-    let mut mask = vec![false; plane];
     if target.len() != 3 * plane || h < 4 || w < 4 {
-        return mask;
+        return vec![false; plane];
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let side = h.min(w) as f64;
@@ -130,15 +129,7 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
             }
         }
     }
-    for (i, &c) in cover.iter().enumerate() {
-        if c > 0.0 {
-            for ch in 0..3 {
-                target[ch * plane + i] += delta * c;
-            }
-            mask[i] = c >= 0.5;
-        }
-    }
-    mask
+    blend(target, &cover, |_| [delta; 3])
 }
 
 /// Draws 1-3 small spots on `target` (planar `[3, h, w]`, normalised values): soft-edged
@@ -149,9 +140,8 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
 pub fn spot(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
     let (h, w) = size;
     let plane = h * w;
-    let mut mask = vec![false; plane];
     if target.len() != 3 * plane || h < 4 || w < 4 {
-        return mask;
+        return vec![false; plane];
     }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let scale = (h.min(w) as f64 / 128.0).max(0.5);
@@ -184,15 +174,22 @@ pub fn spot(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
             }
         }
     }
+    blend(target, &cover, |i| deltas[i])
+}
+
+/// Adds `delta(pixel)` weighted by the soft coverage `cover` (`[h * w]`, 0-1) to every channel
+/// of `target` (planar `[3, h, w]`); returns the mask of pixels covered at least half.
+fn blend(target: &mut [f32], cover: &[f32], delta: impl Fn(usize) -> [f32; 3]) -> Vec<bool> {
+    let plane = cover.len();
     for (i, &c) in cover.iter().enumerate() {
         if c > 0.0 {
+            let d = delta(i);
             for ch in 0..3 {
-                target[ch * plane + i] += deltas[i][ch] * c;
+                target[ch * plane + i] += d[ch] * c;
             }
-            mask[i] = c >= 0.5;
         }
     }
-    mask
+    cover.iter().map(|&c| c >= 0.5).collect()
 }
 
 /// A kind of synthetic anomaly made from a good image.
