@@ -8,8 +8,9 @@
 //! * among candidates whose validation predict time is at most 4x the `fast` preset's.
 //!
 //! `--only NAME,...` runs the candidates whose names start with one of the prefixes.
-//! `--students` scores the score student's prototype counts (0, 16, 64, 256) instead, by the
-//! same validation and objective (no time rule: the counts cost about the same).
+//! `--students` scores the score student's prototype counts (0, 16, 64, 256) and its
+//! learning-rate schedule instead, by the same validation and objective (no time rule: they
+//! cost about the same).
 //!
 //! ```text
 //! cargo run --release --example select_preset -- --data ../shared/datasets
@@ -20,6 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ad_backbone::BackboneKind;
+use ad_core::LrSchedule;
 use anomaly_detection::mvtec::MvtecCategory;
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::{BankAugment, PatchcoreConfig};
@@ -41,20 +43,23 @@ struct Args {
     students: bool,
 }
 
-/// The score student with 0, 16, 64 and 256 prototypes (its teacher: the default PatchCore).
+/// The score student with 0, 16, 64 and 256 prototypes, and with 64 on the cosine
+/// learning-rate schedule instead of a constant rate (its teacher: the default PatchCore).
 fn student_candidates() -> Vec<(&'static str, DetectorConfig)> {
     [
-        ("student p0", 0),
-        ("student p16", 16),
-        ("student p64", 64),
-        ("student p256", 256),
+        ("student p0", 0, LrSchedule::Constant),
+        ("student p16", 16, LrSchedule::Constant),
+        ("student p64", 64, LrSchedule::Constant),
+        ("student p64 cosine-lr", 64, LrSchedule::Cosine),
+        ("student p256", 256, LrSchedule::Constant),
     ]
     .into_iter()
-    .map(|(name, prototypes)| {
+    .map(|(name, prototypes, lr_schedule)| {
         (
             name,
             DetectorConfig::Student(StudentConfig {
                 prototypes,
+                lr_schedule,
                 ..StudentConfig::default()
             }),
         )

@@ -111,6 +111,10 @@ pub struct ModelArgs {
     /// Trained models: Adam learning rate [default: CFlow 1e-4, student 1e-3, classifier 1e-4].
     #[arg(long)]
     pub learning_rate: Option<f64>,
+    /// Student: learning-rate schedule, constant or cosine (annealed to zero over the run)
+    /// [default: constant].
+    #[arg(long, value_name = "KIND")]
+    pub lr_schedule: Option<ad_core::LrSchedule>,
     /// Classifier: also train the backbone's last stage (EfficientNet-Lite's 1x1 head
     /// convolution), starting from its pretrained weights [default: frozen backbone].
     #[arg(long)]
@@ -405,7 +409,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 19] = [
+        let specific: [(&str, bool, &[&str]); 20] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -437,6 +441,7 @@ impl ModelArgs {
             ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
             ("prototypes", self.prototypes.is_some(), &["student"]),
             ("anomalies", self.anomalies.is_some(), &["student"]),
+            ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
                 self.fine_tune_last_stage,
@@ -555,6 +560,9 @@ impl ModelArgs {
                 if let Some(kinds) = &self.anomalies {
                     c.synthetic_per_image = kinds.len();
                     c.anomalies = kinds.clone();
+                }
+                if let Some(k) = self.lr_schedule {
+                    c.lr_schedule = k;
                 }
             }
             DetectorConfig::Classifier(c) => {

@@ -677,7 +677,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes",
+                         prototypes; {} learning rate",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -694,7 +694,9 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             text(&h["config"]["prototypes"])
                         } else {
                             "no".into()
-                        }
+                        },
+                        // Models saved before the schedule was configurable used a constant rate.
+                        h["config"]["lr_schedule"].as_str().unwrap_or("constant")
                     )
                 } else {
                     format!(

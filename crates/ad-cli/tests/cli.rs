@@ -467,6 +467,11 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; 8 prototypes"), "{}", text(&o));
+    assert!(
+        text(&o).contains("; constant learning rate"),
+        "{}",
+        text(&o)
+    );
     // Default kinds of synthetic anomalies: one copy of every good image per kind.
     assert!(
         text(&o).contains("synthetic (cut-paste, thin-curve, spot) images"),
@@ -476,14 +481,26 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let o = ad(&["predict", s(&model), s(&cat.join("test/crack"))]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(lines(&o).iter().all(|l| l["score"].as_f64().is_some()));
-    let o = fit(&["--quiet", "--prototypes", "0", "--anomalies", "spot"]);
+    let o = fit(&[
+        "--quiet",
+        "--prototypes",
+        "0",
+        "--anomalies",
+        "spot",
+        "--lr-schedule",
+        "cosine",
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; no prototypes"), "{}", text(&o));
+    assert!(text(&o).contains("; cosine learning rate"), "{}", text(&o));
     assert!(text(&o).contains("synthetic (spot) images"), "{}", text(&o));
     let o = fit(&["--quiet", "--anomalies", "perlin"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("perlin"), "{}", text(&o));
+    let o = fit(&["--quiet", "--lr-schedule", "linear"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("linear"), "{}", text(&o));
     // The flags belong to the student only.
     let o = on_small(
         "fit",

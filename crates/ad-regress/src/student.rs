@@ -26,8 +26,8 @@ use ad_core::postprocess::{gaussian_blur, upsample};
 use ad_core::tensor::read_f32;
 use ad_core::{
     AnomalyMap, BoxError, Detector, DynDetector, EpochCallback, EpochReport, FitEstimate,
-    FitSummary, ImageBatch, MIN_GRID, MapUpsample, Prediction, PreprocessConfig, Preprocessor,
-    Threshold, forward_bytes, grid_at_stride,
+    FitSummary, ImageBatch, LrSchedule, MIN_GRID, MapUpsample, Prediction, PreprocessConfig,
+    Preprocessor, Threshold, forward_bytes, grid_at_stride,
 };
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -78,8 +78,11 @@ pub struct StudentConfig {
     pub prototypes: usize,
     /// Passes over the training patches (20).
     pub epochs: usize,
-    /// Adam learning rate (1e-3).
+    /// Adam learning rate (1e-3): the base rate of `lr_schedule`.
     pub learning_rate: f64,
+    /// How the rate moves over the run (constant; cosine annealing to zero scored level with it
+    /// on the validation protocol, docs/results.md).
+    pub lr_schedule: LrSchedule,
     /// Patches per optimiser step (2048).
     pub patch_batch: usize,
     /// Seed of the fold split, the synthetic anomalies, the initialisation and the shuffling.
@@ -118,6 +121,7 @@ impl Default for StudentConfig {
             prototypes: 64,
             epochs: 20,
             learning_rate: 1e-3,
+            lr_schedule: LrSchedule::Constant,
             patch_batch: 2048,
             seed: 0,
             folds: 2,
@@ -733,6 +737,8 @@ impl ScoreStudent {
         let mut idx: Vec<usize> = (0..n).collect();
         let mut losses = Vec::with_capacity(self.config.epochs);
         let mut callback = self.on_epoch.take();
+        let total_steps = self.config.epochs * n.div_ceil(self.config.patch_batch);
+        let mut step = 0;
         let result = (|| {
             let mut head = head;
             for epoch in 1..=self.config.epochs {
@@ -757,7 +763,12 @@ impl ScoreStudent {
                     }
                     total += value * m as f64;
                     let grads = GradientsParams::from_grads(loss.backward(), &head);
-                    head = optim.step(self.config.learning_rate, head, grads);
+                    let lr =
+                        self.config
+                            .lr_schedule
+                            .rate(self.config.learning_rate, step, total_steps);
+                    step += 1;
+                    head = optim.step(lr, head, grads);
                 }
                 let loss = total / n.max(1) as f64;
                 losses.push(loss);

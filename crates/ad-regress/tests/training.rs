@@ -204,6 +204,23 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         .map(|i| plain.predict_image(i).unwrap().score)
         .collect();
     assert_ne!(pa, pp, "the prototypes' distances change the head");
+    // The cosine schedule: the loss falls too, and the same seed trains another head.
+    let mut cosine = ScoreStudent::new(
+        &StudentConfig {
+            lr_schedule: ad_core::LrSchedule::Cosine,
+            ..student_config(3)
+        },
+        Some(factory()),
+        &device,
+    )
+    .unwrap();
+    cosine.fit_images(&good).unwrap();
+    let cosine_losses = cosine.losses().unwrap();
+    assert!(
+        cosine_losses[5] < 0.8 * cosine_losses[0],
+        "{cosine_losses:?}"
+    );
+    assert_ne!(cosine_losses[5], losses[5]);
     // Fitting without a teacher is a typed error, not a panic.
     let mut no_teacher = ScoreStudent::new(&student_config(3), None, &device).unwrap();
     assert!(matches!(
