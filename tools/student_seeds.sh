@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The score student's seed spread on one category (docs/results.md, "Learning-rate schedule"):
+# image AUROC of seeds 0-3 for each variant (constant rate, cosine schedule, four teacher folds),
+# and of the mean of the four seeds' image scores (what averaging four heads would give), from
+# `ad fit` + `ad predict` on the test images. Deterministic: a rerun prints the same numbers.
+#
+#     tools/student_seeds.sh [CATEGORY] [PIPED_ROOT]    # default PA_FVN01_TL ../shared/datasets/piped
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cls=${1:-PA_FVN01_TL}
+root=${2:-../shared/datasets/piped}
+cargo build --release -p ad-cli
+ad=target/release/ad
+out=out/student_seeds/$cls
+mkdir -p "$out"
+uptime
+for variant in constant cosine folds4; do
+  case $variant in
+    constant) flags=(--model student --lr-schedule constant) ;;
+    cosine) flags=(--model student --lr-schedule cosine) ;;
+    folds4)
+      $ad run --model student --lr-schedule constant --print-config 2>/dev/null |
+        sed 's/^folds = 2$/folds = 4/' > "$out/folds4.toml"
+      flags=(-c "$out/folds4.toml") ;;
+  esac
+  for seed in 0 1 2 3; do
+    $ad fit --quiet "${flags[@]}" --seed $seed --threshold none --data "$root" --category "$cls" \
+        --out "$out/$variant-s$seed.model"
+    $ad predict "$out/$variant-s$seed.model" "$root/$cls/test/*/*.png" > "$out/$variant-s$seed.jsonl"
+  done
+done
+uptime
+python3 - "$out" <<'PY'
+import json, sys
+sys.path.insert(0, "tools")
+from compare_scores import auroc, load
+out = sys.argv[1]
+print("| variant | seed 0 | seed 1 | seed 2 | seed 3 | mean of the four | four seeds' scores averaged |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+for variant in ["constant", "cosine", "folds4"]:
+    runs = [load(f"{out}/{variant}-s{s}.jsonl") for s in range(4)]
+    paths = sorted(runs[0])
+    labels = ["/good/" not in p for p in paths]
+    each = [100 * auroc([r[p] for p in paths], labels) for r in runs]
+    avg = 100 * auroc([sum(r[p] for r in runs) / 4 for p in paths], labels)
+    cells = " | ".join(f"{a:.2f}" for a in each)
+    print(f"| {variant} | {cells} | {sum(each) / 4:.2f} | {avg:.2f} |")
+PY
