@@ -1,4 +1,5 @@
-//! Learning-rate schedules of the trained models (one per concept, shared by every trainer).
+//! Learning-rate schedules of the trained models: one type for every trainer (the score
+//! student's `lr_schedule` today).
 
 use serde::{Deserialize, Serialize};
 
