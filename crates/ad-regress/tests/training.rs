@@ -186,17 +186,16 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
             loaded.predict_image(img).unwrap().map
         );
     }
+    let fitted = |config: StudentConfig| {
+        let mut s = ScoreStudent::new(&config, Some(factory()), &device).unwrap();
+        s.fit_images(&good).unwrap();
+        s
+    };
     // Without prototypes the head sees the patch feature alone, and still learns.
-    let mut plain = ScoreStudent::new(
-        &StudentConfig {
-            prototypes: 0,
-            ..student_config(3)
-        },
-        Some(factory()),
-        &device,
-    )
-    .unwrap();
-    plain.fit_images(&good).unwrap();
+    let plain = fitted(StudentConfig {
+        prototypes: 0,
+        ..student_config(3)
+    });
     let plain_losses = plain.losses().unwrap();
     assert!(plain_losses[5] < 0.8 * plain_losses[0], "{plain_losses:?}");
     let pp: Vec<f32> = probe
@@ -205,16 +204,10 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         .collect();
     assert_ne!(pa, pp, "the prototypes' distances change the head");
     // The cosine schedule: the loss falls too, and the same seed trains another head.
-    let mut cosine = ScoreStudent::new(
-        &StudentConfig {
-            lr_schedule: ad_core::LrSchedule::Cosine,
-            ..student_config(3)
-        },
-        Some(factory()),
-        &device,
-    )
-    .unwrap();
-    cosine.fit_images(&good).unwrap();
+    let cosine = fitted(StudentConfig {
+        lr_schedule: ad_core::LrSchedule::Cosine,
+        ..student_config(3)
+    });
     let cosine_losses = cosine.losses().unwrap();
     assert!(
         cosine_losses[5] < 0.8 * cosine_losses[0],
