@@ -5,20 +5,23 @@
 # training images, --threshold none) on MVTec AD bottle and the 12 PIPED classes, and the
 # candidates x test table (PIPED means, the two hard classes, bottle, costs).
 #
-#   tools/run_presets.sh [DATA_ROOT] [--test-only]
+#   tools/run_presets.sh [DATA_ROOT] [--test-only] [--only NAME,...]
 #
-# --test-only skips the protocol; a candidate whose out/presets/<name>/<split>/report.json
+# --test-only skips the protocol; --only runs (and tabulates) only the named candidates; a candidate whose out/presets/<name>/<split>/report.json
 # already exists is not run again (delete it to re-run). Needs ../shared/datasets (or another
 # root holding mvtec_ad/ and piped/). Writes out/presets/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=../shared/datasets
 test_only=0
-for a in "$@"; do
-  case $a in
+only=
+while [ $# -gt 0 ]; do
+  case $1 in
     --test-only) test_only=1 ;;
-    *) data=$a ;;
+    --only) only=$2; shift ;;
+    *) data=$1 ;;
   esac
+  shift
 done
 mkdir -p out/presets
 cargo build --release -p ad-cli
@@ -44,10 +47,20 @@ declare -A flags=(
   [lite1-320]="--model patchcore --backbone efficientnet-lite1 --image-size 320"
   [lite1-256-flips]="--model patchcore --backbone efficientnet-lite1 --augment flips"
   [ensemble-lite1-lite1s4s8-padim]="--config tools/presets/ensemble3.toml"
+  [lite0-384]="--model patchcore --image-size 384"
+  [lite1-384]="--model patchcore --backbone efficientnet-lite1 --image-size 384"
+  # Native resolution: the images' own size (bottle 512 px, PIPED 128 px), below per split.
+  [lite0-native]="--model patchcore"
+  [lite1-native]="--model patchcore --backbone efficientnet-lite1"
 )
+# The images' own side per split, for the *-native candidates.
+declare -A native=([bottle]=512 [piped]=128)
 names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 lite1-256-s4s8
        lite0-256-p5 lite2-320 ensemble-lite1-s4s8-padim lite1-320 lite1-256-flips
-       ensemble-lite1-lite1s4s8-padim)
+       ensemble-lite1-lite1s4s8-padim lite0-384 lite1-384 lite0-native lite1-native)
+if [ -n "$only" ]; then
+  IFS=, read -r -a names <<< "$only"
+fi
 for name in "${names[@]}"; do
   for split in bottle piped; do
     out="out/presets/$name/$split"
@@ -60,10 +73,14 @@ for name in "${names[@]}"; do
     else
       where=(--data "$data/piped" --category all)
     fi
+    size=()
+    if [[ $name == *-native ]]; then
+      size=(--image-size "${native[$split]}")
+    fi
     echo "$(date -u +%H:%M) $name $split ($(cut -d' ' -f1-3 /proc/loadavg))"
     # shellcheck disable=SC2086
     $ad run --quiet --threshold none "${where[@]}" --out "$out" \
-        --overlays 0 ${flags[$name]} > /dev/null
+        --overlays 0 ${flags[$name]} "${size[@]}" > /dev/null
   done
 done
 uptime

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The score student's seed spread on one category (docs/results.md, "Learning-rate schedule"):
-# image AUROC of seeds 0-3 for each variant (constant rate, cosine schedule, four teacher folds),
-# and of the mean of the four seeds' image scores (what averaging four heads would give), from
-# `ad fit` + `ad predict` on the test images. Deterministic: a rerun prints the same numbers.
+# The score student's seed spread on one category (docs/results.md, "Learning-rate schedule",
+# "Max-pooled targets"): image AUROC of seeds 0-3 for each variant (constant rate, cosine
+# schedule, four teacher folds, max-pooled targets), and of the mean of the four seeds' image
+# scores (what averaging four heads would give), from `ad fit` + `ad predict` on the test
+# images. Deterministic: a rerun prints the same numbers; a seed whose scores exist is not run
+# again (delete out/student_seeds/<class>/ to re-run).
 #
 #     tools/student_seeds.sh [CATEGORY] [PIPED_ROOT]    # default PA_FVN01_TL ../shared/datasets/piped
+#     VARIANTS="constant maxpool" tools/student_seeds.sh      # default: all four
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -14,30 +17,33 @@ ad=target/release/ad
 out=out/student_seeds/$cls
 mkdir -p "$out"
 uptime
-for variant in constant cosine folds4; do
+variants=${VARIANTS:-constant cosine folds4 maxpool}
+for variant in $variants; do
   case $variant in
     constant) flags=(--model student --lr-schedule constant) ;;
     cosine) flags=(--model student --lr-schedule cosine) ;;
+    maxpool) flags=(--model student --lr-schedule constant --target-pool max) ;;
     folds4)
       $ad run --model student --lr-schedule constant --print-config 2>/dev/null |
         sed 's/^folds = 2$/folds = 4/' > "$out/folds4.toml"
       flags=(-c "$out/folds4.toml") ;;
   esac
   for seed in 0 1 2 3; do
+    if [ -s "$out/$variant-s$seed.jsonl" ]; then continue; fi
     $ad fit --quiet "${flags[@]}" --seed $seed --threshold none --data "$root" --category "$cls" \
         --out "$out/$variant-s$seed.model"
     $ad predict "$out/$variant-s$seed.model" "$root/$cls/test/*/*.png" > "$out/$variant-s$seed.jsonl"
   done
 done
 uptime
-python3 - "$out" <<'PY'
+python3 - "$out" $variants <<'PY'
 import json, sys
 sys.path.insert(0, "tools")
 from compare_scores import auroc, load
 out = sys.argv[1]
 print("| variant | seed 0 | seed 1 | seed 2 | seed 3 | mean of the four | four seeds' scores averaged |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
-for variant in ["constant", "cosine", "folds4"]:
+for variant in sys.argv[2:]:
     runs = [load(f"{out}/{variant}-s{s}.jsonl") for s in range(4)]
     paths = sorted(runs[0])
     labels = ["/good/" not in p for p in paths]

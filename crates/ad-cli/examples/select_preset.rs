@@ -22,7 +22,8 @@ use std::process::ExitCode;
 
 use ad_backbone::BackboneKind;
 use ad_core::LrSchedule;
-use anomaly_detection::mvtec::MvtecCategory;
+use anomaly_detection::mvtec::decode::read_dims;
+use anomaly_detection::mvtec::{MvtecCategory, Sample};
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::{BankAugment, PatchcoreConfig};
 use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
@@ -175,6 +176,22 @@ fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
                 c.preprocess = c.preprocess.clone().with_size(320, 320);
             }),
         ),
+        (
+            "lite0-384",
+            with(&|c| c.preprocess = c.preprocess.clone().with_size(384, 384)),
+        ),
+        (
+            "lite1-384",
+            with(&|c| {
+                lite(BackboneKind::EfficientNetLite1)(c);
+                c.preprocess = c.preprocess.clone().with_size(384, 384);
+            }),
+        ),
+        // Native resolution: each category's images at their own size (PIPED 128 px, bottle
+        // 512 px), set per category by `at_native_size` (the size here is a placeholder the
+        // run replaces).
+        ("lite0-native", base.clone()),
+        ("lite1-native", with(&lite(BackboneKind::EfficientNetLite1))),
         ("lite0-256+flips", with(&|c| c.augment = BankAugment::Flips)),
         (
             "lite0-256+dihedral",
@@ -198,6 +215,24 @@ fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
             }),
         ),
     ]
+}
+
+/// A PatchCore candidate resized to its category's own image size (that of the first good
+/// training image; PIPED's and bottle's images are all one size per category).
+fn at_native_size(
+    config: &DetectorConfig,
+    train: &[Sample],
+) -> Result<DetectorConfig, Box<dyn std::error::Error>> {
+    let first = train.first().ok_or("a category without training images")?;
+    let (w, h) = read_dims(&first.path)?;
+    match config {
+        DetectorConfig::Patchcore(c) => {
+            let mut c = c.clone();
+            c.preprocess = c.preprocess.clone().with_size(h, w);
+            Ok(DetectorConfig::Patchcore(c))
+        }
+        _ => Err("native size is defined for the PatchCore candidates".into()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -256,6 +291,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut scores: Vec<(String, ValidationScore)> = Vec::new();
         for c in &categories {
+            let config = if name.contains("native") {
+                at_native_size(&config, &c.splits.train)?
+            } else {
+                config.clone()
+            };
             let s = validate(&config, &c.splits.train, &opts, &device)?;
             eprintln!(
                 "{name} {}: image {:.4} pixel {:.4} aupro {:.4}",

@@ -115,6 +115,10 @@ pub struct ModelArgs {
     /// [default: constant].
     #[arg(long, value_name = "KIND")]
     pub lr_schedule: Option<ad_core::LrSchedule>,
+    /// Student: how the teacher's map becomes one target per feature cell, mean or max (the
+    /// cell's peak, so the image score can match the teacher's) [default: mean].
+    #[arg(long, value_name = "KIND")]
+    pub target_pool: Option<anomaly_detection::regress::TargetPool>,
     /// Classifier: also train the backbone's last stage (EfficientNet-Lite's 1x1 head
     /// convolution), starting from its pretrained weights [default: frozen backbone].
     #[arg(long)]
@@ -409,7 +413,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 20] = [
+        let specific: [(&str, bool, &[&str]); 21] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -442,6 +446,7 @@ impl ModelArgs {
             ("prototypes", self.prototypes.is_some(), &["student"]),
             ("anomalies", self.anomalies.is_some(), &["student"]),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
+            ("target-pool", self.target_pool.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
                 self.fine_tune_last_stage,
@@ -563,6 +568,9 @@ impl ModelArgs {
                 }
                 if let Some(k) = self.lr_schedule {
                     c.lr_schedule = k;
+                }
+                if let Some(p) = self.target_pool {
+                    c.target_pool = p;
                 }
             }
             DetectorConfig::Classifier(c) => {

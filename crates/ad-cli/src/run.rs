@@ -677,7 +677,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate",
+                         prototypes; {} learning rate; {}-pooled targets",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -696,7 +696,9 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             "no".into()
                         },
                         // Models saved before the schedule was configurable used a constant rate.
-                        h["config"]["lr_schedule"].as_str().unwrap_or("constant")
+                        h["config"]["lr_schedule"].as_str().unwrap_or("constant"),
+                        // Models saved before the pooling was configurable used the mean.
+                        h["config"]["target_pool"].as_str().unwrap_or("mean")
                     )
                 } else {
                     format!(

@@ -468,7 +468,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; 8 prototypes"), "{}", text(&o));
     assert!(
-        text(&o).contains("; constant learning rate"),
+        text(&o).contains("; constant learning rate; mean-pooled targets"),
         "{}",
         text(&o)
     );
@@ -489,11 +489,14 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "spot",
         "--lr-schedule",
         "cosine",
+        "--target-pool",
+        "max",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; no prototypes"), "{}", text(&o));
     assert!(text(&o).contains("; cosine learning rate"), "{}", text(&o));
+    assert!(text(&o).contains("; max-pooled targets"), "{}", text(&o));
     assert!(text(&o).contains("synthetic (spot) images"), "{}", text(&o));
     let o = fit(&["--quiet", "--anomalies", "perlin"]);
     assert!(!o.status.success());
@@ -501,6 +504,9 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let o = fit(&["--quiet", "--lr-schedule", "linear"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("linear"), "{}", text(&o));
+    let o = fit(&["--quiet", "--target-pool", "median"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("median"), "{}", text(&o));
     // The flags belong to the student only.
     let o = on_small(
         "fit",

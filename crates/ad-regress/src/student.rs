@@ -96,6 +96,9 @@ pub struct StudentConfig {
     /// a fold is of kind `(s + i) mod len`): `[cut-paste, thin-curve, spot]`, so the head sees
     /// the teacher's scores on large foreign patches, thin scratches and small spots.
     pub anomalies: Vec<SyntheticAnomaly>,
+    /// How the teacher's map becomes one target per cell of the head's grid (mean).
+    #[serde(default = "TargetPool::before_option")]
+    pub target_pool: TargetPool,
     /// Upsampling of the head's grid to the image (bilinear).
     pub upsample: MapUpsample,
     /// Gaussian blur of the map, pixels (0: the targets are the teacher's already smooth
@@ -127,11 +130,54 @@ impl Default for StudentConfig {
             folds: 2,
             synthetic_per_image: 3,
             anomalies: SyntheticAnomaly::ALL.to_vec(),
+            target_pool: TargetPool::Mean,
             upsample: MapUpsample::Bilinear,
             blur_sigma: 0.0,
             batch_size: 8,
             teacher: serde_json::json!({ "model": "patchcore" }),
         }
+    }
+}
+
+/// How the teacher's anomaly map (at the image's resolution) becomes the head's targets, one
+/// per cell of its feature grid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetPool {
+    /// The cell's mean: the map's level over the patch.
+    #[default]
+    Mean,
+    /// The cell's largest value: the map's peaks survive pooling, so a perfect head's image
+    /// score (the largest cell, which bilinear upsampling keeps) is the teacher's.
+    Max,
+}
+
+impl TargetPool {
+    /// Every pooling, in CLI order.
+    pub const ALL: [TargetPool; 2] = [TargetPool::Mean, TargetPool::Max];
+
+    /// What model files written before the option were trained with.
+    fn before_option() -> Self {
+        TargetPool::Mean
+    }
+}
+
+impl std::fmt::Display for TargetPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetPool::Mean => "mean",
+            TargetPool::Max => "max",
+        })
+    }
+}
+
+impl std::str::FromStr for TargetPool {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TargetPool::ALL
+            .into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| format!("unknown target pooling {s:?} (mean or max)"))
     }
 }
 
@@ -336,20 +382,26 @@ impl std::fmt::Debug for ScoreStudent {
     }
 }
 
-/// Area average of an `(h, w)` map over a `(gh, gw)` grid of cells.
-fn pool_to_grid(map: &[f32], (h, w): (usize, usize), (gh, gw): (usize, usize)) -> Vec<f32> {
+/// An `(h, w)` map pooled over a `(gh, gw)` grid of cells (area mean or maximum).
+fn pool_to_grid(
+    map: &[f32],
+    (h, w): (usize, usize),
+    (gh, gw): (usize, usize),
+    pool: TargetPool,
+) -> Vec<f32> {
     let mut out = vec![0.0f32; gh * gw];
     for gy in 0..gh {
         let (y0, y1) = (gy * h / gh, ((gy + 1) * h / gh).max(gy * h / gh + 1));
         for gx in 0..gw {
             let (x0, x1) = (gx * w / gw, ((gx + 1) * w / gw).max(gx * w / gw + 1));
-            let mut s = 0.0f64;
-            for y in y0..y1.min(h) {
-                for x in x0..x1.min(w) {
-                    s += map[y * w + x] as f64;
+            let cell = (y0..y1.min(h)).flat_map(|y| map[y * w + x0..y * w + x1.min(w)].iter());
+            out[gy * gw + gx] = match pool {
+                TargetPool::Mean => {
+                    let s: f64 = cell.map(|&v| f64::from(v)).sum();
+                    (s / ((y1 - y0) * (x1 - x0)) as f64) as f32
                 }
-            }
-            out[gy * gw + gx] = (s / ((y1 - y0) * (x1 - x0)) as f64) as f32;
+                TargetPool::Max => cell.copied().fold(f32::NEG_INFINITY, f32::max),
+            };
         }
     }
     out
@@ -687,7 +739,7 @@ impl ScoreStudent {
                     .iter()
                     .enumerate()
                 {
-                    let pooled = pool_to_grid(map, size, g);
+                    let pooled = pool_to_grid(map, size, g, self.config.target_pool);
                     if j * self.config.batch_size + m < score.len() {
                         good_targets.extend_from_slice(&pooled);
                         good_rows.extend_from_slice(&r[m * per_image..(m + 1) * per_image]);
@@ -810,13 +862,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pooling_averages_cells() {
+    fn pooling_averages_or_takes_the_maximum_of_cells() {
         let map: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let mean = TargetPool::Mean;
         assert_eq!(
-            pool_to_grid(&map, (4, 4), (2, 2)),
+            pool_to_grid(&map, (4, 4), (2, 2), mean),
             vec![2.5, 4.5, 10.5, 12.5]
         );
-        assert_eq!(pool_to_grid(&map, (4, 4), (4, 4)), map);
+        assert_eq!(pool_to_grid(&map, (4, 4), (4, 4), mean), map);
+        assert_eq!(
+            pool_to_grid(&map, (4, 4), (2, 2), TargetPool::Max),
+            vec![5.0, 7.0, 13.0, 15.0]
+        );
+        assert_eq!(pool_to_grid(&map, (4, 4), (4, 4), TargetPool::Max), map);
+        assert_eq!("max".parse::<TargetPool>(), Ok(TargetPool::Max));
+        assert!("median".parse::<TargetPool>().is_err());
     }
 
     #[test]
