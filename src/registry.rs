@@ -56,7 +56,9 @@ pub enum DetectorConfig {
 /// Several detectors on the same images ([`ad_core::ensemble::Ensemble`]): every member is
 /// measured on `holdout` of the good images (fitted on the rest), then fitted on all of them;
 /// a prediction averages the members' maps, each standardised by its mean and standard
-/// deviation on the held-out images. The members see the ensemble's `preprocess`.
+/// deviation on the held-out images. The members see the ensemble's `preprocess`; a member
+/// that sets its own `resize` (and nothing else: same mean and std, no crop) sees the
+/// ensemble's images resized to it, and its map is resized back (a multi-resolution ensemble).
 ///
 /// ```toml
 /// model = "ensemble"
@@ -67,6 +69,9 @@ pub enum DetectorConfig {
 /// model = "patchcore"
 /// [[members]]
 /// model = "padim"
+/// [[members]]              # the same images at half resolution, for context
+/// model = "patchcore"
+/// preprocess = { resize = [128, 128] }
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,8 +115,10 @@ impl EnsembleConfig {
         }
     }
 
-    /// The members' configs with the ensemble's preprocessing; a member that sets another
-    /// one, or that cannot be a member (a classifier, a tiled model, an ensemble), is refused.
+    /// The members' configs with the ensemble's preprocessing (a member that sets only its own
+    /// `resize` keeps it: it works at that resolution); a member that sets another
+    /// normalisation or a crop, or that cannot be a member (a classifier, a tiled model, an
+    /// ensemble), is refused.
     pub fn members(&self) -> Result<Vec<DetectorConfig>, Error> {
         let bad = |reason: String| {
             Error::Core(ad_core::CoreError::InvalidParameter {
@@ -142,14 +149,20 @@ impl EnsembleConfig {
                     )));
                 }
                 let own = m.preprocess();
-                if *own != ad_core::PreprocessConfig::default() && *own != self.preprocess {
+                let default = ad_core::PreprocessConfig::default();
+                let mut m = m.clone();
+                if *own == default || *own == self.preprocess {
+                    *m.preprocess_mut() = self.preprocess.clone();
+                } else if own.mean != self.preprocess.mean
+                    || own.std != self.preprocess.std
+                    || own.center_crop.is_some()
+                {
                     return Err(bad(format!(
-                        "member {j} sets its own preprocess {own:?}; set [preprocess] on the \
-                         ensemble (all members see the same images)"
+                        "member {j} sets its own preprocess {own:?}; a member may set only its \
+                         resize (it then sees the ensemble's images at that size): set the \
+                         normalisation and crop in the ensemble's [preprocess]"
                     )));
                 }
-                let mut m = m.clone();
-                *m.preprocess_mut() = self.preprocess.clone();
                 Ok(m)
             })
             .collect()

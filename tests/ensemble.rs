@@ -85,6 +85,46 @@ fn ensemble_averages_standardised_member_maps_and_saves_identically() {
 }
 
 #[test]
+fn a_member_at_half_resolution_answers_at_the_ensembles_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SyntheticConfig::small();
+    cfg.generate(dir.path()).unwrap();
+    let cat = MvtecCategory::open(dir.path(), &cfg.name).unwrap();
+    let device = Device::default();
+    let half = PATCHCORE.replacen('{', r#"{"preprocess": {"resize": [32, 32]},"#, 1);
+    let config = config(&format!("{PADIM}, {half}"));
+    config.check().unwrap();
+    let mut model = config.build(&device).unwrap();
+    assert_eq!(model.dyn_preprocessor().output_size(), (64, 64));
+    let train = batches(model.as_ref(), &cat.splits.train);
+    model
+        .fit(train.iter().cloned().map(Ok::<_, BoxError>))
+        .unwrap();
+    let test = batches(model.as_ref(), &cat.splits.test);
+    let got = model.predict(&test[0]).unwrap();
+    assert!(
+        got.iter()
+            .all(|p| (p.map.width(), p.map.height()) == (64, 64))
+    );
+    let path = dir.path().join("m.ensemble");
+    model.save(&path).unwrap();
+    let ensemble = Ensemble::<dyn DynDetector>::load_with(&path, |p| {
+        registry::load(p, &device).map_err(|e| ad_core::DetectorError(Box::new(e)))
+    })
+    .unwrap();
+    // The half-resolution member kept its size and sees the images shrunk to it.
+    assert_eq!(ensemble.members()[1].preprocessor().output_size(), (32, 32));
+    let own = ensemble.members()[1]
+        .predict(&test[0].resized((32, 32)).unwrap())
+        .unwrap();
+    assert!(
+        own.iter()
+            .all(|p| (p.map.width(), p.map.height()) == (32, 32))
+    );
+    assert_eq!(ensemble.predict(&test[0]).unwrap(), got);
+}
+
+#[test]
 fn bad_member_lists_are_refused() {
     let one = config(PATCHCORE);
     assert!(one.check().unwrap_err().to_string().contains("at least 2"));
@@ -97,7 +137,7 @@ fn bad_member_lists_are_refused() {
             .contains("cannot be an ensemble member")
     );
     let own = config(&format!(
-        r#"{PATCHCORE}, {{"model": "padim", "preprocess": {{"resize": [32, 32]}}}}"#
+        r#"{PATCHCORE}, {{"model": "padim", "preprocess": {{"resize": [32, 32], "center_crop": [24, 24]}}}}"#
     ));
     assert!(
         own.check()

@@ -72,8 +72,9 @@ fn student_candidates() -> Vec<(&'static str, DetectorConfig)> {
 /// neighbourhood, flipped/rotated copies of the good images in the bank), one change at a time from the `fast` default plus mixes of the strongest
 /// (the strides-4-8-16 taps keep the context of the default's stride-16 tap), and ensembles
 /// (maps standardised on held-out good images and averaged): the fast and accurate PatchCores
-/// (fine localisation plus the stride-16 context), and the accurate PatchCore with PaDiM
-/// (a different model of the same good patches).
+/// (fine localisation plus the stride-16 context), the accurate PatchCore with PaDiM
+/// (a different model of the same good patches), and multi-resolution ones (a member at half
+/// the resolution).
 pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     let patchcores = patchcore_candidates();
     let find = |name: &str| {
@@ -98,6 +99,25 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                 DetectorConfig::Padim(PadimConfig::default()),
             ])),
         ));
+        // Multi-resolution: the same images at half resolution (128 px) through Lite1's
+        // default taps, whose receptive fields then cover twice as much of the part (PIPED's
+        // native size; PA_BRG03_TL's vein networks are found there, docs/results.md).
+        if let Some(DetectorConfig::Patchcore(mut half)) = find("lite1-256") {
+            half.preprocess = half.preprocess.clone().with_size(128, 128);
+            let half = DetectorConfig::Patchcore(half);
+            out.push((
+                "ensemble lite1-256-s4s8+padim+lite1-128",
+                DetectorConfig::Ensemble(EnsembleConfig::of(vec![
+                    accurate.clone(),
+                    DetectorConfig::Padim(PadimConfig::default()),
+                    half.clone(),
+                ])),
+            ));
+            out.push((
+                "ensemble lite1-256-s4s8+lite1-128",
+                DetectorConfig::Ensemble(EnsembleConfig::of(vec![accurate.clone(), half])),
+            ));
+        }
         // The stride-16 context of Lite1's default taps (PA_BRG03_TL's veins) beside the fine
         // localisation of the strides-4-8 taps and PaDiM.
         if let Some(context) = find("lite1-256") {

@@ -14,15 +14,25 @@
 //!
 //! so "how unusual for this member on good parts" is what gets averaged, and a member that is
 //! sure about a defect is not drowned by one whose scores simply run larger. Fitting costs every
-//! member's fit twice. The members share the ensemble's preprocessing (one image size).
+//! member's fit twice.
+//!
+//! Members see the ensemble's preprocessed images. A member may work at another resolution
+//! (a multi-resolution ensemble, e.g. a half-resolution member for context): it gets the
+//! ensemble's images resized to its own size (the same antialiased bilinear filter,
+//! [`ImageBatch::resized`]), and its map is resized back to the ensemble's size (bilinear)
+//! before it is standardised and averaged. Such a member must normalise as the ensemble does and
+//! crop nothing.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::detector::{BoxError, Detector, EpochCallback, FitSummary};
+use crate::postprocess::upsample;
 use crate::tiling::{pack_members, unpack_members};
-use crate::{AnomalyMap, CoreError, ImageBatch, Prediction, PreprocessConfig, Preprocessor};
+use crate::{
+    AnomalyMap, CoreError, ImageBatch, MapUpsample, Prediction, PreprocessConfig, Preprocessor,
+};
 use crate::{Threshold, model_file};
 
 /// Magic bytes of an ensemble's model file.
@@ -206,11 +216,16 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             .into());
         }
         for (j, m) in members.iter().enumerate() {
-            if m.preprocessor().config() != &preprocess {
+            let own = m.preprocessor().config();
+            let resized_alike = own.mean == preprocess.mean
+                && own.std == preprocess.std
+                && own.center_crop.is_none();
+            if own != &preprocess && !resized_alike {
                 return Err(bad(format!(
-                    "member {j} ({}) preprocesses images as {:?}, the ensemble as {preprocess:?}",
+                    "member {j} ({}) preprocesses images as {own:?}, the ensemble as \
+                     {preprocess:?}: a member may only differ in its resize (same mean and std, \
+                     no crop)",
                     m.name(),
-                    m.preprocessor().config()
                 ))
                 .into());
             }
@@ -304,7 +319,8 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         }
         let mut summary = FitSummary::default();
         for m in &mut self.members {
-            let s = m.fit(subset.iter().cloned().map(Ok::<_, CoreError>))?;
+            let size = m.preprocessor().output_size();
+            let s = m.fit(subset.iter().map(|b| b.resized(size)))?;
             summary.features += s.features;
             summary.memory_rows += s.memory_rows;
             summary.extract_time += s.extract_time;
@@ -313,6 +329,48 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         summary.images = subset.iter().map(ImageBatch::len).sum();
         Ok(summary)
     }
+}
+
+/// A member's maps of `batch`'s images at the batch's size: the member sees the images resized to
+/// its own size and its maps are resized back (bilinear) when the two differ.
+fn member_maps<D: Detector + ?Sized>(
+    member: &D,
+    batch: &ImageBatch,
+) -> Result<Vec<Vec<f32>>, D::Error> {
+    let (h, w) = (batch.height(), batch.width());
+    let own = member.preprocessor().output_size();
+    let preds = if own == (h, w) {
+        member.predict(batch)?
+    } else {
+        member.predict(&batch.resized(own)?)?
+    };
+    preds
+        .into_iter()
+        .map(|p| {
+            let (mh, mw) = (p.map.height(), p.map.width());
+            if (mh, mw) == (h, w) {
+                Ok(p.map.into_vec())
+            } else if (mh, mw) == own {
+                Ok(upsample(
+                    p.map.as_slice(),
+                    own,
+                    (h, w),
+                    MapUpsample::Bilinear,
+                ))
+            } else {
+                Err(CoreError::InvalidParameter {
+                    name: "ensemble",
+                    reason: format!(
+                        "member {} returned a {mw}x{mh} map for {}x{} images",
+                        member.name(),
+                        own.1,
+                        own.0
+                    ),
+                }
+                .into())
+            }
+        })
+        .collect()
 }
 
 impl<D: Detector + ?Sized> Detector for Ensemble<D> {
@@ -344,8 +402,8 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             at += b.len();
             if let Some(h) = b.select(&idx)? {
                 for (m, v) in self.members.iter().zip(&mut values) {
-                    for p in m.predict(&h)? {
-                        v.extend_from_slice(p.map.as_slice());
+                    for map in member_maps(m.as_ref(), &h)? {
+                        v.extend(map);
                     }
                 }
             }
@@ -367,21 +425,8 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
         let inv = 1.0 / self.members.len() as f32;
         for (m, s) in self.members.iter().zip(&self.scales) {
-            let preds = m.predict(batch)?;
-            for (acc, p) in maps.iter_mut().zip(preds) {
-                if p.map.as_slice().len() != acc.len() {
-                    return Err(CoreError::InvalidParameter {
-                        name: "ensemble",
-                        reason: format!(
-                            "member {} returned a {}x{} map for {w}x{h} images",
-                            m.name(),
-                            p.map.width(),
-                            p.map.height()
-                        ),
-                    }
-                    .into());
-                }
-                for (a, &v) in acc.iter_mut().zip(p.map.as_slice()) {
+            for (acc, map) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
+                for (a, v) in acc.iter_mut().zip(map) {
                     *a += inv * ((v - s.mean) / s.std);
                 }
             }
@@ -604,6 +649,61 @@ mod tests {
     }
 
     #[test]
+    fn members_at_another_resolution_see_resized_images_and_answer_at_the_ensembles() {
+        // The ensemble works at 16 x 16, its members at 8 x 8: they fit on the images shrunk
+        // to their size, and their maps come back at 16 x 16.
+        let pre = PreprocessConfig::default().with_size(16, 16);
+        let members: Vec<Box<MeanImage>> = vec![MeanImage::new(1.0, 0.0), MeanImage::new(2.0, 1.0)];
+        let mut e = Ensemble::new(EnsembleParams::default(), pre, members).unwrap();
+        let big = |small: &ImageBatch| {
+            let planes = small
+                .as_slice()
+                .chunks_exact(3 * 64)
+                .map(|img| {
+                    (0..3 * 256)
+                        .map(|i| img[(i / 256) * 64 + (i % 256) / 32 * 8 + (i % 16) / 2])
+                        .collect()
+                })
+                .collect();
+            ImageBatch::from_planes(planes, (16, 16), [0.0; 3], [1.0; 3]).unwrap()
+        };
+        let good: Vec<ImageBatch> = images(12, 1).iter().map(big).collect();
+        e.fit(good.iter().cloned().map(Ok::<_, CoreError>)).unwrap();
+        // A defect in the 2 x 2 block of 16-px pixels (4..6, 10..12): the member's pixel (2, 5).
+        let mut plane = good[0].as_slice().to_vec();
+        for c in 0..3 {
+            for (y, x) in [(4, 10), (4, 11), (5, 10), (5, 11)] {
+                plane[c * 256 + y * 16 + x] += 1.0;
+            }
+        }
+        let bad = ImageBatch::from_planes(vec![plane], (16, 16), [0.0; 3], [1.0; 3]).unwrap();
+        let p = e.predict(&bad).unwrap().remove(0);
+        assert_eq!((p.map.width(), p.map.height()), (16, 16));
+        let at = p.map.as_slice().iter().position(|&v| v == p.score).unwrap();
+        let (y, x) = (at / 16, at % 16);
+        assert!(
+            (3..=6).contains(&y) && (9..=12).contains(&x),
+            "peak at {y}, {x}"
+        );
+        // The member's own map, standardised and enlarged, is the ensemble's (both members
+        // are one detector up to an affine map).
+        let m0 = e.members()[0]
+            .predict(&bad.resized((8, 8)).unwrap())
+            .unwrap();
+        let s0 = e.scales()[0];
+        let std: Vec<f32> = m0[0]
+            .map
+            .as_slice()
+            .iter()
+            .map(|v| (v - s0.mean) / s0.std)
+            .collect();
+        let want = upsample(&std, (8, 8), (16, 16), MapUpsample::Bilinear);
+        for (&v, &u) in p.map.as_slice().iter().zip(&want) {
+            assert!((v - u).abs() <= 1e-3 * u.abs().max(1.0), "{v} vs {u}");
+        }
+    }
+
+    #[test]
     fn bad_ensembles_are_refused() {
         let pre = PreprocessConfig::default().with_size(8, 8);
         assert!(
@@ -614,15 +714,21 @@ mod tests {
             )
             .is_err()
         );
-        let other = PreprocessConfig::default().with_size(16, 16);
-        assert!(
-            Ensemble::new(
-                EnsembleParams::default(),
-                other,
-                vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)]
-            )
-            .is_err()
-        );
+        // Members may differ in size only: not in normalisation, nor by a crop.
+        let mut other = PreprocessConfig::default().with_size(16, 16);
+        other.mean = [0.5; 3];
+        let two = || vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)];
+        assert!(Ensemble::new(EnsembleParams::default(), other, two()).is_err());
+        let mut cropping = two();
+        cropping[1].pre = Preprocessor::new(
+            PreprocessConfig::default()
+                .with_size(10, 10)
+                .with_center_crop(Some((8, 8))),
+        )
+        .unwrap();
+        let at16 = PreprocessConfig::default().with_size(16, 16);
+        assert!(Ensemble::new(EnsembleParams::default(), at16.clone(), cropping).is_err());
+        assert!(Ensemble::new(EnsembleParams::default(), at16, two()).is_ok());
         let params = EnsembleParams {
             holdout: 1.0,
             seed: 0,

@@ -268,6 +268,32 @@ impl ImageBatch {
         Tensor::<4>::from_data(TensorData::new(self.data.clone(), self.shape()), device)
     }
 
+    /// Every image resized to `(height, width)` with the antialiased bilinear filter of
+    /// [`resize_bilinear`], on the normalised values (for a detector that looks at the same
+    /// images at another resolution, e.g. an ensemble's half-resolution member).
+    ///
+    /// # Shapes
+    /// - `self`: `[n, 3, h, w]`
+    /// - returns `[n, 3, height, width]`
+    pub fn resized(&self, (height, width): (usize, usize)) -> Result<ImageBatch, CoreError> {
+        check_dims("resize target", width, height)?;
+        if (height, width) == (self.height, self.width) {
+            return Ok(self.clone());
+        }
+        let from = (self.height, self.width);
+        let planes = self
+            .data
+            .chunks_exact(3 * self.height * self.width)
+            .map(|image| {
+                image
+                    .chunks_exact(self.height * self.width)
+                    .flat_map(|c| resize_plane(c, from, (height, width)))
+                    .collect()
+            })
+            .collect();
+        Self::from_planes(planes, (height, width), self.mean, self.std)
+    }
+
     /// The images at `indices` (in that order), or `None` when `indices` is empty.
     ///
     /// # Errors
@@ -428,6 +454,28 @@ struct Coeffs {
 }
 
 fn bilinear_coeffs(in_size: usize, out_size: usize) -> Coeffs {
+    let (start, weights) = bilinear_weights(in_size, out_size);
+    let weights = weights
+        .iter()
+        .map(|w| {
+            w.iter()
+                .map(|&v| {
+                    let s = v * (1u32 << PRECISION_BITS) as f64;
+                    if v < 0.0 {
+                        (s - 0.5) as i32
+                    } else {
+                        (s + 0.5) as i32
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    Coeffs { start, weights }
+}
+
+/// Per output sample: first source index and the normalised weights of PIL's antialiased
+/// bilinear filter (a triangle of support 1, widened by the scale when shrinking).
+fn bilinear_weights(in_size: usize, out_size: usize) -> (Vec<usize>, Vec<Vec<f64>>) {
     let scale = in_size as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
     let support = filterscale; // bilinear support 1.0 * filterscale
@@ -451,21 +499,46 @@ fn bilinear_coeffs(in_size: usize, out_size: usize) -> Coeffs {
                 *v /= total;
             }
         }
-        let fixed = w
-            .iter()
-            .map(|&v| {
-                let s = v * (1u32 << PRECISION_BITS) as f64;
-                if v < 0.0 {
-                    (s - 0.5) as i32
-                } else {
-                    (s + 0.5) as i32
-                }
-            })
-            .collect();
         start.push(xmin);
-        weights.push(fixed);
+        weights.push(w);
     }
-    Coeffs { start, weights }
+    (start, weights)
+}
+
+/// One `[h, w]` float plane resized to `(oh, ow)` with [`resize_bilinear`]'s filter
+/// (antialiased bilinear), in floating point.
+fn resize_plane(plane: &[f32], (h, w): (usize, usize), (oh, ow): (usize, usize)) -> Vec<f32> {
+    let horizontal = if w == ow {
+        plane.to_vec()
+    } else {
+        let (start, weights) = bilinear_weights(w, ow);
+        let mut out = vec![0.0f32; h * ow];
+        for (row, orow) in plane.chunks_exact(w).zip(out.chunks_exact_mut(ow)) {
+            for (x, o) in orow.iter_mut().enumerate() {
+                let src = &row[start[x]..start[x] + weights[x].len()];
+                *o = src
+                    .iter()
+                    .zip(&weights[x])
+                    .map(|(&v, &k)| f64::from(v) * k)
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    };
+    if h == oh {
+        return horizontal;
+    }
+    let (start, weights) = bilinear_weights(h, oh);
+    let mut out = vec![0.0f32; oh * ow];
+    for (y, orow) in out.chunks_exact_mut(ow).enumerate() {
+        for (k, &wt) in weights[y].iter().enumerate() {
+            let row = &horizontal[(start[y] + k) * ow..(start[y] + k + 1) * ow];
+            for (o, &v) in orow.iter_mut().zip(row) {
+                *o += (f64::from(v) * wt) as f32;
+            }
+        }
+    }
+    out
 }
 
 #[inline]
@@ -564,6 +637,38 @@ mod tests {
         assert_eq!(r.pixel(1, 0).unwrap()[0], 25);
         // output 0: inputs 0,1,2 with weights 3/7,3/7,1/7 -> (0*3+10*3+20)/7 = 7.14 -> 7
         assert_eq!(r.pixel(0, 0).unwrap()[0], 7);
+    }
+
+    #[test]
+    fn batches_resize_with_the_same_filter_as_images() {
+        // Shrinking a batch of normalised planes agrees with resizing the 8-bit image first
+        // (up to the 8-bit rounding of the latter), and a batch at its own size is unchanged.
+        let big = Preprocessor::new(PreprocessConfig::default().with_size(32, 48)).unwrap();
+        let small = Preprocessor::new(PreprocessConfig::default().with_size(16, 20)).unwrap();
+        let img = gradient(48, 32);
+        let batch = big.batch(&[img.clone(), img.clone()]).unwrap();
+        let resized = batch.resized((16, 20)).unwrap();
+        assert_eq!(resized.shape(), [2, 3, 16, 20]);
+        let direct = small.batch(&[img]).unwrap();
+        let step = 1.0 / (255.0 * IMAGENET_STD[2]);
+        for (a, b) in resized.as_slice()[..direct.as_slice().len()]
+            .iter()
+            .zip(direct.as_slice())
+        {
+            assert!((a - b).abs() <= 1.01 * step, "{a} vs {b}");
+        }
+        assert_eq!(batch.resized((32, 48)).unwrap(), batch);
+        // Enlarging keeps a constant plane constant.
+        let flat = ImageBatch::from_planes(
+            vec![vec![0.5; 3 * 4 * 4]],
+            (4, 4),
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+        )
+        .unwrap();
+        let up = flat.resized((9, 7)).unwrap();
+        assert!(up.as_slice().iter().all(|v| (v - 0.5).abs() < 1e-6));
+        assert!(flat.resized((0, 7)).is_err());
     }
 
     #[test]
