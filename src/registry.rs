@@ -87,7 +87,8 @@ pub struct EnsembleConfig {
 }
 
 impl Default for EnsembleConfig {
-    /// The choice of the selection protocol (docs/results.md "Presets"): the `accurate`
+    /// The best candidate of the selection protocol (docs/results.md "Presets"; measured at
+    /// 3.0-4.3x the fast preset's predict time, at or past its 4x rule): the `accurate`
     /// PatchCore (EfficientNet-Lite1, strides 4 and 8) with PaDiM (EfficientNet-Lite0, its
     /// defaults).
     fn default() -> Self {
@@ -359,8 +360,8 @@ impl DetectorConfig {
     /// A named preset of the detector called `model`: `fast` (the defaults) or `accurate`,
     /// the choices of the validation protocol of `examples/select_preset.rs` (docs/results.md
     /// "Presets"): for PatchCore the best single PatchCore (EfficientNet-Lite1, strides 4 and
-    /// 8); for an ensemble (whose only preset it is) the protocol's overall choice, that
-    /// PatchCore with PaDiM (the ensemble's defaults).
+    /// 8); for an ensemble (whose only preset it is) the protocol's best candidate, that
+    /// PatchCore with PaDiM (the ensemble's defaults; about 4x the fast preset's predict time).
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
         match (preset.to_ascii_lowercase().as_str(), base) {

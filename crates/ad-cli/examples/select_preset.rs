@@ -7,7 +7,8 @@
 //! * the largest mean of (validation image AUROC + validation AUPRO) / 2 over all categories,
 //! * among candidates whose validation predict time is at most 4x the `fast` preset's.
 //!
-//! `--only NAME,...` runs the candidates whose names start with one of the prefixes.
+//! `--only NAME,...` runs the candidates whose names start with one of the prefixes (with
+//! `--exact`: the candidates of exactly these names).
 //! `--students` scores the score student's prototype counts (0, 16, 64, 256) and its
 //! learning-rate schedule instead, by the same validation and objective (no time rule: they
 //! cost about the same).
@@ -36,9 +37,13 @@ struct Args {
     /// Root holding `mvtec_ad/` and `piped/`.
     #[arg(long, default_value = "../shared/datasets")]
     data: PathBuf,
-    /// Only these candidates (names as printed), comma separated [default: all].
+    /// Only the candidates whose names start with one of these, comma separated [default:
+    /// all].
     #[arg(long, value_delimiter = ',')]
     only: Option<Vec<String>>,
+    /// `--only` names whole candidate names, not prefixes.
+    #[arg(long)]
+    exact: bool,
     /// Score the student's prototype counts instead of the preset candidates.
     #[arg(long)]
     students: bool,
@@ -305,7 +310,13 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     for (name, config) in list {
         if let Some(only) = &args.only
-            && !only.iter().any(|o| name.starts_with(o.as_str()))
+            && !only.iter().any(|o| {
+                if args.exact {
+                    name == o.as_str()
+                } else {
+                    name.starts_with(o.as_str())
+                }
+            })
         {
             continue;
         }

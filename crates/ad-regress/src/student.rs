@@ -11,8 +11,8 @@
 //!    the part ([cut-paste](crate::cut_paste), [thin curves](crate::thin_curve) or
 //!    [spots](crate::spot), kinds taken in turn from `anomalies`), so the head also sees what
 //!    defects score.
-//! 3. Targets are the teacher's maps averaged over each cell of the student's feature grid,
-//!    divided by a scale (the 0.99 quantile of the good images' targets); the head (an MLP per
+//! 3. Targets are the teacher's maps pooled over each cell of the student's feature grid (the
+//!    cell's mean, or its maximum: [`TargetPool`]), divided by a scale (the 0.99 quantile of the good images' targets); the head (an MLP per
 //!    patch on locally aware patch features, as PatchCore's) is trained by mean squared error
 //!    with Adam, seeded.
 //!
