@@ -56,3 +56,36 @@ pub use postprocess::MapUpsample;
 pub use preprocess::{ImageBatch, PreprocessConfig, Preprocessor};
 pub use schedule::LrSchedule;
 pub use threshold::{Threshold, ThresholdMethod};
+
+/// The element of `all` whose `Display` name is `s` (the `FromStr` of the crates' small named
+/// enums: schedules, poolings, anomaly kinds); the error names `what` and every accepted name.
+pub fn parse_name<T: Copy + std::fmt::Display>(
+    s: &str,
+    all: &[T],
+    what: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|k| k.to_string() == s)
+        .ok_or_else(|| {
+            let names: Vec<String> = all.iter().map(ToString::to_string).collect();
+            format!("unknown {what} {s:?} (one of: {})", names.join(", "))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_parse_and_errors_list_the_choices() {
+        let all = [super::LrSchedule::Constant, super::LrSchedule::Cosine];
+        assert_eq!(
+            super::parse_name("cosine", &all, "schedule"),
+            Ok(super::LrSchedule::Cosine)
+        );
+        let err = super::parse_name("linear", &all, "schedule").unwrap_err();
+        assert_eq!(
+            err,
+            r#"unknown schedule "linear" (one of: constant, cosine)"#
+        );
+    }
+}

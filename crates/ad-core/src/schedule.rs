@@ -46,10 +46,7 @@ impl std::str::FromStr for LrSchedule {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.to_string() == s)
-            .ok_or_else(|| format!("unknown learning-rate schedule {s:?} (constant or cosine)"))
+        crate::parse_name(s, &Self::ALL, "learning-rate schedule")
     }
 }
 

@@ -96,8 +96,8 @@ pub struct StudentConfig {
     /// a fold is of kind `(s + i) mod len`): `[cut-paste, thin-curve, spot]`, so the head sees
     /// the teacher's scores on large foreign patches, thin scratches and small spots.
     pub anomalies: Vec<SyntheticAnomaly>,
-    /// How the teacher's map becomes one target per cell of the head's grid (mean).
-    #[serde(default = "TargetPool::before_option")]
+    /// How the teacher's map becomes one target per cell of the head's grid (mean; also what
+    /// model files written before the option were trained with).
     pub target_pool: TargetPool,
     /// Upsampling of the head's grid to the image (bilinear).
     pub upsample: MapUpsample,
@@ -155,11 +155,6 @@ pub enum TargetPool {
 impl TargetPool {
     /// Every pooling, in CLI order.
     pub const ALL: [TargetPool; 2] = [TargetPool::Mean, TargetPool::Max];
-
-    /// What model files written before the option were trained with.
-    fn before_option() -> Self {
-        TargetPool::Mean
-    }
 }
 
 impl std::fmt::Display for TargetPool {
@@ -174,10 +169,7 @@ impl std::fmt::Display for TargetPool {
 impl std::str::FromStr for TargetPool {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        TargetPool::ALL
-            .into_iter()
-            .find(|p| p.to_string() == s)
-            .ok_or_else(|| format!("unknown target pooling {s:?} (mean or max)"))
+        ad_core::parse_name(s, &Self::ALL, "target pooling")
     }
 }
 

@@ -238,10 +238,7 @@ impl std::fmt::Display for SyntheticAnomaly {
 impl std::str::FromStr for SyntheticAnomaly {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.to_string() == s)
-            .ok_or_else(|| format!("unknown anomaly {s:?} (cut-paste, thin-curve or spot)"))
+        ad_core::parse_name(s, &Self::ALL, "anomaly")
     }
 }
 
