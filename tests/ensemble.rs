@@ -26,12 +26,18 @@ fn batches(model: &dyn DynDetector, samples: &[ad_mvtec::Sample]) -> Vec<ImageBa
         .collect()
 }
 
-#[test]
-fn ensemble_averages_standardised_member_maps_and_saves_identically() {
+/// The small generated category in a fresh temporary directory.
+fn small_category() -> (tempfile::TempDir, MvtecCategory) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SyntheticConfig::small();
     cfg.generate(dir.path()).unwrap();
     let cat = MvtecCategory::open(dir.path(), &cfg.name).unwrap();
+    (dir, cat)
+}
+
+#[test]
+fn ensemble_averages_standardised_member_maps_and_saves_identically() {
+    let (dir, cat) = small_category();
     let device = Device::default();
     let config = config(&format!("{PATCHCORE}, {PADIM}"));
     config.check().unwrap();
@@ -86,10 +92,7 @@ fn ensemble_averages_standardised_member_maps_and_saves_identically() {
 
 #[test]
 fn a_member_at_half_resolution_answers_at_the_ensembles_resolution() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = SyntheticConfig::small();
-    cfg.generate(dir.path()).unwrap();
-    let cat = MvtecCategory::open(dir.path(), &cfg.name).unwrap();
+    let (dir, cat) = small_category();
     let device = Device::default();
     let half = PATCHCORE.replacen('{', r#"{"preprocess": {"resize": [32, 32]},"#, 1);
     let config = config(&format!("{PADIM}, {half}"));
