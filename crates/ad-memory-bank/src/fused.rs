@@ -293,35 +293,93 @@ pub(crate) fn sweep_packed<S: Sink, E: Lane>(
     }
 }
 
-/// The fused scan of every bank row for the queries `which` of `q` (`d` values each): their
-/// candidate lists are written into rows `which` of `cd` / `ci` (`k` per query). Returns the
-/// number of values computed (for the search statistics).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn scan_in_full(
-    q: &[f32],
-    which: &[usize],
-    bank: &[f32],
-    norms: &[f32],
+/// The whole bank packed once in [`pack`]'s layout, block after block as [`scan_rows`] packs
+/// them, for the searches that scan some queries in full tile after tile (the pruned and screened
+/// kernels' overflowing queries): without it every such tile re-packs the bank.
+#[derive(Clone, Debug)]
+pub(crate) struct PackedBank {
+    data: Vec<f32>,
+    norms: Vec<f32>,
     d: usize,
-    k: usize,
-    cd: &mut [f32],
-    ci: &mut [u32],
-) -> u64 {
-    if which.is_empty() {
-        return 0;
-    }
-    let n = norms.len();
-    let qs: Vec<f32> = which
-        .iter()
-        .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
-        .collect();
-    let (fd, fi) = scan_rows(&qs, which.len(), bank, norms, d, 0, n, k);
-    for (j, &r) in which.iter().enumerate() {
-        cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
-        ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
-    }
-    (which.len() * n) as u64
+    rows: usize,
+    block_panels: usize,
 }
+
+impl PackedBank {
+    /// Packs `bank` (`norms.len() x d`, squared row norms `norms`).
+    pub(crate) fn new(bank: &[f32], norms: &[f32], d: usize) -> Self {
+        let rows = norms.len();
+        let (mut data, mut packed_norms) = (Vec::new(), Vec::new());
+        pack(bank, rows, d, norms, &mut data, &mut packed_norms);
+        Self {
+            data,
+            norms: packed_norms,
+            d,
+            rows,
+            block_panels: block_rows(d) / NR,
+        }
+    }
+
+    /// The bank packed in `lazy`, packing it there first if no search has yet.
+    pub(crate) fn get_or_pack<'a>(
+        lazy: &'a LazyPackedBank,
+        bank: &[f32],
+        norms: &[f32],
+        d: usize,
+    ) -> &'a Self {
+        lazy.get_or_init(|| {
+            let packed = Self::new(bank, norms, d);
+            log::debug!(
+                "k-NN: {} x {d} bank packed for full scans, {:.1} MiB",
+                norms.len(),
+                (4 * (packed.data.len() + packed.norms.len())) as f64 / (1 << 20) as f64
+            );
+            packed
+        })
+    }
+
+    /// The fused scan of every bank row for the queries `which` of `q` (`d` values each):
+    /// their candidate lists are written into rows `which` of `cd` / `ci` (`k` per query),
+    /// bit for bit [`scan_rows`]'s (the same blocks of the same panels). Returns the number of
+    /// values computed (for the search statistics).
+    pub(crate) fn scan_in_full(
+        &self,
+        q: &[f32],
+        which: &[usize],
+        k: usize,
+        cd: &mut [f32],
+        ci: &mut [u32],
+    ) -> u64 {
+        if which.is_empty() {
+            return 0;
+        }
+        let d = self.d;
+        let qs: Vec<f32> = which
+            .iter()
+            .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
+            .collect();
+        let mut tile = QueryTile::new(&qs, which.len(), d);
+        let mut top = TopK::new(which.len(), k);
+        sweep_packed(
+            &mut tile,
+            &mut top,
+            &self.data,
+            &self.norms,
+            d,
+            self.block_panels,
+        );
+        let (fd, fi) = top.into_candidates();
+        for (j, &r) in which.iter().enumerate() {
+            cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
+            ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
+        }
+        (which.len() * self.rows) as u64
+    }
+}
+
+/// The bank packed on the first full scan a search needs, shared by the tiles of every later
+/// search (`None` until then: a search that scans nothing in full packs nothing).
+pub(crate) type LazyPackedBank = std::sync::OnceLock<PackedBank>;
 
 /// A tile of queries being scanned and the scratch its register tiles need, allocated once per
 /// tile (not once per bank block). `d` counts [`Lane`] values (bf16 pairs: half the dimension).

@@ -124,6 +124,11 @@ pub struct BruteForce {
     screen: std::sync::OnceLock<Option<Screen>>,
     /// How the bf16 screen has done so far on this bank's queries.
     screen_record: PruneRecord,
+    /// The bank packed once for the queries those two kernels scan in full, on the first
+    /// such scan (a second copy of the bank, in f32).
+    full_bank: fused::LazyPackedBank,
+    /// What [`KnnKernel::Auto`] measured of each kernel on this bank.
+    trials: KernelTrials,
 }
 
 /// Queries the pruned (or screened) kernel has served and how many of them it had to scan in
@@ -163,6 +168,103 @@ impl Clone for PruneRecord {
     }
 }
 
+/// The kernels [`KnnKernel::Auto`] chooses between (all give the same results, bit for bit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trialled {
+    Pruned,
+    Screened,
+    Fused,
+}
+
+const TRIALLED: [Trialled; 3] = [Trialled::Pruned, Trialled::Screened, Trialled::Fused];
+
+/// Queries each serving kernel is timed on before [`KnnKernel::Auto`] settles on the fastest.
+const TRIAL_QUERIES: u64 = 4096;
+/// Searches with fewer queries are not timed (fixed costs would dominate their time per pair).
+const MIN_TIMED_QUERIES: usize = 512;
+
+/// [`KnnKernel::Auto`]'s measurements on one bank: per kernel, the queries, query x row pairs
+/// and time of the searches it served. Whether skipping rows pays depends on the data and the
+/// CPU (PIPED's 64-d stride-4 features: the full fused scan is 1.6x faster than the pruned one;
+/// bottle's 152-d features: the pruned one 1.4x faster, Ice Lake), so each kernel that can serve
+/// runs searches of at least [`TRIAL_QUERIES`] queries first (pruned, then screened, then fused)
+/// and the one with the least time per pair serves from then on.
+#[derive(Debug, Default)]
+struct KernelTrials {
+    /// `[queries, pairs, nanoseconds]` per kernel, in [`TRIALLED`] order; whether the choice
+    /// was logged.
+    state: std::sync::Mutex<([[u64; 3]; 3], bool)>,
+}
+
+impl Clone for KernelTrials {
+    fn clone(&self) -> Self {
+        let state = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Self {
+            state: std::sync::Mutex::new(state),
+        }
+    }
+}
+
+impl KernelTrials {
+    /// The kernel for the next search among those `serving` (in [`TRIALLED`] order; the fused
+    /// one always serves): the first not yet timed on [`TRIAL_QUERIES`] queries, else the
+    /// fastest per pair.
+    fn pick(&self, serving: [bool; 3]) -> Trialled {
+        let (t, _) = *self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Self::choose(&t, serving)
+    }
+
+    fn choose(t: &[[u64; 3]; 3], serving: [bool; 3]) -> Trialled {
+        let live = || (0..3).filter(|&i| serving[i]);
+        if let Some(i) = live().find(|&i| t[i][0] < TRIAL_QUERIES) {
+            return TRIALLED[i];
+        }
+        let per_pair = |i: usize| t[i][2] as f64 / t[i][1].max(1) as f64;
+        live()
+            .min_by(|&a, &b| per_pair(a).total_cmp(&per_pair(b)))
+            .map_or(Trialled::Fused, |i| TRIALLED[i])
+    }
+
+    /// Adds a search of `nq` queries against `n` rows on `kernel` that took `elapsed`; logs the
+    /// choice once every serving kernel has been timed.
+    fn record(
+        &self,
+        kernel: Trialled,
+        nq: usize,
+        elapsed: std::time::Duration,
+        serving: [bool; 3],
+        (n, d): (usize, usize),
+    ) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let (t, logged) = &mut *guard;
+        let Some(i) = TRIALLED.iter().position(|&x| x == kernel) else {
+            return;
+        };
+        t[i][0] += nq as u64;
+        t[i][1] += (nq * n) as u64;
+        t[i][2] += elapsed.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let done = (0..3).all(|j| !serving[j] || t[j][0] >= TRIAL_QUERIES);
+        if done && !*logged {
+            *logged = true;
+            let times: Vec<String> = (0..3)
+                .filter(|&j| serving[j])
+                .map(|j| {
+                    format!(
+                        "{:?} {:.3} ns/pair",
+                        TRIALLED[j],
+                        t[j][2] as f64 / t[j][1].max(1) as f64
+                    )
+                })
+                .collect();
+            log::debug!(
+                "k-NN on a {n} x {d} bank: {} -> {:?} serves",
+                times.join(", "),
+                Self::choose(t, serving)
+            );
+        }
+    }
+}
+
 /// Queries per block.
 pub const BLOCK_Q: usize = 128;
 /// Bank rows per block.
@@ -184,6 +286,8 @@ impl BruteForce {
             record: PruneRecord::default(),
             screen: std::sync::OnceLock::new(),
             screen_record: PruneRecord::default(),
+            full_bank: fused::LazyPackedBank::new(),
+            trials: KernelTrials::default(),
         }
     }
 
@@ -223,14 +327,13 @@ impl BruteForce {
             .as_ref()
     }
 
-    /// Builds what [`KnnKernel::Auto`] will use now rather than on the first search (the
-    /// pruned kernel's bounds: a PCA of the bank and every row's 16-d coordinates; where they
-    /// do not pay, the bf16 screen's copy of the bank: tens of milliseconds for PatchCore's
+    /// Builds what [`KnnKernel::Auto`] may use now rather than on the first search (the
+    /// pruned kernel's bounds: a PCA of the bank and every row's 16-d coordinates; the bf16
+    /// screen's copy of the bank where the CPU runs it: tens of milliseconds for PatchCore's
     /// banks), so that no search's latency includes them. Idempotent.
     pub fn prepare(&self) {
-        if self.pruner().is_none() {
-            self.screen();
-        }
+        self.pruner();
+        self.screen();
     }
 
     /// Whether [`KnnKernel::Screened`] runs on this bank and CPU (false: it runs the fused scan).
@@ -253,7 +356,16 @@ impl BruteForce {
             (&self.record, "pruned"),
             |q, rows, stats| {
                 let d = self.bank.dim();
-                pruner.search_tile(self.bank.as_slice(), &self.norms, d, q, rows, k, stats)
+                pruner.search_tile(
+                    self.bank.as_slice(),
+                    &self.norms,
+                    d,
+                    q,
+                    rows,
+                    k,
+                    stats,
+                    &self.full_bank,
+                )
             },
         )
     }
@@ -274,7 +386,16 @@ impl BruteForce {
             (&self.screen_record, "bf16-screened"),
             |q, rows, stats| {
                 let d = self.bank.dim();
-                screen.search_tile(self.bank.as_slice(), &self.norms, d, q, rows, k, stats)
+                screen.search_tile(
+                    self.bank.as_slice(),
+                    &self.norms,
+                    d,
+                    q,
+                    rows,
+                    k,
+                    stats,
+                    &self.full_bank,
+                )
             },
         )
     }
@@ -393,8 +514,8 @@ impl BruteForce {
     /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare them;
     /// [`KnnKernel::Pruned`] falls back to the fused scan where its bounds do not pay or
     /// `k > 16`, [`KnnKernel::Screened`] where the CPU has no AVX512-BF16 or `k > 64`,
-    /// [`KnnKernel::Auto`] tries both in that order, and [`KnnKernel::Fused`] falls back to
-    /// `gemm` on CPUs without AVX-512F).
+    /// [`KnnKernel::Auto`] times the kernels that serve and keeps the fastest, and
+    /// [`KnnKernel::Fused`] falls back to `gemm` on CPUs without AVX-512F).
     pub fn search_on(
         &self,
         queries: &[f32],
@@ -405,21 +526,57 @@ impl BruteForce {
         let (n, d) = (self.bank.len(), self.bank.dim());
         check_search(queries, nq, d, k, n)?;
         let auto = kernel == KnnKernel::Auto;
-        if (auto || kernel == KnnKernel::Pruned)
+        let pruner = if (auto || kernel == KnnKernel::Pruned)
             && k <= pruned::MAX_K
             && self.record.worth_trying()
-            && let Some(pruner) = self.pruner()
         {
-            return Ok(self.search_pruned(pruner, queries, nq, k));
-        }
-        if (auto || kernel == KnnKernel::Screened)
+            self.pruner()
+        } else {
+            None
+        };
+        let screen = if (auto || kernel == KnnKernel::Screened)
             && k <= screened::MAX_K
             && self.screen_record.worth_trying()
-            && let Some(screen) = self.screen()
         {
+            self.screen()
+        } else {
+            None
+        };
+        if auto {
+            // The kernels give the same results: the one measured fastest on this bank serves.
+            let serving = [pruner.is_some(), screen.is_some(), true];
+            let timed = nq >= MIN_TIMED_QUERIES;
+            let choice = self.trials.pick(serving);
+            let t0 = std::time::Instant::now();
+            let result = match (choice, pruner, screen) {
+                (Trialled::Pruned, Some(p), _) => self.search_pruned(p, queries, nq, k),
+                (Trialled::Screened, _, Some(s)) => self.search_screened(s, queries, nq, k),
+                _ => self.search_full(queries, nq, k, true),
+            };
+            if timed {
+                self.trials
+                    .record(choice, nq, t0.elapsed(), serving, (n, d));
+            }
+            return Ok(result);
+        }
+        if let Some(pruner) = pruner {
+            return Ok(self.search_pruned(pruner, queries, nq, k));
+        }
+        if let Some(screen) = screen {
             return Ok(self.search_screened(screen, queries, nq, k));
         }
-        let fused = kernel != KnnKernel::Gemm && fused::available();
+        Ok(self.search_full(
+            queries,
+            nq,
+            k,
+            kernel != KnnKernel::Gemm && fused::available(),
+        ))
+    }
+
+    /// Every query against every bank row: the fused kernel (`fused`) or the `gemm` path.
+    fn search_full(&self, queries: &[f32], nq: usize, k: usize, fused: bool) -> KnnResult {
+        let (n, d) = (self.bank.len(), self.bank.dim());
+        let fused = fused && fused::available();
         // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
         // every query tile, so its tiles are large; only a slice of <= 160 dimensions of the tile is hot
         // at a time (see the `fused` module), whatever `d`.
@@ -471,11 +628,11 @@ impl BruteForce {
                     iq[j] = is[j];
                 }
             });
-        Ok(KnnResult {
+        KnnResult {
             distances,
             indices,
             k,
-        })
+        }
     }
 
     /// Whether [`KnnKernel::Fused`] runs on this CPU (x86-64 with AVX-512F).
@@ -488,8 +645,11 @@ impl BruteForce {
 /// distances as [`KnnKernel::Fused`], bit for bit ([`KnnKernel::Gemm`]: up to float rounding).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KnnKernel {
-    /// [`KnnKernel::Pruned`] where its bounds pay, else [`KnnKernel::Screened`] where the CPU
-    /// runs it, else [`KnnKernel::Fused`] (the default).
+    /// The fastest on this bank, measured (the default): every kernel that can serve it
+    /// ([`KnnKernel::Pruned`] where its bounds are built and pay, [`KnnKernel::Screened`] where
+    /// the CPU runs it, [`KnnKernel::Fused`]) is timed on the first searches of at least 4,096
+    /// queries, in that order, then the one with the least time per query x row pair serves.
+    /// The results are the same whichever serves.
     Auto,
     /// [`KnnKernel::Fused`] on the rows that lower bounds from the bank's 15-d principal
     /// subspace cannot rule out. Where the bounds would not pay or are not built (less than
@@ -788,6 +948,77 @@ pub(crate) mod tests {
         r.add(8192, 4000);
         assert!(!r.worth_trying(), "4,276 of 16,384");
         assert!(!r.clone().worth_trying(), "clones keep the record");
+    }
+
+    #[test]
+    fn auto_times_every_serving_kernel_then_keeps_the_fastest() {
+        let ms = std::time::Duration::from_millis;
+        let all = [true, true, true];
+        let t = KernelTrials::default();
+        assert_eq!(
+            t.pick(all),
+            Trialled::Pruned,
+            "untimed: the pruned kernel first"
+        );
+        t.record(Trialled::Pruned, 4096, ms(40), all, (1000, 64));
+        assert_eq!(t.pick(all), Trialled::Screened);
+        assert_eq!(
+            t.pick([true, false, true]),
+            Trialled::Fused,
+            "no bf16: fused next"
+        );
+        t.record(Trialled::Screened, 2048, ms(10), all, (1000, 64));
+        assert_eq!(
+            t.pick(all),
+            Trialled::Screened,
+            "2,048 queries: not yet timed enough"
+        );
+        t.record(Trialled::Screened, 2048, ms(30), all, (1000, 64));
+        t.record(Trialled::Fused, 8192, ms(50), all, (1000, 64));
+        // Per pair: pruned 40/4096, screened 40/4096, fused 50/8192 (the fastest).
+        assert_eq!(t.pick(all), Trialled::Fused);
+        // A kernel that stopped serving (its record gave up) is no longer a choice.
+        t.record(Trialled::Fused, 4096, ms(400), all, (1000, 64));
+        assert_eq!(t.pick(all), Trialled::Pruned, "ties: the earlier kernel");
+        assert_eq!(t.pick([false, false, true]), Trialled::Fused);
+        assert_eq!(
+            t.clone().pick(all),
+            Trialled::Pruned,
+            "clones keep the times"
+        );
+    }
+
+    #[test]
+    fn auto_gives_the_fused_results_whichever_kernel_serves() {
+        if !crate::fused::available() {
+            eprintln!("auto k-NN trials not tested: this CPU has no AVX-512F (gemm path only)");
+            return;
+        }
+        let (n, d, nq) = (3000usize, 152usize, 1024usize);
+        let idx = BruteForce::new(MemoryBank::from_rows(low_rank(n, d, 6, 3), d).unwrap());
+        assert!(idx.prunes());
+        let q = low_rank(nq, d, 6, 8);
+        let want = idx.search_on(&q, nq, 1, KnnKernel::Fused).unwrap();
+        // Four searches time the pruned kernel, four the screened one where the CPU runs it,
+        // four the fused one; then the fastest serves.
+        for i in 0..16 {
+            assert_eq!(idx.search(&q, nq, 1).unwrap(), want, "search {i}");
+        }
+        let (t, logged) = *idx.trials.state.lock().unwrap();
+        assert!(logged, "every serving kernel timed: {t:?}");
+        assert!(
+            t[0][0] >= TRIAL_QUERIES && t[2][0] >= TRIAL_QUERIES,
+            "{t:?}"
+        );
+        // Small searches are served but not timed.
+        let before = t[0][0] + t[1][0] + t[2][0];
+        assert_eq!(
+            idx.search(&q[..10 * d], 10, 1).unwrap(),
+            idx.search_on(&q[..10 * d], 10, 1, KnnKernel::Fused)
+                .unwrap()
+        );
+        let (t, _) = *idx.trials.state.lock().unwrap();
+        assert_eq!(t[0][0] + t[1][0] + t[2][0], before);
     }
 
     #[test]

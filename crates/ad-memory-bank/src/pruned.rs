@@ -178,6 +178,7 @@ impl Pruner {
         rows: usize,
         k: usize,
         stats: &mut PruneStats,
+        full_bank: &fused::LazyPackedBank,
     ) -> (Vec<f32>, Vec<u32>) {
         let n = norms.len();
         let u = f64::from(f32::EPSILON) * 0.5;
@@ -245,7 +246,10 @@ impl Pruner {
         self.sweep(&mut tile, &mut listed);
         // Queries the bounds could not narrow enough: the fused scan of every row.
         let full: Vec<usize> = (0..rows).filter(|&r| listed.overflow[r]).collect();
-        stats.exact += fused::scan_in_full(q, &full, bank, norms, d, k, &mut cd, &mut ci);
+        if !full.is_empty() {
+            stats.exact += fused::PackedBank::get_or_pack(full_bank, bank, norms, d)
+                .scan_in_full(q, &full, k, &mut cd, &mut ci);
+        }
         stats.full_scans += full.len() as u64;
         for &r in &full {
             listed.rows[r].clear();
@@ -382,21 +386,48 @@ mod avx512 {
         ids: &[u32],
         out: &mut [f32; 16],
     ) {
-        let mut rows: [&[f32]; super::SCALAR_ROWS] = [&[]; super::SCALAR_ROWS];
-        for (r, &i) in rows.iter_mut().zip(ids) {
-            let i = i as usize;
-            *r = &bank[i * d..(i + 1) * d];
+        debug_assert!(ids.len() <= super::SCALAR_ROWS);
+        // One fully unrolled body per number of rows (no per-row bound or count checks in the
+        // loop over the dimensions).
+        match ids.len() {
+            1 => chains::<1>(q, bank, norms, d, ids, out),
+            2 => chains::<2>(q, bank, norms, d, ids, out),
+            3 => chains::<3>(q, bank, norms, d, ids, out),
+            4 => chains::<4>(q, bank, norms, d, ids, out),
+            5 => chains::<5>(q, bank, norms, d, ids, out),
+            6 => chains::<6>(q, bank, norms, d, ids, out),
+            7 => chains::<7>(q, bank, norms, d, ids, out),
+            8 => chains::<8>(q, bank, norms, d, ids, out),
+            _ => {}
         }
-        let live = ids.len();
-        let mut acc = [0.0f32; super::SCALAR_ROWS];
-        for (p, &qp) in q[..d].iter().enumerate() {
-            for (a, row) in acc.iter_mut().zip(&rows).take(live) {
-                // SAFETY: every live row holds d values and p < d.
-                *a = qp.mul_add(unsafe { *row.get_unchecked(p) }, *a);
+    }
+
+    /// `R` fused multiply-add chains over the dimensions, one per row `ids[j]`; inlined into
+    /// [`exact_values_scalar`] (whose FMA feature it then uses).
+    #[inline(always)]
+    fn chains<const R: usize>(
+        q: &[f32],
+        bank: &[f32],
+        norms: &[f32],
+        d: usize,
+        ids: &[u32],
+        out: &mut [f32; 16],
+    ) {
+        let rows: [&[f32]; R] = std::array::from_fn(|j| {
+            let i = ids[j] as usize;
+            &bank[i * d..(i + 1) * d]
+        });
+        let q = &q[..d];
+        let mut acc = [0.0f32; R];
+        for p in 0..d {
+            // SAFETY: `q` and every row hold exactly d values and p < d.
+            let qp = unsafe { *q.get_unchecked(p) };
+            for j in 0..R {
+                acc[j] = qp.mul_add(unsafe { *rows[j].get_unchecked(p) }, acc[j]);
             }
         }
-        for (j, &i) in ids.iter().enumerate() {
-            out[j] = acc[j].mul_add(-2.0, norms[i as usize]);
+        for j in 0..R {
+            out[j] = acc[j].mul_add(-2.0, norms[ids[j] as usize]);
         }
     }
 
@@ -465,10 +496,21 @@ mod tests {
         for (v, e) in q[..20 * d].iter_mut().zip(&noise) {
             *v += 30.0 * e;
         }
+        // One lazily packed bank for the capped searches' full scans, as a `BruteForce` shares it.
+        let packed = fused::LazyPackedBank::new();
         for k in [1usize, 9] {
             let want = fused::scan_rows(&q, rows, &bank, &norms, d, 0, n, k);
             let mut stats = PruneStats::default();
-            let got = pruner.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
+            let got = pruner.search_tile(
+                &bank,
+                &norms,
+                d,
+                &q,
+                rows,
+                k,
+                &mut stats,
+                &Default::default(),
+            );
             assert_eq!(got, want, "k = {k}");
             // k = 1: a small share of the values computed (k = 9 lists a cluster's worth of rows
             // on this data, and its queries beyond a tenth of the bank are scanned in full).
@@ -481,7 +523,7 @@ mod tests {
             let mut capped = pruner.clone();
             capped.max_listed = if k == 1 { 64 } else { 1000 };
             let mut stats = PruneStats::default();
-            let got = capped.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
+            let got = capped.search_tile(&bank, &norms, d, &q, rows, k, &mut stats, &packed);
             assert_eq!(got, want, "k = {k}, capped");
             assert!(
                 stats.full_scans > 0 && stats.full_scans < rows as u64,

@@ -213,6 +213,7 @@ impl Screen {
         rows: usize,
         k: usize,
         stats: &mut PruneStats,
+        full_bank: &fused::LazyPackedBank,
     ) -> (Vec<f32>, Vec<u32>) {
         let n = norms.len();
         let d2 = d.div_ceil(2);
@@ -239,7 +240,10 @@ impl Screen {
         let mut ci = vec![u32::MAX; rows * k];
         // Queries that kept too many rows: the fused scan of every row.
         let full: Vec<usize> = (0..rows).filter(|&r| overflow[r]).collect();
-        stats.exact += fused::scan_in_full(q, &full, bank, norms, d, k, &mut cd, &mut ci);
+        if !full.is_empty() {
+            stats.exact += fused::PackedBank::get_or_pack(full_bank, bank, norms, d)
+                .scan_in_full(q, &full, k, &mut cd, &mut ci);
+        }
         stats.full_scans += full.len() as u64;
         // Exact values of the kept rows.
         let mut values = [0.0f32; 16];
@@ -463,7 +467,16 @@ mod tests {
             for k in [1usize, 3, 16] {
                 let want = fused::scan_rows(&q, rows, &bank, &norms, d, 0, n, k);
                 let mut stats = PruneStats::default();
-                let got = screen.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
+                let got = screen.search_tile(
+                    &bank,
+                    &norms,
+                    d,
+                    &q,
+                    rows,
+                    k,
+                    &mut stats,
+                    &Default::default(),
+                );
                 assert_eq!(got, want, "{name}, k = {k}");
                 assert!(
                     (stats.exact as f64) < 0.1 * (rows * n) as f64,
@@ -473,7 +486,16 @@ mod tests {
                 let mut capped = screen.clone();
                 capped.max_listed = k + 1;
                 let mut stats = PruneStats::default();
-                let got = capped.search_tile(&bank, &norms, d, &q, rows, k, &mut stats);
+                let got = capped.search_tile(
+                    &bank,
+                    &norms,
+                    d,
+                    &q,
+                    rows,
+                    k,
+                    &mut stats,
+                    &Default::default(),
+                );
                 assert_eq!(got, want, "{name}, k = {k}, capped");
                 assert!(stats.full_scans > 0, "{name}, k = {k}: {stats:?}");
             }
