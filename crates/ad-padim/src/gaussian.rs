@@ -312,6 +312,9 @@ pub fn lower_inverse(l: &[f64], d: usize) -> Vec<f64> {
     w
 }
 
+/// The dot product one image's quadratic form used before [`quadratic_forms`] took eight images
+/// at once (its reference in the tests).
+#[cfg(test)]
 fn dot32(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ac, ar) = a.split_at(a.len() / 8 * 8);
@@ -326,6 +329,65 @@ fn dot32(a: &[f32], b: &[f32]) -> f32 {
         s += x * y;
     }
     s
+}
+
+/// Images whose quadratic forms are computed together, one per vector lane.
+const LANES: usize = 8;
+
+/// `|W delta_b|^2` for the `LANES` columns `delta_b` of `delta` (`d x LANES`, dimension-major)
+/// and the packed lower-triangular `W` (`d (d + 1) / 2`): every lane computes exactly what
+/// [`dot32`] computes for its image (the same products, sums and order), so the result is that
+/// of one image at a time, bit for bit; the lanes make it one vector operation per term.
+fn quadratic_forms(w: &[f32], delta: &[[f32; LANES]]) -> [f32; LANES] {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: AVX is present.
+        return unsafe { quadratic_forms_avx(w, delta) };
+    }
+    quadratic_forms_lanes(w, delta)
+}
+
+/// [`quadratic_forms_lanes`] compiled for AVX (8-lane vectors; no FMA, so no contraction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+unsafe fn quadratic_forms_avx(w: &[f32], delta: &[[f32; LANES]]) -> [f32; LANES] {
+    quadratic_forms_lanes(w, delta)
+}
+
+#[inline(always)]
+fn quadratic_forms_lanes(w: &[f32], delta: &[[f32; LANES]]) -> [f32; LANES] {
+    let add = |a: [f32; LANES], b: [f32; LANES]| std::array::from_fn(|l| a[l] + b[l]);
+    let mut q = [0.0f32; LANES];
+    for i in 0..delta.len() {
+        let row = &w[row_off(i)..row_off(i) + i + 1];
+        let dl = &delta[..=i];
+        // dot32: eight partial sums over whole chunks of eight, a fixed tree, then the tail.
+        let whole = row.len() / 8 * 8;
+        let mut acc = [[0.0f32; LANES]; 8];
+        for (wc, dc) in row[..whole]
+            .chunks_exact(8)
+            .zip(dl[..whole].chunks_exact(8))
+        {
+            for k in 0..8 {
+                for l in 0..LANES {
+                    acc[k][l] += wc[k] * dc[k][l];
+                }
+            }
+        }
+        let mut y = add(
+            add(add(acc[0], acc[1]), add(acc[2], acc[3])),
+            add(add(acc[4], acc[5]), add(acc[6], acc[7])),
+        );
+        for (&wv, dv) in row[whole..].iter().zip(&dl[whole..]) {
+            for l in 0..LANES {
+                y[l] += wv * dv[l];
+            }
+        }
+        for l in 0..LANES {
+            q[l] += y[l] * y[l];
+        }
+    }
+    q
 }
 
 /// Fitted per-position Gaussians: means and inverse Cholesky factors (`f32`).
@@ -430,18 +492,19 @@ impl Gaussians {
             .zip(x.par_chunks(batch * d))
             .zip(self.mean.par_chunks(d).zip(self.inv_chol.par_chunks(t)))
             .for_each_init(
-                || vec![0.0f32; d],
+                || vec![[0.0f32; LANES]; d],
                 |delta, ((out, xs), (mean, w))| {
-                    for (o, xb) in out.iter_mut().zip(xs.chunks_exact(d)) {
-                        for ((dv, &xv), &m) in delta.iter_mut().zip(xb).zip(mean) {
-                            *dv = xv - m;
+                    for (o, xg) in out.chunks_mut(LANES).zip(xs.chunks(LANES * d)) {
+                        // x - mu of up to LANES images, dimension-major (one lane per image).
+                        for (b, xb) in xg.chunks_exact(d).enumerate() {
+                            for ((dv, &xv), &m) in delta.iter_mut().zip(xb).zip(mean) {
+                                dv[b] = xv - m;
+                            }
                         }
-                        let mut q = 0.0f32;
-                        for i in 0..d {
-                            let y = dot32(&w[row_off(i)..row_off(i) + i + 1], &delta[..=i]);
-                            q += y * y;
+                        let q = quadratic_forms(w, delta);
+                        for (ov, &qv) in o.iter_mut().zip(&q) {
+                            *ov = qv.max(0.0).sqrt();
                         }
-                        *o = q.max(0.0).sqrt();
                     }
                 },
             );
@@ -474,6 +537,30 @@ mod tests {
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
+    }
+
+    #[test]
+    fn eight_images_at_once_equal_one_at_a_time_bit_for_bit() {
+        for d in [1usize, 7, 8, 9, 17, 100] {
+            let w = values(tri_len(d), d as u64);
+            let cols: Vec<Vec<f32>> = (0..LANES)
+                .map(|b| values(d, 100 + b as u64).iter().map(|v| 3.0 * v).collect())
+                .collect();
+            let delta: Vec<[f32; LANES]> = (0..d)
+                .map(|j| std::array::from_fn(|b| cols[b][j]))
+                .collect();
+            let got = quadratic_forms(&w, &delta);
+            let plain = quadratic_forms_lanes(&w, &delta);
+            for (b, col) in cols.iter().enumerate() {
+                let mut q = 0.0f32;
+                for i in 0..d {
+                    let y = dot32(&w[row_off(i)..row_off(i) + i + 1], &col[..=i]);
+                    q += y * y;
+                }
+                assert_eq!(got[b].to_bits(), q.to_bits(), "d = {d}, image {b}");
+                assert_eq!(plain[b].to_bits(), q.to_bits(), "d = {d}, image {b}");
+            }
+        }
     }
 
     /// Direct two-pass mean and covariance of `n` samples `[n][d]`.
@@ -636,6 +723,23 @@ mod tests {
         x[0] += 0.5;
         let m = one.mahalanobis(&x, 1);
         assert!((m[0] - 5.0).abs() < 1e-3 && m[1].abs() < 1e-3, "{m:?}");
+    }
+
+    #[test]
+    fn a_batch_answers_as_its_images_one_by_one() {
+        // 11 images: a group of eight and a partial one (lanes left over from the first).
+        let (n, p, d, batch) = (5, 3, 10, 11);
+        let samples: Vec<Vec<f32>> = (0..n).map(|k| values(p * d, 40 + k as u64)).collect();
+        let g = fit(&samples, p, d, 2, 0.01);
+        let x: Vec<f32> = values(p * batch * d, 5).iter().map(|v| 4.0 * v).collect();
+        let all = g.mahalanobis(&x, batch);
+        for b in 0..batch {
+            let one: Vec<f32> = (0..p)
+                .flat_map(|q| x[(q * batch + b) * d..(q * batch + b + 1) * d].to_vec())
+                .collect();
+            let want = g.mahalanobis(&one, 1);
+            assert_eq!(&all[b * p..(b + 1) * p], &want[..], "image {b}");
+        }
     }
 
     #[test]
