@@ -1,8 +1,8 @@
 //! Fused exact k-NN scan for x86-64 CPUs with AVX-512F: distances and the top-k selection in one
 //! pass, no distance matrix.
 //!
-//! The bank is consumed in blocks that fit the L2 cache; each block is re-laid out ("packed") into
-//! panels of [`NR`] = 32 rows stored dimension-major (`panel[p][lane]`), so that one step of the
+//! The bank is re-laid out once ("packed", [`PackedBank`]) into panels of [`NR`] = 32 rows
+//! stored dimension-major, and consumed in blocks that fit the L2 cache (`panel[p][lane]`), so that one step of the
 //! micro-kernel loads 32 bank values with two vector loads and multiplies them by one broadcast
 //! coordinate of each of [`MR`] = 8 queries: a register tile of 8 x 32 dot products (16 zmm
 //! accumulators). Panels are swept in equal chunks of at most [`KC`] dimensions (20 KiB,
@@ -31,8 +31,8 @@ use crate::knn::insert;
 pub(crate) const MR: usize = 8;
 /// Bank rows per packed panel (two 16-lane vectors).
 pub(crate) const NR: usize = 32;
-/// Queries per task: the bank is packed once per query tile, and a tile's chunk of dimensions
-/// (at most 640 KiB) plus its partial sums stay in the L2 cache.
+/// Queries per task: a tile's chunk of dimensions (at most 640 KiB) plus its partial sums stay
+/// in the L2 cache while it sweeps the bank's blocks.
 pub(crate) const TILE_QUERIES: usize = 1024;
 /// Most dimensions per chunk: one panel's chunk (`KC x NR` f32, 20 KiB) stays in the L1 cache while
 /// every register tile of the query tile passes over it.
@@ -232,10 +232,12 @@ impl Sink for TopK {
 
 /// The `k` smallest values `|m|^2 - 2 q.m` of each of the `rows` queries `q` (`rows x d`) over bank
 /// rows `[m0, m1)` of `bank` (squared norms `norms`), with their indices: the rows are packed block
-/// by block and every block is swept by the whole query tile.
+/// by block and every block is swept by the whole query tile. The tests' reference for
+/// [`PackedBank`] and the kernels built on it.
 ///
 /// # Panics
 /// When [`available`] is false (callers check it).
+#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_rows(
     q: &[f32],
@@ -293,9 +295,9 @@ pub(crate) fn sweep_packed<S: Sink, E: Lane>(
     }
 }
 
-/// The whole bank packed once in [`pack`]'s layout, block after block as [`scan_rows`] packs
-/// them, for the searches that scan some queries in full tile after tile (the pruned and screened
-/// kernels' overflowing queries): without it every such tile re-packs the bank.
+/// The whole bank packed once in [`pack`]'s layout, for every full scan of a bank (the fused
+/// kernel's searches, the pruned and screened kernels' overflowing queries): packing it again
+/// per tile of queries cost up to a fifth of a search.
 #[derive(Clone, Debug)]
 pub(crate) struct PackedBank {
     data: Vec<f32>,
@@ -338,6 +340,39 @@ impl PackedBank {
         })
     }
 
+    /// Panels of [`NR`] rows.
+    pub(crate) fn panels(&self) -> usize {
+        self.norms.len() / NR
+    }
+
+    /// The `k` smallest values `|m|^2 - 2 q.m` (and bank indices) of each of the `rows` queries
+    /// `q` (`rows x d`) over the bank rows of panels `[p0, p1)`, ascending, ties to the smaller
+    /// index: [`scan_rows`]'s candidates over those rows, bit for bit.
+    pub(crate) fn scan_panels(
+        &self,
+        q: &[f32],
+        rows: usize,
+        k: usize,
+        (p0, p1): (usize, usize),
+    ) -> (Vec<f32>, Vec<u32>) {
+        let d = self.d;
+        let mut tile = QueryTile::new(q, rows, d);
+        let mut top = TopK::new(rows, k);
+        let mut a = p0;
+        while a < p1 {
+            let b = (a + self.block_panels.max(1)).min(p1);
+            scan_block(
+                &mut tile,
+                &mut top,
+                &self.data[a * d * NR..b * d * NR],
+                &self.norms[a * NR..b * NR],
+                a * NR,
+            );
+            a = b;
+        }
+        top.into_candidates()
+    }
+
     /// The fused scan of every bank row for the queries `which` of `q` (`d` values each):
     /// their candidate lists are written into rows `which` of `cd` / `ci` (`k` per query),
     /// bit for bit [`scan_rows`]'s (the same blocks of the same panels). Returns the number of
@@ -358,17 +393,7 @@ impl PackedBank {
             .iter()
             .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
             .collect();
-        let mut tile = QueryTile::new(&qs, which.len(), d);
-        let mut top = TopK::new(which.len(), k);
-        sweep_packed(
-            &mut tile,
-            &mut top,
-            &self.data,
-            &self.norms,
-            d,
-            self.block_panels,
-        );
-        let (fd, fi) = top.into_candidates();
+        let (fd, fi) = self.scan_panels(&qs, which.len(), k, (0, self.panels()));
         for (j, &r) in which.iter().enumerate() {
             cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
             ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);

@@ -104,12 +104,14 @@ fn distance(value: f32, q_sq_norm: f32) -> f32 {
 /// Exact brute-force search: `||q||^2 - 2 q.m + ||m||^2`, multi-threaded.
 ///
 /// On x86-64 CPUs with AVX-512F the distances and the top-k selection run in one fused kernel
-/// (8 queries x 32 bank rows per register tile, bank packed per L2-sized block; see the `fused`
-/// module); elsewhere a blocked `gemm` writes a `BLOCK_Q x BLOCK_M` distance block that is then
-/// scanned. Work is split into tasks of one query tile x a slice of the bank, so the scratch per
-/// thread is bounded (at most a 512 KiB block plus the `k` candidates per query) whatever the bank
-/// and query sizes. The two paths differ only by the rounding of the dot products. Squared
-/// distances are clamped at 0 before the square root.
+/// (8 queries x 32 bank rows per register tile, scanned in L2-sized blocks of a copy of the bank
+/// packed once on the first search; see the `fused` module); elsewhere a blocked `gemm` writes a
+/// `BLOCK_Q x BLOCK_M` distance block that is then scanned. Work is split into tasks of one query
+/// tile x a slice of the bank, so the scratch per thread is bounded (the `k` candidates per
+/// query, or a 512 KiB distance block) whatever the bank and query sizes. The two paths differ
+/// only by the rounding of the dot products. Squared distances are clamped at 0 before the
+/// square root. Memory: the bank, its packed copy (x86-64 with AVX-512F) and the kernels' own
+/// data (see [`KnnKernel`]).
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     bank: MemoryBank,
@@ -124,8 +126,9 @@ pub struct BruteForce {
     screen: std::sync::OnceLock<Option<Screen>>,
     /// How the bf16 screen has done so far on this bank's queries.
     screen_record: PruneRecord,
-    /// The bank packed once for the queries those two kernels scan in full, on the first
-    /// such scan (a second copy of the bank, in f32).
+    /// The bank packed once in the fused kernel's panels, on the first search that scans
+    /// rows in full (the fused kernel's, and the queries the pruned and screened kernels scan
+    /// in full): a second copy of the bank, in f32.
     full_bank: fused::LazyPackedBank,
     /// What [`KnnKernel::Auto`] measured of each kernel on this bank.
     trials: KernelTrials,
@@ -490,27 +493,6 @@ impl BruteForce {
         (cd, ci)
     }
 
-    /// [`Self::scan`] with the fused AVX-512 kernel ([`crate::fused::scan_rows`]).
-    fn scan_fused(
-        &self,
-        q: &[f32],
-        rows: usize,
-        m0: usize,
-        m1: usize,
-        k: usize,
-    ) -> (Vec<f32>, Vec<u32>) {
-        fused::scan_rows(
-            q,
-            rows,
-            self.bank.as_slice(),
-            &self.norms,
-            self.bank.dim(),
-            m0,
-            m1,
-            k,
-        )
-    }
-
     /// [`KnnIndex::search`] on a chosen kernel (benchmarks and tests compare them;
     /// [`KnnKernel::Pruned`] falls back to the fused scan where its bounds do not pay or
     /// `k > 16`, [`KnnKernel::Screened`] where the CPU has no AVX512-BF16 or `k > 64`,
@@ -577,9 +559,12 @@ impl BruteForce {
     fn search_full(&self, queries: &[f32], nq: usize, k: usize, fused: bool) -> KnnResult {
         let (n, d) = (self.bank.len(), self.bank.dim());
         let fused = fused && fused::available();
-        // Query tile and bank granularity of one task: the fused kernel re-packs the bank for
-        // every query tile, so its tiles are large; only a slice of <= 160 dimensions of the tile is hot
-        // at a time (see the `fused` module), whatever `d`.
+        // Query tile and bank granularity of one task: the fused kernel scans the bank packed
+        // once (on its first search), in L2-sized blocks, so its tiles are large; only a slice
+        // of <= 160 dimensions of the tile is hot at a time (see the `fused` module), whatever `d`.
+        let packed = fused.then(|| {
+            fused::PackedBank::get_or_pack(&self.full_bank, self.bank.as_slice(), &self.norms, d)
+        });
         let (tile, grain) = if fused {
             (fused::TILE_QUERIES, fused::block_rows(d))
         } else {
@@ -597,11 +582,13 @@ impl BruteForce {
             .map(|t| {
                 let (qb, s) = (t / splits, t % splits);
                 let (q0, q1) = (qb * tile, ((qb + 1) * tile).min(nq));
-                let (m0, m1) = (n * s / splits, n * (s + 1) / splits);
                 let q = &queries[q0 * d..q1 * d];
-                if fused {
-                    self.scan_fused(q, q1 - q0, m0, m1, k)
+                if let Some(packed) = packed {
+                    let panels = packed.panels();
+                    let range = (panels * s / splits, panels * (s + 1) / splits);
+                    packed.scan_panels(q, q1 - q0, k, range)
                 } else {
+                    let (m0, m1) = (n * s / splits, n * (s + 1) / splits);
                     self.scan(q, q1 - q0, m0, m1, k)
                 }
             })
@@ -948,6 +935,39 @@ pub(crate) mod tests {
         r.add(8192, 4000);
         assert!(!r.worth_trying(), "4,276 of 16,384");
         assert!(!r.clone().worth_trying(), "clones keep the record");
+    }
+
+    #[test]
+    fn the_bank_packed_once_scans_as_packing_per_tile_did() {
+        if !crate::fused::available() {
+            eprintln!("packed-bank scan not tested: this CPU has no AVX-512F (gemm path only)");
+            return;
+        }
+        // 2,001 rows: a partial last panel; 5 queries: one tile, the bank split between threads;
+        // 2,100 queries: three tiles.
+        let (n, d) = (2001usize, 40usize);
+        let bank = MemoryBank::from_rows(random(n, d, 12), d).unwrap();
+        let idx = BruteForce::new(bank.clone());
+        for nq in [5usize, 2100] {
+            let q = random(nq, d, 13);
+            for k in [1usize, 4] {
+                let got = idx.search_on(&q, nq, k, KnnKernel::Fused).unwrap();
+                let (cd, ci) =
+                    crate::fused::scan_rows(&q, nq, bank.as_slice(), &idx.norms, d, 0, n, k);
+                for r in 0..nq {
+                    let qn = sq_norm(&q[r * d..(r + 1) * d]);
+                    for j in 0..k {
+                        let want = distance(cd[r * k + j], qn);
+                        assert_eq!(got.row_indices(r)[j], ci[r * k + j], "nq {nq}, k {k}");
+                        assert_eq!(
+                            got.distances[r * k + j].to_bits(),
+                            want.to_bits(),
+                            "nq {nq}, k {k}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]
