@@ -27,8 +27,8 @@ pub struct ModelArgs {
     pub model: Option<String>,
     /// A named preset as the starting point (flags still override it): fast (today's
     /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
-    /// PatchCore; with --model ensemble, the best candidate overall, that PatchCore with PaDiM,
-    /// at about 4x fast's predict time);
+    /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with PaDiM, at
+    /// about 3.3x fast's predict time);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
