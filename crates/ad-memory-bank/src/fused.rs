@@ -232,12 +232,11 @@ impl Sink for TopK {
 
 /// The `k` smallest values `|m|^2 - 2 q.m` of each of the `rows` queries `q` (`rows x d`) over bank
 /// rows `[m0, m1)` of `bank` (squared norms `norms`), with their indices: the rows are packed block
-/// by block and every block is swept by the whole query tile. The tests' reference for
-/// [`PackedBank`] and the kernels built on it.
+/// by block and every block is swept by the whole query tile (the scan of banks too large for a
+/// [`PackedBank`] copy; the tests' reference for it).
 ///
 /// # Panics
 /// When [`available`] is false (callers check it).
-#[cfg(test)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn scan_rows(
     q: &[f32],
@@ -307,7 +306,17 @@ pub(crate) struct PackedBank {
     block_panels: usize,
 }
 
+/// Largest bank (f32 bytes) given a [`PackedBank`] copy: PatchCore's coreset banks (2-17 MiB)
+/// are; a WideResNet bank without a coreset (164,000 x 1,536: 960 MiB) is packed block by block
+/// per tile of queries instead, so that a search's memory stays bounded.
+pub(crate) const MAX_PACKED_BYTES: usize = 64 << 20;
+
 impl PackedBank {
+    /// Whether an `n x d` bank gets a packed copy (at most [`MAX_PACKED_BYTES`]).
+    pub(crate) fn fits(n: usize, d: usize) -> bool {
+        n.saturating_mul(d).saturating_mul(4) <= MAX_PACKED_BYTES
+    }
+
     /// Packs `bank` (`norms.len() x d`, squared row norms `norms`).
     pub(crate) fn new(bank: &[f32], norms: &[f32], d: usize) -> Self {
         let rows = norms.len();
@@ -405,6 +414,41 @@ impl PackedBank {
 /// The bank packed on the first full scan a search needs, shared by the tiles of every later
 /// search (`None` until then: a search that scans nothing in full packs nothing).
 pub(crate) type LazyPackedBank = std::sync::OnceLock<PackedBank>;
+
+/// The fused scan of every bank row for the queries `which` of `q` (`d` values each), their
+/// candidate lists written into rows `which` of `cd` / `ci` (`k` per query): on the bank packed
+/// once in `lazy` where it [`PackedBank::fits`], else packed block by block ([`scan_rows`]);
+/// the same values either way. Returns the number of values computed.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn scan_in_full(
+    lazy: &LazyPackedBank,
+    q: &[f32],
+    which: &[usize],
+    bank: &[f32],
+    norms: &[f32],
+    d: usize,
+    k: usize,
+    cd: &mut [f32],
+    ci: &mut [u32],
+) -> u64 {
+    let n = norms.len();
+    if which.is_empty() {
+        return 0;
+    }
+    if PackedBank::fits(n, d) {
+        return PackedBank::get_or_pack(lazy, bank, norms, d).scan_in_full(q, which, k, cd, ci);
+    }
+    let qs: Vec<f32> = which
+        .iter()
+        .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
+        .collect();
+    let (fd, fi) = scan_rows(&qs, which.len(), bank, norms, d, 0, n, k);
+    for (j, &r) in which.iter().enumerate() {
+        cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
+        ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
+    }
+    (which.len() * n) as u64
+}
 
 /// A tile of queries being scanned and the scratch its register tiles need, allocated once per
 /// tile (not once per bank block). `d` counts [`Lane`] values (bf16 pairs: half the dimension).

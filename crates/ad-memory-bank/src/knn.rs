@@ -105,13 +105,14 @@ fn distance(value: f32, q_sq_norm: f32) -> f32 {
 ///
 /// On x86-64 CPUs with AVX-512F the distances and the top-k selection run in one fused kernel
 /// (8 queries x 32 bank rows per register tile, scanned in L2-sized blocks of a copy of the bank
-/// packed once on the first search; see the `fused` module); elsewhere a blocked `gemm` writes a
+/// packed once on the first search, or per tile of queries for banks over 64 MiB; see the
+/// `fused` module); elsewhere a blocked `gemm` writes a
 /// `BLOCK_Q x BLOCK_M` distance block that is then scanned. Work is split into tasks of one query
 /// tile x a slice of the bank, so the scratch per thread is bounded (the `k` candidates per
 /// query, or a 512 KiB distance block) whatever the bank and query sizes. The two paths differ
 /// only by the rounding of the dot products. Squared distances are clamped at 0 before the
-/// square root. Memory: the bank, its packed copy (x86-64 with AVX-512F) and the kernels' own
-/// data (see [`KnnKernel`]).
+/// square root. Memory: the bank, its packed copy (x86-64 with AVX-512F, banks up to 64 MiB)
+/// and the kernels' own data (see [`KnnKernel`]).
 #[derive(Clone, Debug)]
 pub struct BruteForce {
     bank: MemoryBank,
@@ -128,7 +129,7 @@ pub struct BruteForce {
     screen_record: PruneRecord,
     /// The bank packed once in the fused kernel's panels, on the first search that scans
     /// rows in full (the fused kernel's, and the queries the pruned and screened kernels scan
-    /// in full): a second copy of the bank, in f32.
+    /// in full): a second copy of the bank, in f32, for banks up to 64 MiB.
     full_bank: fused::LazyPackedBank,
     /// What [`KnnKernel::Auto`] measured of each kernel on this bank.
     trials: KernelTrials,
@@ -562,7 +563,7 @@ impl BruteForce {
         // Query tile and bank granularity of one task: the fused kernel scans the bank packed
         // once (on its first search), in L2-sized blocks, so its tiles are large; only a slice
         // of <= 160 dimensions of the tile is hot at a time (see the `fused` module), whatever `d`.
-        let packed = fused.then(|| {
+        let packed = (fused && fused::PackedBank::fits(n, d)).then(|| {
             fused::PackedBank::get_or_pack(&self.full_bank, self.bank.as_slice(), &self.norms, d)
         });
         let (tile, grain) = if fused {
@@ -589,7 +590,12 @@ impl BruteForce {
                     packed.scan_panels(q, q1 - q0, k, range)
                 } else {
                     let (m0, m1) = (n * s / splits, n * (s + 1) / splits);
-                    self.scan(q, q1 - q0, m0, m1, k)
+                    if fused {
+                        let bank = self.bank.as_slice();
+                        fused::scan_rows(q, q1 - q0, bank, &self.norms, d, m0, m1, k)
+                    } else {
+                        self.scan(q, q1 - q0, m0, m1, k)
+                    }
                 }
             })
             .collect();

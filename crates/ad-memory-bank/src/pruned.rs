@@ -246,10 +246,8 @@ impl Pruner {
         self.sweep(&mut tile, &mut listed);
         // Queries the bounds could not narrow enough: the fused scan of every row.
         let full: Vec<usize> = (0..rows).filter(|&r| listed.overflow[r]).collect();
-        if !full.is_empty() {
-            stats.exact += fused::PackedBank::get_or_pack(full_bank, bank, norms, d)
-                .scan_in_full(q, &full, k, &mut cd, &mut ci);
-        }
+        stats.exact +=
+            fused::scan_in_full(full_bank, q, &full, bank, norms, d, k, &mut cd, &mut ci);
         stats.full_scans += full.len() as u64;
         for &r in &full {
             listed.rows[r].clear();

@@ -240,10 +240,8 @@ impl Screen {
         let mut ci = vec![u32::MAX; rows * k];
         // Queries that kept too many rows: the fused scan of every row.
         let full: Vec<usize> = (0..rows).filter(|&r| overflow[r]).collect();
-        if !full.is_empty() {
-            stats.exact += fused::PackedBank::get_or_pack(full_bank, bank, norms, d)
-                .scan_in_full(q, &full, k, &mut cd, &mut ci);
-        }
+        stats.exact +=
+            fused::scan_in_full(full_bank, q, &full, bank, norms, d, k, &mut cd, &mut ci);
         stats.full_scans += full.len() as u64;
         // Exact values of the kept rows.
         let mut values = [0.0f32; 16];
