@@ -1,8 +1,9 @@
 //! Fused exact k-NN scan for x86-64 CPUs with AVX-512F: distances and the top-k selection in one
 //! pass, no distance matrix.
 //!
-//! The bank is re-laid out once ("packed", [`PackedBank`]) into panels of [`NR`] = 32 rows
-//! stored dimension-major, and consumed in blocks that fit the L2 cache (`panel[p][lane]`), so that one step of the
+//! The bank is re-laid out ("packed") into panels of [`NR`] = 32 rows stored dimension-major
+//! (`panel[p][lane]`), once per bank where it fits ([`PackedBank`]) or block by block, and
+//! consumed in blocks that fit the L2 cache, so that one step of the
 //! micro-kernel loads 32 bank values with two vector loads and multiplies them by one broadcast
 //! coordinate of each of [`MR`] = 8 queries: a register tile of 8 x 32 dot products (16 zmm
 //! accumulators). Panels are swept in equal chunks of at most [`KC`] dimensions (20 KiB,
@@ -296,7 +297,7 @@ pub(crate) fn sweep_packed<S: Sink, E: Lane>(
 
 /// The whole bank packed once in [`pack`]'s layout, for every full scan of a bank (the fused
 /// kernel's searches, the pruned and screened kernels' overflowing queries): packing it again
-/// per tile of queries cost up to a fifth of a search.
+/// per tile of queries took 7 % of the accurate preset's search samples in perf.
 #[derive(Clone, Debug)]
 pub(crate) struct PackedBank {
     data: Vec<f32>,

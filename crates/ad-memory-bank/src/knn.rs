@@ -189,8 +189,9 @@ const MIN_TIMED_QUERIES: usize = 512;
 
 /// [`KnnKernel::Auto`]'s measurements on one bank: per kernel, the queries, query x row pairs
 /// and time of the searches it served. Whether skipping rows pays depends on the data and the
-/// CPU (PIPED's 64-d stride-4 features: the full fused scan is 1.6x faster than the pruned one;
-/// bottle's 152-d features: the pruned one 1.4x faster, Ice Lake), so each kernel that can serve
+/// CPU (on an Ice Lake Xeon, PIPED's 64-d stride-4 features: the full fused scan 1.6-1.9x
+/// faster than the pruned one; bottle's 152-d features: the pruned one 1.3-1.5x faster; see
+/// docs/performance.md), so each kernel that can serve
 /// runs searches of at least [`TRIAL_QUERIES`] queries first (pruned, then screened, then fused)
 /// and the one with the least time per pair serves from then on.
 #[derive(Debug, Default)]
@@ -229,8 +230,8 @@ impl KernelTrials {
             .map_or(Trialled::Fused, |i| TRIALLED[i])
     }
 
-    /// Adds a search of `nq` queries against `n` rows on `kernel` that took `elapsed`; logs the
-    /// choice once every serving kernel has been timed.
+    /// Adds a search of `nq` queries against the `n x d` bank on `kernel` that took `elapsed`;
+    /// logs the choice once every serving kernel has been timed.
     fn record(
         &self,
         kernel: Trialled,
