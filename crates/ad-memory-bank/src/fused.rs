@@ -303,7 +303,6 @@ pub(crate) struct PackedBank {
     data: Vec<f32>,
     norms: Vec<f32>,
     d: usize,
-    rows: usize,
     block_panels: usize,
 }
 
@@ -320,14 +319,12 @@ impl PackedBank {
 
     /// Packs `bank` (`norms.len() x d`, squared row norms `norms`).
     pub(crate) fn new(bank: &[f32], norms: &[f32], d: usize) -> Self {
-        let rows = norms.len();
         let (mut data, mut packed_norms) = (Vec::new(), Vec::new());
-        pack(bank, rows, d, norms, &mut data, &mut packed_norms);
+        pack(bank, norms.len(), d, norms, &mut data, &mut packed_norms);
         Self {
             data,
             norms: packed_norms,
             d,
-            rows,
             block_panels: block_rows(d) / NR,
         }
     }
@@ -382,34 +379,6 @@ impl PackedBank {
         }
         top.into_candidates()
     }
-
-    /// The fused scan of every bank row for the queries `which` of `q` (`d` values each):
-    /// their candidate lists are written into rows `which` of `cd` / `ci` (`k` per query),
-    /// bit for bit [`scan_rows`]'s (the same blocks of the same panels). Returns the number of
-    /// values computed (for the search statistics).
-    pub(crate) fn scan_in_full(
-        &self,
-        q: &[f32],
-        which: &[usize],
-        k: usize,
-        cd: &mut [f32],
-        ci: &mut [u32],
-    ) -> u64 {
-        if which.is_empty() {
-            return 0;
-        }
-        let d = self.d;
-        let qs: Vec<f32> = which
-            .iter()
-            .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
-            .collect();
-        let (fd, fi) = self.scan_panels(&qs, which.len(), k, (0, self.panels()));
-        for (j, &r) in which.iter().enumerate() {
-            cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
-            ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);
-        }
-        (which.len() * self.rows) as u64
-    }
 }
 
 /// The bank packed on the first full scan a search needs, shared by the tiles of every later
@@ -436,14 +405,16 @@ pub(crate) fn scan_in_full(
     if which.is_empty() {
         return 0;
     }
-    if PackedBank::fits(n, d) {
-        return PackedBank::get_or_pack(lazy, bank, norms, d).scan_in_full(q, which, k, cd, ci);
-    }
     let qs: Vec<f32> = which
         .iter()
         .flat_map(|&r| q[r * d..(r + 1) * d].iter().copied())
         .collect();
-    let (fd, fi) = scan_rows(&qs, which.len(), bank, norms, d, 0, n, k);
+    let (fd, fi) = if PackedBank::fits(n, d) {
+        let packed = PackedBank::get_or_pack(lazy, bank, norms, d);
+        packed.scan_panels(&qs, which.len(), k, (0, packed.panels()))
+    } else {
+        scan_rows(&qs, which.len(), bank, norms, d, 0, n, k)
+    };
     for (j, &r) in which.iter().enumerate() {
         cd[r * k..(r + 1) * k].copy_from_slice(&fd[j * k..(j + 1) * k]);
         ci[r * k..(r + 1) * k].copy_from_slice(&fi[j * k..(j + 1) * k]);

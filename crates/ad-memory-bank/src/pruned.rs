@@ -494,21 +494,12 @@ mod tests {
         for (v, e) in q[..20 * d].iter_mut().zip(&noise) {
             *v += 30.0 * e;
         }
-        // One lazily packed bank for the capped searches' full scans, as a `BruteForce` shares it.
+        // One lazily packed bank for every search's full scans, as a `BruteForce` shares it.
         let packed = fused::LazyPackedBank::new();
         for k in [1usize, 9] {
             let want = fused::scan_rows(&q, rows, &bank, &norms, d, 0, n, k);
             let mut stats = PruneStats::default();
-            let got = pruner.search_tile(
-                &bank,
-                &norms,
-                d,
-                &q,
-                rows,
-                k,
-                &mut stats,
-                &Default::default(),
-            );
+            let got = pruner.search_tile(&bank, &norms, d, &q, rows, k, &mut stats, &packed);
             assert_eq!(got, want, "k = {k}");
             // k = 1: a small share of the values computed (k = 9 lists a cluster's worth of rows
             // on this data, and its queries beyond a tenth of the bank are scanned in full).

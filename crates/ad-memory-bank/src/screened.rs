@@ -462,19 +462,12 @@ mod tests {
             let rows = q.len() / d;
             let norms: Vec<f32> = bank.chunks_exact(d).map(sq_norm).collect();
             let screen = Screen::build(&bank, n, d, &norms).expect("screen built");
+            // One lazily packed bank for every search's full scans, as a `BruteForce` shares it.
+            let packed = fused::LazyPackedBank::new();
             for k in [1usize, 3, 16] {
                 let want = fused::scan_rows(&q, rows, &bank, &norms, d, 0, n, k);
                 let mut stats = PruneStats::default();
-                let got = screen.search_tile(
-                    &bank,
-                    &norms,
-                    d,
-                    &q,
-                    rows,
-                    k,
-                    &mut stats,
-                    &Default::default(),
-                );
+                let got = screen.search_tile(&bank, &norms, d, &q, rows, k, &mut stats, &packed);
                 assert_eq!(got, want, "{name}, k = {k}");
                 assert!(
                     (stats.exact as f64) < 0.1 * (rows * n) as f64,
@@ -484,16 +477,7 @@ mod tests {
                 let mut capped = screen.clone();
                 capped.max_listed = k + 1;
                 let mut stats = PruneStats::default();
-                let got = capped.search_tile(
-                    &bank,
-                    &norms,
-                    d,
-                    &q,
-                    rows,
-                    k,
-                    &mut stats,
-                    &Default::default(),
-                );
+                let got = capped.search_tile(&bank, &norms, d, &q, rows, k, &mut stats, &packed);
                 assert_eq!(got, want, "{name}, k = {k}, capped");
                 assert!(stats.full_scans > 0, "{name}, k = {k}: {stats:?}");
             }
