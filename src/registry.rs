@@ -88,7 +88,7 @@ pub struct EnsembleConfig {
 
 impl Default for EnsembleConfig {
     /// The best candidate of the selection protocol and its choice (docs/results.md "Presets";
-    /// 3.2-3.4x the fast preset's predict time, within its 4x rule): the `accurate`
+    /// 2.9-3.8x the fast preset's predict time, within its 4x rule): the `accurate`
     /// PatchCore (EfficientNet-Lite1, strides 4 and 8) with PaDiM (EfficientNet-Lite0, its
     /// defaults).
     fn default() -> Self {
