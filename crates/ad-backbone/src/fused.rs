@@ -7,8 +7,10 @@
 //! than the depthwise arithmetic. This module runs the blocks on host buffers that are reused
 //! from image to image, with the same arithmetic in the same order as flex and the passes
 //! fused:
-//! - 1x1 expansion / head: the same `gemm` call as flex (no zero-fill: the product overwrites),
-//!   then bias + ReLU6 in one pass;
+//! - 1x1 expansion / head: the same `gemm` call as flex (no zero-fill: the product overwrites);
+//!   the head's bias + ReLU6 in one pass, the expansion's applied to each plane as the
+//!   depthwise copies it into its padded scratch (in cache, instead of one more pass over the
+//!   largest activations);
 //! - depthwise k x k: flex's accumulation (`acc = x * w + acc` over `kh`, then `kw`) on a
 //!   zero-padded copy of the plane (adding a zero product leaves a sum unchanged, so this
 //!   equals flex, which skips or pads those positions), 4 rows x 16 columns of outputs kept in
@@ -353,9 +355,15 @@ impl PlaneShape {
 
 /// Copy one input plane into `pad`, zero-padded as TensorFlow "SAME" pads it, each row split
 /// into `stride` phases (phase `p` holds padded columns `p, p + s, p + 2s, ...`) so that the
-/// inputs of consecutive outputs are consecutive.
+/// inputs of consecutive outputs are consecutive. With `act = Some(b)` every copied value is
+/// first activated as the expansion's epilogue would have done it, `clamp(v + b, 0, 6)`
+/// (the plane is in cache here; a separate pass would read and write the whole expansion).
 #[inline(always)]
-fn pad_plane(x: &[f32], g: PlaneShape, pad: &mut [f32]) {
+fn pad_plane(x: &[f32], g: PlaneShape, act: Option<f32>, pad: &mut [f32]) {
+    let f = |v: f32| match act {
+        Some(b) => (v + b).clamp(0.0, 6.0),
+        None => v,
+    };
     let (k, s) = (g.kernel, g.stride);
     let (top, _) = tf_same_pad(g.h, k, s);
     let (left, _) = tf_same_pad(g.w, k, s);
@@ -370,7 +378,14 @@ fn pad_plane(x: &[f32], g: PlaneShape, pad: &mut [f32]) {
         let dst = &mut pad[r * row_len..(r + 1) * row_len];
         if s == 1 {
             let n = g.w.min(pw - left);
-            dst[left..left + n].copy_from_slice(&src[..n]);
+            match act {
+                Some(_) => {
+                    for (d, &v) in dst[left..left + n].iter_mut().zip(&src[..n]) {
+                        *d = f(v);
+                    }
+                }
+                None => dst[left..left + n].copy_from_slice(&src[..n]),
+            }
         } else if s == 2 {
             // Column j goes to padded column j + left: even j to phase `left % 2` at
             // j / 2 + left / 2, odd j to the other phase at j / 2 + left / 2 + left % 2.
@@ -382,20 +397,20 @@ fn pad_plane(x: &[f32], g: PlaneShape, pad: &mut [f32]) {
             };
             let (half, odd) = (left / 2, left % 2);
             for (d, &v) in first[half..].iter_mut().zip(src.iter().step_by(2)) {
-                *d = v;
+                *d = f(v);
             }
             for (d, &v) in second[half + odd..]
                 .iter_mut()
                 .zip(src.iter().skip(1).step_by(2))
             {
-                *d = v;
+                *d = f(v);
             }
         } else {
             for (j, &v) in src.iter().enumerate() {
                 let pc = j + left;
                 let idx = pc / s;
                 if idx < pw {
-                    dst[(pc % s) * pw + idx] = v;
+                    dst[(pc % s) * pw + idx] = f(v);
                 }
             }
         }
@@ -447,13 +462,14 @@ fn depthwise_block<const R: usize>(
 fn depthwise_plane_body(
     x: &[f32],
     g: PlaneShape,
+    act: Option<f32>,
     wt: &[f32],
     bias: f32,
     out: &mut [f32],
     pad: &mut [f32],
 ) {
     let (oh, ow) = g.out();
-    pad_plane(x, g, pad);
+    pad_plane(x, g, act, pad);
     let full = oh - oh % ROWS;
     for o0 in (0..ow).step_by(LANES) {
         for o_row in (0..full).step_by(ROWS) {
@@ -466,11 +482,13 @@ fn depthwise_plane_body(
 }
 
 dispatch! {
-    /// One depthwise channel: `out [oh, ow] = clamp(conv(x [h, w]) + b, 0, 6)`, with `pad`
-    /// ([`PlaneShape::scratch_len`] values) for the padded input.
+    /// One depthwise channel: `out [oh, ow] = clamp(conv(act(x [h, w])) + b, 0, 6)`, with
+    /// `pad` ([`PlaneShape::scratch_len`] values) for the padded input and `act` as in
+    /// [`pad_plane`].
     fn depthwise_plane(
         x: &[f32],
         g: PlaneShape,
+        act: Option<f32>,
         wt: &[f32],
         bias: f32,
         out: &mut [f32],
@@ -500,8 +518,16 @@ impl Depthwise {
         input.div_ceil(self.stride)
     }
 
-    /// One channel: `out [oh, ow] = clamp(conv(x [h, w]) + b, 0, 6)`.
-    fn plane(&self, c: usize, x: &[f32], (h, w): (usize, usize), out: &mut [f32]) {
+    /// One channel: `out [oh, ow] = clamp(conv(act(x [h, w])) + b, 0, 6)`, `act` as in
+    /// [`pad_plane`].
+    fn plane(
+        &self,
+        c: usize,
+        x: &[f32],
+        act: Option<f32>,
+        (h, w): (usize, usize),
+        out: &mut [f32],
+    ) {
         let k = self.kernel;
         let g = PlaneShape {
             kernel: k,
@@ -516,7 +542,7 @@ impl Depthwise {
             if pad.len() < len {
                 pad.resize(len, 0.0);
             }
-            depthwise_plane(x, g, wt, self.bias[c], out, &mut pad[..len]);
+            depthwise_plane(x, g, act, wt, self.bias[c], out, &mut pad[..len]);
         });
     }
 }
@@ -603,17 +629,17 @@ impl FusedLite {
             }
             let n = h * w;
             let input = &ws.a[..channels * n];
-            // Expansion: gemm, then bias + ReLU6.
-            let expanded: &[f32] = match &block.expand {
+            // Expansion: gemm; its bias + ReLU6 are applied as the depthwise pads each plane.
+            let (expanded, act): (&[f32], Option<&[f32]>) = match &block.expand {
                 Some(e) => {
                     ensure(&mut ws.expanded, e.out * n);
                     let dst = &mut ws.expanded[..e.out * n];
                     e.product(input, n, dst, parallel);
-                    bias_relu6(dst, n, &e.bias);
-                    dst
+                    (dst, Some(&e.bias))
                 }
-                None => input,
+                None => (input, None),
             };
+            let act_of = |c: usize| act.map(|b| b[c]);
             // Depthwise, one fused plane per channel.
             let dw = &block.depthwise;
             let (oh, ow) = (dw.out_size(h), dw.out_size(w));
@@ -621,12 +647,12 @@ impl FusedLite {
             ensure(&mut ws.depthwise, dw.channels * m);
             let dst = &mut ws.depthwise[..dw.channels * m];
             if parallel {
-                dst.par_chunks_mut(m)
-                    .enumerate()
-                    .for_each(|(c, out)| dw.plane(c, &expanded[c * n..(c + 1) * n], (h, w), out));
+                dst.par_chunks_mut(m).enumerate().for_each(|(c, out)| {
+                    dw.plane(c, &expanded[c * n..(c + 1) * n], act_of(c), (h, w), out)
+                });
             } else {
                 for (c, out) in dst.chunks_mut(m).enumerate() {
-                    dw.plane(c, &expanded[c * n..(c + 1) * n], (h, w), out);
+                    dw.plane(c, &expanded[c * n..(c + 1) * n], act_of(c), (h, w), out);
                 }
             }
             // Projection: gemm, then bias (+ the identity skip).
