@@ -280,11 +280,18 @@ macro_rules! dispatch {
     };
 }
 
+/// flex's bias + ReLU6 of one value, `clamp(v + b, 0, 6)`: the one definition both epilogues
+/// (a pass over planes, and the depthwise copy) use, so they stay bit-identical.
+#[inline(always)]
+fn bias_relu6_value(v: f32, b: f32) -> f32 {
+    (v + b).clamp(0.0, 6.0)
+}
+
 #[inline(always)]
 fn bias_relu6_body(planes: &mut [f32], n: usize, bias: &[f32]) {
     for (plane, &b) in planes.chunks_mut(n).zip(bias) {
         for v in plane {
-            *v = (*v + b).clamp(0.0, 6.0);
+            *v = bias_relu6_value(*v, b);
         }
     }
 }
@@ -356,12 +363,12 @@ impl PlaneShape {
 /// Copy one input plane into `pad`, zero-padded as TensorFlow "SAME" pads it, each row split
 /// into `stride` phases (phase `p` holds padded columns `p, p + s, p + 2s, ...`) so that the
 /// inputs of consecutive outputs are consecutive. With `act = Some(b)` every copied value is
-/// first activated as the expansion's epilogue would have done it, `clamp(v + b, 0, 6)`
+/// first activated as the expansion's epilogue would have done it ([`bias_relu6_value`])
 /// (the plane is in cache here; a separate pass would read and write the whole expansion).
 #[inline(always)]
 fn pad_plane(x: &[f32], g: PlaneShape, act: Option<f32>, pad: &mut [f32]) {
     let f = |v: f32| match act {
-        Some(b) => (v + b).clamp(0.0, 6.0),
+        Some(b) => bias_relu6_value(v, b),
         None => v,
     };
     let (k, s) = (g.kernel, g.stride);
