@@ -370,12 +370,26 @@ impl DetectorConfig {
                 Ok(Self::Patchcore(c))
             }
             ("accurate", Self::Ensemble(c)) => Ok(Self::Ensemble(c)),
+            ("accurate", Self::Student(mut c)) => {
+                // The accurate PatchCore as the teacher, the student on its backbone and taps
+                // (written as what differs from the defaults, as a user's config would).
+                let mut teacher = PatchcoreConfig::default();
+                ACCURATE(&mut teacher);
+                c.backbone = teacher.backbone;
+                c.taps = teacher.taps.clone();
+                c.teacher = serde_json::json!({
+                    "model": "patchcore",
+                    "backbone": teacher.backbone,
+                    "taps": teacher.taps,
+                });
+                Ok(Self::Student(c))
+            }
             ("fast", base) if !matches!(base, Self::Ensemble(_)) => Ok(base),
             (p, base) => Err(Error::UnknownPreset {
                 preset: p.to_string(),
                 model: base.name(),
                 known: match base {
-                    Self::Patchcore(_) => "fast, accurate",
+                    Self::Patchcore(_) | Self::Student(_) => "fast, accurate",
                     Self::Ensemble(_) => "accurate",
                     _ => "fast",
                 },
@@ -726,6 +740,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("known presets are accurate"), "{err}");
+        // The accurate student: the accurate PatchCore as its teacher, on its backbone and taps.
+        let s = DetectorConfig::preset("student", "accurate").unwrap();
+        let DetectorConfig::Student(c) = &s else {
+            panic!("{s:?}")
+        };
+        let DetectorConfig::Patchcore(accurate) =
+            DetectorConfig::preset("patchcore", "accurate").unwrap()
+        else {
+            panic!("not a PatchCore")
+        };
+        assert_eq!((c.backbone, &c.taps), (accurate.backbone, &accurate.taps));
+        assert_eq!(
+            teacher_config(c).unwrap(),
+            DetectorConfig::Patchcore(accurate)
+        );
+        s.check().unwrap();
     }
 
     #[test]

@@ -3,18 +3,24 @@
 # ScoreStudent that regresses it, on MVTec AD bottle and the 12 PIPED classes, both fitted on
 # every good training image (--threshold none), run back to back; then the table with the
 # predict-time ratio. Needs ../shared/datasets (or pass another root as $1). Writes out/student/.
+#
+#     PRESET=accurate tools/run_student.sh   # the accurate PatchCore (Lite1, strides 4 and 8) and
+#                                           # its student (`--preset accurate`): out/student/*_accurate
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/datasets}
 cargo build --release -p ad-cli
 ad=target/release/ad
+preset=${PRESET:-fast}
+suffix=""
+if [ "$preset" != fast ]; then suffix="_$preset"; fi
 uptime
 for model in patchcore student; do
-  $ad run --quiet --model $model --threshold none --data "$data/mvtec_ad" --category bottle \
-      --out out/student/bottle_$model --overlays 4
-  $ad run --quiet --model $model --threshold none --data "$data/piped" --category all \
-      --out out/student/piped_$model --overlays 2
+  $ad run --quiet --model $model --preset "$preset" --threshold none --data "$data/mvtec_ad" \
+      --category bottle --out out/student/bottle_$model$suffix --overlays 4
+  $ad run --quiet --model $model --preset "$preset" --threshold none --data "$data/piped" \
+      --category all --out out/student/piped_$model$suffix --overlays 2
 done
 uptime
-python3 tools/compare_reports.py teacher out/student/bottle_patchcore out/student/piped_patchcore \
-    -- student out/student/bottle_student out/student/piped_student
+python3 tools/compare_reports.py teacher out/student/bottle_patchcore$suffix out/student/piped_patchcore$suffix \
+    -- student out/student/bottle_student$suffix out/student/piped_student$suffix

@@ -28,7 +28,8 @@ pub struct ModelArgs {
     /// A named preset as the starting point (flags still override it): fast (today's
     /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
     /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with PaDiM, at
-    /// about 3x fast's predict time, 2.9-3.8x measured);
+    /// about 3x fast's predict time, 2.9-3.8x measured; with --model student, a student of
+    /// that PatchCore on its backbone and taps);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,

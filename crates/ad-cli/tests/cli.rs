@@ -236,6 +236,29 @@ fn config_errors_name_the_key_and_the_file() {
     std::fs::write(&good, &o.stdout).unwrap();
     let o2 = ad(&["fit", "--config", s(&good), "--print-config"]);
     assert_eq!(o.stdout, o2.stdout, "{}", text(&o2));
+    // The accurate student names its teacher (the accurate PatchCore) in the config it
+    // writes, and that config reads back to the same thing.
+    let o = ad(&[
+        "fit",
+        "--model",
+        "student",
+        "--preset",
+        "accurate",
+        "--print-config",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let t = String::from_utf8_lossy(&o.stdout).to_string();
+    let teacher = t.split("[teacher]").nth(1).unwrap_or_default();
+    assert!(
+        t.starts_with("model = \"student\"")
+            && teacher.contains("efficientnet-lite1")
+            && teacher.contains("patchcore"),
+        "{t}"
+    );
+    let student = tmp.path().join("student.toml");
+    std::fs::write(&student, &o.stdout).unwrap();
+    let o2 = ad(&["fit", "--config", s(&student), "--print-config"]);
+    assert_eq!(o.stdout, o2.stdout, "{}", text(&o2));
 }
 
 #[test]
