@@ -8,6 +8,7 @@
 #
 #     tools/student_seeds.sh [CATEGORY] [PIPED_ROOT]    # default PA_FVN01_TL ../shared/datasets/piped
 #     VARIANTS="constant maxpool" tools/student_seeds.sh      # default: all four
+#     VARIANTS=accurate tools/student_seeds.sh      # the student of the accurate PatchCore
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -23,6 +24,7 @@ for variant in $variants; do
     constant) flags=(--model student --lr-schedule constant) ;;
     cosine) flags=(--model student --lr-schedule cosine) ;;
     maxpool) flags=(--model student --lr-schedule constant --target-pool max) ;;
+    accurate) flags=(--model student --preset accurate) ;;
     folds4)
       $ad run --model student --lr-schedule constant --print-config 2>/dev/null |
         sed 's/^folds = 2$/folds = 4/' > "$out/folds4.toml"
