@@ -361,7 +361,10 @@ impl DetectorConfig {
     /// the choices of the validation protocol of `examples/select_preset.rs` (docs/results.md
     /// "Presets"): for PatchCore the best single PatchCore (EfficientNet-Lite1, strides 4 and
     /// 8); for an ensemble (whose only preset it is) the protocol's best candidate, that
-    /// PatchCore with PaDiM (the ensemble's defaults; about 4x the fast preset's predict time).
+    /// PatchCore with PaDiM (the ensemble's defaults; about 3x the fast preset's predict time);
+    /// for a student, that PatchCore as the teacher and the student on its backbone and taps
+    /// (measured on the test splits, not chosen by the protocol: docs/results.md "Score
+    /// student").
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
         match (preset.to_ascii_lowercase().as_str(), base) {
