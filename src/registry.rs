@@ -11,7 +11,7 @@ use std::path::Path;
 
 use ad_backbone::BackboneKind;
 use ad_cflow::{Cflow, CflowConfig};
-use ad_core::ensemble::{Ensemble, EnsembleParams};
+use ad_core::ensemble::{Ensemble, EnsembleParams, MemberRole};
 use ad_core::tiling::{Tiled, TilingConfig};
 use ad_core::{DetectorError, DynDetector};
 use ad_padim::{Padim, PadimConfig};
@@ -72,6 +72,10 @@ pub enum DetectorConfig {
 /// [[members]]              # the same images at half resolution, for context
 /// model = "patchcore"
 /// preprocess = { resize = [128, 128] }
+/// [[score_members]]        # counts for the image score only
+/// model = "patchcore"
+/// backbone = "efficientnet-lite1"
+/// preprocess = { resize = [128, 128] }
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,8 +86,16 @@ pub struct EnsembleConfig {
     /// Preprocessing of every member.
     #[serde(default)]
     pub preprocess: ad_core::PreprocessConfig,
-    /// The members (at least two: PatchCore, PaDiM, CFlow or a student).
+    /// The members whose standardised maps are averaged (at least one; PatchCore, PaDiM, CFlow
+    /// or a student).
     pub members: Vec<DetectorConfig>,
+    /// Members that count for the image score only ([`MemberRole::Score`]): their image scores,
+    /// standardised on the held-out images, compete with the averaged map's standardised
+    /// maximum, and the largest decides. For context models whose maps are too coarse to
+    /// outline a defect (e.g. a PatchCore at half resolution). With `members`, at least two in
+    /// all; none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub score_members: Vec<DetectorConfig>,
 }
 
 impl Default for EnsembleConfig {
@@ -113,30 +125,34 @@ impl EnsembleConfig {
             calibration: EnsembleParams::default(),
             preprocess,
             members,
+            score_members: Vec::new(),
         }
     }
 
     /// The members' configs with the ensemble's preprocessing (a member that sets only its own
-    /// `resize` keeps it: it works at that resolution); a member that sets another
-    /// normalisation or a crop, or that cannot be a member (a classifier, a tiled model, an
-    /// ensemble), is refused.
-    pub fn members(&self) -> Result<Vec<DetectorConfig>, Error> {
+    /// `resize` keeps it: it works at that resolution), the map members first, then the score
+    /// members, each with its role; a member that sets another normalisation or a crop, or
+    /// that cannot be a member (a classifier, a tiled model, an ensemble), is refused.
+    pub fn members(&self) -> Result<Vec<(DetectorConfig, MemberRole)>, Error> {
         let bad = |reason: String| {
             Error::Core(ad_core::CoreError::InvalidParameter {
                 name: "ensemble",
                 reason,
             })
         };
-        if self.members.len() < 2 {
-            return Err(bad(format!(
-                "needs at least 2 members, got {}",
-                self.members.len()
-            )));
+        if self.members.is_empty() {
+            return Err(bad("needs at least one map member ([[members]])".into()));
+        }
+        let all = self.members.len() + self.score_members.len();
+        if all < 2 {
+            return Err(bad(format!("needs at least 2 members, got {all}")));
         }
         self.members
             .iter()
+            .map(|m| (m, MemberRole::Map))
+            .chain(self.score_members.iter().map(|m| (m, MemberRole::Score)))
             .enumerate()
-            .map(|(j, m)| {
+            .map(|(j, (m, role))| {
                 if matches!(
                     m,
                     DetectorConfig::Classifier(_)
@@ -164,7 +180,7 @@ impl EnsembleConfig {
                          normalisation and crop in the ensemble's [preprocess]"
                     )));
                 }
-                Ok(m)
+                Ok((m, role))
             })
             .collect()
     }
@@ -437,7 +453,7 @@ impl DetectorConfig {
             Self::Ensemble(c) => {
                 c.calibration.check()?;
                 ad_core::Preprocessor::new(c.preprocess.clone())?;
-                for m in c.members()? {
+                for (m, _) in c.members()? {
                     m.check()?;
                 }
             }
@@ -491,7 +507,7 @@ impl DetectorConfig {
                 // then on all images); the preprocessed images are kept for the second pass.
                 let mut total = ad_core::FitEstimate::default();
                 let (h, w) = c.preprocess.output_size();
-                for (j, m) in c.members()?.iter().enumerate() {
+                for (j, (m, _)) in c.members()?.iter().enumerate() {
                     let e = m.estimate(images)?;
                     if j == 0 {
                         total.grid = e.grid;
@@ -559,15 +575,16 @@ impl DetectorConfig {
                 Box::new(tiled)
             }
             Self::Ensemble(c) => {
-                let members = c
-                    .members()?
+                let (configs, roles): (Vec<_>, Vec<_>) = c.members()?.into_iter().unzip();
+                let members = configs
                     .iter()
                     .map(|m| m.build(device).map_err(|e| DetectorError(Box::new(e))))
                     .collect::<Result<Vec<_>, _>>()?;
-                Box::new(Ensemble::<dyn DynDetector>::new(
+                Box::new(Ensemble::<dyn DynDetector>::with_roles(
                     c.calibration.clone(),
                     c.preprocess.clone(),
                     members,
+                    roles,
                 )?)
             }
         })

@@ -3,7 +3,7 @@
 //! scales on held-out good images, the score its largest value, and save -> load returns the
 //! same predictions; bad member lists are refused before anything is built.
 
-use ad_core::ensemble::Ensemble;
+use ad_core::ensemble::{Ensemble, MemberRole};
 use ad_core::{BoxError, Detector, DynDetector, ImageBatch};
 use ad_mvtec::{BatchLoader, MvtecCategory, SyntheticConfig};
 use anomaly_detection::registry::{self, DetectorConfig};
@@ -125,6 +125,60 @@ fn a_member_at_half_resolution_answers_at_the_ensembles_resolution() {
             .all(|p| (p.map.width(), p.map.height()) == (32, 32))
     );
     assert_eq!(ensemble.predict(&test[0]).unwrap(), got);
+}
+
+#[test]
+fn a_score_member_counts_for_the_image_score_only() {
+    let (dir, cat) = small_category();
+    let device = Device::default();
+    let half = PATCHCORE.replacen('{', r#"{"preprocess": {"resize": [32, 32]},"#, 1);
+    let json = format!(
+        r#"{{"model": "ensemble", "preprocess": {{"resize": [64, 64]}}, "members": [{PADIM}], "score_members": [{half}]}}"#
+    );
+    let config: DetectorConfig = serde_json::from_str(&json).unwrap();
+    config.check().unwrap();
+    let mut model = config.build(&device).unwrap();
+    let train = batches(model.as_ref(), &cat.splits.train);
+    model
+        .fit(train.iter().cloned().map(Ok::<_, BoxError>))
+        .unwrap();
+    let test = batches(model.as_ref(), &cat.splits.test);
+    let got = model.predict(&test[0]).unwrap();
+    let path = dir.path().join("m.ensemble");
+    model.save(&path).unwrap();
+    let ensemble = Ensemble::<dyn DynDetector>::load_with(&path, |p| {
+        registry::load(p, &device).map_err(|e| ad_core::DetectorError(Box::new(e)))
+    })
+    .unwrap();
+    assert_eq!(ensemble.roles(), [MemberRole::Map, MemberRole::Score]);
+    let s0 = ensemble.map_score_scale().unwrap();
+    let (pad, pc) = (ensemble.scales()[0], ensemble.scales()[1]);
+    let padim = ensemble.members()[0].predict(&test[0]).unwrap();
+    let patchcore = ensemble.members()[1]
+        .predict(&test[0].resized((32, 32)).unwrap())
+        .unwrap();
+    for (i, p) in got.iter().enumerate() {
+        // The map is PaDiM's alone (standardised twice); the score the larger of its maximum
+        // and the half-resolution PatchCore's standardised image score.
+        assert_eq!((p.map.width(), p.map.height()), (64, 64));
+        for (&v, &u) in p.map.as_slice().iter().zip(padim[i].map.as_slice()) {
+            let want = ((u - pad.mean) / pad.std - s0.mean) / s0.std;
+            assert!(
+                (v - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        let other = (patchcore[i].score - pc.mean) / pc.std;
+        assert_eq!(p.score, p.map.max().max(other));
+    }
+    let back = registry::load(&path, &device).unwrap();
+    assert_eq!(back.predict(&test[0]).unwrap(), got);
+    // No map member: refused before anything is built.
+    let json = format!(
+        r#"{{"model": "ensemble", "members": [], "score_members": [{PATCHCORE}, {PADIM}]}}"#
+    );
+    let none: DetectorConfig = serde_json::from_str(&json).unwrap();
+    assert!(none.check().unwrap_err().to_string().contains("map member"));
 }
 
 #[test]

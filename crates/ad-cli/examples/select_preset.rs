@@ -120,7 +120,26 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
             ));
             out.push((
                 "ensemble lite1-256-s4s8+lite1-128",
-                DetectorConfig::Ensemble(EnsembleConfig::of(vec![accurate.clone(), half])),
+                DetectorConfig::Ensemble(EnsembleConfig::of(vec![accurate.clone(), half.clone()])),
+            ));
+            // The half-resolution member for the image score only: its coarse map no longer
+            // blurs the fine members' outlines (`score_members`).
+            let with_score = |members: Vec<DetectorConfig>| {
+                DetectorConfig::Ensemble(EnsembleConfig {
+                    score_members: vec![half.clone()],
+                    ..EnsembleConfig::of(members)
+                })
+            };
+            out.push((
+                "ensemble lite1-256-s4s8+padim score lite1-128",
+                with_score(vec![
+                    accurate.clone(),
+                    DetectorConfig::Padim(PadimConfig::default()),
+                ]),
+            ));
+            out.push((
+                "ensemble lite1-256-s4s8 score lite1-128",
+                with_score(vec![accurate.clone()]),
             ));
         }
         // The stride-16 context of Lite1's default taps (PA_BRG03_TL's veins) beside the fine

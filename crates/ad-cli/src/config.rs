@@ -349,7 +349,7 @@ impl ModelArgs {
                 center_crop: None,
                 ..self.clone()
             };
-            for (j, m) in e.members.iter().enumerate() {
+            for (j, m) in e.members.iter().chain(&e.score_members).enumerate() {
                 let mut changed = m.clone();
                 let refused = member_args.apply(&mut changed).is_err() || changed != *m;
                 if refused {
@@ -759,7 +759,7 @@ mod tests {
         };
         assert_eq!(c.preprocess.resize, (320, 320));
         assert_eq!(c.members.len(), 2);
-        for m in c.members().unwrap() {
+        for (m, _) in c.members().unwrap() {
             assert_eq!(m.preprocess().resize, (320, 320));
         }
         let dir = tempfile::tempdir().unwrap();

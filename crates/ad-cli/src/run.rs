@@ -732,9 +732,19 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
             }
         ),
         "ensemble" => {
+            // Score members (counting for the image score only) are marked.
+            let roles = h["roles"].as_array().cloned().unwrap_or_default();
             let names: Vec<String> = h["detectors"]
                 .as_array()
-                .map(|a| a.iter().map(&text).collect())
+                .map(|a| {
+                    a.iter()
+                        .enumerate()
+                        .map(|(j, d)| match roles.get(j).and_then(|r| r.as_str()) {
+                            Some("score") => format!("{} (image score only)", text(d)),
+                            _ => text(d),
+                        })
+                        .collect()
+                })
                 .unwrap_or_default();
             let scales: Vec<String> = h["scales"]
                 .as_array()
@@ -757,6 +767,14 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 },
                 text(&h["params"]["holdout"])
             );
+            if let Some(s) = h["map_score_scale"].as_object() {
+                println!(
+                    "map maximum     {} +- {} on the held-out images (the score is the largest \
+                     standardised score)",
+                    text(&s["mean"]),
+                    text(&s["std"])
+                );
+            }
             println!("image size      {}", text(&h["preprocess"]["resize"]));
         }
         "padim" => {

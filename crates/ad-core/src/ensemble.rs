@@ -16,6 +16,19 @@
 //! sure about a defect is not drowned by one whose scores simply run larger. Fitting costs every
 //! member's fit twice.
 //!
+//! A member may also count for the image score alone ([`MemberRole::Score`]): a context model
+//! whose map is too coarse to outline defects but whose image score sees what the fine members
+//! miss (e.g. a PatchCore at half resolution, where a patch covers much of a small part). Its
+//! image score is standardised on the held-out images too, and so is the largest value of the
+//! map members' average, and the larger of the two decides:
+//!
+//! ```text
+//! map'(x) = (map(x) - mean_0) / std_0,     score = max( max_x map'(x), max_k (score_k - mean_k) / std_k )
+//! ```
+//!
+//! where `mean_0`, `std_0` are those of `max_x map(x)` on the held-out images (an affine change
+//! of the map, so pixel AUROC and AUPRO are those of the map members alone).
+//!
 //! Members see the ensemble's preprocessed images. A member may work at another resolution
 //! (a multi-resolution ensemble, e.g. a half-resolution member for context): it gets the
 //! ensemble's images resized to its own size (the same antialiased bilinear filter,
@@ -118,7 +131,20 @@ impl EnsembleParams {
     }
 }
 
-/// A member's anomaly-map values on held-out good images: what its maps are divided by.
+/// What a member adds to the ensemble's answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberRole {
+    /// Its standardised map is averaged into the ensemble's map (and so counts for the score).
+    #[default]
+    Map,
+    /// Only its image score counts: standardised on the held-out good images, it competes with
+    /// the map's standardised maximum (see the module documentation).
+    Score,
+}
+
+/// A member's anomaly-map values on held-out good images: what its maps are divided by (for a
+/// [`MemberRole::Score`] member: its image scores on those images).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberScale {
     /// Mean map value.
@@ -156,6 +182,12 @@ struct Header {
     scales: Vec<MemberScale>,
     member_bytes: Vec<u64>,
     threshold: Option<Threshold>,
+    /// One per member; empty in files written before roles existed (every member a map one).
+    #[serde(default)]
+    roles: Vec<MemberRole>,
+    /// The scale of the map's maximum on the held-out images (with score members only).
+    #[serde(default)]
+    map_score_scale: Option<MemberScale>,
 }
 
 /// Detectors whose standardised maps are averaged (see the module documentation).
@@ -163,8 +195,12 @@ pub struct Ensemble<D: Detector + ?Sized> {
     params: EnsembleParams,
     preprocessor: Preprocessor,
     members: Vec<Box<D>>,
+    /// One per member.
+    roles: Vec<MemberRole>,
     /// One per member once fitted; empty before.
     scales: Vec<MemberScale>,
+    /// The map's maximum on the held-out images, once fitted, when a member is a score one.
+    map_score_scale: Option<MemberScale>,
     threshold: Option<Threshold>,
 }
 
@@ -176,7 +212,9 @@ impl<D: Detector + ?Sized> std::fmt::Debug for Ensemble<D> {
                 "members",
                 &self.members.iter().map(|m| m.name()).collect::<Vec<_>>(),
             )
+            .field("roles", &self.roles)
             .field("scales", &self.scales)
+            .field("map_score_scale", &self.map_score_scale)
             .finish()
     }
 }
@@ -189,14 +227,28 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         preprocess: PreprocessConfig,
         members: Vec<Box<D>>,
     ) -> Result<Self, D::Error> {
-        Self::assemble(params, preprocess, members, Vec::new(), None)
+        let roles = vec![MemberRole::Map; members.len()];
+        Self::with_roles(params, preprocess, members, roles)
+    }
+
+    /// An unfitted ensemble whose members count as `roles` says (one per member; at least one
+    /// [`MemberRole::Map`] member, at least two members).
+    pub fn with_roles(
+        params: EnsembleParams,
+        preprocess: PreprocessConfig,
+        members: Vec<Box<D>>,
+        roles: Vec<MemberRole>,
+    ) -> Result<Self, D::Error> {
+        Self::assemble(params, preprocess, members, roles, Vec::new(), None, None)
     }
 
     fn assemble(
         params: EnsembleParams,
         preprocess: PreprocessConfig,
         members: Vec<Box<D>>,
+        roles: Vec<MemberRole>,
         scales: Vec<MemberScale>,
+        map_score_scale: Option<MemberScale>,
         threshold: Option<Threshold>,
     ) -> Result<Self, D::Error> {
         params.check()?;
@@ -206,6 +258,21 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         };
         if members.len() < 2 {
             return Err(bad(format!("needs at least 2 members, got {}", members.len())).into());
+        }
+        if roles.len() != members.len() {
+            return Err(bad(format!(
+                "{} roles for {} members",
+                roles.len(),
+                members.len()
+            ))
+            .into());
+        }
+        if !roles.contains(&MemberRole::Map) {
+            return Err(bad("needs at least one member whose map counts (role map)".into()).into());
+        }
+        let has_score = roles.contains(&MemberRole::Score);
+        if !scales.is_empty() && has_score != map_score_scale.is_some() {
+            return Err(bad("the map's score scale does not match the members' roles".into()).into());
         }
         if !(scales.is_empty() || scales.len() == members.len()) {
             return Err(bad(format!(
@@ -234,7 +301,9 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             params,
             preprocessor: Preprocessor::new(preprocess)?,
             members,
+            roles,
             scales,
+            map_score_scale,
             threshold,
         })
     }
@@ -244,9 +313,20 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         &self.members
     }
 
-    /// Each member's scale on held-out good images (empty before fitting).
+    /// What each member counts for, in order.
+    pub fn roles(&self) -> &[MemberRole] {
+        &self.roles
+    }
+
+    /// Each member's scale on held-out good images (empty before fitting): of its map values,
+    /// or of its image scores for a [`MemberRole::Score`] member.
     pub fn scales(&self) -> &[MemberScale] {
         &self.scales
+    }
+
+    /// With score members, the scale of the map's maximum on the held-out images (once fitted).
+    pub fn map_score_scale(&self) -> Option<MemberScale> {
+        self.map_score_scale
     }
 
     /// The ensemble's parameters.
@@ -265,6 +345,8 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             scales: self.scales.clone(),
             member_bytes,
             threshold: self.threshold.clone(),
+            roles: self.roles.clone(),
+            map_score_scale: self.map_score_scale,
         };
         Ok(model_file::save_json(
             path,
@@ -295,11 +377,18 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             .into());
         }
         let members = unpack_members(path, &bytes[payload], &header.member_bytes, load)?;
+        let roles = if header.roles.is_empty() {
+            vec![MemberRole::Map; members.len()]
+        } else {
+            header.roles
+        };
         Self::assemble(
             header.params,
             header.preprocess,
             members,
+            roles,
             header.scales,
+            header.map_score_scale,
             header.threshold,
         )
     }
@@ -373,6 +462,64 @@ fn member_maps<D: Detector + ?Sized>(
         .collect()
 }
 
+/// A member's image scores of `batch`'s images (resized to the member's size when it differs).
+fn member_scores<D: Detector + ?Sized>(
+    member: &D,
+    batch: &ImageBatch,
+) -> Result<Vec<f32>, D::Error> {
+    let own = member.preprocessor().output_size();
+    let preds = if own == (batch.height(), batch.width()) {
+        member.predict(batch)?
+    } else {
+        member.predict(&batch.resized(own)?)?
+    };
+    Ok(preds.into_iter().map(|p| p.score).collect())
+}
+
+impl<D: Detector + ?Sized> Ensemble<D> {
+    /// The average of the map members' standardised maps of `batch`'s images.
+    fn averaged_maps(
+        &self,
+        batch: &ImageBatch,
+        scales: &[MemberScale],
+    ) -> Result<Vec<Vec<f32>>, D::Error> {
+        let (h, w) = (batch.height(), batch.width());
+        let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
+        let mapping = self.roles.iter().filter(|&&r| r == MemberRole::Map).count();
+        let inv = 1.0 / mapping.max(1) as f32;
+        for ((m, s), role) in self.members.iter().zip(scales).zip(&self.roles) {
+            if *role != MemberRole::Map {
+                continue;
+            }
+            for (acc, map) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
+                for (a, v) in acc.iter_mut().zip(map) {
+                    *a += inv * ((v - s.mean) / s.std);
+                }
+            }
+        }
+        Ok(maps)
+    }
+
+    /// Per image of `batch`, the largest standardised image score of the score members
+    /// (`-inf` without any).
+    fn score_members_best(
+        &self,
+        batch: &ImageBatch,
+        scales: &[MemberScale],
+    ) -> Result<Vec<f32>, D::Error> {
+        let mut best = vec![f32::NEG_INFINITY; batch.len()];
+        for ((m, s), role) in self.members.iter().zip(scales).zip(&self.roles) {
+            if *role != MemberRole::Score {
+                continue;
+            }
+            for (b, v) in best.iter_mut().zip(member_scores(m.as_ref(), batch)?) {
+                *b = b.max((v - s.mean) / s.std);
+            }
+        }
+        Ok(best)
+    }
+}
+
 impl<D: Detector + ?Sized> Detector for Ensemble<D> {
     type Error = D::Error;
 
@@ -381,8 +528,9 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
     }
 
     /// Holds out [`EnsembleParams::holdout`] of the good images, fits every member on the
-    /// rest, measures each member's map values on the held-out images, then fits every member
-    /// on all the images (the batches are kept in memory for the second pass).
+    /// rest, measures each member's map values (a score member: its image scores) on the
+    /// held-out images and, with score members, the averaged map's maximum there; then fits
+    /// every member on all the images (the batches are kept in memory for the second pass).
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, D::Error>
     where
         I: IntoIterator<Item = Result<ImageBatch, E>>,
@@ -396,23 +544,44 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         let held = self.params.held_out(n)?;
         self.fit_members(&batches, |i| !held[i])?;
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
+        let mut held_batches = Vec::new();
         let mut at = 0;
         for b in &batches {
             let idx: Vec<usize> = (0..b.len()).filter(|&i| held[at + i]).collect();
             at += b.len();
             if let Some(h) = b.select(&idx)? {
-                for (m, v) in self.members.iter().zip(&mut values) {
-                    for map in member_maps(m.as_ref(), &h)? {
-                        v.extend(map);
+                for ((m, v), role) in self.members.iter().zip(&mut values).zip(&self.roles) {
+                    match role {
+                        MemberRole::Map => {
+                            for map in member_maps(m.as_ref(), &h)? {
+                                v.extend(map);
+                            }
+                        }
+                        MemberRole::Score => v.extend(member_scores(m.as_ref(), &h)?),
                     }
                 }
+                held_batches.push(h);
             }
         }
-        self.scales = values.iter().map(|v| MemberScale::of(v)).collect();
+        let scales: Vec<MemberScale> = values.iter().map(|v| MemberScale::of(v)).collect();
+        self.map_score_scale = if self.roles.contains(&MemberRole::Score) {
+            let mut maxima = Vec::new();
+            for h in &held_batches {
+                for map in self.averaged_maps(h, &scales)? {
+                    maxima.push(map.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                }
+            }
+            Some(MemberScale::of(&maxima))
+        } else {
+            None
+        };
+        self.scales = scales;
         self.fit_members(&batches, |_| true)
     }
 
-    /// Every member's map standardised by its scale, averaged; the score is the largest value.
+    /// Every map member's map standardised by its scale, averaged; the score is the largest
+    /// value (with score members: the map and its maximum standardised again, and the largest
+    /// of that and the score members' standardised scores).
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, D::Error> {
         if self.scales.len() != self.members.len() {
             return Err(CoreError::InvalidParameter {
@@ -422,19 +591,20 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             .into());
         }
         let (h, w) = (batch.height(), batch.width());
-        let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
-        let inv = 1.0 / self.members.len() as f32;
-        for (m, s) in self.members.iter().zip(&self.scales) {
-            for (acc, map) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
-                for (a, v) in acc.iter_mut().zip(map) {
-                    *a += inv * ((v - s.mean) / s.std);
+        let mut maps = self.averaged_maps(batch, &self.scales)?;
+        let others = self.score_members_best(batch, &self.scales)?;
+        if let Some(s0) = self.map_score_scale {
+            for map in &mut maps {
+                for v in map.iter_mut() {
+                    *v = (*v - s0.mean) / s0.std;
                 }
             }
         }
         maps.into_iter()
-            .map(|data| {
+            .zip(others)
+            .map(|(data, other)| {
                 let map = AnomalyMap::new(w, h, data)?;
-                let score = map.max();
+                let score = map.max().max(other);
                 Ok(Prediction {
                     score,
                     map,
@@ -701,6 +871,51 @@ mod tests {
         for (&v, &u) in p.map.as_slice().iter().zip(&want) {
             assert!((v - u).abs() <= 1e-3 * u.abs().max(1.0), "{v} vs {u}");
         }
+    }
+
+    #[test]
+    fn score_members_count_for_the_score_only_and_round_trip() {
+        let pre = PreprocessConfig::default().with_size(8, 8);
+        let members: Vec<Box<MeanImage>> = vec![MeanImage::new(1.0, 0.0), MeanImage::new(1e3, 5.0)];
+        let roles = vec![MemberRole::Map, MemberRole::Score];
+        let mut e = Ensemble::with_roles(EnsembleParams::default(), pre, members, roles).unwrap();
+        let good = images(12, 1);
+        e.fit(good.iter().cloned().map(Ok::<_, CoreError>)).unwrap();
+        let s0 = e.map_score_scale().unwrap();
+        let (a, b) = (e.scales()[0], e.scales()[1]);
+        // The score member's scale is that of its image scores (one value per held-out image),
+        // not of its map values: its mean is the mean maximum, above the map mean.
+        assert!(b.mean > 5.0 + 1e3 * a.mean, "{a:?} {b:?}");
+        let mut plane = images(1, 99).remove(0).as_slice().to_vec();
+        plane[9] += 1.0;
+        let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
+        let p = e.predict(&bad).unwrap().remove(0);
+        // The map is member 0's standardised map, standardised again by the map's maximum.
+        let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
+        for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
+            let want = ((u - a.mean) / a.std - s0.mean) / s0.std;
+            assert!(
+                (v - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        // The score is the larger of the map's maximum and the score member's standardised score.
+        let m1 = e.members()[1].predict(&bad).unwrap().remove(0);
+        let other = (m1.score - b.mean) / b.std;
+        assert_eq!(p.score, p.map.max().max(other));
+        assert!(p.score > 1.0, "{}", p.score);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ensemble");
+        e.save(&path).unwrap();
+        let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
+        assert_eq!(back.roles(), e.roles());
+        assert_eq!(back.map_score_scale(), e.map_score_scale());
+        assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
+        // Score members alone make no map: refused.
+        let two = vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)];
+        let pre = PreprocessConfig::default().with_size(8, 8);
+        let roles = vec![MemberRole::Score, MemberRole::Score];
+        assert!(Ensemble::with_roles(EnsembleParams::default(), pre, two, roles).is_err());
     }
 
     #[test]
