@@ -151,24 +151,25 @@ fn a_score_member_counts_for_the_image_score_only() {
     })
     .unwrap();
     assert_eq!(ensemble.roles(), [MemberRole::Map, MemberRole::Score]);
-    let s0 = ensemble.map_score_scale().unwrap();
+    let o = ensemble.score_offsets().to_vec();
+    assert_eq!(o.len(), 2);
     let (pad, pc) = (ensemble.scales()[0], ensemble.scales()[1]);
     let padim = ensemble.members()[0].predict(&test[0]).unwrap();
     let patchcore = ensemble.members()[1]
         .predict(&test[0].resized((32, 32)).unwrap())
         .unwrap();
     for (i, p) in got.iter().enumerate() {
-        // The map is PaDiM's alone (standardised twice); the score the larger of its maximum
-        // and the half-resolution PatchCore's standardised image score.
+        // The map is PaDiM's alone (standardised, then shifted by its centre); the score the
+        // larger of its maximum and the half-resolution PatchCore's centred image score.
         assert_eq!((p.map.width(), p.map.height()), (64, 64));
         for (&v, &u) in p.map.as_slice().iter().zip(padim[i].map.as_slice()) {
-            let want = ((u - pad.mean) / pad.std - s0.mean) / s0.std;
+            let want = (u - pad.mean) / pad.std - o[0];
             assert!(
                 (v - want).abs() <= 1e-4 * want.abs().max(1.0),
                 "{v} vs {want}"
             );
         }
-        let other = (patchcore[i].score - pc.mean) / pc.std;
+        let other = (patchcore[i].score - pc.mean) / pc.std - o[1];
         assert_eq!(p.score, p.map.max().max(other));
     }
     let back = registry::load(&path, &device).unwrap();

@@ -767,12 +767,12 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 },
                 text(&h["params"]["holdout"])
             );
-            if let Some(s) = h["map_score_scale"].as_object() {
+            if let Some(o) = h["score_offsets"].as_array().filter(|o| !o.is_empty()) {
+                let o: Vec<String> = o.iter().map(&text).collect();
                 println!(
-                    "map maximum     {} +- {} on the held-out images (the score is the largest \
-                     standardised score)",
-                    text(&s["mean"]),
-                    text(&s["std"])
+                    "score centres   {} (the map's maximum, then each score member's, on the \
+                     held-out images; the largest centred score decides)",
+                    o.join(", ")
                 );
             }
             println!("image size      {}", text(&h["preprocess"]["resize"]));

@@ -19,15 +19,19 @@
 //! A member may also count for the image score alone ([`MemberRole::Score`]): a context model
 //! whose map is too coarse to outline defects but whose image score sees what the fine members
 //! miss (e.g. a PatchCore at half resolution, where a patch covers much of a small part). Its
-//! image score is standardised on the held-out images too, and so is the largest value of the
-//! map members' average, and the larger of the two decides:
+//! image score is put on its map's scale (`mean_k`, `std_k` of its map values on the held-out
+//! images, as for a map member), and each candidate score is then centred on its mean over the
+//! held-out images (`o_0` for the largest value of the averaged map, `o_k` for member `k`), so
+//! that both say "how far above a good part's usual maximum"; the larger decides:
 //!
 //! ```text
-//! map'(x) = (map(x) - mean_0) / std_0,     score = max( max_x map'(x), max_k (score_k - mean_k) / std_k )
+//! map'(x) = map(x) - o_0,     score = max( max_x map'(x), max_k ((score_k - mean_k) / std_k - o_k) )
 //! ```
 //!
-//! where `mean_0`, `std_0` are those of `max_x map(x)` on the held-out images (an affine change
-//! of the map, so pixel AUROC and AUPRO are those of the map members alone).
+//! The spreads come from every map value of the held-out images (thousands), only the centres
+//! from one value per image: a handful of held-out images (8 of a PIPED class's 32) would give
+//! a spread of maxima too noisy to divide by. `map'` is a shift of the map, so pixel AUROC and
+//! AUPRO are those of the map members alone.
 //!
 //! Members see the ensemble's preprocessed images. A member may work at another resolution
 //! (a multi-resolution ensemble, e.g. a half-resolution member for context): it gets the
@@ -138,13 +142,14 @@ pub enum MemberRole {
     /// Its standardised map is averaged into the ensemble's map (and so counts for the score).
     #[default]
     Map,
-    /// Only its image score counts: standardised on the held-out good images, it competes with
-    /// the map's standardised maximum (see the module documentation).
+    /// Only its image score counts: put on its map's scale and centred on the held-out good
+    /// images, it competes with the averaged map's centred maximum (see the module
+    /// documentation).
     Score,
 }
 
-/// A member's anomaly-map values on held-out good images: what its maps are divided by (for a
-/// [`MemberRole::Score`] member: its image scores on those images).
+/// A member's anomaly-map values on held-out good images: what its maps (and a
+/// [`MemberRole::Score`] member's image scores) are standardised by.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemberScale {
     /// Mean map value.
@@ -185,9 +190,9 @@ struct Header {
     /// One per member; empty in files written before roles existed (every member a map one).
     #[serde(default)]
     roles: Vec<MemberRole>,
-    /// The scale of the map's maximum on the held-out images (with score members only).
+    /// With score members: the centres `o_0, o_1, ...` (module documentation); empty otherwise.
     #[serde(default)]
-    map_score_scale: Option<MemberScale>,
+    score_offsets: Vec<f32>,
 }
 
 /// Detectors whose standardised maps are averaged (see the module documentation).
@@ -199,8 +204,9 @@ pub struct Ensemble<D: Detector + ?Sized> {
     roles: Vec<MemberRole>,
     /// One per member once fitted; empty before.
     scales: Vec<MemberScale>,
-    /// The map's maximum on the held-out images, once fitted, when a member is a score one.
-    map_score_scale: Option<MemberScale>,
+    /// With score members, once fitted: the centre of the map's maximum, then of each score
+    /// member's standardised score, on the held-out images.
+    score_offsets: Vec<f32>,
     threshold: Option<Threshold>,
 }
 
@@ -214,7 +220,7 @@ impl<D: Detector + ?Sized> std::fmt::Debug for Ensemble<D> {
             )
             .field("roles", &self.roles)
             .field("scales", &self.scales)
-            .field("map_score_scale", &self.map_score_scale)
+            .field("score_offsets", &self.score_offsets)
             .finish()
     }
 }
@@ -239,7 +245,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         members: Vec<Box<D>>,
         roles: Vec<MemberRole>,
     ) -> Result<Self, D::Error> {
-        Self::assemble(params, preprocess, members, roles, Vec::new(), None, None)
+        Self::assemble(params, preprocess, members, roles, Vec::new(), Vec::new(), None)
     }
 
     fn assemble(
@@ -248,7 +254,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         members: Vec<Box<D>>,
         roles: Vec<MemberRole>,
         scales: Vec<MemberScale>,
-        map_score_scale: Option<MemberScale>,
+        score_offsets: Vec<f32>,
         threshold: Option<Threshold>,
     ) -> Result<Self, D::Error> {
         params.check()?;
@@ -270,9 +276,14 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         if !roles.contains(&MemberRole::Map) {
             return Err(bad("needs at least one member whose map counts (role map)".into()).into());
         }
-        let has_score = roles.contains(&MemberRole::Score);
-        if !scales.is_empty() && has_score != map_score_scale.is_some() {
-            return Err(bad("the map's score scale does not match the members' roles".into()).into());
+        let scoring = roles.iter().filter(|&&r| r == MemberRole::Score).count();
+        let want = if scoring > 0 { 1 + scoring } else { 0 };
+        if !scales.is_empty() && score_offsets.len() != want {
+            return Err(bad(format!(
+                "{} score offsets for {scoring} score members",
+                score_offsets.len()
+            ))
+            .into());
         }
         if !(scales.is_empty() || scales.len() == members.len()) {
             return Err(bad(format!(
@@ -303,7 +314,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             members,
             roles,
             scales,
-            map_score_scale,
+            score_offsets,
             threshold,
         })
     }
@@ -324,9 +335,10 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         &self.scales
     }
 
-    /// With score members, the scale of the map's maximum on the held-out images (once fitted).
-    pub fn map_score_scale(&self) -> Option<MemberScale> {
-        self.map_score_scale
+    /// With score members, once fitted: the centre (mean on the held-out images) of the
+    /// averaged map's maximum, then of each score member's standardised score; empty otherwise.
+    pub fn score_offsets(&self) -> &[f32] {
+        &self.score_offsets
     }
 
     /// The ensemble's parameters.
@@ -346,7 +358,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             member_bytes,
             threshold: self.threshold.clone(),
             roles: self.roles.clone(),
-            map_score_scale: self.map_score_scale,
+            score_offsets: self.score_offsets.clone(),
         };
         Ok(model_file::save_json(
             path,
@@ -388,7 +400,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             members,
             roles,
             header.scales,
-            header.map_score_scale,
+            header.score_offsets,
             header.threshold,
         )
     }
@@ -500,23 +512,21 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         Ok(maps)
     }
 
-    /// Per image of `batch`, the largest standardised image score of the score members
-    /// (`-inf` without any).
-    fn score_members_best(
+    /// Per score member (in order) and image of `batch`, its image score standardised by its
+    /// map scale.
+    fn score_members_standardised(
         &self,
         batch: &ImageBatch,
         scales: &[MemberScale],
-    ) -> Result<Vec<f32>, D::Error> {
-        let mut best = vec![f32::NEG_INFINITY; batch.len()];
+    ) -> Result<Vec<Vec<f32>>, D::Error> {
+        let mut out = Vec::new();
         for ((m, s), role) in self.members.iter().zip(scales).zip(&self.roles) {
-            if *role != MemberRole::Score {
-                continue;
-            }
-            for (b, v) in best.iter_mut().zip(member_scores(m.as_ref(), batch)?) {
-                *b = b.max((v - s.mean) / s.std);
+            if *role == MemberRole::Score {
+                let scores = member_scores(m.as_ref(), batch)?;
+                out.push(scores.iter().map(|v| (v - s.mean) / s.std).collect());
             }
         }
-        Ok(best)
+        Ok(out)
     }
 }
 
@@ -528,9 +538,9 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
     }
 
     /// Holds out [`EnsembleParams::holdout`] of the good images, fits every member on the
-    /// rest, measures each member's map values (a score member: its image scores) on the
-    /// held-out images and, with score members, the averaged map's maximum there; then fits
-    /// every member on all the images (the batches are kept in memory for the second pass).
+    /// rest, measures each member's map values on the held-out images and, with score members,
+    /// the centres of the candidate scores there; then fits every member on all the images
+    /// (the batches are kept in memory for the second pass).
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, D::Error>
     where
         I: IntoIterator<Item = Result<ImageBatch, E>>,
@@ -550,38 +560,39 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             let idx: Vec<usize> = (0..b.len()).filter(|&i| held[at + i]).collect();
             at += b.len();
             if let Some(h) = b.select(&idx)? {
-                for ((m, v), role) in self.members.iter().zip(&mut values).zip(&self.roles) {
-                    match role {
-                        MemberRole::Map => {
-                            for map in member_maps(m.as_ref(), &h)? {
-                                v.extend(map);
-                            }
-                        }
-                        MemberRole::Score => v.extend(member_scores(m.as_ref(), &h)?),
+                for (m, v) in self.members.iter().zip(&mut values) {
+                    for map in member_maps(m.as_ref(), &h)? {
+                        v.extend(map);
                     }
                 }
                 held_batches.push(h);
             }
         }
         let scales: Vec<MemberScale> = values.iter().map(|v| MemberScale::of(v)).collect();
-        self.map_score_scale = if self.roles.contains(&MemberRole::Score) {
-            let mut maxima = Vec::new();
+        self.score_offsets = if self.roles.contains(&MemberRole::Score) {
+            let scoring = self.roles.iter().filter(|&&r| r == MemberRole::Score).count();
+            let mut sums = vec![0.0f64; 1 + scoring];
+            let mut n = 0usize;
             for h in &held_batches {
                 for map in self.averaged_maps(h, &scales)? {
-                    maxima.push(map.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                    sums[0] += f64::from(map.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+                    n += 1;
+                }
+                for (k, z) in self.score_members_standardised(h, &scales)?.iter().enumerate() {
+                    sums[1 + k] += z.iter().map(|&v| f64::from(v)).sum::<f64>();
                 }
             }
-            Some(MemberScale::of(&maxima))
+            sums.iter().map(|s| (s / n.max(1) as f64) as f32).collect()
         } else {
-            None
+            Vec::new()
         };
         self.scales = scales;
         self.fit_members(&batches, |_| true)
     }
 
     /// Every map member's map standardised by its scale, averaged; the score is the largest
-    /// value (with score members: the map and its maximum standardised again, and the largest
-    /// of that and the score members' standardised scores).
+    /// value (with score members: the map shifted by its centre, and the largest of its
+    /// maximum and the score members' centred scores).
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, D::Error> {
         if self.scales.len() != self.members.len() {
             return Err(CoreError::InvalidParameter {
@@ -592,11 +603,17 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         }
         let (h, w) = (batch.height(), batch.width());
         let mut maps = self.averaged_maps(batch, &self.scales)?;
-        let others = self.score_members_best(batch, &self.scales)?;
-        if let Some(s0) = self.map_score_scale {
+        let mut others = vec![f32::NEG_INFINITY; batch.len()];
+        if let Some((&o0, offsets)) = self.score_offsets.split_first() {
             for map in &mut maps {
                 for v in map.iter_mut() {
-                    *v = (*v - s0.mean) / s0.std;
+                    *v -= o0;
+                }
+            }
+            let z = self.score_members_standardised(batch, &self.scales)?;
+            for (zk, ok) in z.iter().zip(offsets) {
+                for (b, v) in others.iter_mut().zip(zk) {
+                    *b = b.max(v - ok);
                 }
             }
         }
@@ -881,27 +898,30 @@ mod tests {
         let mut e = Ensemble::with_roles(EnsembleParams::default(), pre, members, roles).unwrap();
         let good = images(12, 1);
         e.fit(good.iter().cloned().map(Ok::<_, CoreError>)).unwrap();
-        let s0 = e.map_score_scale().unwrap();
         let (a, b) = (e.scales()[0], e.scales()[1]);
-        // The score member's scale is that of its image scores (one value per held-out image),
-        // not of its map values: its mean is the mean maximum, above the map mean.
-        assert!(b.mean > 5.0 + 1e3 * a.mean, "{a:?} {b:?}");
+        // Both scales are of map values: the members are one detector up to an affine map.
+        assert!((b.std / a.std - 1e3).abs() < 1.0, "{a:?} {b:?}");
+        let o = e.score_offsets().to_vec();
+        assert_eq!(o.len(), 2);
+        // Centres of maxima: above the map mean (0 once standardised); equal for the two
+        // members, which are the same detector.
+        assert!(o[0] > 0.5 && (o[1] - o[0]).abs() < 1e-3 * o[0], "{o:?}");
         let mut plane = images(1, 99).remove(0).as_slice().to_vec();
         plane[9] += 1.0;
         let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
         let p = e.predict(&bad).unwrap().remove(0);
-        // The map is member 0's standardised map, standardised again by the map's maximum.
+        // The map is member 0's standardised map, shifted by its centre.
         let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
         for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
-            let want = ((u - a.mean) / a.std - s0.mean) / s0.std;
+            let want = (u - a.mean) / a.std - o[0];
             assert!(
                 (v - want).abs() <= 1e-3 * want.abs().max(1.0),
                 "{v} vs {want}"
             );
         }
-        // The score is the larger of the map's maximum and the score member's standardised score.
+        // The score is the larger of the map's maximum and the score member's centred score.
         let m1 = e.members()[1].predict(&bad).unwrap().remove(0);
-        let other = (m1.score - b.mean) / b.std;
+        let other = (m1.score - b.mean) / b.std - o[1];
         assert_eq!(p.score, p.map.max().max(other));
         assert!(p.score > 1.0, "{}", p.score);
         let dir = tempfile::tempdir().unwrap();
@@ -909,7 +929,7 @@ mod tests {
         e.save(&path).unwrap();
         let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
         assert_eq!(back.roles(), e.roles());
-        assert_eq!(back.map_score_scale(), e.map_score_scale());
+        assert_eq!(back.score_offsets(), e.score_offsets());
         assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
         // Score members alone make no map: refused.
         let two = vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)];
