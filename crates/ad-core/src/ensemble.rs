@@ -245,7 +245,15 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         members: Vec<Box<D>>,
         roles: Vec<MemberRole>,
     ) -> Result<Self, D::Error> {
-        Self::assemble(params, preprocess, members, roles, Vec::new(), Vec::new(), None)
+        Self::assemble(
+            params,
+            preprocess,
+            members,
+            roles,
+            Vec::new(),
+            Vec::new(),
+            None,
+        )
     }
 
     fn assemble(
@@ -570,7 +578,11 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         }
         let scales: Vec<MemberScale> = values.iter().map(|v| MemberScale::of(v)).collect();
         self.score_offsets = if self.roles.contains(&MemberRole::Score) {
-            let scoring = self.roles.iter().filter(|&&r| r == MemberRole::Score).count();
+            let scoring = self
+                .roles
+                .iter()
+                .filter(|&&r| r == MemberRole::Score)
+                .count();
             let mut sums = vec![0.0f64; 1 + scoring];
             let mut n = 0usize;
             for h in &held_batches {
@@ -578,7 +590,11 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
                     sums[0] += f64::from(map.iter().copied().fold(f32::NEG_INFINITY, f32::max));
                     n += 1;
                 }
-                for (k, z) in self.score_members_standardised(h, &scales)?.iter().enumerate() {
+                for (k, z) in self
+                    .score_members_standardised(h, &scales)?
+                    .iter()
+                    .enumerate()
+                {
                     sums[1 + k] += z.iter().map(|&v| f64::from(v)).sum::<f64>();
                 }
             }
