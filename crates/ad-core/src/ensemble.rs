@@ -562,6 +562,8 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         let held = self.params.held_out(n)?;
         self.fit_members(&batches, |i| !held[i])?;
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
+        // Kept only to centre the score members' scores against the averaged map's maximum.
+        let scoring = self.roles.contains(&MemberRole::Score);
         let mut held_batches = Vec::new();
         let mut at = 0;
         for b in &batches {
@@ -573,17 +575,19 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
                         v.extend(map);
                     }
                 }
-                held_batches.push(h);
+                if scoring {
+                    held_batches.push(h);
+                }
             }
         }
         let scales: Vec<MemberScale> = values.iter().map(|v| MemberScale::of(v)).collect();
-        self.score_offsets = if self.roles.contains(&MemberRole::Score) {
-            let scoring = self
+        self.score_offsets = if scoring {
+            let score_members = self
                 .roles
                 .iter()
                 .filter(|&&r| r == MemberRole::Score)
                 .count();
-            let mut sums = vec![0.0f64; 1 + scoring];
+            let mut sums = vec![0.0f64; 1 + score_members];
             let mut n = 0usize;
             for h in &held_batches {
                 for map in self.averaged_maps(h, &scales)? {
