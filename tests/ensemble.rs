@@ -4,10 +4,11 @@
 //! same predictions; bad member lists are refused before anything is built.
 
 use ad_core::ensemble::{Ensemble, MemberRole};
-use ad_core::{BoxError, Detector, DynDetector, ImageBatch};
+use ad_core::{BoxError, Detector, DynDetector, ImageBatch, Prediction};
 use ad_mvtec::{BatchLoader, MvtecCategory, SyntheticConfig};
 use anomaly_detection::registry::{self, DetectorConfig};
 use burn::tensor::Device;
+use std::path::PathBuf;
 
 fn config(members: &str) -> DetectorConfig {
     let json = format!(
@@ -35,27 +36,44 @@ fn small_category() -> (tempfile::TempDir, MvtecCategory) {
     (dir, cat)
 }
 
-#[test]
-fn ensemble_averages_standardised_member_maps_and_saves_identically() {
+/// What [`fit_save_load`] returns: the directory holding the category and the model file (keep
+/// it alive), the test split batched at the ensemble's preprocessing, the fitted model's
+/// predictions of its first batch, the model file, and that file opened as an ensemble.
+type Fitted = (
+    tempfile::TempDir,
+    Vec<ImageBatch>,
+    Vec<Prediction>,
+    PathBuf,
+    Ensemble<dyn DynDetector>,
+);
+
+/// Fits `config` on the small generated category, predicts the first test batch, saves the
+/// model and opens it again (its members through the registry).
+fn fit_save_load(config: &DetectorConfig, device: &Device) -> Fitted {
     let (dir, cat) = small_category();
-    let device = Device::default();
-    let config = config(&format!("{PATCHCORE}, {PADIM}"));
     config.check().unwrap();
-    let mut model = config.build(&device).unwrap();
+    let mut model = config.build(device).unwrap();
     let train = batches(model.as_ref(), &cat.splits.train);
     let summary = model
         .fit(train.iter().cloned().map(Ok::<_, BoxError>))
         .unwrap();
-    assert_eq!(summary.images, cat.splits.train.len());
     let test = batches(model.as_ref(), &cat.splits.test);
     let got = model.predict(&test[0]).unwrap();
-
     let path = dir.path().join("m.ensemble");
     model.save(&path).unwrap();
     let ensemble = Ensemble::<dyn DynDetector>::load_with(&path, |p| {
-        registry::load(p, &device).map_err(|e| ad_core::DetectorError(Box::new(e)))
+        registry::load(p, device).map_err(|e| ad_core::DetectorError(Box::new(e)))
     })
     .unwrap();
+    assert_eq!(summary.images, cat.splits.train.len());
+    (dir, test, got, path, ensemble)
+}
+
+#[test]
+fn ensemble_averages_standardised_member_maps_and_saves_identically() {
+    let device = Device::default();
+    let (_dir, test, got, path, ensemble) =
+        fit_save_load(&config(&format!("{PATCHCORE}, {PADIM}")), &device);
     assert_eq!(ensemble.members().len(), 2);
     assert_eq!(ensemble.members()[0].name(), "patchcore");
     assert_eq!(ensemble.members()[1].name(), "padim");
@@ -92,29 +110,15 @@ fn ensemble_averages_standardised_member_maps_and_saves_identically() {
 
 #[test]
 fn a_member_at_half_resolution_answers_at_the_ensembles_resolution() {
-    let (dir, cat) = small_category();
     let device = Device::default();
     let half = PATCHCORE.replacen('{', r#"{"preprocess": {"resize": [32, 32]},"#, 1);
-    let config = config(&format!("{PADIM}, {half}"));
-    config.check().unwrap();
-    let mut model = config.build(&device).unwrap();
-    assert_eq!(model.dyn_preprocessor().output_size(), (64, 64));
-    let train = batches(model.as_ref(), &cat.splits.train);
-    model
-        .fit(train.iter().cloned().map(Ok::<_, BoxError>))
-        .unwrap();
-    let test = batches(model.as_ref(), &cat.splits.test);
-    let got = model.predict(&test[0]).unwrap();
+    let (_dir, test, got, _, ensemble) =
+        fit_save_load(&config(&format!("{PADIM}, {half}")), &device);
+    assert_eq!(ensemble.preprocessor().output_size(), (64, 64));
     assert!(
         got.iter()
             .all(|p| (p.map.width(), p.map.height()) == (64, 64))
     );
-    let path = dir.path().join("m.ensemble");
-    model.save(&path).unwrap();
-    let ensemble = Ensemble::<dyn DynDetector>::load_with(&path, |p| {
-        registry::load(p, &device).map_err(|e| ad_core::DetectorError(Box::new(e)))
-    })
-    .unwrap();
     // The half-resolution member kept its size and sees the images shrunk to it.
     assert_eq!(ensemble.members()[1].preprocessor().output_size(), (32, 32));
     let own = ensemble.members()[1]
@@ -129,27 +133,13 @@ fn a_member_at_half_resolution_answers_at_the_ensembles_resolution() {
 
 #[test]
 fn a_score_member_counts_for_the_image_score_only() {
-    let (dir, cat) = small_category();
     let device = Device::default();
     let half = PATCHCORE.replacen('{', r#"{"preprocess": {"resize": [32, 32]},"#, 1);
     let json = format!(
         r#"{{"model": "ensemble", "preprocess": {{"resize": [64, 64]}}, "members": [{PADIM}], "score_members": [{half}]}}"#
     );
     let config: DetectorConfig = serde_json::from_str(&json).unwrap();
-    config.check().unwrap();
-    let mut model = config.build(&device).unwrap();
-    let train = batches(model.as_ref(), &cat.splits.train);
-    model
-        .fit(train.iter().cloned().map(Ok::<_, BoxError>))
-        .unwrap();
-    let test = batches(model.as_ref(), &cat.splits.test);
-    let got = model.predict(&test[0]).unwrap();
-    let path = dir.path().join("m.ensemble");
-    model.save(&path).unwrap();
-    let ensemble = Ensemble::<dyn DynDetector>::load_with(&path, |p| {
-        registry::load(p, &device).map_err(|e| ad_core::DetectorError(Box::new(e)))
-    })
-    .unwrap();
+    let (_dir, test, got, path, ensemble) = fit_save_load(&config, &device);
     assert_eq!(ensemble.roles(), [MemberRole::Map, MemberRole::Score]);
     let o = ensemble.score_offsets().to_vec();
     assert_eq!(o.len(), 2);

@@ -440,32 +440,37 @@ impl<D: Detector + ?Sized> Ensemble<D> {
     }
 }
 
-/// A member's maps of `batch`'s images at the batch's size: the member sees the images resized to
-/// its own size and its maps are resized back (bilinear) when the two differ.
+/// A member's predictions of `batch`'s images, which it sees resized to its own size when the two
+/// differ.
+fn member_predict<D: Detector + ?Sized>(
+    member: &D,
+    batch: &ImageBatch,
+) -> Result<Vec<Prediction>, D::Error> {
+    let own = member.preprocessor().output_size();
+    if own == (batch.height(), batch.width()) {
+        member.predict(batch)
+    } else {
+        member.predict(&batch.resized(own)?)
+    }
+}
+
+/// A member's maps of `batch`'s images at the batch's size (resized back, bilinear, when the
+/// member works at another size), each with the image's score.
 fn member_maps<D: Detector + ?Sized>(
     member: &D,
     batch: &ImageBatch,
-) -> Result<Vec<Vec<f32>>, D::Error> {
+) -> Result<Vec<(Vec<f32>, f32)>, D::Error> {
     let (h, w) = (batch.height(), batch.width());
     let own = member.preprocessor().output_size();
-    let preds = if own == (h, w) {
-        member.predict(batch)?
-    } else {
-        member.predict(&batch.resized(own)?)?
-    };
-    preds
+    member_predict(member, batch)?
         .into_iter()
         .map(|p| {
             let (mh, mw) = (p.map.height(), p.map.width());
             if (mh, mw) == (h, w) {
-                Ok(p.map.into_vec())
+                Ok((p.map.into_vec(), p.score))
             } else if (mh, mw) == own {
-                Ok(upsample(
-                    p.map.as_slice(),
-                    own,
-                    (h, w),
-                    MapUpsample::Bilinear,
-                ))
+                let map = upsample(p.map.as_slice(), own, (h, w), MapUpsample::Bilinear);
+                Ok((map, p.score))
             } else {
                 Err(CoreError::InvalidParameter {
                     name: "ensemble",
@@ -482,59 +487,49 @@ fn member_maps<D: Detector + ?Sized>(
         .collect()
 }
 
-/// A member's image scores of `batch`'s images (resized to the member's size when it differs).
-fn member_scores<D: Detector + ?Sized>(
-    member: &D,
-    batch: &ImageBatch,
-) -> Result<Vec<f32>, D::Error> {
-    let own = member.preprocessor().output_size();
-    let preds = if own == (batch.height(), batch.width()) {
-        member.predict(batch)?
-    } else {
-        member.predict(&batch.resized(own)?)?
-    };
-    Ok(preds.into_iter().map(|p| p.score).collect())
-}
-
 impl<D: Detector + ?Sized> Ensemble<D> {
-    /// The average of the map members' standardised maps of `batch`'s images.
-    fn averaged_maps(
-        &self,
-        batch: &ImageBatch,
-        scales: &[MemberScale],
-    ) -> Result<Vec<Vec<f32>>, D::Error> {
-        let (h, w) = (batch.height(), batch.width());
-        let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
+    /// Weight of each map member in the average (`1 / number of map members`).
+    fn map_weight(&self) -> f32 {
         let mapping = self.roles.iter().filter(|&&r| r == MemberRole::Map).count();
-        let inv = 1.0 / mapping.max(1) as f32;
-        for ((m, s), role) in self.members.iter().zip(scales).zip(&self.roles) {
-            if *role != MemberRole::Map {
-                continue;
-            }
-            for (acc, map) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
-                for (a, v) in acc.iter_mut().zip(map) {
-                    *a += inv * ((v - s.mean) / s.std);
-                }
-            }
-        }
-        Ok(maps)
+        1.0 / mapping.max(1) as f32
     }
 
-    /// Per score member (in order) and image of `batch`, its image score standardised by its
-    /// map scale.
-    fn score_members_standardised(
+    /// Centres of the candidate scores on the held-out images (module documentation): the
+    /// averaged map's largest value, then each score member's standardised score, averaged
+    /// over the `images` held-out images. `maps[j]` holds member `j`'s maps of them, one after
+    /// another, and `scores[j]` its image scores.
+    fn centres(
         &self,
-        batch: &ImageBatch,
         scales: &[MemberScale],
-    ) -> Result<Vec<Vec<f32>>, D::Error> {
-        let mut out = Vec::new();
-        for ((m, s), role) in self.members.iter().zip(scales).zip(&self.roles) {
+        maps: &[Vec<f32>],
+        scores: &[Vec<f32>],
+        images: usize,
+    ) -> Vec<f32> {
+        let per_image = maps.first().map_or(0, Vec::len) / images.max(1);
+        let inv = self.map_weight();
+        let mut map_max = 0.0f64;
+        let mut averaged = vec![0.0f32; per_image];
+        for i in 0..images {
+            averaged.iter_mut().for_each(|a| *a = 0.0);
+            for ((v, s), role) in maps.iter().zip(scales).zip(&self.roles) {
+                if *role == MemberRole::Map {
+                    let slice = &v[i * per_image..(i + 1) * per_image];
+                    for (a, x) in averaged.iter_mut().zip(slice) {
+                        *a += inv * ((x - s.mean) / s.std);
+                    }
+                }
+            }
+            map_max += f64::from(averaged.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        }
+        let n = images.max(1) as f64;
+        let mut out = vec![(map_max / n) as f32];
+        for ((z, s), role) in scores.iter().zip(scales).zip(&self.roles) {
             if *role == MemberRole::Score {
-                let scores = member_scores(m.as_ref(), batch)?;
-                out.push(scores.iter().map(|v| (v - s.mean) / s.std).collect());
+                let sum: f64 = z.iter().map(|&v| f64::from((v - s.mean) / s.std)).sum();
+                out.push((sum / n) as f32);
             }
         }
-        Ok(out)
+        out
     }
 }
 
@@ -561,48 +556,27 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         let n: usize = batches.iter().map(ImageBatch::len).sum();
         let held = self.params.held_out(n)?;
         self.fit_members(&batches, |i| !held[i])?;
+        // Every member's maps (all at the ensemble's size) and scores of the held-out images.
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
-        // Kept only to centre the score members' scores against the averaged map's maximum.
-        let scoring = self.roles.contains(&MemberRole::Score);
-        let mut held_batches = Vec::new();
+        let mut scores: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
+        let mut images = 0;
         let mut at = 0;
         for b in &batches {
             let idx: Vec<usize> = (0..b.len()).filter(|&i| held[at + i]).collect();
             at += b.len();
             if let Some(h) = b.select(&idx)? {
-                for (m, v) in self.members.iter().zip(&mut values) {
-                    for map in member_maps(m.as_ref(), &h)? {
+                images += h.len();
+                for ((m, v), sc) in self.members.iter().zip(&mut values).zip(&mut scores) {
+                    for (map, score) in member_maps(m.as_ref(), &h)? {
                         v.extend(map);
+                        sc.push(score);
                     }
-                }
-                if scoring {
-                    held_batches.push(h);
                 }
             }
         }
         let scales: Vec<MemberScale> = values.iter().map(|v| MemberScale::of(v)).collect();
-        self.score_offsets = if scoring {
-            let score_members = self
-                .roles
-                .iter()
-                .filter(|&&r| r == MemberRole::Score)
-                .count();
-            let mut sums = vec![0.0f64; 1 + score_members];
-            let mut n = 0usize;
-            for h in &held_batches {
-                for map in self.averaged_maps(h, &scales)? {
-                    sums[0] += f64::from(map.iter().copied().fold(f32::NEG_INFINITY, f32::max));
-                    n += 1;
-                }
-                for (k, z) in self
-                    .score_members_standardised(h, &scales)?
-                    .iter()
-                    .enumerate()
-                {
-                    sums[1 + k] += z.iter().map(|&v| f64::from(v)).sum::<f64>();
-                }
-            }
-            sums.iter().map(|s| (s / n.max(1) as f64) as f32).collect()
+        self.score_offsets = if self.roles.contains(&MemberRole::Score) {
+            self.centres(&scales, &values, &scores, images)
         } else {
             Vec::new()
         };
@@ -622,18 +596,36 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             .into());
         }
         let (h, w) = (batch.height(), batch.width());
-        let mut maps = self.averaged_maps(batch, &self.scales)?;
+        let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
         let mut others = vec![f32::NEG_INFINITY; batch.len()];
-        if let Some((&o0, offsets)) = self.score_offsets.split_first() {
+        let (o0, offsets) = self
+            .score_offsets
+            .split_first()
+            .map_or((0.0, &[][..]), |(o0, rest)| (*o0, rest));
+        let inv = self.map_weight();
+        let mut offsets = offsets.iter();
+        for ((m, s), role) in self.members.iter().zip(&self.scales).zip(&self.roles) {
+            match role {
+                MemberRole::Map => {
+                    for (acc, (map, _)) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
+                        for (a, v) in acc.iter_mut().zip(map) {
+                            *a += inv * ((v - s.mean) / s.std);
+                        }
+                    }
+                }
+                MemberRole::Score => {
+                    // One centre per score member: `assemble` checked the count.
+                    let ok = offsets.next().copied().unwrap_or(0.0);
+                    for (b, p) in others.iter_mut().zip(member_predict(m.as_ref(), batch)?) {
+                        *b = b.max((p.score - s.mean) / s.std - ok);
+                    }
+                }
+            }
+        }
+        if !self.score_offsets.is_empty() {
             for map in &mut maps {
                 for v in map.iter_mut() {
                     *v -= o0;
-                }
-            }
-            let z = self.score_members_standardised(batch, &self.scales)?;
-            for (zk, ok) in z.iter().zip(offsets) {
-                for (b, v) in others.iter_mut().zip(zk) {
-                    *b = b.max(v - ok);
                 }
             }
         }
