@@ -9,6 +9,8 @@
 #     tools/student_seeds.sh [CATEGORY] [PIPED_ROOT]    # default PA_FVN01_TL ../shared/datasets/piped
 #     VARIANTS="constant maxpool" tools/student_seeds.sh      # default: all four
 #     VARIANTS=accurate tools/student_seeds.sh      # the student of the accurate PatchCore
+#     VARIANTS="accurate-wide accurate-synth6 accurate-wide-synth6" ...  # its head widened to
+#                 512 -> 128, and/or six synthetic copies per image (two of each kind)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -29,6 +31,20 @@ for variant in $variants; do
       $ad run --model student --lr-schedule constant --print-config 2>/dev/null |
         sed 's/^folds = 2$/folds = 4/' > "$out/folds4.toml"
       flags=(-c "$out/folds4.toml") ;;
+    accurate-*)
+      # accurate-wide, accurate-synth6, accurate-wide-synth6, ...: the accurate student with its
+      # head widened to 512 -> 128 and/or N synthetic copies per image (kinds in turn)
+      $ad run --model student --preset accurate --print-config 2>/dev/null > "$out/$variant.toml"
+      if [[ $variant == *-wide* ]]; then
+        sed -i 's/^hidden = \[256, 64\]$/hidden = [512, 128]/' "$out/$variant.toml"
+        grep -q '^hidden = \[512, 128\]$' "$out/$variant.toml"
+      fi
+      if [[ $variant =~ -synth([0-9]+) ]]; then
+        n=${BASH_REMATCH[1]}
+        sed -i "s/^synthetic_per_image = 3\$/synthetic_per_image = $n/" "$out/$variant.toml"
+        grep -q "^synthetic_per_image = $n\$" "$out/$variant.toml"
+      fi
+      flags=(-c "$out/$variant.toml") ;;
   esac
   for seed in 0 1 2 3; do
     if [ -s "$out/$variant-s$seed.jsonl" ]; then continue; fi

@@ -324,11 +324,15 @@ fn fit_and_calibrate(
     }
     epoch_bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
+    // Models without a bank or per-position Gaussians (students, flows, ensembles) keep no rows.
+    let kept = match summary.memory_rows {
+        0 => String::new(),
+        rows => format!(" -> {rows} rows kept"),
+    };
     println!(
-        "fit: {} images, {} features -> {} rows kept ({:.1} s features, {:.1} s building)",
+        "fit: {} images, {} features{kept} ({:.1} s features, {:.1} s building)",
         summary.images,
         summary.features,
-        summary.memory_rows,
         summary.extract_time.as_secs_f64(),
         summary.build_time.as_secs_f64()
     );
