@@ -107,6 +107,10 @@ pub struct ModelArgs {
     /// [default: cut-paste,thin-curve,spot].
     #[arg(long, value_delimiter = ',')]
     pub anomalies: Option<Vec<anomaly_detection::regress::SyntheticAnomaly>>,
+    /// Student: synthetic-anomaly copies made from every good image, the kinds of --anomalies
+    /// taken in turn (6 = two of each of the three kinds) [default: one per kind, 3].
+    #[arg(long, value_name = "N")]
+    pub synthetic_per_image: Option<usize>,
     /// Trained models: epochs [default: CFlow 10, student 20, classifier 10 at most].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -415,7 +419,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 21] = [
+        let specific: [(&str, bool, &[&str]); 22] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -447,6 +451,11 @@ impl ModelArgs {
             ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
             ("prototypes", self.prototypes.is_some(), &["student"]),
             ("anomalies", self.anomalies.is_some(), &["student"]),
+            (
+                "synthetic-per-image",
+                self.synthetic_per_image.is_some(),
+                &["student"],
+            ),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
             ("target-pool", self.target_pool.is_some(), &["student"]),
             (
@@ -567,6 +576,9 @@ impl ModelArgs {
                 if let Some(kinds) = &self.anomalies {
                     c.synthetic_per_image = kinds.len();
                     c.anomalies = kinds.clone();
+                }
+                if let Some(n) = self.synthetic_per_image {
+                    c.synthetic_per_image = n;
                 }
                 if let Some(k) = self.lr_schedule {
                     c.lr_schedule = k;

@@ -510,6 +510,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "0",
         "--anomalies",
         "spot",
+        "--synthetic-per-image",
+        "2",
         "--lr-schedule",
         "cosine",
         "--target-pool",
@@ -521,6 +523,18 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(text(&o).contains("; cosine learning rate"), "{}", text(&o));
     assert!(text(&o).contains("; max-pooled targets"), "{}", text(&o));
     assert!(text(&o).contains("synthetic (spot) images"), "{}", text(&o));
+    // Two spot copies of every good image.
+    let counts: Vec<usize> = text(&o)
+        .split("trained on ")
+        .nth(1)
+        .and_then(|t| t.split(" synthetic").next())
+        .map(|t| t.split(" good + ").filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default();
+    assert!(
+        matches!(counts[..], [good, synthetic] if good > 0 && synthetic == 2 * good),
+        "{}",
+        text(&o)
+    );
     let o = fit(&["--quiet", "--anomalies", "perlin"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("perlin"), "{}", text(&o));
