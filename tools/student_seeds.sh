@@ -9,6 +9,7 @@
 #     tools/student_seeds.sh [CATEGORY] [PIPED_ROOT]    # default PA_FVN01_TL ../shared/datasets/piped
 #     VARIANTS="constant maxpool" tools/student_seeds.sh      # default: all four
 #     VARIANTS=accurate tools/student_seeds.sh      # the student of the accurate PatchCore
+#                                                   # (three synthetic copies, as before 2026-12-02)
 #     VARIANTS="accurate-wide accurate-synth6 accurate-wide-synth6" ...  # its head widened to
 #                 512 -> 128, and/or six synthetic copies per image (two of each kind)
 set -euo pipefail
@@ -26,23 +27,20 @@ for variant in $variants; do
     constant) flags=(--model student --lr-schedule constant) ;;
     cosine) flags=(--model student --lr-schedule cosine) ;;
     maxpool) flags=(--model student --lr-schedule constant --target-pool max) ;;
-    accurate) flags=(--model student --preset accurate) ;;
     folds4)
       $ad run --model student --lr-schedule constant --print-config 2>/dev/null |
         sed 's/^folds = 2$/folds = 4/' > "$out/folds4.toml"
       flags=(-c "$out/folds4.toml") ;;
-    accurate-*)
-      # accurate-wide, accurate-synth6, accurate-wide-synth6, ...: the accurate student with its
-      # head widened to 512 -> 128 and/or N synthetic copies per image (kinds in turn)
-      $ad run --model student --preset accurate --print-config 2>/dev/null > "$out/$variant.toml"
+    accurate | accurate-*)
+      # The accurate student as measured before 2026-12-02 (three synthetic copies per image),
+      # or with its head widened to 512 -> 128 (-wide) and/or N copies, kinds in turn (-synthN)
+      n=3
+      if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
+      $ad run --model student --preset accurate --synthetic-per-image "$n" --print-config \
+        2>/dev/null > "$out/$variant.toml"
       if [[ $variant == *-wide* ]]; then
         sed -i 's/^hidden = \[256, 64\]$/hidden = [512, 128]/' "$out/$variant.toml"
         grep -q '^hidden = \[512, 128\]$' "$out/$variant.toml"
-      fi
-      if [[ $variant =~ -synth([0-9]+) ]]; then
-        n=${BASH_REMATCH[1]}
-        sed -i "s/^synthetic_per_image = 3\$/synthetic_per_image = $n/" "$out/$variant.toml"
-        grep -q "^synthetic_per_image = $n\$" "$out/$variant.toml"
       fi
       flags=(-c "$out/$variant.toml") ;;
   esac
