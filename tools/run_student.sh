@@ -6,6 +6,8 @@
 #
 #     PRESET=accurate tools/run_student.sh   # the accurate PatchCore (Lite1, strides 4 and 8) and
 #                                           # its student (`--preset accurate`): out/student/*_accurate
+#     STUDENT_FLAGS="--synthetic-per-image 3" PRESET=accurate tools/run_student.sh
+#                                           # flags for the student's runs only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:-../shared/datasets}
@@ -16,10 +18,12 @@ suffix=""
 if [ "$preset" != fast ]; then suffix="_$preset"; fi
 uptime
 for model in patchcore student; do
-  $ad run --quiet --model $model --preset "$preset" --threshold none --data "$data/mvtec_ad" \
-      --category bottle --out out/student/bottle_$model$suffix --overlays 4
-  $ad run --quiet --model $model --preset "$preset" --threshold none --data "$data/piped" \
-      --category all --out out/student/piped_$model$suffix --overlays 2
+  extra=()
+  if [ $model = student ]; then read -r -a extra <<< "${STUDENT_FLAGS:-}"; fi
+  $ad run --quiet --model $model --preset "$preset" "${extra[@]}" --threshold none \
+      --data "$data/mvtec_ad" --category bottle --out out/student/bottle_$model$suffix --overlays 4
+  $ad run --quiet --model $model --preset "$preset" "${extra[@]}" --threshold none \
+      --data "$data/piped" --category all --out out/student/piped_$model$suffix --overlays 2
 done
 uptime
 python3 tools/compare_reports.py teacher out/student/bottle_patchcore$suffix out/student/piped_patchcore$suffix \
