@@ -321,7 +321,14 @@ impl CheckedStudentConfig {
             grid,
             feature_dim: d,
             memory_rows: rows,
+            // Features and targets, and beside them while it is made the copy of the features
+            // with the distances to the prototypes (`d + prototypes` wide); the image planes.
             peak_bytes: (rows * (d + 1)) as u64 * 4
+                + if self.prototypes > 0 {
+                    (rows * (d + self.prototypes)) as u64 * 4
+                } else {
+                    0
+                }
                 + (samples * 3 * size.0 * size.1) as u64 * 4
                 + forward_bytes(self.batch_size, size),
             warnings,
@@ -761,10 +768,10 @@ impl ScoreStudent {
         let (rows, d) = if prototypes.is_empty() {
             (rows, d)
         } else {
-            (
-                with_radial_host(&rows, d, &prototypes, &self.device)?,
-                d + prototypes.len() / d,
-            )
+            let with = with_radial_host(&rows, d, &prototypes, &self.device)?;
+            // The features alone are not needed again: free them before training.
+            drop(rows);
+            (with, d + prototypes.len() / d)
         };
         for t in &mut targets {
             *t /= scale;
@@ -913,5 +920,30 @@ mod tests {
             ..Default::default()
         };
         assert!(none.check().is_ok());
+    }
+
+    #[test]
+    fn the_estimate_counts_the_copies_and_the_prototype_distances() {
+        let est = |c: StudentConfig| c.check().and_then(|c| c.estimate(10)).unwrap();
+        let with = est(StudentConfig::default());
+        let without = est(StudentConfig {
+            prototypes: 0,
+            ..Default::default()
+        });
+        assert_eq!(with.memory_rows, without.memory_rows);
+        // Ten good images and three copies of each, on a 32 x 32 grid (256 px, stride 8).
+        assert_eq!(with.memory_rows, 10 * 4 * 32 * 32);
+        let distances = with.memory_rows as u64 * (with.feature_dim as u64 + 64) * 4;
+        assert_eq!(with.peak_bytes - without.peak_bytes, distances);
+        let nine = est(StudentConfig {
+            synthetic_per_image: 9,
+            ..Default::default()
+        });
+        assert_eq!(nine.memory_rows, 10 * 10 * 32 * 32);
+        // Six more copies of ten images: their rows (features and target, distances) and planes.
+        let d = with.feature_dim as u64;
+        let more = (nine.memory_rows - with.memory_rows) as u64 * ((d + 1) + (d + 64)) * 4
+            + 60 * 3 * 256 * 256 * 4;
+        assert_eq!(nine.peak_bytes - with.peak_bytes, more);
     }
 }
