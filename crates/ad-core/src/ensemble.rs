@@ -177,6 +177,18 @@ impl MemberScale {
             std: std as f32,
         }
     }
+
+    /// `v` standardised: `(v - mean) / std`.
+    fn standardise(&self, v: f32) -> f32 {
+        (v - self.mean) / self.std
+    }
+
+    /// Adds `weight` times the standardised `values` to `acc`, element by element.
+    fn accumulate(&self, acc: &mut [f32], values: &[f32], weight: f32) {
+        for (a, &v) in acc.iter_mut().zip(values) {
+            *a += weight * self.standardise(v);
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -513,10 +525,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             averaged.iter_mut().for_each(|a| *a = 0.0);
             for ((v, s), role) in maps.iter().zip(scales).zip(&self.roles) {
                 if *role == MemberRole::Map {
-                    let slice = &v[i * per_image..(i + 1) * per_image];
-                    for (a, x) in averaged.iter_mut().zip(slice) {
-                        *a += inv * ((x - s.mean) / s.std);
-                    }
+                    s.accumulate(&mut averaged, &v[i * per_image..(i + 1) * per_image], inv);
                 }
             }
             map_max += f64::from(averaged.iter().copied().fold(f32::NEG_INFINITY, f32::max));
@@ -525,7 +534,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         let mut out = vec![(map_max / n) as f32];
         for ((z, s), role) in scores.iter().zip(scales).zip(&self.roles) {
             if *role == MemberRole::Score {
-                let sum: f64 = z.iter().map(|&v| f64::from((v - s.mean) / s.std)).sum();
+                let sum: f64 = z.iter().map(|&v| f64::from(s.standardise(v))).sum();
                 out.push((sum / n) as f32);
             }
         }
@@ -608,16 +617,14 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             match role {
                 MemberRole::Map => {
                     for (acc, (map, _)) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
-                        for (a, v) in acc.iter_mut().zip(map) {
-                            *a += inv * ((v - s.mean) / s.std);
-                        }
+                        s.accumulate(acc, &map, inv);
                     }
                 }
                 MemberRole::Score => {
                     // One centre per score member: `assemble` checked the count.
                     let ok = offsets.next().copied().unwrap_or(0.0);
                     for (b, p) in others.iter_mut().zip(member_predict(m.as_ref(), batch)?) {
-                        *b = b.max((p.score - s.mean) / s.std - ok);
+                        *b = b.max(s.standardise(p.score) - ok);
                     }
                 }
             }
