@@ -379,7 +379,7 @@ impl DetectorConfig {
     /// 8); for an ensemble (whose only preset it is) the protocol's best candidate, that
     /// PatchCore with PaDiM (the ensemble's defaults; about 3x the fast preset's predict time);
     /// for a student, that PatchCore as the teacher and the student on its backbone and taps,
-    /// with nine synthetic copies per good image (measured on the test splits, not chosen by
+    /// with twelve synthetic copies per good image (measured on the test splits, not chosen by
     /// the protocol: docs/results.md "Score student").
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
@@ -396,9 +396,9 @@ impl DetectorConfig {
                 ACCURATE(&mut teacher);
                 c.backbone = teacher.backbone;
                 c.taps = teacher.taps.clone();
-                // Three copies of each kind of synthetic anomaly: the stride-4 student's defect
+                // Four copies of each kind of synthetic anomaly: the stride-4 student's defect
                 // scores are what the copies teach (docs/results.md, "More synthetic copies").
-                c.synthetic_per_image = 9;
+                c.synthetic_per_image = 12;
                 c.teacher = serde_json::json!({
                     "model": "patchcore",
                     "backbone": teacher.backbone,
@@ -774,7 +774,7 @@ mod tests {
             panic!("not a PatchCore")
         };
         assert_eq!((c.backbone, &c.taps), (accurate.backbone, &accurate.taps));
-        assert_eq!(c.synthetic_per_image, 9);
+        assert_eq!(c.synthetic_per_image, 12);
         assert_eq!(
             teacher_config(c).unwrap(),
             DetectorConfig::Patchcore(accurate)

@@ -29,7 +29,7 @@ pub struct ModelArgs {
     /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
     /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with PaDiM, at
     /// about 3x fast's predict time, 2.9-3.8x measured; with --model student, a student of
-    /// that PatchCore on its backbone and taps, nine synthetic copies per good image);
+    /// that PatchCore on its backbone and taps, twelve synthetic copies per good image);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
