@@ -110,8 +110,8 @@ pub enum Error {
     Calibration(String),
     /// Fitting would need more memory than allowed.
     #[error(
-        "fitting needs about {:.1} GiB ({detail}), above the limit of {:.1} GiB: lower \
-         --image-size or --batch-size, fit fewer images, or raise --memory-limit",
+        "fitting needs about {:.1} GiB ({detail}), above the limit of {:.1} GiB: {remedy}; \
+         or raise --memory-limit",
         *estimate as f64 / (1u64 << 30) as f64,
         *limit as f64 / (1u64 << 30) as f64
     )]
@@ -122,6 +122,8 @@ pub enum Error {
         limit: u64,
         /// What the estimate is made of.
         detail: String,
+        /// What lowers it ([`registry::DetectorConfig::memory_remedy`]).
+        remedy: &'static str,
     },
     /// A device name that is unknown or not built in.
     #[error("{0}")]

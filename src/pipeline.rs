@@ -45,6 +45,7 @@ pub fn preflight(
                 "{fit_images} images, {}x{} grid, {} features per position",
                 fit.grid.0, fit.grid.1, fit.feature_dim
             ),
+            remedy: config.memory_remedy(),
         });
     }
     let resize = config.preprocess().resize;

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// The advice of [`Error::MemoryLimit`] for detectors without a lever of their own.
+const GENERIC_MEMORY_REMEDY: &str = "lower --image-size or --batch-size, or fit fewer images";
+
 /// A detector and its parameters, tagged by `model` (the schema of config files).
 ///
 /// ```toml
@@ -528,6 +531,17 @@ impl DetectorConfig {
         })
     }
 
+    /// What lowers this detector's fitting memory, in the `ad` tool's flags (the advice of
+    /// [`Error::MemoryLimit`]): the student holds every synthetic copy's patches for training,
+    /// so its copies come first.
+    pub fn memory_remedy(&self) -> &'static str {
+        match self {
+            Self::Student(_) => "lower --synthetic-per-image or --image-size, or fit fewer images",
+            Self::Tiled(c) => c.detector.memory_remedy(),
+            _ => GENERIC_MEMORY_REMEDY,
+        }
+    }
+
     /// The preprocessing configuration (its output size is the map grid of `ad test`).
     pub fn preprocess(&self) -> &ad_core::PreprocessConfig {
         match self {
@@ -723,6 +737,32 @@ mod tests {
         for m in MODELS {
             assert_eq!(DetectorConfig::default_for(m.name).unwrap().name(), m.name);
         }
+    }
+
+    #[test]
+    fn memory_advice_names_the_students_copies() {
+        let student = DetectorConfig::default_for("student").unwrap();
+        assert!(student.memory_remedy().contains("--synthetic-per-image"));
+        let tiled = DetectorConfig::Tiled(TiledConfig::wrap(student, TilingConfig::default()));
+        assert!(tiled.memory_remedy().contains("--synthetic-per-image"));
+        let patchcore = DetectorConfig::default_for("patchcore").unwrap();
+        assert!(!patchcore.memory_remedy().contains("--synthetic-per-image"));
+        let err = Error::MemoryLimit {
+            estimate: 10 << 30,
+            limit: 1 << 30,
+            detail: "209 images".into(),
+            remedy: DetectorConfig::default_for("student")
+                .unwrap()
+                .memory_remedy(),
+        }
+        .to_string();
+        assert!(
+            err.contains(
+                "10.0 GiB (209 images), above the limit of 1.0 GiB: lower --synthetic-per-image"
+            ),
+            "{err}"
+        );
+        assert!(err.ends_with("or raise --memory-limit"), "{err}");
     }
 
     #[test]
