@@ -538,6 +538,14 @@ impl DetectorConfig {
         match self {
             Self::Student(_) => "lower --synthetic-per-image or --image-size, or fit fewer images",
             Self::Tiled(c) => c.detector.memory_remedy(),
+            // The peak is the largest member's: a student member's lever comes first.
+            Self::Ensemble(c) => c
+                .members
+                .iter()
+                .chain(&c.score_members)
+                .map(Self::memory_remedy)
+                .find(|r| *r != GENERIC_MEMORY_REMEDY)
+                .unwrap_or(GENERIC_MEMORY_REMEDY),
             _ => GENERIC_MEMORY_REMEDY,
         }
     }
@@ -747,6 +755,18 @@ mod tests {
         assert!(tiled.memory_remedy().contains("--synthetic-per-image"));
         let patchcore = DetectorConfig::default_for("patchcore").unwrap();
         assert!(!patchcore.memory_remedy().contains("--synthetic-per-image"));
+        let ensemble = |m| DetectorConfig::Ensemble(EnsembleConfig::of(m));
+        let plain = ensemble(vec![patchcore.clone(), patchcore.clone()]);
+        assert!(!plain.memory_remedy().contains("--synthetic-per-image"));
+        let with_student = ensemble(vec![
+            patchcore,
+            DetectorConfig::default_for("student").unwrap(),
+        ]);
+        assert!(
+            with_student
+                .memory_remedy()
+                .contains("--synthetic-per-image")
+        );
         let err = Error::MemoryLimit {
             estimate: 10 << 30,
             limit: 1 << 30,
