@@ -475,13 +475,14 @@ impl DetectorConfig {
             Self::Padim(c) => c.check()?.estimate(images)?,
             Self::Cflow(c) => c.check()?.estimate(images)?,
             Self::Student(c) => {
-                // The student's own data, or a teacher's fit on all but one fold, whichever
-                // is larger (they never run at the same time).
+                // The student's own data, or the last fold's teacher fitting on all but one
+                // fold while the other folds' rows are held, whichever is larger.
                 let folds = c.folds.max(2);
                 let teacher_images = images - images / folds;
                 let mut own = c.check()?.estimate(images)?;
                 let teacher = teacher_config(c)?.estimate(teacher_images)?;
-                own.peak_bytes = own.peak_bytes.max(teacher.peak_bytes);
+                let held = own.peak_bytes / folds as u64 * (folds as u64 - 1);
+                own.peak_bytes = own.peak_bytes.max(held + teacher.peak_bytes);
                 own.warnings.extend(
                     teacher
                         .warnings

@@ -4,14 +4,11 @@
 //! every prototype, whatever direction it lies in, where a plain MLP's output off the training
 //! data is arbitrary.
 
-use ad_core::tensor::read_f32;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
-
-use crate::RegressError;
 
 /// Lloyd iterations of [`kmeans`].
 const ITERATIONS: usize = 15;
@@ -91,32 +88,11 @@ pub(crate) fn with_radial(x: Tensor<2>, prototypes: &Tensor<2>) -> Tensor<2> {
     Tensor::cat(vec![x, d2.clamp_min(0.0).sqrt()], 1)
 }
 
-/// [`with_radial`] of host rows (`n x d`, row-major), in chunks; returns `n x (d + k)`.
-pub(crate) fn with_radial_host(
-    x: &[f32],
-    d: usize,
-    prototypes: &[f32],
-    device: &Device,
-) -> Result<Vec<f32>, RegressError> {
-    const CHUNK: usize = 16_384;
-    let k = prototypes.len() / d.max(1);
-    let p = Tensor::<2>::from_data(TensorData::new(prototypes.to_vec(), [k, d]), device);
-    let n = x.len() / d.max(1);
-    let mut out = Vec::with_capacity(n * (d + k));
-    for start in (0..n).step_by(CHUNK) {
-        let m = CHUNK.min(n - start);
-        let t = Tensor::<2>::from_data(
-            TensorData::new(x[start * d..(start + m) * d].to_vec(), [m, d]),
-            device,
-        );
-        out.extend(read_f32(with_radial(t, &p))?);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ad_core::tensor::read_f32;
+    use burn::tensor::{Device, TensorData};
 
     #[test]
     fn kmeans_finds_separated_clusters_and_radial_features_are_distances() {
@@ -134,8 +110,13 @@ mod tests {
         // Fewer rows than centres: still `k` centres (duplicates); no rows: none.
         assert_eq!(kmeans(&x[..4], 2, 5, 1000, 3).len(), 5 * 2);
         assert!(kmeans(&[], 2, 5, 1000, 3).is_empty());
-        let r =
-            with_radial_host(&[3.0, 4.0], 2, &[0.0, 0.0, 3.0, 0.0], &Device::default()).unwrap();
+        let device = Device::default();
+        let row = Tensor::<2>::from_data(TensorData::new(vec![3.0f32, 4.0], [1, 2]), &device);
+        let p = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 3.0, 0.0], [2, 2]),
+            &device,
+        );
+        let r = read_f32(with_radial(row, &p)).unwrap();
         assert_eq!(r.len(), 4);
         assert_eq!(&r[..2], &[3.0, 4.0]);
         assert!(

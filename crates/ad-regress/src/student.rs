@@ -39,14 +39,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
 use crate::head::{Mlp, scalar};
-use crate::prototypes::{kmeans, with_radial, with_radial_host};
+use crate::prototypes::{kmeans, with_radial};
 use crate::synth::SyntheticAnomaly;
 
 /// Builds a fresh, unfitted teacher (called once per fold).
 pub type TeacherFactory = Box<dyn Fn() -> Result<Box<dyn DynDetector>, BoxError> + Send + Sync>;
-
-/// One fold's training images (planes), the teacher's map of each, and the teacher's name.
-type FoldTargets = (Vec<Vec<f32>>, Vec<Vec<f32>>, String);
 
 /// Rows per inference chunk of the head.
 const INFER_CHUNK: usize = 16_384;
@@ -317,19 +314,20 @@ impl CheckedStudentConfig {
                 self.folds
             ));
         }
+        let cells = grid.0 * grid.1;
+        let plane = (3 * size.0 * size.1) as u64 * 4;
         Ok(FitEstimate {
             grid,
             feature_dim: d,
             memory_rows: rows,
-            // Features and targets, and beside them while it is made the copy of the features
-            // with the distances to the prototypes (`d + prototypes` wide); the image planes.
-            peak_bytes: (rows * (d + 1)) as u64 * 4
-                + if self.prototypes > 0 {
-                    (rows * (d + self.prototypes)) as u64 * 4
-                } else {
-                    0
-                }
-                + (samples * 3 * size.0 * size.1) as u64 * 4
+            // Every sample's features and target, and its index in the shuffled order; a
+            // second copy of the good images' rows (for the prototypes and the scale); the good
+            // images as planes (the synthetic copies are made and dropped a batch at a time,
+            // and the distances to the prototypes are computed per training batch).
+            peak_bytes: rows as u64 * ((d as u64 + 1) * 4 + 8)
+                + (images * cells) as u64 * (d as u64 + 1) * 4
+                + images as u64 * plane
+                + self.batch_size as u64 * plane
                 + forward_bytes(self.batch_size, size),
             warnings,
         })
@@ -512,16 +510,19 @@ impl ScoreStudent {
         Ok(out)
     }
 
-    /// The teacher's targets for one fold: good images of the fold, then their synthetic
-    /// anomalies, each with the teacher's map pooled to the student's grid.
-    fn fold_targets(
+    /// One fold's training rows, appended to `out`: a teacher fitted on `train` scores the
+    /// fold's good images, then their synthetic anomalies, one batch at a time; each batch's
+    /// patch features join the rows beside the teacher's maps pooled to the student's grid,
+    /// and the batch is dropped (only the good images are held as planes).
+    fn gather_fold(
         &self,
         factory: &TeacherFactory,
         train: &[&[f32]],
         score: &[&[f32]],
         size: (usize, usize),
         fold: usize,
-    ) -> Result<FoldTargets, RegressError> {
+        out: &mut TrainingRows,
+    ) -> Result<(), RegressError> {
         let pre = self.preprocessor.config();
         let batch_of = |planes: Vec<Vec<f32>>| -> Result<ImageBatch, RegressError> {
             Ok(ImageBatch::from_planes(planes, size, pre.mean, pre.std)?)
@@ -545,33 +546,72 @@ impl ScoreStudent {
         teacher
             .dyn_fit(&mut fit_batches)
             .map_err(|e| RegressError::Teacher(e.0))?;
-        // Synthetic anomalies, kinds in turn (cut-paste takes its rectangle from another image
-        // of the fold).
-        let mut planes: Vec<Vec<f32>> = score.iter().map(|p| p.to_vec()).collect();
+        // The fold's good images, then the synthetic anomalies, kinds in turn: the `s`-th copy
+        // of the `i`-th image is sample `len + s * len + i` (cut-paste takes its rectangle from
+        // another image of the fold).
+        let len = score.len();
+        let copies = if len == 0 {
+            0
+        } else {
+            self.config.synthetic_per_image * len
+        };
         let kinds = &self.config.anomalies;
-        for s in 0..self.config.synthetic_per_image {
-            for (i, p) in score.iter().enumerate() {
-                let mut copy = p.to_vec();
-                let source = score[(i + 1 + s) % score.len()];
+        let sample = |j: usize| -> Vec<f32> {
+            let mut plane = score[j % len].to_vec();
+            if j >= len {
+                let (s, i) = ((j - len) / len, (j - len) % len);
+                let source = score[(i + 1 + s) % len];
                 let seed = self.config.seed ^ ((fold as u64) << 48) ^ ((s as u64) << 32) ^ i as u64;
-                kinds[(s + i) % kinds.len()].apply(&mut copy, source, size, seed);
-                planes.push(copy);
+                kinds[(s + i) % kinds.len()].apply(&mut plane, source, size, seed);
             }
-        }
-        let mut inputs = Vec::with_capacity(planes.len());
-        let mut targets = Vec::with_capacity(planes.len());
-        for chunk in planes.chunks(bs) {
-            let batch = batch_of(chunk.to_vec())?;
-            let preds = teacher
+            plane
+        };
+        for start in (0..len + copies).step_by(bs) {
+            let batch = batch_of(
+                (start..(start + bs).min(len + copies))
+                    .map(sample)
+                    .collect(),
+            )?;
+            let maps = teacher
                 .dyn_predict(&batch)
                 .map_err(|e| RegressError::Teacher(e.0))?;
-            for p in preds {
-                targets.push(p.map.into_vec());
+            let (rows, grid) = self.patch_rows(&batch)?;
+            out.grid = grid;
+            let per_image = rows.len() / batch.len().max(1);
+            for (m, p) in maps.iter().enumerate() {
+                let pooled = pool_to_grid(p.map.as_slice(), size, grid, self.config.target_pool);
+                if start + m < len {
+                    out.good_targets.extend_from_slice(&pooled);
+                    out.good_rows
+                        .extend_from_slice(&rows[m * per_image..(m + 1) * per_image]);
+                }
+                out.targets.extend(pooled);
             }
-            inputs.extend(chunk.iter().cloned());
+            out.rows.extend(rows);
         }
-        Ok((inputs, targets, teacher.dyn_name().to_string()))
+        out.synthetic += copies;
+        out.teacher = teacher.dyn_name().to_string();
+        Ok(())
     }
+}
+
+/// The student's training data, gathered fold by fold.
+#[derive(Default)]
+struct TrainingRows {
+    /// Patch features of every sample, `n x d` row-major, `(sample, y, x)` order.
+    rows: Vec<f32>,
+    /// The teacher's pooled map: one target per row.
+    targets: Vec<f32>,
+    /// The rows of the good images alone (the prototypes are fitted on them).
+    good_rows: Vec<f32>,
+    /// The targets of the good images alone (their quantile is the scale).
+    good_targets: Vec<f32>,
+    /// The head's grid.
+    grid: (usize, usize),
+    /// Synthetic anomalies made.
+    synthetic: usize,
+    /// The teacher's name.
+    teacher: String,
 }
 
 impl Detector for ScoreStudent {
@@ -709,13 +749,7 @@ impl ScoreStudent {
         };
 
         // 2. Teacher targets, fold by fold, and the student's patch features of the same images.
-        let mut rows: Vec<f32> = Vec::new();
-        let mut targets: Vec<f32> = Vec::new();
-        let mut good_targets: Vec<f32> = Vec::new();
-        let mut good_rows: Vec<f32> = Vec::new();
-        let mut grid = (0, 0);
-        let mut teacher_name = String::new();
-        let mut synthetic = 0;
+        let mut data = TrainingRows::default();
         for f in 0..k {
             let train: Vec<&[f32]> = (0..planes.len())
                 .filter(|&i| part[i] != f)
@@ -725,29 +759,17 @@ impl ScoreStudent {
                 .filter(|&i| part[i] == f)
                 .map(|i| planes[i].as_slice())
                 .collect();
-            let (inputs, maps, name) = self.fold_targets(factory, &train, &score, size, f)?;
-            teacher_name = name;
-            synthetic += inputs.len() - score.len();
-            let pre = self.preprocessor.config();
-            for (j, chunk) in inputs.chunks(self.config.batch_size).enumerate() {
-                let batch = ImageBatch::from_planes(chunk.to_vec(), size, pre.mean, pre.std)?;
-                let (r, g) = self.patch_rows(&batch)?;
-                grid = g;
-                let per_image = r.len() / chunk.len().max(1);
-                for (m, map) in maps[j * self.config.batch_size..][..chunk.len()]
-                    .iter()
-                    .enumerate()
-                {
-                    let pooled = pool_to_grid(map, size, g, self.config.target_pool);
-                    if j * self.config.batch_size + m < score.len() {
-                        good_targets.extend_from_slice(&pooled);
-                        good_rows.extend_from_slice(&r[m * per_image..(m + 1) * per_image]);
-                    }
-                    targets.extend(pooled);
-                }
-                rows.extend(r);
-            }
+            self.gather_fold(factory, &train, &score, size, f, &mut data)?;
         }
+        let TrainingRows {
+            rows,
+            mut targets,
+            good_rows,
+            good_targets,
+            grid,
+            synthetic,
+            teacher: teacher_name,
+        } = data;
         let extract_time = t0.elapsed();
         let t1 = Instant::now();
         let n = targets.len();
@@ -765,20 +787,21 @@ impl ScoreStudent {
             Vec::new()
         };
         drop(good_rows);
-        let (rows, d) = if prototypes.is_empty() {
-            (rows, d)
-        } else {
-            let with = with_radial_host(&rows, d, &prototypes, &self.device)?;
-            // The features alone are not needed again: free them before training.
-            drop(rows);
-            (with, d + prototypes.len() / d)
-        };
+        // The distances to the prototypes are computed batch by batch as the head trains, not
+        // held beside the rows (they would more than double the rows' memory).
+        let k_protos = prototypes.len() / d.max(1);
+        let protos = (k_protos > 0).then(|| {
+            Tensor::<2>::from_data(
+                TensorData::new(prototypes.clone(), [k_protos, d]),
+                &self.device,
+            )
+        });
         for t in &mut targets {
             *t /= scale;
         }
 
         // 3. The head, by mean squared error.
-        let mut dims = vec![d];
+        let mut dims = vec![d + k_protos];
         dims.extend(&self.config.hidden);
         dims.push(1);
         let ad = self.device.clone().autodiff();
@@ -804,7 +827,14 @@ impl ScoreStudent {
                         x.extend_from_slice(&rows[i * d..(i + 1) * d]);
                         y.push(targets[i]);
                     }
-                    let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d]), &ad);
+                    let x = match &protos {
+                        Some(p) => read_f32(with_radial(
+                            Tensor::<2>::from_data(TensorData::new(x, [m, d]), &self.device),
+                            p,
+                        ))?,
+                        None => x,
+                    };
+                    let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d + k_protos]), &ad);
                     let yt = Tensor::<2>::from_data(TensorData::new(y, [m, 1]), &ad);
                     let diff = head.forward(xt) - yt;
                     let loss = (diff.clone() * diff).mean();
@@ -923,27 +953,27 @@ mod tests {
     }
 
     #[test]
-    fn the_estimate_counts_the_copies_and_the_prototype_distances() {
+    fn the_estimate_counts_the_copies_but_not_their_planes() {
         let est = |c: StudentConfig| c.check().and_then(|c| c.estimate(10)).unwrap();
         let with = est(StudentConfig::default());
         let without = est(StudentConfig {
             prototypes: 0,
             ..Default::default()
         });
-        assert_eq!(with.memory_rows, without.memory_rows);
         // Ten good images and three copies of each, on a 32 x 32 grid (256 px, stride 8).
         assert_eq!(with.memory_rows, 10 * 4 * 32 * 32);
-        let distances = with.memory_rows as u64 * (with.feature_dim as u64 + 64) * 4;
-        assert_eq!(with.peak_bytes - without.peak_bytes, distances);
+        // The distances to the prototypes are made per training batch: no memory of their own.
+        assert_eq!(with.memory_rows, without.memory_rows);
+        assert_eq!(with.peak_bytes, without.peak_bytes);
         let nine = est(StudentConfig {
             synthetic_per_image: 9,
             ..Default::default()
         });
         assert_eq!(nine.memory_rows, 10 * 10 * 32 * 32);
-        // Six more copies of ten images: their rows (features and target, distances) and planes.
+        // Six more copies of ten images: their rows (features, target and index) only, not
+        // their planes.
         let d = with.feature_dim as u64;
-        let more = (nine.memory_rows - with.memory_rows) as u64 * ((d + 1) + (d + 64)) * 4
-            + 60 * 3 * 256 * 256 * 4;
+        let more = (nine.memory_rows - with.memory_rows) as u64 * ((d + 1) * 4 + 8);
         assert_eq!(nine.peak_bytes - with.peak_bytes, more);
     }
 }
