@@ -749,6 +749,22 @@ mod tests {
     }
 
     #[test]
+    fn a_students_estimate_holds_the_other_folds_rows_beside_its_last_teacher() {
+        // Without copies the student's own rows are small, so the last fold's teacher, fitting
+        // while the first fold's rows are held, sets the peak.
+        let Ok(DetectorConfig::Student(mut c)) = DetectorConfig::preset("student", "accurate")
+        else {
+            panic!("the accurate student preset")
+        };
+        c.synthetic_per_image = 0;
+        let own = c.check().unwrap().estimate(32).unwrap().peak_bytes;
+        let teacher = teacher_config(&c).unwrap().estimate(16).unwrap().peak_bytes;
+        let both = DetectorConfig::Student(c).estimate(32).unwrap().peak_bytes;
+        assert!(own / 2 + teacher > own.max(teacher), "{own} {teacher}");
+        assert_eq!(both, own / 2 + teacher);
+    }
+
+    #[test]
     fn memory_advice_names_the_students_copies() {
         let student = DetectorConfig::default_for("student").unwrap();
         assert!(student.memory_remedy().contains("--synthetic-per-image"));
