@@ -299,14 +299,16 @@ fn fit_and_calibrate(
         })));
     }
     println!(
-        "fitting {} on {} good images{}",
+        "fitting {} on {} good images ({}about {} of memory, limit {})",
         config.name(),
         fit_set.len(),
         if held.is_empty() {
             String::new()
         } else {
-            format!(" ({} held out for the threshold)", held.len())
-        }
+            format!("{} held out for the threshold; ", held.len())
+        },
+        human_bytes(preflight.fit.peak_bytes),
+        human_bytes(limit)
     );
     let t0 = Instant::now();
     let bar = progress_bar(fit_set.len(), "features", visible);
@@ -811,4 +813,27 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `bytes` as MiB below 1 GiB, else GiB with one decimal.
+fn human_bytes(bytes: u64) -> String {
+    if bytes < 1 << 30 {
+        format!("{} MiB", bytes.div_ceil(1 << 20))
+    } else {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn byte_counts_read_as_mib_or_gib() {
+        assert_eq!(human_bytes(1), "1 MiB");
+        assert_eq!(human_bytes(300 << 20), "300 MiB");
+        assert_eq!(human_bytes((1 << 30) - 1), "1024 MiB");
+        assert_eq!(human_bytes(1 << 30), "1.0 GiB");
+        assert_eq!(human_bytes(3_436_000_000), "3.2 GiB");
+    }
 }

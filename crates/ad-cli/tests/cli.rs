@@ -92,6 +92,8 @@ fn fit_info_predict_test_with_the_binary() {
     let o = on_small("fit", &config, tmp.path(), &model, &["--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("threshold"), "{}", text(&o));
+    // The pre-flight estimate of the fit's memory, beside the limit it was checked against.
+    assert!(text(&o).contains(" of memory, limit "), "{}", text(&o));
 
     let o = ad(&["info", s(&model)]);
     assert!(o.status.success(), "{}", text(&o));
