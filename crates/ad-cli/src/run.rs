@@ -298,6 +298,21 @@ fn fit_and_calibrate(
             bar.inc(1);
         })));
     }
+    // A student's teachers fit and score the folds between the features and the epochs.
+    let staged = matches!(config, DetectorConfig::Student(_));
+    let stage_bar = progress_bar(0, "teachers", visible && staged);
+    if staged && visible {
+        let bar = stage_bar.clone();
+        model.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
+            bar.set_message(r.stage.clone());
+            bar.set_length(r.total as u64);
+            bar.set_position(r.done as u64);
+            // Without a terminal the bar is hidden: each finished stage still gets a line.
+            if bar.is_hidden() && r.done == r.total {
+                eprintln!("{}: {}/{}", r.stage, r.done, r.total);
+            }
+        })));
+    }
     println!(
         "fitting {} on {} good images ({}about {} of memory, limit {})",
         config.name(),
@@ -314,7 +329,7 @@ fn fit_and_calibrate(
     let bar = progress_bar(fit_set.len(), "features", visible);
     let spinner = std::cell::RefCell::new(None);
     let summary = pipeline::fit_with(model.as_mut(), &fit_set, batch_size, &bar, || {
-        if visible {
+        if visible && !staged {
             let s = ProgressBar::new_spinner();
             s.set_message("building the model (coreset / Gaussians) ...");
             s.enable_steady_tick(Duration::from_millis(200));
@@ -324,6 +339,7 @@ fn fit_and_calibrate(
     if let Some(s) = spinner.borrow_mut().take() {
         s.finish_and_clear();
     }
+    stage_bar.finish_and_clear();
     epoch_bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
     // Models without a bank or per-position Gaussians (students, flows, ensembles) keep no rows.

@@ -40,6 +40,21 @@ pub struct EpochReport {
 /// Called after every training epoch (progress bars, logs); the library itself prints nothing.
 pub type EpochCallback = Box<dyn FnMut(&EpochReport) + Send>;
 
+/// Progress of the work a fit does between reading its images and its first epoch (a score
+/// student's teachers fitting and scoring the folds), reported after each step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StageReport {
+    /// What is being done, in words (`fold 1/2: teacher scoring`).
+    pub stage: String,
+    /// Items of the stage done.
+    pub done: usize,
+    /// Items in the stage.
+    pub total: usize,
+}
+
+/// Called as a fit's preparation advances (progress bars, logs); the library prints nothing.
+pub type StageCallback = Box<dyn FnMut(&StageReport) + Send>;
+
 /// Smallest feature grid (per side) a detector accepts: below it, maps and scores are
 /// meaningless (a 256 px image at stride 8 gives 32).
 pub const MIN_GRID: usize = 4;
@@ -141,6 +156,12 @@ pub trait Detector {
         drop(callback);
     }
 
+    /// Sets the callback a detector with a long preparation calls as it advances (a score
+    /// student: its teachers' folds; the others have none and ignore it).
+    fn set_stage_callback(&mut self, callback: Option<StageCallback>) {
+        drop(callback);
+    }
+
     /// Fits on decoded images, preprocessed here in batches of [`Detector::batch_size`].
     fn fit_images(&mut self, images: &[RgbImage]) -> Result<FitSummary, Self::Error> {
         let pre = self.preprocessor().clone();
@@ -208,6 +229,8 @@ pub trait DynDetector {
     fn dyn_batch_size(&self) -> usize;
     /// [`Detector::set_epoch_callback`].
     fn dyn_set_epoch_callback(&mut self, callback: Option<EpochCallback>);
+    /// [`Detector::set_stage_callback`].
+    fn dyn_set_stage_callback(&mut self, callback: Option<StageCallback>);
 }
 
 impl<D: Detector> DynDetector for D {
@@ -240,6 +263,9 @@ impl<D: Detector> DynDetector for D {
     }
     fn dyn_set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
         self.set_epoch_callback(callback)
+    }
+    fn dyn_set_stage_callback(&mut self, callback: Option<StageCallback>) {
+        self.set_stage_callback(callback)
     }
 }
 
@@ -285,6 +311,9 @@ impl Detector for dyn DynDetector + '_ {
     }
     fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
         self.dyn_set_epoch_callback(callback)
+    }
+    fn set_stage_callback(&mut self, callback: Option<StageCallback>) {
+        self.dyn_set_stage_callback(callback)
     }
 }
 

@@ -47,7 +47,7 @@ pub mod tiling;
 
 pub use detector::{
     BatchStream, BoxError, Detector, DetectorError, DynDetector, EpochCallback, EpochReport,
-    FitEstimate, FitSummary, MIN_GRID, forward_bytes, grid_at_stride,
+    FitEstimate, FitSummary, MIN_GRID, StageCallback, StageReport, forward_bytes, grid_at_stride,
 };
 pub use error::CoreError;
 pub use image::{Mask, RgbImage};

@@ -27,7 +27,7 @@ use ad_core::tensor::read_f32;
 use ad_core::{
     AnomalyMap, BoxError, Detector, DynDetector, EpochCallback, EpochReport, FitEstimate,
     FitSummary, ImageBatch, LrSchedule, MIN_GRID, MapUpsample, Prediction, PreprocessConfig,
-    Preprocessor, Threshold, forward_bytes, grid_at_stride,
+    Preprocessor, StageCallback, StageReport, Threshold, forward_bytes, grid_at_stride,
 };
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -366,6 +366,7 @@ pub struct ScoreStudent {
     pub(crate) threshold: Option<Threshold>,
     teacher: Option<TeacherFactory>,
     on_epoch: Option<EpochCallback>,
+    on_stage: Option<StageCallback>,
 }
 
 impl std::fmt::Debug for ScoreStudent {
@@ -436,6 +437,7 @@ impl ScoreStudent {
             threshold: None,
             teacher,
             on_epoch: None,
+            on_stage: None,
         })
     }
 
@@ -510,19 +512,30 @@ impl ScoreStudent {
         Ok(out)
     }
 
-    /// One fold's training rows, appended to `out`: a teacher fitted on `train` scores the
-    /// fold's good images, then their synthetic anomalies, one batch at a time; each batch's
-    /// patch features join the rows beside the teacher's maps pooled to the student's grid,
-    /// and the batch is dropped (only the good images are held as planes).
+    /// One fold's training rows, appended to `out`: a teacher fitted on the fold's `train`
+    /// images scores its good images, then their synthetic anomalies, one batch at a time;
+    /// each batch's patch features join the rows beside the teacher's maps pooled to the
+    /// student's grid, and the batch is dropped (only the good images are held as planes).
     fn gather_fold(
         &self,
         factory: &TeacherFactory,
-        train: &[&[f32]],
-        score: &[&[f32]],
+        part: &Fold<'_>,
         size: (usize, usize),
-        fold: usize,
         out: &mut TrainingRows,
+        on_stage: &mut Option<StageCallback>,
     ) -> Result<(), RegressError> {
+        let (fold, train, score) = (part.index, part.train.as_slice(), part.score.as_slice());
+        let folds = self.config.folds;
+        let mut report = |stage: &str, done, total| {
+            if let Some(cb) = on_stage.as_mut() {
+                cb(&StageReport {
+                    stage: format!("fold {}/{folds}: {stage}", fold + 1),
+                    done,
+                    total,
+                });
+            }
+        };
+        report("teacher fitting", 0, train.len());
         let pre = self.preprocessor.config();
         let batch_of = |planes: Vec<Vec<f32>>| -> Result<ImageBatch, RegressError> {
             Ok(ImageBatch::from_planes(planes, size, pre.mean, pre.std)?)
@@ -546,6 +559,7 @@ impl ScoreStudent {
         teacher
             .dyn_fit(&mut fit_batches)
             .map_err(|e| RegressError::Teacher(e.0))?;
+        report("teacher fitting", train.len(), train.len());
         // The fold's good images, then the synthetic anomalies, kinds in turn: the `s`-th copy
         // of the `i`-th image is sample `len + s * len + i` (cut-paste takes its rectangle from
         // another image of the fold).
@@ -588,11 +602,27 @@ impl ScoreStudent {
                 out.targets.extend(pooled);
             }
             out.rows.extend(rows);
+            report(
+                "teacher scoring",
+                (start + bs).min(len + copies),
+                len + copies,
+            );
         }
         out.synthetic += copies;
         out.teacher = teacher.dyn_name().to_string();
         Ok(())
     }
+}
+
+/// One part of the cross-fitting: the good images its teacher fits on, and the good images
+/// it scores.
+struct Fold<'a> {
+    /// 0-based.
+    index: usize,
+    /// The other parts' good images.
+    train: Vec<&'a [f32]>,
+    /// This part's good images.
+    score: Vec<&'a [f32]>,
 }
 
 /// The student's training data, gathered fold by fold.
@@ -631,6 +661,10 @@ impl Detector for ScoreStudent {
 
     fn set_epoch_callback(&mut self, callback: Option<EpochCallback>) {
         self.on_epoch = callback;
+    }
+
+    fn set_stage_callback(&mut self, callback: Option<StageCallback>) {
+        self.on_stage = callback;
     }
 
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, RegressError>
@@ -750,17 +784,23 @@ impl ScoreStudent {
 
         // 2. Teacher targets, fold by fold, and the student's patch features of the same images.
         let mut data = TrainingRows::default();
-        for f in 0..k {
-            let train: Vec<&[f32]> = (0..planes.len())
-                .filter(|&i| part[i] != f)
-                .map(|i| planes[i].as_slice())
-                .collect();
-            let score: Vec<&[f32]> = (0..planes.len())
-                .filter(|&i| part[i] == f)
-                .map(|i| planes[i].as_slice())
-                .collect();
-            self.gather_fold(factory, &train, &score, size, f, &mut data)?;
-        }
+        let mut on_stage = self.on_stage.take();
+        let gathered = (0..k).try_for_each(|f| {
+            let fold = Fold {
+                index: f,
+                train: (0..planes.len())
+                    .filter(|&i| part[i] != f)
+                    .map(|i| planes[i].as_slice())
+                    .collect(),
+                score: (0..planes.len())
+                    .filter(|&i| part[i] == f)
+                    .map(|i| planes[i].as_slice())
+                    .collect(),
+            };
+            self.gather_fold(factory, &fold, size, &mut data, &mut on_stage)
+        });
+        self.on_stage = on_stage;
+        gathered?;
         let TrainingRows {
             rows,
             mut targets,

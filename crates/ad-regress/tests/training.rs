@@ -155,9 +155,29 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         losses[5] < 0.8 * losses[0],
         "the loss must fall: {losses:?}"
     );
-    // Same seed -> identical weights and scores; another seed -> different.
+    // Same seed -> identical weights and scores (also while reporting its stages); another
+    // seed -> different.
     let mut b = ScoreStudent::new(&student_config(3), Some(factory()), &device).unwrap();
+    let stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = stages.clone();
+    b.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
+        sink.lock()
+            .unwrap()
+            .push((r.stage.clone(), r.done, r.total));
+    })));
     b.fit_images(&good).unwrap();
+    // Each fold: its teacher fits on the other six images, then scores its six good images and
+    // their 18 copies, a batch of eight at a time.
+    let s = |t: &str| t.to_string();
+    let mut expected = Vec::new();
+    for f in ["fold 1/2", "fold 2/2"] {
+        expected.push((s(&format!("{f}: teacher fitting")), 0, 6));
+        expected.push((s(&format!("{f}: teacher fitting")), 6, 6));
+        for done in [8, 16, 24] {
+            expected.push((s(&format!("{f}: teacher scoring")), done, 24));
+        }
+    }
+    assert_eq!(*stages.lock().unwrap(), expected);
     let probe = images(3, 99);
     let pa: Vec<f32> = probe
         .iter()
