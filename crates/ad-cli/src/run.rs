@@ -10,7 +10,7 @@ use ad_mvtec::Splits;
 use anomaly_detection::pipeline::{self, TestRun};
 use anomaly_detection::registry::{self, DetectorConfig};
 use burn::tensor::Device;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::report::{
     describe_method, keep_pictures, metrics_row, notes, save_pictures, write_report,
@@ -143,7 +143,23 @@ pub fn progress_bar(len: usize, message: &str, visible: bool) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(len as u64);
+    styled(ProgressBar::new(len as u64), message)
+}
+
+/// A [`progress_bar`] that is not drawn until its draw target is set (to stderr, where bars
+/// go): for a stage that starts later.
+fn progress_bar_later(len: usize, message: &str, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    styled(
+        ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::hidden()),
+        message,
+    )
+}
+
+/// `bar` in the workspace's style, showing `message`.
+fn styled(bar: ProgressBar, message: &str) -> ProgressBar {
     let style = ProgressStyle::with_template(
         "{msg:>12} [{elapsed_precise}] {wide_bar:.cyan/blue} {pos}/{len} ({per_sec}, eta {eta})",
     )
@@ -281,10 +297,41 @@ fn fit_and_calibrate(
         DetectorConfig::Student(c) => c.epochs,
         _ => 0,
     };
-    let epoch_bar = progress_bar(epochs, "training", visible && epochs > 0);
+    // A student's teachers fit and score the folds between the features and the epochs. The
+    // two bars are drawn from their first report on (not while the features are read).
+    let staged = matches!(config, DetectorConfig::Student(_));
+    let stage_bar = progress_bar_later(0, "teachers", visible && staged);
+    if staged && visible {
+        let bar = stage_bar.clone();
+        let mut current: Option<String> = None;
+        model.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
+            if current.as_deref() != Some(r.stage.as_str()) {
+                if current.is_none() {
+                    bar.set_draw_target(ProgressDrawTarget::stderr());
+                }
+                bar.reset();
+                bar.set_message(r.stage.clone());
+                bar.set_length(r.total as u64);
+                current = Some(r.stage.clone());
+            }
+            bar.set_position(r.done as u64);
+            // Without a terminal the bar is hidden: each finished stage still gets a line.
+            if bar.is_hidden() && r.done == r.total {
+                eprintln!("{}: {}/{}", r.stage, r.done, r.total);
+            }
+        })));
+    }
+    let epoch_bar = progress_bar_later(epochs, "training", visible && epochs > 0);
     if epochs > 0 && visible {
         let bar = epoch_bar.clone();
+        let preparation = stage_bar.clone();
         model.set_epoch_callback(Some(Box::new(move |r: &ad_core::EpochReport| {
+            if r.epoch == 1 {
+                // The preparation is over: its bar gives its line to this one.
+                preparation.finish_and_clear();
+                bar.reset_elapsed();
+                bar.set_draw_target(ProgressDrawTarget::stderr());
+            }
             let line = format!(
                 "epoch {}/{}: loss {:.5} ({:.1} s)",
                 r.epoch, r.epochs, r.loss, r.seconds
@@ -296,21 +343,6 @@ fn fit_and_calibrate(
                 bar.println(line);
             }
             bar.inc(1);
-        })));
-    }
-    // A student's teachers fit and score the folds between the features and the epochs.
-    let staged = matches!(config, DetectorConfig::Student(_));
-    let stage_bar = progress_bar(0, "teachers", visible && staged);
-    if staged && visible {
-        let bar = stage_bar.clone();
-        model.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
-            bar.set_message(r.stage.clone());
-            bar.set_length(r.total as u64);
-            bar.set_position(r.done as u64);
-            // Without a terminal the bar is hidden: each finished stage still gets a line.
-            if bar.is_hidden() && r.done == r.total {
-                eprintln!("{}: {}/{}", r.stage, r.done, r.total);
-            }
         })));
     }
     println!(
