@@ -297,16 +297,26 @@ fn fit_and_calibrate(
         DetectorConfig::Student(c) => c.epochs,
         _ => 0,
     };
-    // A student's teachers fit and score the folds between the features and the epochs. The
-    // two bars are drawn from their first report on (not while the features are read).
-    let staged = matches!(config, DetectorConfig::Student(_));
-    let stage_bar = progress_bar_later(0, "teachers", visible && staged);
-    if staged && visible {
+    // After the features: a spinner while the model is built, until a detector with a long
+    // preparation (a score student's teachers) reports its stages, which get a bar; epochs get
+    // their own. Each is drawn from its start on (not while the features are read).
+    let spinner = if visible {
+        let s = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+            .with_style(ProgressStyle::default_spinner());
+        s.set_message("building the model ...");
+        s
+    } else {
+        ProgressBar::hidden()
+    };
+    let stage_bar = progress_bar_later(0, "preparing", visible);
+    if visible {
         let bar = stage_bar.clone();
+        let building = spinner.clone();
         let mut current: Option<String> = None;
         model.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
             if current.as_deref() != Some(r.stage.as_str()) {
                 if current.is_none() {
+                    building.finish_and_clear();
                     bar.set_draw_target(ProgressDrawTarget::stderr());
                 }
                 bar.reset();
@@ -325,9 +335,11 @@ fn fit_and_calibrate(
     if epochs > 0 && visible {
         let bar = epoch_bar.clone();
         let preparation = stage_bar.clone();
+        let building = spinner.clone();
         model.set_epoch_callback(Some(Box::new(move |r: &ad_core::EpochReport| {
             if r.epoch == 1 {
-                // The preparation is over: its bar gives its line to this one.
+                // The preparation is over: its bar or spinner gives its line to this one.
+                building.finish_and_clear();
                 preparation.finish_and_clear();
                 bar.reset_elapsed();
                 bar.set_draw_target(ProgressDrawTarget::stderr());
@@ -359,18 +371,13 @@ fn fit_and_calibrate(
     );
     let t0 = Instant::now();
     let bar = progress_bar(fit_set.len(), "features", visible);
-    let spinner = std::cell::RefCell::new(None);
     let summary = pipeline::fit_with(model.as_mut(), &fit_set, batch_size, &bar, || {
-        if visible && !staged {
-            let s = ProgressBar::new_spinner();
-            s.set_message("building the model (coreset / Gaussians) ...");
-            s.enable_steady_tick(Duration::from_millis(200));
-            *spinner.borrow_mut() = Some(s);
+        if visible {
+            spinner.set_draw_target(ProgressDrawTarget::stderr());
+            spinner.enable_steady_tick(Duration::from_millis(200));
         }
     })?;
-    if let Some(s) = spinner.borrow_mut().take() {
-        s.finish_and_clear();
-    }
+    spinner.finish_and_clear();
     stage_bar.finish_and_clear();
     epoch_bar.finish_and_clear();
     let seconds = t0.elapsed().as_secs_f64();
