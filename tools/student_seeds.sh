@@ -12,6 +12,9 @@
 #                                                   # (three synthetic copies, as before 2026-12-02)
 #     VARIANTS="accurate-wide accurate-synth6 accurate-wide-synth6" ...  # its head widened to
 #                 512 -> 128, and/or six synthetic copies per image (two of each kind)
+#     VARIANTS=accurate-synth12-avg10 ...  # and/or its weights averaged over the last 10 epochs
+#     VARIANTS=accurate-synth12-sqrtinv ...  # and/or rare targets weighted up (--loss-weights)
+#     VARIANTS=accurate-synth12-folds4 ...  # and/or four teacher folds (each on 3/4 of the images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -41,6 +44,18 @@ for variant in $variants; do
       if [[ $variant == *-wide* ]]; then
         sed -i 's/^hidden = \[256, 64\]$/hidden = [512, 128]/' "$out/$variant.toml"
         grep -q '^hidden = \[512, 128\]$' "$out/$variant.toml"
+      fi
+      if [[ $variant == *-folds4* ]]; then
+        sed -i 's/^folds = 2$/folds = 4/' "$out/$variant.toml"
+        grep -q '^folds = 4$' "$out/$variant.toml"
+      fi
+      if [[ $variant == *-sqrtinv* ]]; then
+        sed -i 's/^loss_weights = "uniform"$/loss_weights = "sqrt-inverse"/' "$out/$variant.toml"
+        grep -q '^loss_weights = "sqrt-inverse"$' "$out/$variant.toml"
+      fi
+      if [[ $variant =~ -avg([0-9]+) ]]; then
+        sed -i "s/^average_epochs = 0$/average_epochs = ${BASH_REMATCH[1]}/" "$out/$variant.toml"
+        grep -q "^average_epochs = ${BASH_REMATCH[1]}$" "$out/$variant.toml"
       fi
       flags=(-c "$out/$variant.toml") ;;
   esac

@@ -121,6 +121,15 @@ pub struct ModelArgs {
     /// [default: constant].
     #[arg(long, value_name = "KIND")]
     pub lr_schedule: Option<ad_core::LrSchedule>,
+    /// Student: stochastic weight averaging, the head's weights averaged over the ends of the
+    /// last N epochs; 0 = the last step's weights [default: 0].
+    #[arg(long, value_name = "N")]
+    pub average_epochs: Option<usize>,
+    /// Student: weights of the training patches in the squared error, uniform or sqrt-inverse
+    /// (rare targets, the defects', weighted by the inverse square root of their smoothed
+    /// frequency: deep imbalanced regression) [default: uniform].
+    #[arg(long, value_name = "KIND")]
+    pub loss_weights: Option<anomaly_detection::regress::LossWeights>,
     /// Student: how the teacher's map becomes one target per feature cell, mean or max (the
     /// cell's peak, so the image score can match the teacher's) [default: mean].
     #[arg(long, value_name = "KIND")]
@@ -419,7 +428,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 22] = [
+        let specific: [(&str, bool, &[&str]); 24] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -457,6 +466,12 @@ impl ModelArgs {
                 &["student"],
             ),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
+            (
+                "average-epochs",
+                self.average_epochs.is_some(),
+                &["student"],
+            ),
+            ("loss-weights", self.loss_weights.is_some(), &["student"]),
             ("target-pool", self.target_pool.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
@@ -582,6 +597,12 @@ impl ModelArgs {
                 }
                 if let Some(k) = self.lr_schedule {
                     c.lr_schedule = k;
+                }
+                if let Some(n) = self.average_epochs {
+                    c.average_epochs = n;
+                }
+                if let Some(w) = self.loss_weights {
+                    c.loss_weights = w;
                 }
                 if let Some(p) = self.target_pool {
                     c.target_pool = p;

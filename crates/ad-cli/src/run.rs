@@ -738,7 +738,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate; {}-pooled targets",
+                         prototypes; {} learning rate{}; {}-pooled targets{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -758,8 +758,18 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         },
                         // Models saved before the schedule was configurable used a constant rate.
                         h["config"]["lr_schedule"].as_str().unwrap_or("constant"),
+                        // Models saved before weight averaging existed kept their last weights.
+                        match h["config"]["average_epochs"].as_u64() {
+                            Some(n) if n > 0 => format!(", weights averaged over {n} epochs"),
+                            _ => String::new(),
+                        },
                         // Models saved before the pooling was configurable used the mean.
-                        h["config"]["target_pool"].as_str().unwrap_or("mean")
+                        h["config"]["target_pool"].as_str().unwrap_or("mean"),
+                        // Models saved before the weighting existed weighted every patch alike.
+                        match h["config"]["loss_weights"].as_str() {
+                            Some(w) if w != "uniform" => format!(", {w} loss weights"),
+                            _ => String::new(),
+                        }
                     )
                 } else {
                     format!(

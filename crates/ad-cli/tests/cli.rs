@@ -518,12 +518,24 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "cosine",
         "--target-pool",
         "max",
+        "--average-epochs",
+        "2",
+        "--loss-weights",
+        "sqrt-inverse",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
     assert!(text(&o).contains("; no prototypes"), "{}", text(&o));
-    assert!(text(&o).contains("; cosine learning rate"), "{}", text(&o));
-    assert!(text(&o).contains("; max-pooled targets"), "{}", text(&o));
+    assert!(
+        text(&o).contains("; cosine learning rate, weights averaged over 2 epochs;"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        text(&o).contains("; max-pooled targets, sqrt-inverse loss weights"),
+        "{}",
+        text(&o)
+    );
     assert!(text(&o).contains("synthetic (spot) images"), "{}", text(&o));
     // Two spot copies of every good image.
     let counts: Vec<usize> = text(&o)
@@ -546,6 +558,9 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let o = fit(&["--quiet", "--target-pool", "median"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("median"), "{}", text(&o));
+    let o = fit(&["--quiet", "--epochs", "2", "--average-epochs", "3"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("average_epochs"), "{}", text(&o));
     // The flags belong to the student only.
     let o = on_small(
         "fit",

@@ -12,9 +12,11 @@
 //!    [spots](crate::spot), kinds taken in turn from `anomalies`), so the head also sees what
 //!    defects score.
 //! 3. Targets are the teacher's maps pooled over each cell of the student's feature grid (the
-//!    cell's mean, or its maximum: [`TargetPool`]), divided by a scale (the 0.99 quantile of the good images' targets); the head (an MLP per
-//!    patch on locally aware patch features, as PatchCore's) is trained by mean squared error
-//!    with Adam, seeded.
+//!    cell's mean, or its maximum: [`TargetPool`]), divided by a scale (the 0.99 quantile of
+//!    the good images' targets); the head (an MLP per patch on locally aware patch features,
+//!    as PatchCore's) is trained by mean squared error (every patch alike, or rare targets
+//!    weighted up: [`LossWeights`]) with Adam, seeded; its weights are the last step's or
+//!    their mean over the last epochs (`average_epochs`).
 //!
 //! Prediction: the head's grid, times the scale, upsampled to the image (bilinear), optionally
 //! blurred; image score = max of the map, as the teacher.
@@ -80,6 +82,12 @@ pub struct StudentConfig {
     /// How the rate moves over the run (constant; cosine annealing to zero scored level with it
     /// on the validation protocol, docs/results.md).
     pub lr_schedule: LrSchedule,
+    /// Stochastic weight averaging (Izmailov et al. 2018): the head's weights are the mean of
+    /// their values at the end of each of the last `average_epochs` epochs, a cheap stand-in
+    /// for averaging several heads (0: the last step's weights, as before the option).
+    pub average_epochs: usize,
+    /// Weights of the training patches in the squared error (uniform).
+    pub loss_weights: LossWeights,
     /// Patches per optimiser step (2048).
     pub patch_batch: usize,
     /// Seed of the fold split, the synthetic anomalies, the initialisation and the shuffling.
@@ -122,6 +130,8 @@ impl Default for StudentConfig {
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
+            average_epochs: 0,
+            loss_weights: LossWeights::Uniform,
             patch_batch: 2048,
             seed: 0,
             folds: 2,
@@ -170,6 +180,94 @@ impl std::str::FromStr for TargetPool {
     }
 }
 
+/// How much each training patch counts in the squared error. The targets are imbalanced:
+/// nearly every patch is a good part's (scaled target below 1), and the head learns the rare
+/// high targets, the defects', least well: it pulls mild anomalies toward the good level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossWeights {
+    /// Every patch counts once.
+    #[default]
+    Uniform,
+    /// Deep imbalanced regression (Yang et al. 2021): the scaled targets' histogram (bins of
+    /// [`WEIGHT_BIN`]) is smoothed by a Gaussian kernel (label distribution smoothing,
+    /// sigma [`WEIGHT_SIGMA_BINS`] bins), and a patch is weighted by the inverse square root
+    /// of its bin's smoothed frequency, normalised to a mean weight of 1 over the patches.
+    SqrtInverse,
+}
+
+impl LossWeights {
+    /// Every weighting, in CLI order.
+    pub const ALL: [LossWeights; 2] = [LossWeights::Uniform, LossWeights::SqrtInverse];
+}
+
+impl std::fmt::Display for LossWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LossWeights::Uniform => "uniform",
+            LossWeights::SqrtInverse => "sqrt-inverse",
+        })
+    }
+}
+
+impl std::str::FromStr for LossWeights {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ad_core::parse_name(s, &Self::ALL, "loss weighting")
+    }
+}
+
+/// Width of a target bin of [`LossWeights::SqrtInverse`], in units of the scale (the 0.99
+/// quantile of the good targets).
+pub const WEIGHT_BIN: f32 = 0.05;
+
+/// Standard deviation of the smoothing kernel of [`LossWeights::SqrtInverse`], in bins.
+pub const WEIGHT_SIGMA_BINS: f64 = 2.0;
+
+/// Weight of each target bin (bin `b` holds targets in `[b, b + 1) * WEIGHT_BIN`, the last bin
+/// everything above), from the scaled targets; see [`LossWeights::SqrtInverse`].
+fn bin_weights(targets: &[f32]) -> Vec<f32> {
+    let bin = |t: f32| ((t.max(0.0) / WEIGHT_BIN) as usize).min(MAX_WEIGHT_BINS - 1);
+    let top = targets.iter().map(|&t| bin(t)).max().unwrap_or(0);
+    let mut counts = vec![0f64; top + 1];
+    for &t in targets {
+        counts[bin(t)] += 1.0;
+    }
+    let radius = (3.0 * WEIGHT_SIGMA_BINS).ceil() as isize;
+    let kernel: Vec<f64> = (-radius..=radius)
+        .map(|i| (-((i * i) as f64) / (2.0 * WEIGHT_SIGMA_BINS * WEIGHT_SIGMA_BINS)).exp())
+        .collect();
+    let smoothed: Vec<f64> = (0..counts.len() as isize)
+        .map(|b| {
+            (-radius..=radius)
+                .filter_map(|i| {
+                    let j = b + i;
+                    (0..counts.len() as isize)
+                        .contains(&j)
+                        .then(|| counts[j as usize] * kernel[(i + radius) as usize])
+                })
+                .sum()
+        })
+        .collect();
+    // Every occupied bin has a smoothed frequency of at least its own count.
+    let raw: Vec<f64> = smoothed
+        .iter()
+        .map(|&f| 1.0 / f.max(1e-12).sqrt())
+        .collect();
+    let mean = counts.iter().zip(&raw).map(|(c, w)| c * w).sum::<f64>()
+        / counts.iter().sum::<f64>().max(1.0);
+    raw.iter().map(|w| (w / mean) as f32).collect()
+}
+
+/// Bins of [`bin_weights`] at most (targets up to 200 times the scale have their own bin).
+const MAX_WEIGHT_BINS: usize = 4096;
+
+/// The weight of a scaled target under [`bin_weights`]' table.
+fn weight_of(table: &[f32], t: f32) -> f32 {
+    let b = ((t.max(0.0) / WEIGHT_BIN) as usize).min(MAX_WEIGHT_BINS - 1);
+    table.get(b).copied().unwrap_or(1.0)
+}
+
 /// A validated [`StudentConfig`] (taps resolved); only [`StudentConfig::check`] makes one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckedStudentConfig(StudentConfig);
@@ -202,6 +300,15 @@ impl StudentConfig {
         }
         if self.epochs == 0 {
             return bad("epochs", "must be at least 1".into());
+        }
+        if self.average_epochs > self.epochs {
+            return bad(
+                "average_epochs",
+                format!(
+                    "{} exceeds the {} epochs of training",
+                    self.average_epochs, self.epochs
+                ),
+            );
         }
         if !(self.learning_rate.is_finite() && self.learning_rate > 0.0 && self.learning_rate < 1.0)
         {
@@ -454,6 +561,11 @@ impl ScoreStudent {
     /// The frozen backbone.
     pub fn backbone(&self) -> &Backbone {
         &self.backbone
+    }
+
+    /// The trained head (`None` before `fit` or `load`).
+    pub fn head(&self) -> Option<&Mlp> {
+        self.head.as_ref()
     }
 
     /// Mean training loss of every epoch of the last `fit`.
@@ -839,6 +951,10 @@ impl ScoreStudent {
         for t in &mut targets {
             *t /= scale;
         }
+        let weights = match self.config.loss_weights {
+            LossWeights::Uniform => None,
+            LossWeights::SqrtInverse => Some(bin_weights(&targets)),
+        };
 
         // 3. The head, by mean squared error.
         let mut dims = vec![d + k_protos];
@@ -853,6 +969,10 @@ impl ScoreStudent {
         let mut callback = self.on_epoch.take();
         let total_steps = self.config.epochs * n.div_ceil(self.config.patch_batch);
         let mut step = 0;
+        // Running sum of the head's weights at the ends of the averaged epochs (f64, so the
+        // mean does not depend on how many epochs are summed in f32).
+        let mut weight_sum: Vec<f64> = Vec::new();
+        let first_averaged = self.config.epochs + 1 - self.config.average_epochs;
         let result = (|| {
             let mut head = head;
             for epoch in 1..=self.config.epochs {
@@ -867,6 +987,9 @@ impl ScoreStudent {
                         x.extend_from_slice(&rows[i * d..(i + 1) * d]);
                         y.push(targets[i]);
                     }
+                    let w = weights
+                        .as_ref()
+                        .map(|table| y.iter().map(|&t| weight_of(table, t)).collect::<Vec<_>>());
                     let x = match &protos {
                         Some(p) => read_f32(with_radial(
                             Tensor::<2>::from_data(TensorData::new(x, [m, d]), &self.device),
@@ -877,7 +1000,13 @@ impl ScoreStudent {
                     let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d + k_protos]), &ad);
                     let yt = Tensor::<2>::from_data(TensorData::new(y, [m, 1]), &ad);
                     let diff = head.forward(xt) - yt;
-                    let loss = (diff.clone() * diff).mean();
+                    let squared = diff.clone() * diff;
+                    let loss = match w {
+                        Some(w) => (squared
+                            * Tensor::<2>::from_data(TensorData::new(w, [m, 1]), &ad))
+                        .mean(),
+                        None => squared.mean(),
+                    };
                     let value = scalar(loss.clone().inner())?;
                     if !value.is_finite() {
                         return Err(RegressError::Diverged { loss: value, epoch });
@@ -890,6 +1019,13 @@ impl ScoreStudent {
                             .rate(self.config.learning_rate, step, total_steps);
                     step += 1;
                     head = optim.step(lr, head, grads);
+                }
+                if self.config.average_epochs > 0 && epoch >= first_averaged {
+                    let w = head.valid().to_flat()?;
+                    weight_sum.resize(w.len(), 0.0);
+                    for (s, v) in weight_sum.iter_mut().zip(w) {
+                        *s += f64::from(v);
+                    }
                 }
                 let loss = total / n.max(1) as f64;
                 losses.push(loss);
@@ -906,7 +1042,19 @@ impl ScoreStudent {
             Ok(head)
         })();
         self.on_epoch = callback;
-        self.head = Some(result?.valid());
+        let head = result?.valid();
+        self.head = Some(if weight_sum.is_empty() {
+            head
+        } else {
+            let count = self.config.average_epochs as f64;
+            let mean: Vec<f32> = weight_sum.iter().map(|s| (s / count) as f32).collect();
+            Mlp::from_flat(&dims, &mean, &self.device).ok_or_else(|| {
+                RegressError::Data(format!(
+                    "{} averaged weights for a head of widths {dims:?}",
+                    mean.len()
+                ))
+            })?
+        });
         self.trained = Some(Trained {
             grid,
             image_size: size,
@@ -949,6 +1097,34 @@ mod tests {
     }
 
     #[test]
+    fn rare_targets_weigh_more_by_the_inverse_square_root_of_their_frequency() {
+        // One bin only: every weight is 1.
+        let same = vec![0.51f32; 10];
+        let table = bin_weights(&same);
+        assert!(
+            same.iter()
+                .all(|&t| (weight_of(&table, t) - 1.0).abs() < 1e-6)
+        );
+        // 100 targets near 0.5 and one at 5.0, 90 bins apart (beyond the kernel): the rare one
+        // weighs sqrt(100) = 10 times as much, and the mean weight over the targets is 1.
+        let mut t = vec![0.51f32; 100];
+        t.push(5.01);
+        let table = bin_weights(&t);
+        let (common, rare) = (weight_of(&table, 0.51), weight_of(&table, 5.01));
+        assert!((rare / common - 10.0).abs() < 1e-4, "{common} {rare}");
+        let mean: f32 = t.iter().map(|&v| weight_of(&table, v)).sum::<f32>() / t.len() as f32;
+        assert!((mean - 1.0).abs() < 1e-5, "{mean}");
+        // Neighbouring bins share their frequencies through the smoothing: a lone target one
+        // bin above a crowded one weighs less than a lone target far from it.
+        let mut near = vec![0.51f32; 100];
+        near.push(0.56);
+        let near_table = bin_weights(&near);
+        assert!(weight_of(&near_table, 0.56) / weight_of(&near_table, 0.51) < rare / common / 2.0);
+        assert_eq!("sqrt-inverse".parse(), Ok(LossWeights::SqrtInverse));
+        assert!("inverse".parse::<LossWeights>().is_err());
+    }
+
+    #[test]
     fn config_checks() {
         assert!(StudentConfig::default().check().is_ok());
         for bad in [
@@ -958,6 +1134,10 @@ mod tests {
             },
             StudentConfig {
                 patch_size: 2,
+                ..Default::default()
+            },
+            StudentConfig {
+                average_epochs: 21,
                 ..Default::default()
             },
             StudentConfig {

@@ -234,12 +234,45 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         "{cosine_losses:?}"
     );
     assert_ne!(cosine_losses[5], losses[5]);
+    // Rare targets weighted up: the weighted loss falls too, and the head differs.
+    let weighted = fitted(StudentConfig {
+        loss_weights: ad_regress::LossWeights::SqrtInverse,
+        ..student_config(3)
+    });
+    let weighted_losses = weighted.losses().unwrap();
+    assert!(
+        weighted_losses[5] < 0.8 * weighted_losses[0],
+        "{weighted_losses:?}"
+    );
+    assert_ne!(flat_of(&weighted), flat_of(&a));
+    // Weight averaging: the head of the last two epochs' mean is exactly the mean of the head
+    // after five epochs and the head after six (the first five epochs are the same steps).
+    let five = fitted(StudentConfig {
+        epochs: 5,
+        ..student_config(3)
+    });
+    let averaged = fitted(StudentConfig {
+        average_epochs: 2,
+        ..student_config(3)
+    });
+    let (w5, w6, wa) = (flat_of(&five), flat_of(&a), flat_of(&averaged));
+    assert_ne!(w5, w6);
+    for ((p5, p6), pa) in w5.iter().zip(&w6).zip(&wa) {
+        let mean = ((f64::from(*p5) + f64::from(*p6)) / 2.0) as f32;
+        assert_eq!(*pa, mean, "averaged weight {pa} != ({p5} + {p6}) / 2");
+    }
+    assert_eq!(averaged.losses().unwrap(), losses.as_slice());
     // Fitting without a teacher is a typed error, not a panic.
     let mut no_teacher = ScoreStudent::new(&student_config(3), None, &device).unwrap();
     assert!(matches!(
         no_teacher.fit_images(&good),
         Err(RegressError::Teacher(_))
     ));
+}
+
+/// Every weight of a fitted student's head.
+fn flat_of(s: &ScoreStudent) -> Vec<f32> {
+    s.head().unwrap().to_flat().unwrap()
 }
 
 fn classifier_config() -> ClassifierConfig {
