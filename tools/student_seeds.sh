@@ -16,6 +16,7 @@
 #     VARIANTS=accurate-synth12-sqrtinv ...  # and/or rare targets weighted up (--loss-weights)
 #     VARIANTS=accurate-synth12-folds4 ...  # and/or four teacher folds (each on 3/4 of the images)
 #     VARIANTS=accurate-synth12-p256 ...  # and/or 256 prototypes instead of 64
+#     VARIANTS=accurate-synth12-e40 ...  # and/or 40 epochs instead of 20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -45,6 +46,10 @@ for variant in $variants; do
       if [[ $variant == *-wide* ]]; then
         sed -i 's/^hidden = \[256, 64\]$/hidden = [512, 128]/' "$out/$variant.toml"
         grep -q '^hidden = \[512, 128\]$' "$out/$variant.toml"
+      fi
+      if [[ $variant =~ -e([0-9]+) ]]; then
+        sed -i "s/^epochs = 20$/epochs = ${BASH_REMATCH[1]}/" "$out/$variant.toml"
+        grep -q "^epochs = ${BASH_REMATCH[1]}$" "$out/$variant.toml"
       fi
       if [[ $variant =~ -p([0-9]+) ]]; then
         sed -i "s/^prototypes = 64$/prototypes = ${BASH_REMATCH[1]}/" "$out/$variant.toml"

@@ -154,12 +154,29 @@ pub fn report_error(e: &CliError) -> ExitCode {
     }
 }
 
+/// Rust starts a program with SIGPIPE ignored, so printing to a pipe whose reader has gone
+/// (`ad predict ... | head`) fails, and `println!` panics. A command-line tool should end
+/// quietly there, as `cat` does: restore the default action (the process ends on that
+/// signal).
+#[cfg(unix)]
+fn restore_default_sigpipe() {
+    // SAFETY: called once at the start of `main`, before any thread is started; `signal` with
+    // the default action has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn restore_default_sigpipe() {}
+
 /// `main` of `ad`: parses `args` (the program name first) and runs.
 pub fn main_from<I, T>(args: I) -> ExitCode
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
+    restore_default_sigpipe();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse_from(args);
     match run(cli) {

@@ -642,3 +642,27 @@ fn parity_of_the_cpu_with_itself_is_exact_and_unknown_devices_are_refused() {
         text(&o)
     );
 }
+
+/// `ad ... | head`: a reader that has gone ends `ad` quietly (the default SIGPIPE action), not
+/// with a panic and a backtrace.
+#[cfg(unix)]
+#[test]
+fn a_closed_pipe_ends_ad_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_ad"))
+        .args(["run", "--model", "patchcore", "--print-config"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run ad");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?} {stderr}",
+        o.status
+    );
+}
