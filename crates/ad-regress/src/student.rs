@@ -193,6 +193,8 @@ pub enum LossWeights {
     /// [`WEIGHT_BIN`]) is smoothed by a Gaussian kernel (label distribution smoothing,
     /// sigma [`WEIGHT_SIGMA_BINS`] bins), and a patch is weighted by the inverse square root
     /// of its bin's smoothed frequency, normalised to a mean weight of 1 over the patches.
+    /// Measured on the accurate student: it raised the good images' scores more than the
+    /// defective ones' and lowered image and pixel AUROC (docs/results.md), so it is off.
     SqrtInverse,
 }
 
@@ -227,11 +229,10 @@ pub const WEIGHT_SIGMA_BINS: f64 = 2.0;
 /// Weight of each target bin (bin `b` holds targets in `[b, b + 1) * WEIGHT_BIN`, the last bin
 /// everything above), from the scaled targets; see [`LossWeights::SqrtInverse`].
 fn bin_weights(targets: &[f32]) -> Vec<f32> {
-    let bin = |t: f32| ((t.max(0.0) / WEIGHT_BIN) as usize).min(MAX_WEIGHT_BINS - 1);
-    let top = targets.iter().map(|&t| bin(t)).max().unwrap_or(0);
+    let top = targets.iter().map(|&t| bin_of(t)).max().unwrap_or(0);
     let mut counts = vec![0f64; top + 1];
     for &t in targets {
-        counts[bin(t)] += 1.0;
+        counts[bin_of(t)] += 1.0;
     }
     let radius = (3.0 * WEIGHT_SIGMA_BINS).ceil() as isize;
     let kernel: Vec<f64> = (-radius..=radius)
@@ -262,10 +263,14 @@ fn bin_weights(targets: &[f32]) -> Vec<f32> {
 /// Bins of [`bin_weights`] at most (targets up to 200 times the scale have their own bin).
 const MAX_WEIGHT_BINS: usize = 4096;
 
+/// The bin of a scaled target (negative targets in the first, the largest in the last).
+fn bin_of(t: f32) -> usize {
+    ((t.max(0.0) / WEIGHT_BIN) as usize).min(MAX_WEIGHT_BINS - 1)
+}
+
 /// The weight of a scaled target under [`bin_weights`]' table.
 fn weight_of(table: &[f32], t: f32) -> f32 {
-    let b = ((t.max(0.0) / WEIGHT_BIN) as usize).min(MAX_WEIGHT_BINS - 1);
-    table.get(b).copied().unwrap_or(1.0)
+    table.get(bin_of(t)).copied().unwrap_or(1.0)
 }
 
 /// A validated [`StudentConfig`] (taps resolved); only [`StudentConfig::check`] makes one.
