@@ -24,6 +24,12 @@ root=${2:-../shared/datasets/piped}
 cargo build --release -p ad-cli
 ad=target/release/ad
 out=out/student_seeds/$cls
+# set_key FILE KEY VALUE: the first `KEY = ...` line of a printed config (the student's own
+# table comes before [preprocess] and [teacher]) set to VALUE, and checked.
+set_key() {
+  sed -i "0,/^$2 = .*\$/s//$2 = $3/" "$1"
+  grep -qxF "$2 = $3" "$1"
+}
 mkdir -p "$out"
 uptime
 variants=${VARIANTS:-constant cosine folds4 maxpool}
@@ -43,29 +49,14 @@ for variant in $variants; do
       if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
       $ad run --model student --preset accurate --synthetic-per-image "$n" --print-config \
         2>/dev/null > "$out/$variant.toml"
-      if [[ $variant == *-wide* ]]; then
-        sed -i 's/^hidden = \[256, 64\]$/hidden = [512, 128]/' "$out/$variant.toml"
-        grep -q '^hidden = \[512, 128\]$' "$out/$variant.toml"
-      fi
-      if [[ $variant =~ -e([0-9]+) ]]; then
-        sed -i "s/^epochs = 20$/epochs = ${BASH_REMATCH[1]}/" "$out/$variant.toml"
-        grep -q "^epochs = ${BASH_REMATCH[1]}$" "$out/$variant.toml"
-      fi
-      if [[ $variant =~ -p([0-9]+) ]]; then
-        sed -i "s/^prototypes = 64$/prototypes = ${BASH_REMATCH[1]}/" "$out/$variant.toml"
-        grep -q "^prototypes = ${BASH_REMATCH[1]}$" "$out/$variant.toml"
-      fi
-      if [[ $variant == *-folds4* ]]; then
-        sed -i 's/^folds = 2$/folds = 4/' "$out/$variant.toml"
-        grep -q '^folds = 4$' "$out/$variant.toml"
-      fi
-      if [[ $variant == *-sqrtinv* ]]; then
-        sed -i 's/^loss_weights = "uniform"$/loss_weights = "sqrt-inverse"/' "$out/$variant.toml"
-        grep -q '^loss_weights = "sqrt-inverse"$' "$out/$variant.toml"
-      fi
+      toml=$out/$variant.toml
+      if [[ $variant == *-wide* ]]; then set_key "$toml" hidden "[512, 128]"; fi
+      if [[ $variant =~ -e([0-9]+) ]]; then set_key "$toml" epochs "${BASH_REMATCH[1]}"; fi
+      if [[ $variant =~ -p([0-9]+) ]]; then set_key "$toml" prototypes "${BASH_REMATCH[1]}"; fi
+      if [[ $variant == *-folds4* ]]; then set_key "$toml" folds 4; fi
+      if [[ $variant == *-sqrtinv* ]]; then set_key "$toml" loss_weights '"sqrt-inverse"'; fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
-        sed -i "s/^average_epochs = 0$/average_epochs = ${BASH_REMATCH[1]}/" "$out/$variant.toml"
-        grep -q "^average_epochs = ${BASH_REMATCH[1]}$" "$out/$variant.toml"
+        set_key "$toml" average_epochs "${BASH_REMATCH[1]}"
       fi
       flags=(-c "$out/$variant.toml") ;;
   esac

@@ -148,7 +148,9 @@ impl Scorer<'_> {
         let mut stdout = std::io::stdout().lock();
         if let Err(source) = writeln!(stdout, "{s}").and_then(|_| stdout.flush()) {
             if source.kind() == std::io::ErrorKind::BrokenPipe {
-                // The reader went away (`ad predict ... | head`): stop quietly, as SIGPIPE would.
+                // The reader went away (`ad predict ... | head`): stop quietly. On Unix the
+                // default SIGPIPE action (`main_from`) ends the process before this; elsewhere
+                // the write fails with this error.
                 std::process::exit(141);
             }
             return Err(CliError::Io {
