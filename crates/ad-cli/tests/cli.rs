@@ -511,7 +511,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "--prototypes",
         "0",
         "--anomalies",
-        "spot",
+        "spot,faint-spot",
         "--synthetic-per-image",
         "2",
         "--lr-schedule",
@@ -536,8 +536,12 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "{}",
         text(&o)
     );
-    assert!(text(&o).contains("synthetic (spot) images"), "{}", text(&o));
-    // Two spot copies of every good image.
+    assert!(
+        text(&o).contains("synthetic (spot, faint-spot) images"),
+        "{}",
+        text(&o)
+    );
+    // Two copies of every good image: a spot, a faint spot.
     let counts: Vec<usize> = text(&o)
         .split("trained on ")
         .nth(1)

@@ -46,4 +46,4 @@ pub use student::{
     CheckedStudentConfig, LossWeights, ScoreStudent, StudentConfig, TargetPool, TeacherFactory,
     WEIGHT_BIN, WEIGHT_SIGMA_BINS,
 };
-pub use synth::{SyntheticAnomaly, cut_paste, spot, thin_curve};
+pub use synth::{SyntheticAnomaly, cut_paste, faint_spot, spot, thin_curve};

@@ -99,8 +99,9 @@ pub struct StudentConfig {
     /// Synthetic anomalies made from every good image (3: one of each kind).
     pub synthetic_per_image: usize,
     /// Kinds of the synthetic anomalies, taken in turn (the `s`-th copy of the `i`-th image of
-    /// a fold is of kind `(s + i) mod len`): `[cut-paste, thin-curve, spot]`, so the head sees
-    /// the teacher's scores on large foreign patches, thin scratches and small spots.
+    /// a fold is of kind `(s + i) mod len`): `[cut-paste, thin-curve, spot]`
+    /// ([`SyntheticAnomaly::DEFAULT`]), so the head sees the teacher's scores on large foreign
+    /// patches, thin scratches and small spots.
     pub anomalies: Vec<SyntheticAnomaly>,
     /// How the teacher's map becomes one target per cell of the head's grid (mean; also what
     /// model files written before the option were trained with).
@@ -137,7 +138,7 @@ impl Default for StudentConfig {
             seed: 0,
             folds: 2,
             synthetic_per_image: 3,
-            anomalies: SyntheticAnomaly::ALL.to_vec(),
+            anomalies: SyntheticAnomaly::DEFAULT.to_vec(),
             target_pool: TargetPool::Mean,
             upsample: MapUpsample::Bilinear,
             blur_sigma: 0.0,

@@ -138,6 +138,26 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
 /// +-25 % of the common change): dirt, impurities, pits. Returns the mask of pixels covered at
 /// least half `[h * w]`. `seed` fixes everything.
 pub fn spot(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    spots(target, size, seed, 0.5..1.5)
+}
+
+/// [`spot`] at half the contrast: the spots change every channel by 0.25-0.75 normalised
+/// units (about 6-17 % of the [0, 1] range), as dark as a textured surface's own darkest
+/// specks at the faint end. Mild defects score just above the good parts; these copies put
+/// training targets between the good parts' and the plain spots'. Returns the mask of pixels
+/// covered at least half `[h * w]`. `seed` fixes everything.
+pub fn faint_spot(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    spots(target, size, seed, 0.25..0.75)
+}
+
+/// The spots of [`spot`] with the common change of every spot drawn from `contrast`
+/// (normalised units).
+fn spots(
+    target: &mut [f32],
+    size: (usize, usize),
+    seed: u64,
+    contrast: std::ops::Range<f32>,
+) -> Vec<bool> {
     let (h, w) = size;
     let plane = h * w;
     if target.len() != 3 * plane || h < 4 || w < 4 {
@@ -156,7 +176,7 @@ pub fn spot(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
             rng.random_range(0.0..w as f64 - 1.0),
         );
         let sign = if rng.random_bool(0.7) { -1.0 } else { 1.0 };
-        let base = rng.random_range(0.5f32..1.5) * sign;
+        let base = rng.random_range(contrast.clone()) * sign;
         let delta: [f32; 3] = std::array::from_fn(|_| base * rng.random_range(0.75f32..1.25));
         let (y0, y1) = ((cy - ry - 1.0).floor().max(0.0), (cy + ry + 1.0).ceil());
         let (x0, x1) = ((cx - rx - 1.0).floor().max(0.0), (cx + rx + 1.0).ceil());
@@ -202,11 +222,18 @@ pub enum SyntheticAnomaly {
     ThinCurve,
     /// [`spot`]: one to three small dark or light spots (dirt, impurities).
     Spot,
+    /// [`faint_spot`]: the spots at half the contrast (mild impurities).
+    FaintSpot,
 }
 
 impl SyntheticAnomaly {
     /// Every kind, in a fixed order.
-    pub const ALL: [SyntheticAnomaly; 3] = [Self::CutPaste, Self::ThinCurve, Self::Spot];
+    pub const ALL: [SyntheticAnomaly; 4] =
+        [Self::CutPaste, Self::ThinCurve, Self::Spot, Self::FaintSpot];
+
+    /// The kinds a student trains on unless told otherwise: one of each but
+    /// [`FaintSpot`](Self::FaintSpot).
+    pub const DEFAULT: [SyntheticAnomaly; 3] = [Self::CutPaste, Self::ThinCurve, Self::Spot];
 
     /// Applies this anomaly to `target` (`source`: the image cut-paste takes its patch from);
     /// returns the changed-pixel mask `[h * w]`.
@@ -221,6 +248,7 @@ impl SyntheticAnomaly {
             Self::CutPaste => cut_paste(target, source, size, seed),
             Self::ThinCurve => thin_curve(target, size, seed),
             Self::Spot => spot(target, size, seed),
+            Self::FaintSpot => faint_spot(target, size, seed),
         }
     }
 }
@@ -231,6 +259,7 @@ impl std::fmt::Display for SyntheticAnomaly {
             Self::CutPaste => "cut-paste",
             Self::ThinCurve => "thin-curve",
             Self::Spot => "spot",
+            Self::FaintSpot => "faint-spot",
         })
     }
 }
@@ -325,6 +354,25 @@ mod tests {
         // The sizes vary (1-3 spots of varying radius).
         assert!(sizes.iter().max() > sizes.iter().min());
         assert!(!spot(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
+    }
+
+    #[test]
+    fn faint_spots_are_the_spots_at_half_the_contrast() {
+        let (h, w) = (128, 96);
+        let original = image(h, w, 0.5);
+        for seed in 0..20 {
+            let (mut plain, mut faint) = (original.clone(), original.clone());
+            let m = spot(&mut plain, (h, w), seed);
+            assert_eq!(faint_spot(&mut faint, (h, w), seed), m, "seed {seed}");
+            for i in 0..3 * h * w {
+                let (full, half) = (plain[i] - original[i], faint[i] - original[i]);
+                assert!(
+                    (half - full / 2.0).abs() < 1e-5,
+                    "seed {seed} {i}: {full} {half}"
+                );
+            }
+            assert_ne!(faint, original, "seed {seed}");
+        }
     }
 
     #[test]
