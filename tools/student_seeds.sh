@@ -18,6 +18,7 @@
 #     VARIANTS=accurate-synth12-p256 ...  # and/or 256 prototypes instead of 64
 #     VARIANTS=accurate-synth12-e40 ...  # and/or 40 epochs instead of 20
 #     VARIANTS=accurate-synth12-maxpool ...  # and/or max-pooled targets
+#     VARIANTS=accurate-synth12-std ...  # and/or the head trained on standardised inputs
 #     VARIANTS=accurate-synth12-faint ...  # and/or faint spots as a fourth kind of anomaly
 #     VARIANTS=accurate-synth12-faintonly ...  # and/or faint spots instead of the spots
 set -euo pipefail
@@ -57,6 +58,7 @@ for variant in $variants; do
       if [[ $variant =~ -e([0-9]+) ]]; then set_key "$toml" epochs "${BASH_REMATCH[1]}"; fi
       if [[ $variant =~ -p([0-9]+) ]]; then set_key "$toml" prototypes "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-folds4* ]]; then set_key "$toml" folds 4; fi
+      if [[ $variant == *-std* ]]; then set_key "$toml" standardise_inputs true; fi
       if [[ $variant == *-maxpool* ]]; then set_key "$toml" target_pool '"max"'; fi
       if [[ $variant == *-faintonly* ]]; then
         set_key "$toml" anomalies '["cut-paste", "thin-curve", "faint-spot"]'

@@ -130,6 +130,11 @@ pub struct ModelArgs {
     /// frequency: deep imbalanced regression) [default: uniform].
     #[arg(long, value_name = "KIND")]
     pub loss_weights: Option<anomaly_detection::regress::LossWeights>,
+    /// Student: train the head on standardised inputs (every feature and prototype distance
+    /// shifted by its mean and divided by its spread over the training patches; folded into
+    /// the first layer afterwards) [default: raw inputs].
+    #[arg(long)]
+    pub standardise_inputs: bool,
     /// Student: how the teacher's map becomes one target per feature cell, mean or max (the
     /// cell's peak, so the image score can match the teacher's) [default: mean].
     #[arg(long, value_name = "KIND")]
@@ -428,7 +433,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 24] = [
+        let specific: [(&str, bool, &[&str]); 25] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -472,6 +477,7 @@ impl ModelArgs {
                 &["student"],
             ),
             ("loss-weights", self.loss_weights.is_some(), &["student"]),
+            ("standardise-inputs", self.standardise_inputs, &["student"]),
             ("target-pool", self.target_pool.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
@@ -603,6 +609,9 @@ impl ModelArgs {
                 }
                 if let Some(w) = self.loss_weights {
                     c.loss_weights = w;
+                }
+                if self.standardise_inputs {
+                    c.standardise_inputs = true;
                 }
                 if let Some(p) = self.target_pool {
                     c.target_pool = p;

@@ -738,7 +738,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}",
+                         prototypes; {} learning rate{}; {}-pooled targets{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -769,6 +769,12 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         match h["config"]["loss_weights"].as_str() {
                             Some(w) if w != "uniform" => format!(", {w} loss weights"),
                             _ => String::new(),
+                        },
+                        // Models saved before the option trained on raw inputs.
+                        if h["config"]["standardise_inputs"].as_bool() == Some(true) {
+                            ", standardised inputs"
+                        } else {
+                            ""
                         }
                     )
                 } else {

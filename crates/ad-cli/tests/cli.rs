@@ -497,6 +497,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "{}",
         text(&o)
     );
+    assert!(!text(&o).contains("standardised"), "{}", text(&o));
     // Default kinds of synthetic anomalies: one copy of every good image per kind.
     assert!(
         text(&o).contains("synthetic (cut-paste, thin-curve, spot) images"),
@@ -522,6 +523,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "2",
         "--loss-weights",
         "sqrt-inverse",
+        "--standardise-inputs",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
@@ -532,7 +534,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
         text(&o)
     );
     assert!(
-        text(&o).contains("; max-pooled targets, sqrt-inverse loss weights"),
+        text(&o).contains("; max-pooled targets, sqrt-inverse loss weights, standardised inputs"),
         "{}",
         text(&o)
     );

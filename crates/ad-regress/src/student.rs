@@ -89,6 +89,12 @@ pub struct StudentConfig {
     pub average_epochs: usize,
     /// Weights of the training patches in the squared error (uniform).
     pub loss_weights: LossWeights,
+    /// Train the head on standardised inputs: every input column (feature, then distance to a
+    /// prototype) shifted by its mean and divided by its standard deviation over the training
+    /// patches, as the initialisation assumes; after training the standardisation is folded
+    /// into the first layer, so prediction and the model file are as without it (false: raw
+    /// inputs, as before the option).
+    pub standardise_inputs: bool,
     /// Patches per optimiser step (2048).
     pub patch_batch: usize,
     /// Seed of the fold split, the synthetic anomalies, the initialisation and the shuffling.
@@ -134,6 +140,7 @@ impl Default for StudentConfig {
             lr_schedule: LrSchedule::Constant,
             average_epochs: 0,
             loss_weights: LossWeights::Uniform,
+            standardise_inputs: false,
             patch_batch: 2048,
             seed: 0,
             folds: 2,
@@ -733,6 +740,106 @@ impl ScoreStudent {
     }
 }
 
+/// Mean and inverse standard deviation of every input column of the head (the patch feature,
+/// then its distances to the prototypes) over the training patches: the head trains on
+/// `(x - mean) * inv_std`, and [`InputMoments::fold_into`] moves that into its first layer.
+struct InputMoments {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+impl InputMoments {
+    /// Rows per pass of the distances.
+    const CHUNK: usize = 8192;
+
+    /// The moments of the `n x d` rows `rows`, each with its distances to `protos` (when
+    /// there are prototypes), summed in f64 in row order; a constant column keeps scale 1.
+    fn of(
+        rows: &[f32],
+        d: usize,
+        protos: Option<&Tensor<2>>,
+        device: &Device,
+    ) -> Result<Self, RegressError> {
+        let mut sum: Vec<f64> = Vec::new();
+        let mut squares: Vec<f64> = Vec::new();
+        let mut n = 0usize;
+        for chunk in rows.chunks(Self::CHUNK * d.max(1)) {
+            let m = chunk.len() / d.max(1);
+            let x = match protos {
+                Some(p) => read_f32(with_radial(
+                    Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [m, d]), device),
+                    p,
+                ))?,
+                None => chunk.to_vec(),
+            };
+            let width = x.len() / m.max(1);
+            sum.resize(width, 0.0);
+            squares.resize(width, 0.0);
+            for row in x.chunks(width.max(1)) {
+                for ((s, q), &v) in sum.iter_mut().zip(&mut squares).zip(row) {
+                    *s += f64::from(v);
+                    *q += f64::from(v) * f64::from(v);
+                }
+            }
+            n += m;
+        }
+        let count = n.max(1) as f64;
+        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+        let inv_std = squares
+            .iter()
+            .zip(&mean)
+            .map(|(q, m)| {
+                let sd = (q / count - m * m).max(0.0).sqrt();
+                if sd > 1e-6 { (1.0 / sd) as f32 } else { 1.0 }
+            })
+            .collect();
+        Ok(Self {
+            mean: mean.into_iter().map(|m| m as f32).collect(),
+            inv_std,
+        })
+    }
+
+    /// Standardises the row-major rows `x` (of this width) in place.
+    fn standardise(&self, x: &mut [f32]) {
+        for row in x.chunks_mut(self.mean.len().max(1)) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.inv_std) {
+                *v = (*v - m) * s;
+            }
+        }
+    }
+
+    /// The head that gives on raw inputs what `head` gives on standardised ones: the first
+    /// layer's weights `W[i][j] * inv_std[i]` and biases `b[j] - sum_i mean[i] * inv_std[i] *
+    /// W[i][j]`.
+    fn fold_into(&self, head: &Mlp, device: &Device) -> Result<Mlp, RegressError> {
+        let dims = head.dims();
+        let mut flat = head.to_flat()?;
+        let (d_in, d_out) = (dims[0], dims.get(1).copied().unwrap_or(0));
+        if d_in != self.mean.len() {
+            return Err(RegressError::Data(format!(
+                "input moments of {} columns for a head of widths {dims:?}",
+                self.mean.len()
+            )));
+        }
+        let mut shift = vec![0.0f64; d_out];
+        for i in 0..d_in {
+            for (j, sh) in shift.iter_mut().enumerate() {
+                let w = &mut flat[i * d_out + j];
+                *w *= self.inv_std[i];
+                *sh += f64::from(self.mean[i]) * f64::from(*w);
+            }
+        }
+        for (b, sh) in flat[d_in * d_out..d_in * d_out + d_out]
+            .iter_mut()
+            .zip(shift)
+        {
+            *b = (f64::from(*b) - sh) as f32;
+        }
+        Mlp::from_flat(&dims, &flat, device)
+            .ok_or_else(|| RegressError::Data(format!("a folded head of widths {dims:?}")))
+    }
+}
+
 /// One part of the cross-fitting: the good images its teacher fits on, and the good images
 /// it scores.
 struct Fold<'a> {
@@ -963,6 +1070,12 @@ impl ScoreStudent {
             LossWeights::SqrtInverse => Some(bin_weights(&targets)),
         };
 
+        let moments = if self.config.standardise_inputs {
+            Some(InputMoments::of(&rows, d, protos.as_ref(), &self.device)?)
+        } else {
+            None
+        };
+
         // 3. The head, by mean squared error.
         let mut dims = vec![d + k_protos];
         dims.extend(&self.config.hidden);
@@ -997,13 +1110,16 @@ impl ScoreStudent {
                     let w = weights
                         .as_ref()
                         .map(|table| y.iter().map(|&t| weight_of(table, t)).collect::<Vec<_>>());
-                    let x = match &protos {
+                    let mut x = match &protos {
                         Some(p) => read_f32(with_radial(
                             Tensor::<2>::from_data(TensorData::new(x, [m, d]), &self.device),
                             p,
                         ))?,
                         None => x,
                     };
+                    if let Some(moments) = &moments {
+                        moments.standardise(&mut x);
+                    }
                     let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d + k_protos]), &ad);
                     let yt = Tensor::<2>::from_data(TensorData::new(y, [m, 1]), &ad);
                     let diff = head.forward(xt) - yt;
@@ -1050,7 +1166,7 @@ impl ScoreStudent {
         })();
         self.on_epoch = callback;
         let head = result?.valid();
-        self.head = Some(if weight_sum.is_empty() {
+        let head = if weight_sum.is_empty() {
             head
         } else {
             let count = self.config.average_epochs as f64;
@@ -1061,6 +1177,10 @@ impl ScoreStudent {
                     mean.len()
                 ))
             })?
+        };
+        self.head = Some(match &moments {
+            Some(moments) => moments.fold_into(&head, &self.device)?,
+            None => head,
         });
         self.trained = Some(Trained {
             grid,
@@ -1084,6 +1204,51 @@ impl ScoreStudent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folded_standardisation_gives_the_head_on_raw_inputs() {
+        let device = Device::default();
+        // Rows of 3 columns on very different scales, and a constant one.
+        let rows: Vec<f32> = (0..40)
+            .flat_map(|i| {
+                let t = i as f32;
+                [t * 0.01 - 0.2, 50.0 + (t * 1.7).sin() * 30.0, 7.0]
+            })
+            .collect();
+        let moments = InputMoments::of(&rows, 3, None, &device).unwrap();
+        let mut x = rows.clone();
+        moments.standardise(&mut x);
+        for c in 0..2 {
+            let col: Vec<f64> = x.iter().skip(c).step_by(3).map(|&v| f64::from(v)).collect();
+            let mean = col.iter().sum::<f64>() / 40.0;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 40.0;
+            assert!(
+                mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-4,
+                "{c}: {mean} {var}"
+            );
+        }
+        // The constant column is shifted to 0, not divided by a zero spread.
+        assert!(x.iter().skip(2).step_by(3).all(|&v| v == 0.0));
+        let head = Mlp::new(&[3, 5, 1], 9, &device);
+        let folded = moments.fold_into(&head, &device).unwrap();
+        let on = |m: &Mlp, v: &[f32]| {
+            read_f32(m.forward(Tensor::<2>::from_data(
+                TensorData::new(v.to_vec(), [40, 3]),
+                &device,
+            )))
+            .unwrap()
+        };
+        let (want, got) = (on(&head, &x), on(&folded, &rows));
+        for (a, b) in want.iter().zip(&got) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{a} {b}");
+        }
+        // Not the unfolded head on raw inputs.
+        assert!(
+            want.iter()
+                .zip(on(&head, &rows))
+                .any(|(a, b)| (a - b).abs() > 1e-2)
+        );
+    }
 
     #[test]
     fn pooling_averages_or_takes_the_maximum_of_cells() {

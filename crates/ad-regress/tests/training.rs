@@ -245,6 +245,25 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         "{weighted_losses:?}"
     );
     assert_ne!(flat_of(&weighted), flat_of(&a));
+    // Standardised inputs: the loss falls too, the head (the standardisation folded into its
+    // first layer) differs, and it is saved and loaded as any head.
+    let standardised = fitted(StudentConfig {
+        standardise_inputs: true,
+        ..student_config(3)
+    });
+    let standardised_losses = standardised.losses().unwrap();
+    assert!(
+        standardised_losses[5] < 0.8 * standardised_losses[0],
+        "{standardised_losses:?}"
+    );
+    assert_ne!(flat_of(&standardised), flat_of(&a));
+    let path_std = dir.path().join("std.student");
+    standardised.save(&path_std).unwrap();
+    let loaded_std = ScoreStudent::load(&path_std, &device).unwrap();
+    assert_eq!(
+        standardised.predict_image(&probe[0]).unwrap().map,
+        loaded_std.predict_image(&probe[0]).unwrap().map
+    );
     // Weight averaging: the head of the last two epochs' mean is exactly the mean of the head
     // after five epochs and the head after six (the first five epochs are the same steps).
     let five = fitted(StudentConfig {
