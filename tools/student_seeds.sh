@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The score student's seed spread on one category (docs/results.md, "Learning-rate schedule",
-# "Max-pooled targets"): image AUROC of seeds 0-3 for each variant (constant rate, cosine
-# schedule, four teacher folds, max-pooled targets), and of the mean of the four seeds' image
-# scores (what averaging four heads would give), from `ad fit` + `ad predict` on the test
-# images. Deterministic: a rerun prints the same numbers; a seed whose scores exist is not run
+# "Max-pooled targets"): image AUROC of seeds 0-3 (or $SEEDS) for each variant (constant
+# rate, cosine schedule, four teacher folds, max-pooled targets), and of the mean of the
+# seeds' image scores (what averaging their heads would give), from `ad fit` + `ad predict` on
+# the test images. Deterministic: a rerun prints the same numbers; a seed whose scores exist is not run
 # again (delete out/student_seeds/<class>/ to re-run).
 #
 #     tools/student_seeds.sh [CATEGORY] [PIPED_ROOT]    # default PA_FVN01_TL ../shared/datasets/piped
@@ -18,6 +18,7 @@
 #     VARIANTS=accurate-synth12-p256 ...  # and/or 256 prototypes instead of 64
 #     VARIANTS=accurate-synth12-e40 ...  # and/or 40 epochs instead of 20
 #     VARIANTS=accurate-synth12-maxpool ...  # and/or max-pooled targets
+#     SEEDS="0 1 2 3 4 5 6 7" VARIANTS=accurate-synth12 ...  # other seeds (default 0-3)
 #     VARIANTS=accurate-synth12-std ...  # and/or the head trained on standardised inputs
 #     VARIANTS=accurate-synth12-faint ...  # and/or faint spots as a fourth kind of anomaly
 #     VARIANTS=accurate-synth12-faintonly ...  # and/or faint spots instead of the spots
@@ -37,6 +38,7 @@ set_key() {
 mkdir -p "$out"
 uptime
 variants=${VARIANTS:-constant cosine folds4 maxpool}
+seeds=${SEEDS:-0 1 2 3}
 for variant in $variants; do
   case $variant in
     constant) flags=(--model student --lr-schedule constant) ;;
@@ -71,7 +73,7 @@ for variant in $variants; do
       fi
       flags=(-c "$out/$variant.toml") ;;
   esac
-  for seed in 0 1 2 3; do
+  for seed in $seeds; do
     if [ -s "$out/$variant-s$seed.jsonl" ]; then continue; fi
     $ad fit --quiet "${flags[@]}" --seed $seed --threshold none --data "$root" --category "$cls" \
         --out "$out/$variant-s$seed.model"
@@ -79,19 +81,21 @@ for variant in $variants; do
   done
 done
 uptime
-python3 - "$out" $variants <<'PY'
+python3 - "$out" "$seeds" $variants <<'PY'
 import json, sys
 sys.path.insert(0, "tools")
 from compare_scores import auroc, load
-out = sys.argv[1]
-print("| variant | seed 0 | seed 1 | seed 2 | seed 3 | mean of the four | four seeds' scores averaged |")
-print("| --- | --- | --- | --- | --- | --- | --- |")
-for variant in sys.argv[2:]:
-    runs = [load(f"{out}/{variant}-s{s}.jsonl") for s in range(4)]
+out, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split()]
+n = len(seeds)
+print(f"| variant | {' | '.join(f'seed {s}' for s in seeds)} | mean of the {n} "
+      f"| {n} seeds' scores averaged |")
+print("| --- " * (n + 3) + "|")
+for variant in sys.argv[3:]:
+    runs = [load(f"{out}/{variant}-s{s}.jsonl") for s in seeds]
     paths = sorted(runs[0])
     labels = ["/good/" not in p for p in paths]
     each = [100 * auroc([r[p] for p in paths], labels) for r in runs]
-    avg = 100 * auroc([sum(r[p] for r in runs) / 4 for p in paths], labels)
+    avg = 100 * auroc([sum(r[p] for r in runs) / n for p in paths], labels)
     cells = " | ".join(f"{a:.2f}" for a in each)
-    print(f"| {variant} | {cells} | {sum(each) / 4:.2f} | {avg:.2f} |")
+    print(f"| {variant} | {cells} | {sum(each) / n:.2f} | {avg:.2f} |")
 PY
