@@ -8,15 +8,16 @@
 //!    scores a fitted teacher gives new good images (a teacher never scores its own training
 //!    images honestly: their patches are in its memory bank).
 //! 2. The same teacher scores `synthetic_per_image` synthetic-anomaly copies of every image of
-//!    the part ([cut-paste](crate::cut_paste), [thin curves](crate::thin_curve) or
-//!    [spots](crate::spot), kinds taken in turn from `anomalies`), so the head also sees what
-//!    defects score.
+//!    the part ([cut-paste](crate::cut_paste), [thin curves](crate::thin_curve),
+//!    [spots](crate::spot) or [faint spots](crate::faint_spot), kinds taken in turn from
+//!    `anomalies`), so the head also sees what defects score.
 //! 3. Targets are the teacher's maps pooled over each cell of the student's feature grid (the
 //!    cell's mean, or its maximum: [`TargetPool`]), divided by a scale (the 0.99 quantile of
 //!    the good images' targets); the head (an MLP per patch on locally aware patch features,
 //!    as PatchCore's) is trained by mean squared error (every patch alike, or rare targets
-//!    weighted up: [`LossWeights`]) with Adam, seeded; its weights are the last step's or
-//!    their mean over the last epochs (`average_epochs`).
+//!    weighted up: [`LossWeights`]) with Adam, seeded, on raw or standardised inputs
+//!    (`standardise_inputs`, folded into the first layer afterwards); its weights are the last
+//!    step's or their mean over the last epochs (`average_epochs`).
 //!
 //! Prediction: the head's grid, times the scale, upsampled to the image (bilinear), optionally
 //! blurred; image score = max of the map, as the teacher.
