@@ -74,7 +74,8 @@ pub struct StudentConfig {
     /// Hidden widths of the per-patch MLP (`[256, 64]`).
     pub hidden: Vec<usize>,
     /// Prototypes of the good patches (k-means centres, frozen) whose distances are fed to the
-    /// head beside each patch feature (64; 0: the feature alone). See the crate's `prototypes` module (k-means, radial features).
+    /// head beside each patch feature (64; 0: the feature alone). See the crate's `prototypes`
+    /// module (k-means, radial features).
     pub prototypes: usize,
     /// Passes over the training patches (20).
     pub epochs: usize,
