@@ -22,6 +22,7 @@
 #     VARIANTS=accurate-synth12-std ...  # and/or the head trained on standardised inputs
 #     VARIANTS=accurate-synth12-faint ...  # and/or faint spots as a fourth kind of anomaly
 #     VARIANTS=accurate-synth12-faintonly ...  # and/or faint spots instead of the spots
+#     VARIANTS=accurate-synth12-log ...  # and/or the head regressing ln(1 + target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -67,6 +68,7 @@ for variant in $variants; do
       elif [[ $variant == *-faint* ]]; then
         set_key "$toml" anomalies '["cut-paste", "thin-curve", "spot", "faint-spot"]'
       fi
+      if [[ $variant == *-log* ]]; then set_key "$toml" target_transform '"log1p"'; fi
       if [[ $variant == *-sqrtinv* ]]; then set_key "$toml" loss_weights '"sqrt-inverse"'; fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
         set_key "$toml" average_epochs "${BASH_REMATCH[1]}"

@@ -139,6 +139,11 @@ pub struct ModelArgs {
     /// cell's peak, so the image score can match the teacher's) [default: mean].
     #[arg(long, value_name = "KIND")]
     pub target_pool: Option<anomaly_detection::regress::TargetPool>,
+    /// Student: what the head regresses, identity (the scaled target) or log1p (its
+    /// logarithm, ln(1 + t): errors count relative to the target's size; prediction inverts
+    /// it) [default: identity].
+    #[arg(long, value_name = "KIND")]
+    pub target_transform: Option<anomaly_detection::regress::TargetTransform>,
     /// Classifier: also train the backbone's last stage (EfficientNet-Lite's 1x1 head
     /// convolution), starting from its pretrained weights [default: frozen backbone].
     #[arg(long)]
@@ -433,7 +438,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 25] = [
+        let specific: [(&str, bool, &[&str]); 26] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -479,6 +484,11 @@ impl ModelArgs {
             ("loss-weights", self.loss_weights.is_some(), &["student"]),
             ("standardise-inputs", self.standardise_inputs, &["student"]),
             ("target-pool", self.target_pool.is_some(), &["student"]),
+            (
+                "target-transform",
+                self.target_transform.is_some(),
+                &["student"],
+            ),
             (
                 "fine-tune-last-stage",
                 self.fine_tune_last_stage,
@@ -615,6 +625,9 @@ impl ModelArgs {
                 }
                 if let Some(p) = self.target_pool {
                     c.target_pool = p;
+                }
+                if let Some(t) = self.target_transform {
+                    c.target_transform = t;
                 }
             }
             DetectorConfig::Classifier(c) => {

@@ -738,7 +738,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}{}",
+                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -775,6 +775,11 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             ", standardised inputs"
                         } else {
                             ""
+                        },
+                        // Models saved before the option regressed the targets themselves.
+                        match h["config"]["target_transform"].as_str() {
+                            Some(t) if t != "identity" => format!(", {t} targets"),
+                            _ => String::new(),
                         }
                     )
                 } else {

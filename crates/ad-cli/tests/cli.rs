@@ -498,6 +498,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
         text(&o)
     );
     assert!(!text(&o).contains("standardised"), "{}", text(&o));
+    assert!(!text(&o).contains("log1p"), "{}", text(&o));
     // Default kinds of synthetic anomalies: one copy of every good image per kind.
     assert!(
         text(&o).contains("synthetic (cut-paste, thin-curve, spot) images"),
@@ -524,6 +525,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "--loss-weights",
         "sqrt-inverse",
         "--standardise-inputs",
+        "--target-transform",
+        "log1p",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
@@ -534,7 +537,9 @@ fn student_trains_with_prototypes_from_the_command_line() {
         text(&o)
     );
     assert!(
-        text(&o).contains("; max-pooled targets, sqrt-inverse loss weights, standardised inputs"),
+        text(&o).contains(
+            "; max-pooled targets, sqrt-inverse loss weights, standardised inputs, log1p targets"
+        ),
         "{}",
         text(&o)
     );

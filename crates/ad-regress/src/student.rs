@@ -13,14 +13,15 @@
 //!    `anomalies`), so the head also sees what defects score.
 //! 3. Targets are the teacher's maps pooled over each cell of the student's feature grid (the
 //!    cell's mean, or its maximum: [`TargetPool`]), divided by a scale (the 0.99 quantile of
-//!    the good images' targets); the head (an MLP per patch on locally aware patch features,
+//!    the good images' targets) and regressed as they are or as their logarithm
+//!    ([`TargetTransform`]); the head (an MLP per patch on locally aware patch features,
 //!    as PatchCore's) is trained by mean squared error (every patch alike, or rare targets
 //!    weighted up: [`LossWeights`]) with Adam, seeded, on raw or standardised inputs
 //!    (`standardise_inputs`, folded into the first layer afterwards); its weights are the last
 //!    step's or their mean over the last epochs (`average_epochs`).
 //!
-//! Prediction: the head's grid, times the scale, upsampled to the image (bilinear), optionally
-//! blurred; image score = max of the map, as the teacher.
+//! Prediction: the head's grid, transformed back and times the scale, upsampled to the image
+//! (bilinear), optionally blurred; image score = max of the map, as the teacher.
 
 use std::time::Instant;
 
@@ -114,6 +115,9 @@ pub struct StudentConfig {
     /// How the teacher's map becomes one target per cell of the head's grid (mean; also what
     /// model files written before the option were trained with).
     pub target_pool: TargetPool,
+    /// What the head regresses: the scaled target itself or its logarithm (identity; also
+    /// what model files written before the option were trained with).
+    pub target_transform: TargetTransform,
     /// Upsampling of the head's grid to the image (bilinear).
     pub upsample: MapUpsample,
     /// Gaussian blur of the map, pixels (0: the targets are the teacher's already smooth
@@ -149,6 +153,7 @@ impl Default for StudentConfig {
             synthetic_per_image: 3,
             anomalies: SyntheticAnomaly::DEFAULT.to_vec(),
             target_pool: TargetPool::Mean,
+            target_transform: TargetTransform::Identity,
             upsample: MapUpsample::Bilinear,
             blur_sigma: 0.0,
             batch_size: 8,
@@ -188,6 +193,63 @@ impl std::str::FromStr for TargetPool {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         ad_core::parse_name(s, &Self::ALL, "target pooling")
+    }
+}
+
+/// What the head regresses, from a scaled target `t` (the teacher's pooled map divided by the
+/// scale); prediction inverts it, so the maps stay in the teacher's units.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetTransform {
+    /// `t` itself: the squared error is dominated by the largest targets (the cut-paste
+    /// copies' scores, tens of times the good level), not by those near the good level where
+    /// the image-level decisions fall.
+    #[default]
+    Identity,
+    /// `ln(1 + max(t, 0))`: errors count relative to the target's size, so the head spends as
+    /// much on the levels near the good parts' as on the large ones. Prediction takes
+    /// `exp(y) - 1` of the head's output `y` (capped at `y = 80`, below `f32` overflow).
+    Log1p,
+}
+
+/// Largest head output [`TargetTransform::Log1p`] inverts (`exp(80)` is finite in `f32`).
+const LOG_OUTPUT_CAP: f32 = 80.0;
+
+impl TargetTransform {
+    /// Every transform, in CLI order.
+    pub const ALL: [TargetTransform; 2] = [TargetTransform::Identity, TargetTransform::Log1p];
+
+    /// The regressed value of a scaled target.
+    pub fn forward(self, t: f32) -> f32 {
+        match self {
+            TargetTransform::Identity => t,
+            TargetTransform::Log1p => t.max(0.0).ln_1p(),
+        }
+    }
+
+    /// The scaled target of a head output (the inverse of [`TargetTransform::forward`] on
+    /// its range).
+    pub fn inverse(self, y: f32) -> f32 {
+        match self {
+            TargetTransform::Identity => y,
+            TargetTransform::Log1p => y.min(LOG_OUTPUT_CAP).exp_m1(),
+        }
+    }
+}
+
+impl std::fmt::Display for TargetTransform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetTransform::Identity => "identity",
+            TargetTransform::Log1p => "log1p",
+        })
+    }
+}
+
+impl std::str::FromStr for TargetTransform {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ad_core::parse_name(s, &Self::ALL, "target transform")
     }
 }
 
@@ -936,7 +998,11 @@ impl Detector for ScoreStudent {
         let per = grid.0 * grid.1;
         out.chunks(per)
             .map(|g| {
-                let scaled: Vec<f32> = g.iter().map(|v| v * trained.scale).collect();
+                let transform = self.config.target_transform;
+                let scaled: Vec<f32> = g
+                    .iter()
+                    .map(|&v| transform.inverse(v) * trained.scale)
+                    .collect();
                 let up = upsample(&scaled, grid, (h, w), self.config.upsample);
                 let map =
                     AnomalyMap::new(w, h, gaussian_blur(&up, (h, w), self.config.blur_sigma))?;
@@ -1071,6 +1137,12 @@ impl ScoreStudent {
             LossWeights::Uniform => None,
             LossWeights::SqrtInverse => Some(bin_weights(&targets)),
         };
+        // The weights' bins are in units of the scale; the head regresses the transformed
+        // targets.
+        let transform = self.config.target_transform;
+        for t in &mut targets {
+            *t = transform.forward(*t);
+        }
 
         let moments = if self.config.standardise_inputs {
             Some(InputMoments::of(&rows, d, protos.as_ref(), &self.device)?)
@@ -1250,6 +1322,57 @@ mod tests {
                 .zip(on(&head, &rows))
                 .any(|(a, b)| (a - b).abs() > 1e-2)
         );
+    }
+
+    #[test]
+    fn log_targets_are_regressed_and_inverted_at_prediction() {
+        for t in [0.0f32, 0.3, 1.0, 4.5, 60.0] {
+            let y = TargetTransform::Log1p.forward(t);
+            assert!((TargetTransform::Log1p.inverse(y) - t).abs() <= 1e-5 * (1.0 + t));
+            assert_eq!(TargetTransform::Identity.forward(t), t);
+        }
+        // Negative targets regress as 0; a runaway output stays finite.
+        assert_eq!(TargetTransform::Log1p.forward(-0.5), 0.0);
+        assert!(TargetTransform::Log1p.inverse(1e6).is_finite());
+        // A head that answers a constant y everywhere: the map is (exp(y) - 1) * scale under
+        // log targets, y * scale under the identity.
+        let device = Device::default();
+        let image = ad_core::RgbImage::from_fn(64, 64, |x, y| [x as u8 * 3, y as u8 * 2, 90]);
+        for (transform, want) in [
+            (TargetTransform::Identity, 0.7 * 2.5),
+            (TargetTransform::Log1p, 0.7f32.exp_m1() * 2.5),
+        ] {
+            let config = StudentConfig {
+                weights: Weights::Random { seed: 0 },
+                preprocess: PreprocessConfig::default().with_size(64, 64),
+                prototypes: 0,
+                target_transform: transform,
+                ..Default::default()
+            };
+            let mut s = ScoreStudent::new(&config, None, &device).unwrap();
+            let batch = s.preprocessor.batch(std::slice::from_ref(&image)).unwrap();
+            let (rows, grid) = s.patch_rows(&batch).unwrap();
+            let d = rows.len() / (grid.0 * grid.1);
+            let dims = [d, 1];
+            let mut flat = vec![0.0f32; Mlp::parameter_count(&dims)];
+            *flat.last_mut().unwrap() = 0.7;
+            s.head = Mlp::from_flat(&dims, &flat, &device);
+            s.trained = Some(Trained {
+                grid,
+                image_size: (64, 64),
+                scale: 2.5,
+                losses: vec![],
+                teacher: "none".into(),
+                images: (1, 0),
+                prototypes: vec![],
+            });
+            let p = s.predict_image(&image).unwrap();
+            assert!(
+                (p.score - want).abs() < 1e-5,
+                "{transform}: {} vs {want}",
+                p.score
+            );
+        }
     }
 
     #[test]

@@ -251,6 +251,25 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         standardised.predict_image(&probe[0]).unwrap().map,
         loaded_std.predict_image(&probe[0]).unwrap().map
     );
+    // Log targets: the loss (on ln(1 + t)) falls, the head differs, and the transform, kept in
+    // the model file, is inverted alike after loading.
+    let log = fitted(StudentConfig {
+        target_transform: ad_regress::TargetTransform::Log1p,
+        ..student_config(3)
+    });
+    assert_loss_falls(&log);
+    assert_ne!(flat_of(&log), flat_of(&a));
+    let path_log = dir.path().join("log.student");
+    log.save(&path_log).unwrap();
+    let loaded_log = ScoreStudent::load(&path_log, &device).unwrap();
+    assert_eq!(
+        loaded_log.config().target_transform,
+        ad_regress::TargetTransform::Log1p
+    );
+    assert_eq!(
+        log.predict_image(&probe[0]).unwrap().map,
+        loaded_log.predict_image(&probe[0]).unwrap().map
+    );
     // Weight averaging: the head of the last two epochs' mean is exactly the mean of the head
     // after five epochs and the head after six (the first five epochs are the same steps).
     let five = fitted(StudentConfig {
