@@ -23,6 +23,10 @@
 #     VARIANTS=accurate-synth12-faint ...  # and/or faint spots as a fourth kind of anomaly
 #     VARIANTS=accurate-synth12-faintonly ...  # and/or faint spots instead of the spots
 #     VARIANTS=accurate-synth12-log ...  # and/or the head regressing ln(1 + target)
+#     VARIANTS=accurate-synth12-raw ...  # and/or the teacher's maps unblurred (its patch
+#                                          # scores as the targets)
+#     VARIANTS=accurate-synth12-raw-grid ...  # and/or the image score read off the grid
+#     VARIANTS="fast fast-raw" ...  # the default student, and with the same modifiers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -49,14 +53,24 @@ for variant in $variants; do
       $ad run --model student --lr-schedule constant --print-config 2>/dev/null |
         sed 's/^folds = 2$/folds = 4/' > "$out/folds4.toml"
       flags=(-c "$out/folds4.toml") ;;
-    accurate | accurate-*)
+    fast | fast-* | accurate | accurate-*)
       # The accurate student as measured before 2026-12-02 (three synthetic copies per image),
-      # or with its head widened to 512 -> 128 (-wide) and/or N copies, kinds in turn (-synthN)
-      n=3
-      if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
-      $ad run --model student --preset accurate --synthetic-per-image "$n" --print-config \
-        2>/dev/null > "$out/$variant.toml"
+      # or with its head widened to 512 -> 128 (-wide) and/or N copies, kinds in turn (-synthN);
+      # fast-*: the default student with the same modifiers
       toml=$out/$variant.toml
+      if [[ $variant == accurate* ]]; then
+        n=3
+        if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
+        $ad run --model student --preset accurate --synthetic-per-image "$n" --print-config \
+          2>/dev/null > "$toml"
+      else
+        $ad run --model student --print-config 2>/dev/null > "$toml"
+      fi
+      # Every variant starts from the teacher's blurred maps, the student's map unblurred and
+      # its score the map's maximum (the presets before 2026-12-02 15:30 UTC)
+      sed -i '/^\[teacher\]/,$ {/^blur_sigma = /d}' "$toml"
+      set_key "$toml" blur_sigma 0.0
+      set_key "$toml" image_score '"map-max"'
       if [[ $variant == *-wide* ]]; then set_key "$toml" hidden "[512, 128]"; fi
       if [[ $variant =~ -e([0-9]+) ]]; then set_key "$toml" epochs "${BASH_REMATCH[1]}"; fi
       if [[ $variant =~ -p([0-9]+) ]]; then set_key "$toml" prototypes "${BASH_REMATCH[1]}"; fi
@@ -68,6 +82,12 @@ for variant in $variants; do
       elif [[ $variant == *-faint* ]]; then
         set_key "$toml" anomalies '["cut-paste", "thin-curve", "spot", "faint-spot"]'
       fi
+      if [[ $variant == *-raw* ]]; then
+        # [teacher] is the printed config's last table
+        [ "$(grep '^\[' "$toml" | tail -n 1)" = "[teacher]" ]
+        echo "blur_sigma = 0.0" >> "$toml"
+      fi
+      if [[ $variant == *-grid* ]]; then set_key "$toml" image_score '"grid-max"'; fi
       if [[ $variant == *-log* ]]; then set_key "$toml" target_transform '"log1p"'; fi
       if [[ $variant == *-sqrtinv* ]]; then set_key "$toml" loss_weights '"sqrt-inverse"'; fi
       if [[ $variant =~ -avg([0-9]+) ]]; then

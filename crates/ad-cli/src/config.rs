@@ -144,6 +144,11 @@ pub struct ModelArgs {
     /// it) [default: identity].
     #[arg(long, value_name = "KIND")]
     pub target_transform: Option<anomaly_detection::regress::TargetTransform>,
+    /// Student: where the image score is read, map-max (the map's maximum) or grid-max (the
+    /// head's largest cell before upsampling and blur, as PatchCore's largest patch score)
+    /// [default: map-max].
+    #[arg(long, value_name = "KIND")]
+    pub image_score: Option<anomaly_detection::regress::ImageScore>,
     /// Classifier: also train the backbone's last stage (EfficientNet-Lite's 1x1 head
     /// convolution), starting from its pretrained weights [default: frozen backbone].
     #[arg(long)]
@@ -438,7 +443,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 26] = [
+        let specific: [(&str, bool, &[&str]); 27] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -489,6 +494,7 @@ impl ModelArgs {
                 self.target_transform.is_some(),
                 &["student"],
             ),
+            ("image-score", self.image_score.is_some(), &["student"]),
             (
                 "fine-tune-last-stage",
                 self.fine_tune_last_stage,
@@ -628,6 +634,9 @@ impl ModelArgs {
                 }
                 if let Some(t) = self.target_transform {
                     c.target_transform = t;
+                }
+                if let Some(k) = self.image_score {
+                    c.image_score = k;
                 }
             }
             DetectorConfig::Classifier(c) => {

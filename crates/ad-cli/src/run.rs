@@ -738,7 +738,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}",
+                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -780,6 +780,12 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         match h["config"]["target_transform"].as_str() {
                             Some(t) if t != "identity" => format!(", {t} targets"),
                             _ => String::new(),
+                        },
+                        // Models saved before the option read the score off the map.
+                        if h["config"]["image_score"].as_str() == Some("grid-max") {
+                            "; image score = the grid's largest cell, before the blur"
+                        } else {
+                            ""
                         }
                     )
                 } else {

@@ -499,6 +499,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
     );
     assert!(!text(&o).contains("standardised"), "{}", text(&o));
     assert!(!text(&o).contains("log1p"), "{}", text(&o));
+    assert!(!text(&o).contains("image score"), "{}", text(&o));
     // Default kinds of synthetic anomalies: one copy of every good image per kind.
     assert!(
         text(&o).contains("synthetic (cut-paste, thin-curve, spot) images"),
@@ -527,6 +528,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "--standardise-inputs",
         "--target-transform",
         "log1p",
+        "--image-score",
+        "grid-max",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
@@ -538,7 +541,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
     );
     assert!(
         text(&o).contains(
-            "; max-pooled targets, sqrt-inverse loss weights, standardised inputs, log1p targets"
+            "; max-pooled targets, sqrt-inverse loss weights, standardised inputs, log1p targets; \
+             image score = the grid's largest cell, before the blur"
         ),
         "{}",
         text(&o)

@@ -1,0 +1,230 @@
+//! What a score student's map representation costs before any regression error: a perfect
+//! student, whose grid held exactly its targets, on a category's test split.
+//!
+//! The teacher's maps are pooled to the student's grid (cell mean or maximum) and upsampled
+//! bilinearly, as the student's output is (optionally blurred again), and scored (image score =
+//! the map's maximum); with `--raw-teacher` (the same PatchCore with `blur_sigma = 0`, so its
+//! map holds the patch scores), the pooled patch scores' grid maximum is the image score and
+//! the map is that grid upsampled and blurred. With `--student`, the student's own maps are
+//! scored, and blurred afterwards. Prints a Markdown table of image and pixel AUROC.
+//!
+//! ```text
+//! ad fit --model patchcore --preset accurate --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn.patchcore
+//! ad fit --model patchcore --preset accurate --sigma 0 --neighbors 1 --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn_raw.patchcore
+//! cargo run --release --example student_bound -- --teacher fvn.patchcore --raw-teacher fvn_raw.patchcore \
+//!     --student fvn.student --data ../shared/datasets/piped --category PA_FVN01_TL --grid 64
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use ad_core::postprocess::{gaussian_blur, upsample};
+use ad_core::{Detector, MapUpsample};
+use ad_mvtec::BatchLoader;
+use anomaly_detection::pipeline::{self, TestRun};
+use anomaly_detection::registry;
+use anomaly_detection::regress::ScoreStudent;
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// The teacher's model file (its maps blurred, as fitted by default).
+    #[arg(long)]
+    teacher: PathBuf,
+    /// The same teacher fitted with `--sigma 0` (its map = the upsampled patch scores).
+    #[arg(long)]
+    raw_teacher: Option<PathBuf>,
+    /// A student's model file, scored and then blurred.
+    #[arg(long)]
+    student: Option<PathBuf>,
+    /// Dataset root in MVTec AD's layout.
+    #[arg(long)]
+    data: PathBuf,
+    /// Category under `--data`.
+    #[arg(long)]
+    category: String,
+    /// Side of the student's (square) grid: 64 for the accurate student at 256 px (stride 4),
+    /// 32 for the default one (stride 8).
+    #[arg(long, default_value_t = 64)]
+    grid: usize,
+}
+
+/// A `(h, w)` map pooled over a `(g, g)` grid of cells (mean or maximum).
+fn pool(map: &[f32], (h, w): (usize, usize), g: usize, max: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; g * g];
+    for gy in 0..g {
+        let (y0, y1) = (gy * h / g, ((gy + 1) * h / g).max(gy * h / g + 1));
+        for gx in 0..g {
+            let (x0, x1) = (gx * w / g, ((gx + 1) * w / g).max(gx * w / g + 1));
+            let cell = (y0..y1).flat_map(|y| map[y * w + x0..y * w + x1].iter().copied());
+            out[gy * g + gx] = if max {
+                cell.fold(f32::NEG_INFINITY, f32::max)
+            } else {
+                let s: f64 = cell.map(f64::from).sum();
+                (s / ((y1 - y0) * (x1 - x0)) as f64) as f32
+            };
+        }
+    }
+    out
+}
+
+fn largest(v: &[f32]) -> f32 {
+    v.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Prints one row: image AUROC of `scores` (the maps' maxima when `None`) and pixel AUROC of
+/// `maps` over the images with masks.
+fn row(name: &str, run: &TestRun, maps: &[f32], scores: Option<&[f32]>) -> Result<(), String> {
+    let per = run.map_size.0 * run.map_size.1;
+    let image: Vec<f32> = match scores {
+        Some(s) => s.to_vec(),
+        None => maps.chunks(per).map(largest).collect(),
+    };
+    let image = ad_metrics::roc_auc(&image, &run.labels).map_err(|e| e.to_string())?;
+    let (mut pm, mut pk) = (Vec::new(), Vec::new());
+    for (i, _) in run.has_mask.iter().enumerate().filter(|(_, m)| **m) {
+        pm.extend_from_slice(&maps[i * per..(i + 1) * per]);
+        pk.extend_from_slice(&run.masks[i * per..(i + 1) * per]);
+    }
+    let pixel = ad_metrics::roc_auc(&pm, &pk).map_err(|e| e.to_string())?;
+    println!("| {name} | {:.2} | {:.2} |", 100.0 * image, 100.0 * pixel);
+    Ok(())
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let device = burn::tensor::Device::flex();
+    let cat = ad_mvtec::MvtecCategory::open(&args.data, &args.category)?;
+    let bar = indicatif::ProgressBar::hidden();
+    let test = |path: &PathBuf| -> Result<TestRun, Box<dyn std::error::Error>> {
+        let model = registry::load(path, &device)?;
+        Ok(pipeline::test(
+            model.as_ref(),
+            &cat.splits.test,
+            8,
+            &bar,
+            |_, _| Ok(()),
+        )?)
+    };
+    let teacher = test(&args.teacher)?;
+    let size = teacher.map_size;
+    let test = |path: &PathBuf| -> Result<TestRun, Box<dyn std::error::Error>> {
+        let run = test(path)?;
+        if run.map_size != size {
+            return Err(format!(
+                "{}: {:?} maps, the teacher's are {size:?}",
+                path.display(),
+                run.map_size
+            )
+            .into());
+        }
+        Ok(run)
+    };
+    let per = size.0 * size.1;
+    let g = args.grid;
+    let up = |grid: &[f32], sigma: f32| {
+        gaussian_blur(
+            &upsample(grid, (g, g), size, MapUpsample::Bilinear),
+            size,
+            sigma,
+        )
+    };
+    println!(
+        "| {} maps (grid {g}x{g}) | image AUROC % | pixel AUROC % |",
+        args.category
+    );
+    println!("| --- | --- | --- |");
+    row("teacher", &teacher, &teacher.maps, Some(&teacher.scores))?;
+    for max in [false, true] {
+        let kind = if max { "max" } else { "mean" };
+        let grids: Vec<Vec<f32>> = teacher
+            .maps
+            .chunks(per)
+            .map(|m| pool(m, size, g, max))
+            .collect();
+        for sigma in [0.0f32, 2.0, 4.0] {
+            let maps: Vec<f32> = grids.iter().flat_map(|q| up(q, sigma)).collect();
+            row(
+                &format!("teacher's map {kind}-pooled, blurred {sigma}; score = map max"),
+                &teacher,
+                &maps,
+                None,
+            )?;
+        }
+    }
+    if let Some(path) = &args.raw_teacher {
+        let raw = test(path)?;
+        row(
+            "raw teacher (its own maps and scores)",
+            &teacher,
+            &raw.maps,
+            Some(&raw.scores),
+        )?;
+        for max in [false, true] {
+            let kind = if max { "max" } else { "mean" };
+            let grids: Vec<Vec<f32>> = raw
+                .maps
+                .chunks(per)
+                .map(|m| pool(m, size, g, max))
+                .collect();
+            let scores: Vec<f32> = grids.iter().map(|q| largest(q)).collect();
+            let unblurred: Vec<f32> = grids.iter().flat_map(|q| up(q, 0.0)).collect();
+            row(
+                &format!("raw patch scores {kind}-pooled, blurred 0; score = map max"),
+                &teacher,
+                &unblurred,
+                None,
+            )?;
+            for sigma in [0.0f32, 2.0, 4.0] {
+                let maps: Vec<f32> = grids.iter().flat_map(|q| up(q, sigma)).collect();
+                row(
+                    &format!("raw patch scores {kind}-pooled, blurred {sigma}; score = grid max"),
+                    &teacher,
+                    &maps,
+                    Some(&scores),
+                )?;
+            }
+        }
+    }
+    if let Some(path) = &args.student {
+        let student = test(path)?;
+        row("student", &teacher, &student.maps, Some(&student.scores))?;
+        // Its grids' maxima, the score it gives with `image_score = "grid-max"`.
+        let model = ScoreStudent::load(path, &device)?;
+        let mut scores = Vec::new();
+        for batch in BatchLoader::new(&cat.splits.test, model.preprocessor().clone(), 8) {
+            let (grids, _) = model.score_grids(&batch?.images)?;
+            scores.extend(grids.iter().map(|q| largest(q)));
+        }
+        row(
+            "student, score = grid max",
+            &teacher,
+            &student.maps,
+            Some(&scores),
+        )?;
+        for sigma in [1.0f32, 2.0, 4.0] {
+            let maps: Vec<f32> = student
+                .maps
+                .chunks(per)
+                .flat_map(|m| gaussian_blur(m, size, sigma))
+                .collect();
+            row(
+                &format!("student, blurred {sigma}; score = map max"),
+                &teacher,
+                &maps,
+                None,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
