@@ -381,9 +381,9 @@ impl DetectorConfig {
     /// "Presets"): for PatchCore the best single PatchCore (EfficientNet-Lite1, strides 4 and
     /// 8); for an ensemble (whose only preset it is) the protocol's best candidate, that
     /// PatchCore with PaDiM (the ensemble's defaults; about 3x the fast preset's predict time);
-    /// for a student, that PatchCore as the teacher and the student on its backbone and taps,
-    /// with twelve synthetic copies per good image (measured on the test splits, not chosen by
-    /// the protocol: docs/results.md "Score student").
+    /// for a student, that PatchCore (its map unblurred) as the teacher and the student on its
+    /// backbone and taps, with twelve synthetic copies per good image (measured on the test
+    /// splits, not chosen by the protocol: docs/results.md "Score student").
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
         match (preset.to_ascii_lowercase().as_str(), base) {
@@ -402,10 +402,14 @@ impl DetectorConfig {
                 // Four copies of each kind of synthetic anomaly: the stride-4 student's defect
                 // scores are what the copies teach (docs/results.md, "More synthetic copies").
                 c.synthetic_per_image = 12;
+                // The teacher's maps unblurred: the student regresses its patch scores, whose
+                // grid's maximum ranks images as the teacher's own score does (a blurred map's
+                // maximum ranks small defects lower; docs/results.md, "Unblurred targets").
                 c.teacher = serde_json::json!({
                     "model": "patchcore",
                     "backbone": teacher.backbone,
                     "taps": teacher.taps,
+                    "blur_sigma": 0.0,
                 });
                 Ok(Self::Student(c))
             }
@@ -840,16 +844,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("known presets are accurate"), "{err}");
-        // The accurate student: the accurate PatchCore as its teacher, on its backbone and taps.
+        // The accurate student: the accurate PatchCore as its teacher (its map unblurred), on
+        // its backbone and taps.
         let s = DetectorConfig::preset("student", "accurate").unwrap();
         let DetectorConfig::Student(c) = &s else {
             panic!("{s:?}")
         };
-        let DetectorConfig::Patchcore(accurate) =
+        let DetectorConfig::Patchcore(mut accurate) =
             DetectorConfig::preset("patchcore", "accurate").unwrap()
         else {
             panic!("not a PatchCore")
         };
+        accurate.blur_sigma = 0.0;
         assert_eq!((c.backbone, &c.taps), (accurate.backbone, &accurate.taps));
         assert_eq!(c.synthetic_per_image, 12);
         assert_eq!(

@@ -12,13 +12,15 @@
 //!    [spots](crate::spot) or [faint spots](crate::faint_spot), kinds taken in turn from
 //!    `anomalies`), so the head also sees what defects score.
 //! 3. Targets are the teacher's maps pooled over each cell of the student's feature grid (the
-//!    cell's mean, or its maximum: [`TargetPool`]), divided by a scale (the 0.99 quantile of
-//!    the good images' targets) and regressed as they are or as their logarithm
-//!    ([`TargetTransform`]); the head (an MLP per patch on locally aware patch features,
-//!    as PatchCore's) is trained by mean squared error (every patch alike, or rare targets
-//!    weighted up: [`LossWeights`]) with Adam, seeded, on raw or standardised inputs
-//!    (`standardise_inputs`, folded into the first layer afterwards); its weights are the last
-//!    step's or their mean over the last epochs (`average_epochs`).
+//!    cell's mean, or its maximum: [`TargetPool`]; a teacher whose own blur is off gives its
+//!    patch scores, which rank images as the teacher does, where its blurred map's maximum
+//!    ranks small defects lower), divided by a scale (the 0.99 quantile of the good images'
+//!    targets) and regressed as they are or as their logarithm ([`TargetTransform`]); the head
+//!    (an MLP per patch on locally aware patch features, as PatchCore's) is trained by mean
+//!    squared error (every patch alike, or rare targets weighted up: [`LossWeights`]) with
+//!    Adam, seeded, on raw or standardised inputs (`standardise_inputs`, folded into the first
+//!    layer afterwards); its weights are the last step's or their mean over the last epochs
+//!    (`average_epochs`).
 //!
 //! Prediction: the head's grid, transformed back and times the scale, upsampled to the image
 //! (bilinear), optionally blurred; image score = max of the map, or of the grid before it is
