@@ -192,8 +192,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let model = ScoreStudent::load(path, &device)?;
         let mut scores = Vec::new();
         for batch in BatchLoader::new(&cat.splits.test, model.preprocessor().clone(), 8) {
-            let (grids, _) = model.score_grids(&batch?.images)?;
-            scores.extend(grids.iter().map(|q| largest(q)));
+            let grids = model.score_grids(&batch?.images)?;
+            scores.extend(grids.grids.iter().map(|q| largest(q)));
         }
         row(
             "student, score = grid max",

@@ -43,7 +43,7 @@ pub use folds::{Fold, stratified_k_fold, stratified_split};
 pub use fusion::{FusionResult, LogisticRegression, compare_fusion};
 pub use io::{CLASSIFIER_MAGIC, FORMAT_VERSION, STUDENT_MAGIC};
 pub use student::{
-    CheckedStudentConfig, ImageScore, LossWeights, ScoreStudent, StudentConfig, TargetPool,
-    TargetTransform, TeacherFactory, WEIGHT_BIN, WEIGHT_SIGMA_BINS,
+    CheckedStudentConfig, ImageScore, LossWeights, ScoreGrids, ScoreStudent, StudentConfig,
+    TargetPool, TargetTransform, TeacherFactory, WEIGHT_BIN, WEIGHT_SIGMA_BINS,
 };
 pub use synth::{SyntheticAnomaly, cut_paste, faint_spot, spot, thin_curve};

@@ -585,6 +585,15 @@ pub(crate) struct Trained {
     pub(crate) prototypes: Vec<f32>,
 }
 
+/// The head's score grids of a batch ([`ScoreStudent::score_grids`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreGrids {
+    /// One grid per image: `size.0 * size.1` values, row-major, in the teacher's units.
+    pub grids: Vec<Vec<f32>>,
+    /// `(gh, gw)`.
+    pub size: (usize, usize),
+}
+
 /// A student of a detector's anomaly maps: backbone -> patch features (+ distances to the
 /// prototypes) -> per-patch MLP.
 pub struct ScoreStudent {
@@ -703,10 +712,8 @@ impl ScoreStudent {
     /// # Shapes
     /// - `batch`: `[n, 3, h, w]` at the size the student was fitted on
     /// - returns `n` grids of `gh * gw` values (row-major) and `(gh, gw)`
-    pub fn score_grids(
-        &self,
-        batch: &ImageBatch,
-    ) -> Result<(Vec<Vec<f32>>, (usize, usize)), RegressError> {
+    ///   ([`ScoreGrids`])
+    pub fn score_grids(&self, batch: &ImageBatch) -> Result<ScoreGrids, RegressError> {
         let (head, trained) = match (&self.head, &self.trained) {
             (Some(h), Some(t)) => (h, t),
             _ => return Err(RegressError::NotFitted),
@@ -735,7 +742,7 @@ impl ScoreStudent {
                     .collect()
             })
             .collect();
-        Ok((grids, grid))
+        Ok(ScoreGrids { grids, size: grid })
     }
 
     /// Patch features of a batch: `[images * h * w, d]` rows, `(image, y, x)` order, and the
@@ -1062,7 +1069,7 @@ impl Detector for ScoreStudent {
     }
 
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, RegressError> {
-        let (grids, grid) = self.score_grids(batch)?;
+        let ScoreGrids { grids, size: grid } = self.score_grids(batch)?;
         let (h, w) = (batch.height(), batch.width());
         grids
             .into_iter()
@@ -1469,7 +1476,7 @@ mod tests {
             .preprocessor
             .batch(std::slice::from_ref(&image))
             .unwrap();
-        let (grids, g) = grid_max.score_grids(&batch).unwrap();
+        let ScoreGrids { grids, size: g } = grid_max.score_grids(&batch).unwrap();
         assert_eq!(grids.len(), 1);
         assert_eq!(grids[0].len(), g.0 * g.1);
         assert_eq!(
