@@ -403,8 +403,8 @@ impl DetectorConfig {
                 // scores are what the copies teach (docs/results.md, "More synthetic copies").
                 c.synthetic_per_image = 12;
                 // The teacher's maps unblurred: the student regresses its patch scores, whose
-                // grid's maximum ranks images as the teacher's own score does (a blurred map's
-                // maximum ranks small defects lower; docs/results.md, "Unblurred targets").
+                // maximum ranks images as the teacher's own score does (a blurred map's maximum
+                // ranks small defects lower; docs/results.md, "Unblurred targets").
                 c.teacher = serde_json::json!({
                     "model": "patchcore",
                     "backbone": teacher.backbone,

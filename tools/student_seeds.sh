@@ -67,7 +67,7 @@ for variant in $variants; do
         $ad run --model student --print-config 2>/dev/null > "$toml"
       fi
       # Every variant starts from the teacher's blurred maps, the student's map unblurred and
-      # its score the map's maximum (the presets before 2026-12-02 15:30 UTC)
+      # its score the map's maximum (the presets before 2026-12-02 16:00 UTC)
       sed -i '/^\[teacher\]/,$ {/^blur_sigma = /d}' "$toml"
       set_key "$toml" blur_sigma 0.0
       set_key "$toml" image_score '"map-max"'
