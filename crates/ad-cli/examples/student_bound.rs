@@ -23,7 +23,7 @@ use ad_core::{Detector, MapUpsample};
 use ad_mvtec::BatchLoader;
 use anomaly_detection::pipeline::{self, TestRun};
 use anomaly_detection::registry;
-use anomaly_detection::regress::ScoreStudent;
+use anomaly_detection::regress::{ScoreStudent, TargetPool, pool_to_grid};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -49,23 +49,21 @@ struct Args {
     grid: usize,
 }
 
-/// A `(h, w)` map pooled over a `(g, g)` grid of cells (mean or maximum).
-fn pool(map: &[f32], (h, w): (usize, usize), g: usize, max: bool) -> Vec<f32> {
-    let mut out = vec![0.0f32; g * g];
-    for gy in 0..g {
-        let (y0, y1) = (gy * h / g, ((gy + 1) * h / g).max(gy * h / g + 1));
-        for gx in 0..g {
-            let (x0, x1) = (gx * w / g, ((gx + 1) * w / g).max(gx * w / g + 1));
-            let cell = (y0..y1).flat_map(|y| map[y * w + x0..y * w + x1].iter().copied());
-            out[gy * g + gx] = if max {
-                cell.fold(f32::NEG_INFINITY, f32::max)
-            } else {
-                let s: f64 = cell.map(f64::from).sum();
-                (s / ((y1 - y0) * (x1 - x0)) as f64) as f32
-            };
-        }
+/// `run`, when its maps are `size` (the teacher's).
+fn same_size(
+    run: TestRun,
+    size: (usize, usize),
+    path: &std::path::Path,
+) -> Result<TestRun, Box<dyn std::error::Error>> {
+    if run.map_size != size {
+        return Err(format!(
+            "{}: {:?} maps, the teacher's are {size:?}",
+            path.display(),
+            run.map_size
+        )
+        .into());
     }
-    out
+    Ok(run)
 }
 
 fn largest(v: &[f32]) -> f32 {
@@ -108,16 +106,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let teacher = test(&args.teacher)?;
     let size = teacher.map_size;
     let test = |path: &PathBuf| -> Result<TestRun, Box<dyn std::error::Error>> {
-        let run = test(path)?;
-        if run.map_size != size {
-            return Err(format!(
-                "{}: {:?} maps, the teacher's are {size:?}",
-                path.display(),
-                run.map_size
-            )
-            .into());
-        }
-        Ok(run)
+        same_size(test(path)?, size, path)
     };
     let per = size.0 * size.1;
     let g = args.grid;
@@ -128,19 +117,21 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             sigma,
         )
     };
+    // Every image's map pooled to the student's grid.
+    let pooled = |run: &TestRun, pool: TargetPool| -> Vec<Vec<f32>> {
+        run.maps
+            .chunks(per)
+            .map(|m| pool_to_grid(m, size, (g, g), pool))
+            .collect()
+    };
     println!(
         "| {} maps (grid {g}x{g}) | image AUROC % | pixel AUROC % |",
         args.category
     );
     println!("| --- | --- | --- |");
     row("teacher", &teacher, &teacher.maps, Some(&teacher.scores))?;
-    for max in [false, true] {
-        let kind = if max { "max" } else { "mean" };
-        let grids: Vec<Vec<f32>> = teacher
-            .maps
-            .chunks(per)
-            .map(|m| pool(m, size, g, max))
-            .collect();
+    for kind in [TargetPool::Mean, TargetPool::Max] {
+        let grids = pooled(&teacher, kind);
         for sigma in [0.0f32, 2.0, 4.0] {
             let maps: Vec<f32> = grids.iter().flat_map(|q| up(q, sigma)).collect();
             row(
@@ -159,13 +150,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             &raw.maps,
             Some(&raw.scores),
         )?;
-        for max in [false, true] {
-            let kind = if max { "max" } else { "mean" };
-            let grids: Vec<Vec<f32>> = raw
-                .maps
-                .chunks(per)
-                .map(|m| pool(m, size, g, max))
-                .collect();
+        for kind in [TargetPool::Mean, TargetPool::Max] {
+            let grids = pooled(&raw, kind);
             let scores: Vec<f32> = grids.iter().map(|q| largest(q)).collect();
             let unblurred: Vec<f32> = grids.iter().flat_map(|q| up(q, 0.0)).collect();
             row(
@@ -186,10 +172,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Some(path) = &args.student {
-        let student = test(path)?;
+        let model = ScoreStudent::load(path, &device)?;
+        let student = same_size(
+            pipeline::test(&model, &cat.splits.test, 8, &bar, |_, _| Ok(()))?,
+            size,
+            path,
+        )?;
         row("student", &teacher, &student.maps, Some(&student.scores))?;
         // Its grids' maxima, the score it gives with `image_score = "grid-max"`.
-        let model = ScoreStudent::load(path, &device)?;
         let mut scores = Vec::new();
         for batch in BatchLoader::new(&cat.splits.test, model.preprocessor().clone(), 8) {
             let grids = model.score_grids(&batch?.images)?;

@@ -44,6 +44,6 @@ pub use fusion::{FusionResult, LogisticRegression, compare_fusion};
 pub use io::{CLASSIFIER_MAGIC, FORMAT_VERSION, STUDENT_MAGIC};
 pub use student::{
     CheckedStudentConfig, ImageScore, LossWeights, ScoreGrids, ScoreStudent, StudentConfig,
-    TargetPool, TargetTransform, TeacherFactory, WEIGHT_BIN, WEIGHT_SIGMA_BINS,
+    TargetPool, TargetTransform, TeacherFactory, WEIGHT_BIN, WEIGHT_SIGMA_BINS, pool_to_grid,
 };
 pub use synth::{SyntheticAnomaly, cut_paste, faint_spot, spot, thin_curve};

@@ -621,8 +621,13 @@ impl std::fmt::Debug for ScoreStudent {
     }
 }
 
-/// An `(h, w)` map pooled over a `(gh, gw)` grid of cells (area mean or maximum).
-fn pool_to_grid(
+/// An `(h, w)` map pooled over a `(gh, gw)` grid of cells (area mean or maximum): how a
+/// teacher's map becomes [`ScoreStudent`]'s targets.
+///
+/// # Shapes
+/// - `map`: `h * w` values, row-major
+/// - returns `gh * gw` values, row-major
+pub fn pool_to_grid(
     map: &[f32],
     (h, w): (usize, usize),
     (gh, gw): (usize, usize),

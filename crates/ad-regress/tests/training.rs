@@ -244,13 +244,7 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     });
     assert_loss_falls(&standardised);
     assert_ne!(flat_of(&standardised), flat_of(&a));
-    let path_std = dir.path().join("std.student");
-    standardised.save(&path_std).unwrap();
-    let loaded_std = ScoreStudent::load(&path_std, &device).unwrap();
-    assert_eq!(
-        standardised.predict_image(&probe[0]).unwrap().map,
-        loaded_std.predict_image(&probe[0]).unwrap().map
-    );
+    reloaded_exactly(&standardised, &dir.path().join("std.student"), &probe[0]);
     // Log targets: the loss (on ln(1 + t)) falls, the head differs, and the transform, kept in
     // the model file, is inverted alike after loading.
     let log = fitted(StudentConfig {
@@ -259,16 +253,10 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     });
     assert_loss_falls(&log);
     assert_ne!(flat_of(&log), flat_of(&a));
-    let path_log = dir.path().join("log.student");
-    log.save(&path_log).unwrap();
-    let loaded_log = ScoreStudent::load(&path_log, &device).unwrap();
+    let loaded_log = reloaded_exactly(&log, &dir.path().join("log.student"), &probe[0]);
     assert_eq!(
         loaded_log.config().target_transform,
         ad_regress::TargetTransform::Log1p
-    );
-    assert_eq!(
-        log.predict_image(&probe[0]).unwrap().map,
-        loaded_log.predict_image(&probe[0]).unwrap().map
     );
     // Weight averaging: the head of the last two epochs' mean is exactly the mean of the head
     // after five epochs and the head after six (the first five epochs are the same steps).
@@ -302,6 +290,21 @@ fn assert_loss_falls(s: &ScoreStudent) {
         losses[5] < 0.8 * losses[0],
         "the loss must fall: {losses:?}"
     );
+}
+
+/// `s` saved to `path` and loaded again: its map of `probe` is bit-identical.
+fn reloaded_exactly(
+    s: &ScoreStudent,
+    path: &std::path::Path,
+    probe: &ad_core::RgbImage,
+) -> ScoreStudent {
+    s.save(path).unwrap();
+    let loaded = ScoreStudent::load(path, &Device::default()).unwrap();
+    assert_eq!(
+        s.predict_image(probe).unwrap().map,
+        loaded.predict_image(probe).unwrap().map
+    );
+    loaded
 }
 
 /// Every weight of a fitted student's head.
