@@ -26,7 +26,8 @@
 #     VARIANTS=accurate-synth12-raw ...  # and/or the teacher's maps unblurred (its patch
 #                                          # scores as the targets)
 #     VARIANTS=accurate-synth12-raw-grid ...  # and/or the image score read off the grid
-#     VARIANTS="fast fast-raw" ...  # the default student, and with the same modifiers
+#     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
+#                                                     # modifiers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
@@ -58,13 +59,13 @@ for variant in $variants; do
       # or with its head widened to 512 -> 128 (-wide) and/or N copies, kinds in turn (-synthN);
       # fast-*: the default student with the same modifiers
       toml=$out/$variant.toml
+      n=3
+      if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
       if [[ $variant == accurate* ]]; then
-        n=3
-        if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
         $ad run --model student --preset accurate --synthetic-per-image "$n" --print-config \
           2>/dev/null > "$toml"
       else
-        $ad run --model student --print-config 2>/dev/null > "$toml"
+        $ad run --model student --synthetic-per-image "$n" --print-config 2>/dev/null > "$toml"
       fi
       # Every variant starts from the teacher's blurred maps, the student's map unblurred and
       # its score the map's maximum (the presets before 2026-12-02 16:00 UTC)

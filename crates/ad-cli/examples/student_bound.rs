@@ -6,7 +6,10 @@
 //! the map's maximum); with `--raw-teacher` (the same PatchCore with `blur_sigma = 0`, so its
 //! map holds the patch scores), the pooled patch scores' grid maximum is the image score and
 //! the map is that grid upsampled and blurred. With `--student`, the student's own maps are
-//! scored, and blurred afterwards. Prints a Markdown table of image and pixel AUROC.
+//! scored, and blurred afterwards; with several, their maps averaged too. With a raw teacher and
+//! a student, the pixel AUROC is decomposed: the defect pixels of one model's maps against the
+//! normal pixels of the other's, which tells whether the student scores defects too low or
+//! normal pixels too high. Prints a Markdown table of image and pixel AUROC.
 //!
 //! ```text
 //! ad fit --model patchcore --preset accurate --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn.patchcore
@@ -34,9 +37,10 @@ struct Args {
     /// The same teacher fitted with `--sigma 0` (its map = the upsampled patch scores).
     #[arg(long)]
     raw_teacher: Option<PathBuf>,
-    /// A student's model file, scored and then blurred.
+    /// A student's model file, scored and then blurred; repeat for several (seeds), whose maps
+    /// are also averaged.
     #[arg(long)]
-    student: Option<PathBuf>,
+    student: Vec<PathBuf>,
     /// Dataset root in MVTec AD's layout.
     #[arg(long)]
     data: PathBuf,
@@ -86,6 +90,51 @@ fn row(name: &str, run: &TestRun, maps: &[f32], scores: Option<&[f32]>) -> Resul
     }
     let pixel = ad_metrics::roc_auc(&pm, &pk).map_err(|e| e.to_string())?;
     println!("| {name} | {:.2} | {:.2} |", 100.0 * image, 100.0 * pixel);
+    Ok(())
+}
+
+/// Which normal pixels a [`cross`] row compares the defect pixels with.
+#[derive(Clone, Copy)]
+enum Normal {
+    /// Every normal pixel of the masked images.
+    All,
+    /// The pixels of the good images.
+    GoodImages,
+    /// The normal pixels of the defective images.
+    DefectiveImages,
+}
+
+/// Prints one row of the pixel AUROC decomposition: the defect pixels scored by `defect`
+/// against the chosen normal pixels scored by `normal` (both maps on the same scale). With the
+/// student's maps on one side and its teacher's on the other, it tells whether a pixel AUROC
+/// gap comes from defects scored too low or normal pixels scored too high.
+fn cross(
+    name: &str,
+    run: &TestRun,
+    defect: &[f32],
+    normal: &[f32],
+    which: Normal,
+) -> Result<(), String> {
+    let per = run.map_size.0 * run.map_size.1;
+    let (mut s, mut k) = (Vec::new(), Vec::new());
+    for (i, _) in run.has_mask.iter().enumerate().filter(|(_, m)| **m) {
+        let keep = match which {
+            Normal::All => true,
+            Normal::GoodImages => !run.labels[i],
+            Normal::DefectiveImages => run.labels[i],
+        };
+        for p in i * per..(i + 1) * per {
+            if run.masks[p] {
+                s.push(defect[p]);
+                k.push(true);
+            } else if keep {
+                s.push(normal[p]);
+                k.push(false);
+            }
+        }
+    }
+    let auc = ad_metrics::roc_auc(&s, &k).map_err(|e| e.to_string())?;
+    println!("| {name} | | {:.2} |", 100.0 * auc);
     Ok(())
 }
 
@@ -142,8 +191,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             )?;
         }
     }
-    if let Some(path) = &args.raw_teacher {
-        let raw = test(path)?;
+    let raw = args.raw_teacher.as_ref().map(test).transpose()?;
+    if let Some(raw) = &raw {
         row(
             "raw teacher (its own maps and scores)",
             &teacher,
@@ -151,7 +200,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             Some(&raw.scores),
         )?;
         for kind in [TargetPool::Mean, TargetPool::Max] {
-            let grids = pooled(&raw, kind);
+            let grids = pooled(raw, kind);
             let scores: Vec<f32> = grids.iter().map(|q| largest(q)).collect();
             let unblurred: Vec<f32> = grids.iter().flat_map(|q| up(q, 0.0)).collect();
             row(
@@ -171,14 +220,21 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    if let Some(path) = &args.student {
+    let mut students = Vec::new();
+    for path in &args.student {
         let model = ScoreStudent::load(path, &device)?;
         let student = same_size(
             pipeline::test(&model, &cat.splits.test, 8, &bar, |_, _| Ok(()))?,
             size,
             path,
         )?;
-        row("student", &teacher, &student.maps, Some(&student.scores))?;
+        let name = path.display();
+        row(
+            &format!("student {name}"),
+            &teacher,
+            &student.maps,
+            Some(&student.scores),
+        )?;
         // Its grids' maxima, the score it gives with `image_score = "grid-max"`.
         let mut scores = Vec::new();
         for batch in BatchLoader::new(&cat.splits.test, model.preprocessor().clone(), 8) {
@@ -186,7 +242,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             scores.extend(grids.grids.iter().map(|q| largest(q)));
         }
         row(
-            "student, score = grid max",
+            &format!("student {name}, score = grid max"),
             &teacher,
             &student.maps,
             Some(&scores),
@@ -198,11 +254,69 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 .flat_map(|m| gaussian_blur(m, size, sigma))
                 .collect();
             row(
-                &format!("student, blurred {sigma}; score = map max"),
+                &format!("student {name}, blurred {sigma}; score = map max"),
                 &teacher,
                 &maps,
                 None,
             )?;
+        }
+        students.push(student.maps);
+    }
+    // Several students (seeds): their maps averaged, as one model of several heads would give.
+    let mean: Option<Vec<f32>> = (students.len() > 1).then(|| {
+        let n = students.len() as f32;
+        (0..students[0].len())
+            .map(|p| students.iter().map(|m| m[p]).sum::<f32>() / n)
+            .collect()
+    });
+    if let Some(mean) = &mean {
+        row(
+            &format!(
+                "the {} students' maps averaged; score = map max",
+                students.len()
+            ),
+            &teacher,
+            mean,
+            None,
+        )?;
+    }
+    // Where a student's pixel AUROC is lost, against the raw teacher (its targets): the first
+    // student's maps, and the average's.
+    if let Some(raw) = &raw {
+        let mut who = Vec::new();
+        if let Some(first) = students.first() {
+            who.push(("student", first));
+        }
+        if let Some(mean) = &mean {
+            who.push(("averaged students", mean));
+        }
+        for (which, label) in [
+            (Normal::All, "all normal pixels"),
+            (Normal::GoodImages, "good images' pixels"),
+            (Normal::DefectiveImages, "defective images' normal pixels"),
+        ] {
+            cross(
+                &format!("defect pixels / {label}: raw teacher / raw teacher"),
+                &teacher,
+                &raw.maps,
+                &raw.maps,
+                which,
+            )?;
+            for (name, maps) in &who {
+                for (d, n, pair) in [
+                    (*maps, *maps, format!("{name} / {name}")),
+                    (*maps, &raw.maps, format!("{name} / raw teacher")),
+                    (&raw.maps, *maps, format!("raw teacher / {name}")),
+                ] {
+                    cross(
+                        &format!("defect pixels / {label}: {pair}"),
+                        &teacher,
+                        d,
+                        n,
+                        which,
+                    )?;
+                }
+            }
         }
     }
     Ok(())
