@@ -202,15 +202,16 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         for kind in [TargetPool::Mean, TargetPool::Max] {
             let grids = pooled(raw, kind);
             let scores: Vec<f32> = grids.iter().map(|q| largest(q)).collect();
-            let unblurred: Vec<f32> = grids.iter().flat_map(|q| up(q, 0.0)).collect();
-            row(
-                &format!("raw patch scores {kind}-pooled, blurred 0; score = map max"),
-                &teacher,
-                &unblurred,
-                None,
-            )?;
             for sigma in [0.0f32, 2.0, 4.0] {
                 let maps: Vec<f32> = grids.iter().flat_map(|q| up(q, sigma)).collect();
+                if sigma == 0.0 {
+                    row(
+                        &format!("raw patch scores {kind}-pooled, blurred 0; score = map max"),
+                        &teacher,
+                        &maps,
+                        None,
+                    )?;
+                }
                 row(
                     &format!("raw patch scores {kind}-pooled, blurred {sigma}; score = grid max"),
                     &teacher,
