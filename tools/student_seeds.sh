@@ -26,6 +26,10 @@
 #     VARIANTS=accurate-synth12-raw ...  # and/or the teacher's maps unblurred (its patch
 #                                          # scores as the targets)
 #     VARIANTS=accurate-synth12-raw-grid ...  # and/or the image score read off the grid
+#     VARIANTS=accurate-synth12-raw-h4 ...  # and/or four heads on the same patches (their
+#                                              # maps averaged; tools/student_heads.py keeps
+#                                              # the first k of them); -boot: each head on
+#                                              # its own bootstrap sample of the images
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -91,6 +95,8 @@ for variant in $variants; do
       if [[ $variant == *-grid* ]]; then set_key "$toml" image_score '"grid-max"'; fi
       if [[ $variant == *-log* ]]; then set_key "$toml" target_transform '"log1p"'; fi
       if [[ $variant == *-sqrtinv* ]]; then set_key "$toml" loss_weights '"sqrt-inverse"'; fi
+      if [[ $variant =~ -h([0-9]+) ]]; then set_key "$toml" heads "${BASH_REMATCH[1]}"; fi
+      if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
         set_key "$toml" average_epochs "${BASH_REMATCH[1]}"
       fi

@@ -121,6 +121,15 @@ pub struct ModelArgs {
     /// [default: constant].
     #[arg(long, value_name = "KIND")]
     pub lr_schedule: Option<ad_core::LrSchedule>,
+    /// Student: heads trained on the same patches, each from its own initialisation and
+    /// shuffling; the map is their mean (each head costs one more MLP at prediction)
+    /// [default: 1].
+    #[arg(long, value_name = "N")]
+    pub heads: Option<usize>,
+    /// Student: bagging, every head trained on its own bootstrap sample of the training
+    /// images (drawn with replacement) [default: off].
+    #[arg(long)]
+    pub bootstrap: bool,
     /// Student: stochastic weight averaging, the head's weights averaged over the ends of the
     /// last N epochs; 0 = the last step's weights [default: 0].
     #[arg(long, value_name = "N")]
@@ -443,7 +452,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 27] = [
+        let specific: [(&str, bool, &[&str]); 29] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -481,6 +490,8 @@ impl ModelArgs {
                 &["student"],
             ),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
+            ("heads", self.heads.is_some(), &["student"]),
+            ("bootstrap", self.bootstrap, &["student"]),
             (
                 "average-epochs",
                 self.average_epochs.is_some(),
@@ -619,6 +630,12 @@ impl ModelArgs {
                 }
                 if let Some(k) = self.lr_schedule {
                     c.lr_schedule = k;
+                }
+                if let Some(n) = self.heads {
+                    c.heads = n;
+                }
+                if self.bootstrap {
+                    c.bootstrap = true;
                 }
                 if let Some(n) = self.average_epochs {
                     c.average_epochs = n;

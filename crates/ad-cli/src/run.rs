@@ -730,15 +730,33 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 .or(h["report"]["losses"].as_array())
                 .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
                 .unwrap_or_default();
+            // Models saved before the option held one head; a student's losses are its heads'
+            // epochs one head after the other.
+            let heads = h["config"]["heads"].as_u64().unwrap_or(1).max(1) as usize;
+            let per = losses.len() / heads;
+            let last: Vec<String> = if per == 0 {
+                vec!["-".into()]
+            } else {
+                losses
+                    .chunks(per)
+                    .filter_map(|c| c.last().map(|l| format!("{l:.5}")))
+                    .collect()
+            };
             println!(
-                "head            MLP {} ({} epochs, last loss {}){}",
+                "head            {}MLP {} ({} epochs{}, last loss {}){}",
+                if heads > 1 {
+                    format!("{heads} x ")
+                } else {
+                    String::new()
+                },
                 text(&h["dims"]),
-                losses.len(),
-                losses.last().map_or("-".into(), |l| format!("{l:.5}")),
+                per,
+                if heads > 1 { " each" } else { "" },
+                last.join(" / "),
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}",
+                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -769,6 +787,12 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         match h["config"]["loss_weights"].as_str() {
                             Some(w) if w != "uniform" => format!(", {w} loss weights"),
                             _ => String::new(),
+                        },
+                        // Models saved before the option trained every head on every image.
+                        if h["config"]["bootstrap"].as_bool() == Some(true) {
+                            ", each head on a bootstrap sample"
+                        } else {
+                            ""
                         },
                         // Models saved before the option trained on raw inputs.
                         if h["config"]["standardise_inputs"].as_bool() == Some(true) {

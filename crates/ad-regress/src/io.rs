@@ -122,26 +122,25 @@ fn head_from(
 }
 
 impl ScoreStudent {
-    /// Saves the trained student (head in f32: reloading gives bit-identical scores).
+    /// Saves the trained student (heads in f32, one after the other: reloading gives
+    /// bit-identical scores).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), RegressError> {
-        let (head, trained) = match (&self.head, &self.trained) {
+        let (first, trained) = match (self.heads.first(), &self.trained) {
             (Some(h), Some(t)) => (h, t),
             _ => return Err(RegressError::NotFitted),
         };
         let header = StudentHeader {
             config: self.config.as_config().clone(),
             backbone: self.backbone.identity().to_string(),
-            dims: head.dims(),
+            dims: first.dims(),
             trained: trained.clone(),
             threshold: self.threshold.clone(),
         };
-        write(
-            path.as_ref(),
-            STUDENT_MAGIC,
-            "student",
-            &header,
-            &head.to_flat()?,
-        )
+        let mut flat = Vec::new();
+        for head in &self.heads {
+            flat.extend(head.to_flat()?);
+        }
+        write(path.as_ref(), STUDENT_MAGIC, "student", &header, &flat)
     }
 
     /// Loads a model saved by [`ScoreStudent::save`], rebuilding its backbone on `device` and
@@ -169,15 +168,28 @@ impl ScoreStudent {
                 ),
             });
         }
-        model.head = Some(head_from(
-            path,
-            "student",
-            &header.dims,
-            d + k,
-            1,
-            &flat,
-            device,
-        )?);
+        // The heads follow one another in the payload (one head: files written before the
+        // option).
+        let heads = model.config.heads;
+        let per = flat.len() / heads;
+        if per * heads != flat.len() {
+            return Err(RegressError::BadModelFile {
+                path: path.to_path_buf(),
+                kind: "student",
+                reason: format!("{} parameters are not {heads} equal heads", flat.len()),
+            });
+        }
+        model.heads = flat
+            .chunks(per.max(1))
+            .map(|f| head_from(path, "student", &header.dims, d + k, 1, f, device))
+            .collect::<Result<_, _>>()?;
+        if model.heads.len() != heads {
+            return Err(RegressError::BadModelFile {
+                path: path.to_path_buf(),
+                kind: "student",
+                reason: format!("{} heads, the config names {heads}", model.heads.len()),
+            });
+        }
         model.trained = Some(header.trained);
         model.threshold = header.threshold;
         Ok(model)

@@ -39,9 +39,9 @@ use ad_core::{
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
@@ -57,6 +57,9 @@ const INFER_CHUNK: usize = 16_384;
 
 /// Largest accepted [`StudentConfig::prototypes`].
 const MAX_PROTOTYPES: usize = 4096;
+
+/// Largest accepted [`StudentConfig::heads`].
+const MAX_HEADS: usize = 16;
 
 /// Good patch rows (at most) the prototypes are fitted on.
 const PROTOTYPE_ROWS: usize = 16_384;
@@ -77,6 +80,16 @@ pub struct StudentConfig {
     pub patch_size: usize,
     /// Hidden widths of the per-patch MLP (`[256, 64]`).
     pub hidden: Vec<usize>,
+    /// Heads trained on the same patches, each from its own initialisation and shuffling; the
+    /// map is the mean of their (scaled) outputs, a cheap ensemble whose cost at prediction
+    /// is one more MLP per head on the shared features (1; also what model files written
+    /// before the option hold).
+    pub heads: usize,
+    /// Bagging (Breiman 1996): every head trains on its own bootstrap sample of the training
+    /// images (good and synthetic, drawn with replacement, as many as there are), so the heads
+    /// differ in their data as well as in their initialisation (false: every head sees every
+    /// image).
+    pub bootstrap: bool,
     /// Prototypes of the good patches (k-means centres, frozen) whose distances are fed to the
     /// head beside each patch feature (64; 0: the feature alone). See the crate's `prototypes`
     /// module (k-means, radial features).
@@ -147,6 +160,8 @@ impl Default for StudentConfig {
             preprocess: PreprocessConfig::default(),
             patch_size: 3,
             hidden: vec![256, 64],
+            heads: 1,
+            bootstrap: false,
             prototypes: 64,
             epochs: 20,
             learning_rate: 1e-3,
@@ -417,6 +432,9 @@ impl StudentConfig {
         if self.hidden.contains(&0) {
             return bad("hidden", format!("{:?} has a zero width", self.hidden));
         }
+        if !(1..=MAX_HEADS).contains(&self.heads) {
+            return bad("heads", format!("{} is not in 1..={MAX_HEADS}", self.heads));
+        }
         if self.prototypes > MAX_PROTOTYPES {
             return bad(
                 "prototypes",
@@ -602,7 +620,8 @@ pub struct ScoreStudent {
     pub(crate) device: Device,
     pub(crate) backbone: Backbone,
     pub(crate) preprocessor: Preprocessor,
-    pub(crate) head: Option<Mlp>,
+    /// The trained heads (empty before `fit` or `load`).
+    pub(crate) heads: Vec<Mlp>,
     pub(crate) trained: Option<Trained>,
     pub(crate) threshold: Option<Threshold>,
     teacher: Option<TeacherFactory>,
@@ -678,7 +697,7 @@ impl ScoreStudent {
             device: device.clone(),
             backbone,
             preprocessor,
-            head: None,
+            heads: Vec::new(),
             trained: None,
             threshold: None,
             teacher,
@@ -702,9 +721,9 @@ impl ScoreStudent {
         &self.backbone
     }
 
-    /// The trained head (`None` before `fit` or `load`).
-    pub fn head(&self) -> Option<&Mlp> {
-        self.head.as_ref()
+    /// The trained heads, [`StudentConfig::heads`] of them (empty before `fit` or `load`).
+    pub fn heads(&self) -> &[Mlp] {
+        &self.heads
     }
 
     /// Mean training loss of every epoch of the last `fit`.
@@ -720,8 +739,8 @@ impl ScoreStudent {
     /// - returns `n` grids of `gh * gw` values (row-major) and `(gh, gw)`
     ///   ([`ScoreGrids`])
     pub fn score_grids(&self, batch: &ImageBatch) -> Result<ScoreGrids, RegressError> {
-        let (head, trained) = match (&self.head, &self.trained) {
-            (Some(h), Some(t)) => (h, t),
+        let trained = match &self.trained {
+            Some(t) if !self.heads.is_empty() => t,
             _ => return Err(RegressError::NotFitted),
         };
         if (batch.height(), batch.width()) != trained.image_size {
@@ -738,15 +757,10 @@ impl ScoreStudent {
             });
         }
         let d = rows.len() / (batch.len() * grid.0 * grid.1).max(1);
-        let out = self.head_rows(head, &rows, d, &trained.prototypes)?;
-        let transform = self.config.target_transform;
+        let out = self.head_rows(&rows, d, &trained.prototypes)?;
         let grids = out
             .chunks(grid.0 * grid.1)
-            .map(|g| {
-                g.iter()
-                    .map(|&v| transform.inverse(v) * trained.scale)
-                    .collect()
-            })
+            .map(|g| g.iter().map(|&v| v * trained.scale).collect())
             .collect();
         Ok(ScoreGrids { grids, size: grid })
     }
@@ -772,11 +786,11 @@ impl ScoreStudent {
         Ok((rows, grid))
     }
 
-    /// The head's (unscaled) output for patch rows (`d` wide), with their distances to the
-    /// prototypes when there are any (`k x d`).
+    /// The heads' output for patch rows (`d` wide), with their distances to the prototypes
+    /// when there are any (`k x d`): each head's output transformed back to a scaled target
+    /// ([`TargetTransform::inverse`]), then the mean over the heads (unscaled).
     fn head_rows(
         &self,
-        head: &Mlp,
         rows: &[f32],
         d: usize,
         prototypes: &[f32],
@@ -786,6 +800,8 @@ impl ScoreStudent {
         let protos = (k > 0).then(|| {
             Tensor::<2>::from_data(TensorData::new(prototypes.to_vec(), [k, d]), &self.device)
         });
+        let transform = self.config.target_transform;
+        let inv_heads = 1.0 / self.heads.len().max(1) as f32;
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(INFER_CHUNK) {
             let m = INFER_CHUNK.min(n - start);
@@ -797,7 +813,22 @@ impl ScoreStudent {
                 Some(p) => with_radial(x, p),
                 None => x,
             };
-            out.extend(read_f32(head.forward(x))?);
+            if let [head] = self.heads.as_slice() {
+                out.extend(
+                    read_f32(head.forward(x))?
+                        .into_iter()
+                        .map(|v| transform.inverse(v)),
+                );
+                continue;
+            }
+            let mut sum = vec![0.0f32; m];
+            for head in &self.heads {
+                let y = read_f32(head.forward(x.clone()))?;
+                for (s, v) in sum.iter_mut().zip(y) {
+                    *s += transform.inverse(v);
+                }
+            }
+            out.extend(sum.into_iter().map(|s| s * inv_heads));
         }
         Ok(out)
     }
@@ -1230,112 +1261,146 @@ impl ScoreStudent {
             None
         };
 
-        // 3. The head, by mean squared error.
+        // 3. The heads, one after the other, by mean squared error.
         let mut dims = vec![d + k_protos];
         dims.extend(&self.config.hidden);
         dims.push(1);
         let ad = self.device.clone().autodiff();
-        let head = Mlp::new(&dims, self.config.seed ^ 0x57D3_0000, &ad);
-        let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
-        let mut shuffle = Xoshiro256PlusPlus::seed_from_u64(self.config.seed ^ 0x5EED);
-        let mut idx: Vec<usize> = (0..n).collect();
-        let mut losses = Vec::with_capacity(self.config.epochs);
+        let heads_n = self.config.heads;
+        let epochs = self.config.epochs;
+        let mut losses = Vec::with_capacity(heads_n * epochs);
         let mut callback = self.on_epoch.take();
-        let total_steps = self.config.epochs * n.div_ceil(self.config.patch_batch);
-        let mut step = 0;
-        // Running sum of the head's weights at the ends of the averaged epochs (f64, so the
-        // mean does not depend on how many epochs are summed in f32).
-        let mut weight_sum: Vec<f64> = Vec::new();
-        let first_averaged = self.config.epochs + 1 - self.config.average_epochs;
+        let total_steps = epochs * n.div_ceil(self.config.patch_batch);
+        let first_averaged = epochs + 1 - self.config.average_epochs;
+        let mut heads = Vec::with_capacity(heads_n);
         let result = (|| {
-            let mut head = head;
-            for epoch in 1..=self.config.epochs {
-                let te = Instant::now();
-                idx.shuffle(&mut shuffle);
-                let mut total = 0.0;
-                for b in idx.chunks(self.config.patch_batch) {
-                    let m = b.len();
-                    let mut x = Vec::with_capacity(m * d);
-                    let mut y = Vec::with_capacity(m);
-                    for &i in b {
-                        x.extend_from_slice(&rows[i * d..(i + 1) * d]);
-                        y.push(targets[i]);
+            for h in 0..heads_n {
+                // Head 0 keeps the seeds of a one-head student, so `heads = 1` is the model
+                // trained before the option, bit for bit.
+                let offset = (h as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let mut head = Mlp::new(
+                    &dims,
+                    (self.config.seed ^ 0x57D3_0000).wrapping_add(offset),
+                    &ad,
+                );
+                let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+                let mut shuffle = Xoshiro256PlusPlus::seed_from_u64(
+                    (self.config.seed ^ 0x5EED).wrapping_add(offset),
+                );
+                let mut idx: Vec<usize> = if self.config.bootstrap {
+                    // Whole images: a sample's rows are `cells` consecutive rows.
+                    let cells = (grid.0 * grid.1).max(1);
+                    let samples = n / cells;
+                    let mut draw = Xoshiro256PlusPlus::seed_from_u64(
+                        (self.config.seed ^ 0xB007_5742).wrapping_add(offset),
+                    );
+                    (0..samples)
+                        .flat_map(|_| {
+                            let s = draw.random_range(0..samples);
+                            s * cells..(s + 1) * cells
+                        })
+                        .collect()
+                } else {
+                    (0..n).collect()
+                };
+                let mut step = 0;
+                // Running sum of the head's weights at the ends of the averaged epochs (f64,
+                // so the mean does not depend on how many epochs are summed in f32).
+                let mut weight_sum: Vec<f64> = Vec::new();
+                for epoch in 1..=epochs {
+                    let te = Instant::now();
+                    idx.shuffle(&mut shuffle);
+                    let mut total = 0.0;
+                    for b in idx.chunks(self.config.patch_batch) {
+                        let m = b.len();
+                        let mut x = Vec::with_capacity(m * d);
+                        let mut y = Vec::with_capacity(m);
+                        for &i in b {
+                            x.extend_from_slice(&rows[i * d..(i + 1) * d]);
+                            y.push(targets[i]);
+                        }
+                        let w = weights.as_ref().map(|table| {
+                            y.iter().map(|&t| weight_of(table, t)).collect::<Vec<_>>()
+                        });
+                        let mut x = match &protos {
+                            Some(p) => read_f32(with_radial(
+                                Tensor::<2>::from_data(TensorData::new(x, [m, d]), &self.device),
+                                p,
+                            ))?,
+                            None => x,
+                        };
+                        if let Some(moments) = &moments {
+                            moments.standardise(&mut x);
+                        }
+                        let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d + k_protos]), &ad);
+                        let yt = Tensor::<2>::from_data(TensorData::new(y, [m, 1]), &ad);
+                        let diff = head.forward(xt) - yt;
+                        let squared = diff.clone() * diff;
+                        let loss = match w {
+                            Some(w) => (squared
+                                * Tensor::<2>::from_data(TensorData::new(w, [m, 1]), &ad))
+                            .mean(),
+                            None => squared.mean(),
+                        };
+                        let value = scalar(loss.clone().inner())?;
+                        if !value.is_finite() {
+                            return Err(RegressError::Diverged {
+                                loss: value,
+                                epoch: h * epochs + epoch,
+                            });
+                        }
+                        total += value * m as f64;
+                        let grads = GradientsParams::from_grads(loss.backward(), &head);
+                        let lr = self.config.lr_schedule.rate(
+                            self.config.learning_rate,
+                            step,
+                            total_steps,
+                        );
+                        step += 1;
+                        head = optim.step(lr, head, grads);
                     }
-                    let w = weights
-                        .as_ref()
-                        .map(|table| y.iter().map(|&t| weight_of(table, t)).collect::<Vec<_>>());
-                    let mut x = match &protos {
-                        Some(p) => read_f32(with_radial(
-                            Tensor::<2>::from_data(TensorData::new(x, [m, d]), &self.device),
-                            p,
-                        ))?,
-                        None => x,
-                    };
-                    if let Some(moments) = &moments {
-                        moments.standardise(&mut x);
+                    if self.config.average_epochs > 0 && epoch >= first_averaged {
+                        let w = head.valid().to_flat()?;
+                        weight_sum.resize(w.len(), 0.0);
+                        for (s, v) in weight_sum.iter_mut().zip(w) {
+                            *s += f64::from(v);
+                        }
                     }
-                    let xt = Tensor::<2>::from_data(TensorData::new(x, [m, d + k_protos]), &ad);
-                    let yt = Tensor::<2>::from_data(TensorData::new(y, [m, 1]), &ad);
-                    let diff = head.forward(xt) - yt;
-                    let squared = diff.clone() * diff;
-                    let loss = match w {
-                        Some(w) => (squared
-                            * Tensor::<2>::from_data(TensorData::new(w, [m, 1]), &ad))
-                        .mean(),
-                        None => squared.mean(),
-                    };
-                    let value = scalar(loss.clone().inner())?;
-                    if !value.is_finite() {
-                        return Err(RegressError::Diverged { loss: value, epoch });
+                    let loss = total / n.max(1) as f64;
+                    losses.push(loss);
+                    log::info!("student head {}: epoch {epoch}: loss {loss:.5}", h + 1);
+                    if let Some(cb) = callback.as_mut() {
+                        cb(&EpochReport {
+                            epoch: h * epochs + epoch,
+                            epochs: heads_n * epochs,
+                            loss,
+                            seconds: te.elapsed().as_secs_f64(),
+                        });
                     }
-                    total += value * m as f64;
-                    let grads = GradientsParams::from_grads(loss.backward(), &head);
-                    let lr =
-                        self.config
-                            .lr_schedule
-                            .rate(self.config.learning_rate, step, total_steps);
-                    step += 1;
-                    head = optim.step(lr, head, grads);
                 }
-                if self.config.average_epochs > 0 && epoch >= first_averaged {
-                    let w = head.valid().to_flat()?;
-                    weight_sum.resize(w.len(), 0.0);
-                    for (s, v) in weight_sum.iter_mut().zip(w) {
-                        *s += f64::from(v);
-                    }
-                }
-                let loss = total / n.max(1) as f64;
-                losses.push(loss);
-                log::info!("student epoch {epoch}: loss {loss:.5}");
-                if let Some(cb) = callback.as_mut() {
-                    cb(&EpochReport {
-                        epoch,
-                        epochs: self.config.epochs,
-                        loss,
-                        seconds: te.elapsed().as_secs_f64(),
-                    });
-                }
+                let head = head.valid();
+                let head = if weight_sum.is_empty() {
+                    head
+                } else {
+                    let count = self.config.average_epochs as f64;
+                    let mean: Vec<f32> = weight_sum.iter().map(|s| (s / count) as f32).collect();
+                    Mlp::from_flat(&dims, &mean, &self.device).ok_or_else(|| {
+                        RegressError::Data(format!(
+                            "{} averaged weights for a head of widths {dims:?}",
+                            mean.len()
+                        ))
+                    })?
+                };
+                heads.push(match &moments {
+                    Some(moments) => moments.fold_into(&head, &self.device)?,
+                    None => head,
+                });
             }
-            Ok(head)
+            Ok(())
         })();
         self.on_epoch = callback;
-        let head = result?.valid();
-        let head = if weight_sum.is_empty() {
-            head
-        } else {
-            let count = self.config.average_epochs as f64;
-            let mean: Vec<f32> = weight_sum.iter().map(|s| (s / count) as f32).collect();
-            Mlp::from_flat(&dims, &mean, &self.device).ok_or_else(|| {
-                RegressError::Data(format!(
-                    "{} averaged weights for a head of widths {dims:?}",
-                    mean.len()
-                ))
-            })?
-        };
-        self.head = Some(match &moments {
-            Some(moments) => moments.fold_into(&head, &self.device)?,
-            None => head,
-        });
+        result?;
+        self.heads = heads;
         self.trained = Some(Trained {
             grid,
             image_size: size,
@@ -1436,6 +1501,41 @@ mod tests {
     }
 
     #[test]
+    fn several_heads_average_their_scaled_outputs() {
+        // Two constant heads, y = 0.7 and y = 1.9: the map is the mean of the two heads' maps,
+        // each transformed back before the mean (under log targets, not exp of the mean y).
+        let image = probe_image();
+        for (transform, want) in [
+            (TargetTransform::Identity, (0.7 + 1.9) / 2.0 * 2.5),
+            (
+                TargetTransform::Log1p,
+                (0.7f32.exp_m1() + 1.9f32.exp_m1()) / 2.0 * 2.5,
+            ),
+        ] {
+            let config = StudentConfig {
+                target_transform: transform,
+                heads: 2,
+                ..probe_config()
+            };
+            let mut s = with_linear_head(&config, &image, |_| 0.0, 0.7);
+            let second = with_linear_head(&config, &image, |_| 0.0, 1.9);
+            s.heads.extend(second.heads);
+            let p = s.predict_image(&image).unwrap();
+            assert!(
+                (p.score - want).abs() < 1e-5 * want,
+                "{transform}: {} vs {want}",
+                p.score
+            );
+            assert!(
+                p.map
+                    .as_slice()
+                    .iter()
+                    .all(|v| (v - want).abs() < 1e-5 * want)
+            );
+        }
+    }
+
+    #[test]
     fn the_grid_max_is_read_before_the_blur() {
         let image = probe_image();
         let config = StudentConfig {
@@ -1519,7 +1619,9 @@ mod tests {
         let d = rows.len() / (grid.0 * grid.1);
         let mut flat: Vec<f32> = (0..d).map(weight).collect();
         flat.push(bias);
-        s.head = Mlp::from_flat(&[d, 1], &flat, &device);
+        s.heads = Mlp::from_flat(&[d, 1], &flat, &device)
+            .into_iter()
+            .collect();
         s.trained = Some(Trained {
             grid,
             image_size: (64, 64),
@@ -1588,6 +1690,14 @@ mod tests {
             },
             StudentConfig {
                 patch_size: 2,
+                ..Default::default()
+            },
+            StudentConfig {
+                heads: 0,
+                ..Default::default()
+            },
+            StudentConfig {
+                heads: 17,
                 ..Default::default()
             },
             StudentConfig {

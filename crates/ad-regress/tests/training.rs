@@ -275,6 +275,53 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         assert_eq!(*pa, mean, "averaged weight {pa} != ({p5} + {p6}) / 2");
     }
     assert_eq!(averaged.losses().unwrap(), losses.as_slice());
+    // Three heads: the first is the one-head student's, bit for bit; the others start from
+    // their own weights and shuffling, each loss falls, and the map is the heads' mean.
+    let three = fitted(StudentConfig {
+        heads: 3,
+        ..student_config(3)
+    });
+    let heads = three.heads();
+    assert_eq!(heads.len(), 3);
+    assert_eq!(heads[0].to_flat().unwrap(), flat_of(&a));
+    assert_ne!(heads[1].to_flat().unwrap(), heads[0].to_flat().unwrap());
+    assert_ne!(heads[2].to_flat().unwrap(), heads[1].to_flat().unwrap());
+    let all = three.losses().unwrap();
+    assert_eq!(all.len(), 18);
+    assert_eq!(&all[..6], losses.as_slice());
+    for h in all.chunks(6) {
+        assert!(h[5] < 0.8 * h[0], "each head's loss must fall: {all:?}");
+    }
+    // The heads' mean differs from the first head's map (the mean itself: the crate's unit
+    // test `several_heads_average_their_scaled_outputs`).
+    assert_ne!(
+        three.predict_image(&probe[0]).unwrap().map,
+        a.predict_image(&probe[0]).unwrap().map
+    );
+    let loaded3 = reloaded_exactly(&three, &dir.path().join("three.student"), &probe[0]);
+    assert_eq!(loaded3.heads().len(), 3);
+    // Bagging: each head on its own bootstrap sample of the images; the first head is no
+    // longer the one-head student's, the same seed gives the same heads, and each loss falls.
+    let bagged = || {
+        fitted(StudentConfig {
+            heads: 2,
+            bootstrap: true,
+            ..student_config(3)
+        })
+    };
+    let (b1, b2) = (bagged(), bagged());
+    assert_eq!(flat_of(&b1), flat_of(&b2));
+    assert_ne!(b1.heads()[0].to_flat().unwrap(), flat_of(&a));
+    assert_ne!(
+        b1.heads()[0].to_flat().unwrap(),
+        b1.heads()[1].to_flat().unwrap()
+    );
+    for h in b1.losses().unwrap().chunks(6) {
+        assert!(
+            h[5] < 0.8 * h[0],
+            "each bagged head's loss must fall: {h:?}"
+        );
+    }
     // Fitting without a teacher is a typed error, not a panic.
     let mut no_teacher = ScoreStudent::new(&student_config(3), None, &device).unwrap();
     assert!(matches!(
@@ -307,9 +354,12 @@ fn reloaded_exactly(
     loaded
 }
 
-/// Every weight of a fitted student's head.
+/// Every weight of a fitted student's heads, head after head.
 fn flat_of(s: &ScoreStudent) -> Vec<f32> {
-    s.head().unwrap().to_flat().unwrap()
+    s.heads()
+        .iter()
+        .flat_map(|h| h.to_flat().unwrap())
+        .collect()
 }
 
 fn classifier_config() -> ClassifierConfig {
