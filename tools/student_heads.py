@@ -10,7 +10,8 @@ the K-head models of the same seed for every K <= N (docs/results.md, "Several h
 
 The container (ad_core::model_file): magic [8] | u32 version | u64 header length | header
 (JSON) | u64 payload length | payload (f32 little-endian) | u32 CRC-32 of all before it.
-Only the header's `"heads":N` and the payload's length change; everything else is copied.
+Only the header's `"heads":N` and its training losses (the first K heads' epochs) and the
+payload's length change; everything else is copied.
 """
 import json
 import struct
@@ -43,6 +44,18 @@ def main() -> None:
     if header.count(old) != 1:
         sys.exit(f"{src}: the header names the heads {header.count(old)} times, not once")
     header = header.replace(old, f'"heads":{k}'.encode())
+    # The training losses are the heads' epochs one head after the other: keep the first K
+    # heads' (only that array is rewritten; every other value keeps its bytes).
+    key = b'"losses":['
+    if header.count(key) != 1:
+        sys.exit(f"{src}: the header holds {header.count(key)} loss arrays, not one")
+    start = header.index(key) + len(key) - 1
+    end = header.index(b"]", start) + 1
+    losses = json.loads(header[start:end])
+    if len(losses) % n:
+        sys.exit(f"{src}: {len(losses)} epoch losses are not {n} equal heads")
+    kept = json.dumps(losses[: len(losses) // n * k], separators=(",", ":")).encode()
+    header = header[:start] + kept + header[end:]
     payload = payload[: plen // n * k]
     out = (
         b"ADSTUDNT"
