@@ -30,6 +30,8 @@
 #                                              # maps averaged; tools/student_heads.py keeps
 #                                              # the first k of them); -boot: each head on
 #                                              # its own bootstrap sample of the images
+#     VARIANTS=accurate-synth12-raw-splits2 ...  # and/or two fold splits (every image scored
+#                                                 # by two teachers, two sets of copies)
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -97,6 +99,7 @@ for variant in $variants; do
       if [[ $variant == *-sqrtinv* ]]; then set_key "$toml" loss_weights '"sqrt-inverse"'; fi
       if [[ $variant =~ -h([0-9]+) ]]; then set_key "$toml" heads "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
+      if [[ $variant =~ -splits([0-9]+) ]]; then set_key "$toml" splits "${BASH_REMATCH[1]}"; fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
         set_key "$toml" average_epochs "${BASH_REMATCH[1]}"
       fi

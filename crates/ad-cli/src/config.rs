@@ -126,6 +126,11 @@ pub struct ModelArgs {
     /// [default: 1].
     #[arg(long, value_name = "N")]
     pub heads: Option<usize>,
+    /// Student: splits of the good images into teacher folds, each shuffled with its own seed;
+    /// every image is scored by one teacher per split, with its own synthetic copies per split
+    /// (fit time grows with N, predict time does not) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub splits: Option<usize>,
     /// Student: bagging, every head trained on its own bootstrap sample of the training
     /// images (drawn with replacement) [default: off].
     #[arg(long)]
@@ -452,7 +457,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 29] = [
+        let specific: [(&str, bool, &[&str]); 30] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -491,6 +496,7 @@ impl ModelArgs {
             ),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
             ("heads", self.heads.is_some(), &["student"]),
+            ("splits", self.splits.is_some(), &["student"]),
             ("bootstrap", self.bootstrap, &["student"]),
             (
                 "average-epochs",
@@ -633,6 +639,9 @@ impl ModelArgs {
                 }
                 if let Some(n) = self.heads {
                     c.heads = n;
+                }
+                if let Some(n) = self.splits {
+                    c.splits = n;
                 }
                 if self.bootstrap {
                     c.bootstrap = true;

@@ -756,7 +756,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}{}",
+                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -786,6 +786,11 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         // Models saved before the weighting existed weighted every patch alike.
                         match h["config"]["loss_weights"].as_str() {
                             Some(w) if w != "uniform" => format!(", {w} loss weights"),
+                            _ => String::new(),
+                        },
+                        // Models saved before the option had one fold split.
+                        match h["config"]["splits"].as_u64() {
+                            Some(n) if n > 1 => format!(", {n} fold splits"),
                             _ => String::new(),
                         },
                         // Models saved before the option trained every head on every image.

@@ -58,6 +58,9 @@ const INFER_CHUNK: usize = 16_384;
 /// Largest accepted [`StudentConfig::prototypes`].
 const MAX_PROTOTYPES: usize = 4096;
 
+/// Largest accepted [`StudentConfig::splits`].
+const MAX_SPLITS: usize = 8;
+
 /// Largest accepted [`StudentConfig::heads`].
 const MAX_HEADS: usize = 16;
 
@@ -121,6 +124,12 @@ pub struct StudentConfig {
     /// Parts the good images are split into for the teacher (2: each half scored by a teacher
     /// fitted on the other half).
     pub folds: usize,
+    /// Splits of the good images into `folds` parts, each split shuffled with its own seed
+    /// (1): with more, every good image is scored by one teacher per split and gets its own
+    /// synthetic copies per split, so the head trains on the union of what that many
+    /// students of different seeds would see (the fit's teacher work and training rows grow
+    /// with the splits; prediction costs the same).
+    pub splits: usize,
     /// Synthetic anomalies made from every good image (3: one of each kind).
     pub synthetic_per_image: usize,
     /// Kinds of the synthetic anomalies, taken in turn (the `s`-th copy of the `i`-th image of
@@ -172,6 +181,7 @@ impl Default for StudentConfig {
             patch_batch: 2048,
             seed: 0,
             folds: 2,
+            splits: 1,
             synthetic_per_image: 3,
             anomalies: SyntheticAnomaly::DEFAULT.to_vec(),
             target_pool: TargetPool::Mean,
@@ -431,6 +441,12 @@ impl StudentConfig {
         }
         if self.hidden.contains(&0) {
             return bad("hidden", format!("{:?} has a zero width", self.hidden));
+        }
+        if !(1..=MAX_SPLITS).contains(&self.splits) {
+            return bad(
+                "splits",
+                format!("{} is not in 1..={MAX_SPLITS}", self.splits),
+            );
         }
         if !(1..=MAX_HEADS).contains(&self.heads) {
             return bad("heads", format!("{} is not in 1..={MAX_HEADS}", self.heads));
@@ -846,7 +862,7 @@ impl ScoreStudent {
         on_stage: &mut Option<StageCallback>,
     ) -> Result<(), RegressError> {
         let (fold, train, score) = (part.index, part.train.as_slice(), part.score.as_slice());
-        let folds = self.config.folds;
+        let folds = self.config.folds * self.config.splits;
         let mut report = |stage: &str, done, total| {
             if let Some(cb) = on_stage.as_mut() {
                 cb(&StageReport {
@@ -1038,7 +1054,7 @@ impl InputMoments {
 /// One part of the cross-fitting: the good images its teacher fits on, and the good images
 /// it scores.
 struct Fold<'a> {
-    /// 0-based.
+    /// 0-based, over the splits (split `r`'s part `f` is `r * folds + f`).
     index: usize,
     /// The other parts' good images.
     train: Vec<&'a [f32]>,
@@ -1177,22 +1193,30 @@ impl ScoreStudent {
                 planes.len()
             )));
         }
-        let mut order: Vec<usize> = (0..planes.len()).collect();
-        order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(self.config.seed));
-        let part: Vec<usize> = {
-            let mut p = vec![0; planes.len()];
-            for (r, &i) in order.iter().enumerate() {
-                p[i] = r % k;
-            }
-            p
-        };
+        // The part of every image in every split; split 0 is the one-split student's.
+        let parts: Vec<Vec<usize>> = (0..self.config.splits)
+            .map(|r| {
+                let mut order: Vec<usize> = (0..planes.len()).collect();
+                order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(
+                    self.config
+                        .seed
+                        .wrapping_add((r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+                ));
+                let mut p = vec![0; planes.len()];
+                for (rank, &i) in order.iter().enumerate() {
+                    p[i] = rank % k;
+                }
+                p
+            })
+            .collect();
 
         // 2. Teacher targets, fold by fold, and the student's patch features of the same images.
         let mut data = TrainingRows::default();
         let mut on_stage = self.on_stage.take();
-        let gathered = (0..k).try_for_each(|f| {
+        let gathered = (0..k * parts.len()).try_for_each(|index| {
+            let (part, f) = (&parts[index / k], index % k);
             let fold = Fold {
-                index: f,
+                index,
                 train: (0..planes.len())
                     .filter(|&i| part[i] != f)
                     .map(|i| planes[i].as_slice())

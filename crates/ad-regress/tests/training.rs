@@ -322,6 +322,29 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
             "each bagged head's loss must fall: {h:?}"
         );
     }
+    // Two fold splits: every good image is scored by two teachers, with its own copies per
+    // split, so the head trains on twice the samples; the loss falls and the head differs.
+    let split_stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let split_sink = split_stages.clone();
+    let mut two_splits = ScoreStudent::new(
+        &StudentConfig {
+            splits: 2,
+            ..student_config(3)
+        },
+        Some(factory()),
+        &device,
+    )
+    .unwrap();
+    two_splits.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
+        split_sink.lock().unwrap().push(r.stage.clone());
+    })));
+    let split_summary = two_splits.fit_images(&good).unwrap();
+    assert_eq!(split_summary.features, 2 * 48 * 64);
+    assert_loss_falls(&two_splits);
+    assert_ne!(flat_of(&two_splits), flat_of(&a));
+    let split_stages = split_stages.lock().unwrap();
+    assert_eq!(split_stages.first().unwrap(), "fold 1/4: teacher fitting");
+    assert_eq!(split_stages.last().unwrap(), "fold 4/4: teacher scoring");
     // Fitting without a teacher is a typed error, not a panic.
     let mut no_teacher = ScoreStudent::new(&student_config(3), None, &device).unwrap();
     assert!(matches!(
