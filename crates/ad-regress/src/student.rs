@@ -571,7 +571,8 @@ impl CheckedStudentConfig {
             });
         }
         let d = self.feature_dim()?;
-        let samples = images * (1 + self.synthetic_per_image);
+        // Every split scores every good image and makes its own copies.
+        let samples = self.splits * images * (1 + self.synthetic_per_image);
         let rows = samples * grid.0 * grid.1;
         let mut warnings = Vec::new();
         if images < self.folds {
@@ -591,7 +592,7 @@ impl CheckedStudentConfig {
             // images as planes (the synthetic copies are made and dropped a batch at a time,
             // and the distances to the prototypes are computed per training batch).
             peak_bytes: rows as u64 * ((d as u64 + 1) * 4 + 8)
-                + (images * cells) as u64 * (d as u64 + 1) * 4
+                + (self.splits * images * cells) as u64 * (d as u64 + 1) * 4
                 + images as u64 * plane
                 + self.batch_size as u64 * plane
                 + forward_bytes(self.batch_size, size),
@@ -1725,6 +1726,14 @@ mod tests {
                 ..Default::default()
             },
             StudentConfig {
+                splits: 0,
+                ..Default::default()
+            },
+            StudentConfig {
+                splits: 9,
+                ..Default::default()
+            },
+            StudentConfig {
                 average_epochs: 21,
                 ..Default::default()
             },
@@ -1783,5 +1792,16 @@ mod tests {
         let d = with.feature_dim as u64;
         let more = (nine.memory_rows - with.memory_rows) as u64 * ((d + 1) * 4 + 8);
         assert_eq!(nine.peak_bytes - with.peak_bytes, more);
+        // Two fold splits: every good image and its copies twice, and the good rows twice.
+        let two = est(StudentConfig {
+            splits: 2,
+            ..Default::default()
+        });
+        assert_eq!(two.memory_rows, 2 * with.memory_rows);
+        let good = 10 * 32 * 32 * (d + 1) * 4;
+        assert_eq!(
+            two.peak_bytes - with.peak_bytes,
+            with.memory_rows as u64 * ((d + 1) * 4 + 8) + good
+        );
     }
 }
