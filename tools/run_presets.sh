@@ -56,6 +56,10 @@ declare -A flags=(
   [ensemble-lite1s4s8-lite1half]="--config tools/presets/ensemble_half.toml"
   [ensemble-lite1s4s8-padim-score-lite1half]="--config tools/presets/ensemble_score_half.toml"
   [ensemble-lite1s4s8-score-lite1half]="--config tools/presets/ensemble_score_half_nopadim.toml"
+  [ensemble-lite1s4s8-padim-score-lite1-192]="--config tools/presets/ensemble_score_192.toml"
+  [ensemble-lite1s4s8-score-lite1-192]="--config tools/presets/ensemble_score_192_nopadim.toml"
+  [ensemble-lite1s4s8-padim-score-lite1-256]="--config tools/presets/ensemble_score_256.toml"
+  [ensemble-lite1s4s8-score-lite1-256]="--config tools/presets/ensemble_score_256_nopadim.toml"
 )
 # The images' own side per split, for the *-native candidates.
 declare -A native=([bottle]=512 [piped]=128)
@@ -63,7 +67,9 @@ names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 
        lite0-256-p5 lite2-320 ensemble-lite1-s4s8-padim lite1-320 lite1-256-flips
        ensemble-lite1-lite1s4s8-padim lite0-384 lite1-384 lite0-native lite1-native
        ensemble-lite1s4s8-padim-lite1half ensemble-lite1s4s8-lite1half
-       ensemble-lite1s4s8-padim-score-lite1half ensemble-lite1s4s8-score-lite1half)
+       ensemble-lite1s4s8-padim-score-lite1half ensemble-lite1s4s8-score-lite1half
+       ensemble-lite1s4s8-padim-score-lite1-192 ensemble-lite1s4s8-score-lite1-192
+       ensemble-lite1s4s8-padim-score-lite1-256 ensemble-lite1s4s8-score-lite1-256)
 if [ -n "$only" ]; then
   IFS=, read -r -a names <<< "$only"
 fi

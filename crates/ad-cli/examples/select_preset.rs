@@ -142,6 +142,47 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                 with_score(vec![accurate.clone()]),
             ));
         }
+        // The same score member at 192 px and at 256 px: the larger the member's images, the
+        // less its image score tells PA_BRG03_TL's vein networks from good parts and the less
+        // it adds false alarms on PA_FVN01_TL's good parts (docs/results.md, "Score members").
+        if let Some(DetectorConfig::Patchcore(lite1)) = find("lite1-256") {
+            for (size, names) in [
+                (
+                    192,
+                    [
+                        "ensemble lite1-256-s4s8+padim score lite1-192",
+                        "ensemble lite1-256-s4s8 score lite1-192",
+                    ],
+                ),
+                (
+                    256,
+                    [
+                        "ensemble lite1-256-s4s8+padim score lite1-256",
+                        "ensemble lite1-256-s4s8 score lite1-256",
+                    ],
+                ),
+            ] {
+                let mut member = lite1.clone();
+                if size != 256 {
+                    // 256 px: the ensemble's own images, not resized again
+                    member.preprocess = member.preprocess.clone().with_size(size, size);
+                }
+                let with_score = |members: Vec<DetectorConfig>| {
+                    DetectorConfig::Ensemble(EnsembleConfig {
+                        score_members: vec![DetectorConfig::Patchcore(member.clone())],
+                        ..EnsembleConfig::of(members)
+                    })
+                };
+                out.push((
+                    names[0],
+                    with_score(vec![
+                        accurate.clone(),
+                        DetectorConfig::Padim(PadimConfig::default()),
+                    ]),
+                ));
+                out.push((names[1], with_score(vec![accurate.clone()])));
+            }
+        }
         // The stride-16 context of Lite1's default taps (PA_BRG03_TL's veins) beside the fine
         // localisation of the strides-4-8 taps and PaDiM.
         if let Some(context) = find("lite1-256") {
