@@ -755,6 +755,27 @@ mod tests {
         }
     }
 
+    /// The configs shipped in `tools/presets/` (the protocol's candidates a user can name)
+    /// read without error and pass validation.
+    #[test]
+    fn shipped_preset_configs_read_and_check() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/presets");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 10, "{files:?}");
+        for path in files {
+            let config =
+                read_config_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            config
+                .check()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
+
     #[test]
     fn tile_flags_wrap_the_detector_and_round_trip() {
         let dir = tempfile::tempdir().unwrap();
