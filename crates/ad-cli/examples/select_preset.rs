@@ -120,33 +120,23 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
             ));
             out.push((
                 "ensemble lite1-256-s4s8+lite1-128",
-                DetectorConfig::Ensemble(EnsembleConfig::of(vec![accurate.clone(), half.clone()])),
-            ));
-            // The half-resolution member for the image score only: its coarse map no longer
-            // blurs the fine members' outlines (`score_members`).
-            let with_score = |members: Vec<DetectorConfig>| {
-                DetectorConfig::Ensemble(EnsembleConfig {
-                    score_members: vec![half.clone()],
-                    ..EnsembleConfig::of(members)
-                })
-            };
-            out.push((
-                "ensemble lite1-256-s4s8+padim score lite1-128",
-                with_score(vec![
-                    accurate.clone(),
-                    DetectorConfig::Padim(PadimConfig::default()),
-                ]),
-            ));
-            out.push((
-                "ensemble lite1-256-s4s8 score lite1-128",
-                with_score(vec![accurate.clone()]),
+                DetectorConfig::Ensemble(EnsembleConfig::of(vec![accurate.clone(), half])),
             ));
         }
-        // The same score member at 192 px and at 256 px: the larger the member's images, the
-        // less its image score tells PA_BRG03_TL's vein networks from good parts and the less
-        // it adds false alarms on PA_FVN01_TL's good parts (docs/results.md, "Score members").
+        // Lite1's default taps for the image score only (`score_members`): its coarse map no
+        // longer blurs the fine members' outlines. At 128 px (half resolution) a patch covers
+        // much of the part (PA_BRG03_TL's vein networks); the larger the member's images, the
+        // less its score sees of them and the fewer false alarms it adds on PA_FVN01_TL's
+        // good parts (docs/results.md, "Score members", "The score member's resolution").
         if let Some(DetectorConfig::Patchcore(lite1)) = find("lite1-256") {
             for (size, names) in [
+                (
+                    128,
+                    [
+                        "ensemble lite1-256-s4s8+padim score lite1-128",
+                        "ensemble lite1-256-s4s8 score lite1-128",
+                    ],
+                ),
                 (
                     192,
                     [
@@ -163,8 +153,8 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                 ),
             ] {
                 let mut member = lite1.clone();
-                if size != 256 {
-                    // 256 px: the ensemble's own images, not resized again
+                if member.preprocess.resize != (size, size) {
+                    // Otherwise the ensemble's own images, not resized again.
                     member.preprocess = member.preprocess.clone().with_size(size, size);
                 }
                 let with_score = |members: Vec<DetectorConfig>| {
