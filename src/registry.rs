@@ -68,6 +68,8 @@ pub enum DetectorConfig {
 /// [calibration]
 /// holdout = 0.25
 /// seed = 7
+/// # folds = 4                # cross-fitting: every good image measured, fold by fold
+/// # score_spread = "maxima"  # score candidates divided by their maxima's spread
 /// [[members]]
 /// model = "patchcore"
 /// [[members]]
@@ -83,7 +85,8 @@ pub enum DetectorConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnsembleConfig {
-    /// How the members' scales are measured (the held-out fraction and its seed).
+    /// How the members' scales are measured (the held-out fraction and its seed, or
+    /// cross-fitting in folds) and what score candidates are divided by.
     #[serde(default)]
     pub calibration: EnsembleParams,
     /// Preprocessing of every member.

@@ -1,7 +1,8 @@
 //! An ensemble through the registry on the small generated category (64 px images, stand-in
 //! weights, no download): the map is the mean of the members' maps standardised by their
-//! scales on held-out good images, the score its largest value, and save -> load returns the
-//! same predictions; bad member lists are refused before anything is built.
+//! scales on held-out good images (or cross-fitted ones), the score its largest value, and
+//! save -> load returns the same predictions; bad member lists are refused before anything is
+//! built.
 
 use ad_core::ensemble::{Ensemble, MemberRole};
 use ad_core::{BoxError, Detector, DynDetector, ImageBatch, Prediction};
@@ -173,6 +174,40 @@ fn a_score_member_counts_for_the_image_score_only() {
 }
 
 #[test]
+fn cross_fitted_calibration_divides_the_candidates_by_their_spreads() {
+    let device = Device::default();
+    let half = PATCHCORE.replacen('{', r#"{"preprocess": {"resize": [32, 32]},"#, 1);
+    let json = format!(
+        r#"{{"model": "ensemble", "preprocess": {{"resize": [64, 64]}},
+            "calibration": {{"folds": 3, "score_spread": "maxima"}},
+            "members": [{PADIM}], "score_members": [{half}]}}"#
+    );
+    let config: DetectorConfig = serde_json::from_str(&json).unwrap();
+    let (_dir, test, got, path, ensemble) = fit_save_load(&config, &device);
+    let (o, sp) = (ensemble.score_offsets(), ensemble.score_spreads());
+    assert_eq!((o.len(), sp.len()), (2, 2));
+    assert!(sp.iter().all(|&s| s > 0.0 && s.is_finite()), "{sp:?}");
+    let (pad, pc) = (ensemble.scales()[0], ensemble.scales()[1]);
+    let padim = ensemble.members()[0].predict(&test[0]).unwrap();
+    let patchcore = ensemble.members()[1]
+        .predict(&test[0].resized((32, 32)).unwrap())
+        .unwrap();
+    for (i, p) in got.iter().enumerate() {
+        for (&v, &u) in p.map.as_slice().iter().zip(padim[i].map.as_slice()) {
+            let want = ((u - pad.mean) / pad.std - o[0]) / sp[0];
+            assert!(
+                (v - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        let other = ((patchcore[i].score - pc.mean) / pc.std - o[1]) / sp[1];
+        assert_eq!(p.score, p.map.max().max(other));
+    }
+    let back = registry::load(&path, &device).unwrap();
+    assert_eq!(back.predict(&test[0]).unwrap(), got);
+}
+
+#[test]
 fn bad_member_lists_are_refused() {
     let one = config(PATCHCORE);
     assert!(one.check().unwrap_err().to_string().contains("at least 2"));
@@ -198,4 +233,13 @@ fn bad_member_lists_are_refused() {
     ))
     .unwrap();
     assert!(bad_holdout.check().is_err());
+    let one_fold: DetectorConfig = serde_json::from_str(&format!(
+        r#"{{"model": "ensemble", "calibration": {{"folds": 1}}, "members": [{PATCHCORE}, {PADIM}]}}"#
+    ))
+    .unwrap();
+    assert!(one_fold.check().unwrap_err().to_string().contains("fold"));
+    let unknown = serde_json::from_str::<DetectorConfig>(&format!(
+        r#"{{"model": "ensemble", "calibration": {{"score_spread": "max"}}, "members": [{PATCHCORE}, {PADIM}]}}"#
+    ));
+    assert!(unknown.is_err());
 }

@@ -875,21 +875,37 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 "members         {} (maps standardised and averaged)",
                 names.join(", ")
             );
+            let folds = h["params"]["folds"].as_u64().unwrap_or(0);
+            let measured = if folds >= 2 {
+                format!("every good image, cross-fitted in {folds} folds")
+            } else {
+                format!(
+                    "{} of the good images, held out",
+                    text(&h["params"]["holdout"])
+                )
+            };
             println!(
-                "member scales   {} (map values on {} of the good images, held out)",
+                "member scales   {} (map values on {measured})",
                 if scales.is_empty() {
                     "not measured (unfitted)".to_string()
                 } else {
                     scales.join("; ")
                 },
-                text(&h["params"]["holdout"])
             );
             if let Some(o) = h["score_offsets"].as_array().filter(|o| !o.is_empty()) {
                 let o: Vec<String> = o.iter().map(&text).collect();
                 println!(
                     "score centres   {} (the map's maximum, then each score member's, on the \
-                     held-out images; the largest centred score decides)",
+                     measured images; the largest centred score decides)",
                     o.join(", ")
+                );
+            }
+            if let Some(s) = h["score_spreads"].as_array().filter(|s| !s.is_empty()) {
+                let s: Vec<String> = s.iter().map(&text).collect();
+                println!(
+                    "score spreads   {} (each centred score divided by its spread over the \
+                     measured images)",
+                    s.join(", ")
                 );
             }
             println!("image size      {}", text(&h["preprocess"]["resize"]));

@@ -33,6 +33,18 @@
 //! a spread of maxima too noisy to divide by. `map'` is a shift of the map, so pixel AUROC and
 //! AUPRO are those of the map members alone.
 //!
+//! Cross-fitting ([`EnsembleParams::folds`] `= k`) measures every good image instead of a
+//! quarter: the images are dealt into `k` folds, and each fold is measured by members fitted
+//! on the other folds. With that many maxima their own spread can be used
+//! ([`ScoreSpread::Maxima`]): each centred candidate is divided by its standard deviation
+//! `s_0, s_k` over the measured images, so that all say "how many of a good part's usual
+//! deviations above its usual maximum", whatever the member's map resolution makes of its
+//! maxima's tail:
+//!
+//! ```text
+//! map'(x) = (map(x) - o_0) / s_0,     score = max( max_x map'(x), max_k (((score_k - mean_k) / std_k - o_k) / s_k) )
+//! ```
+//!
 //! Members see the ensemble's preprocessed images. A member may work at another resolution
 //! (a multi-resolution ensemble, e.g. a half-resolution member for context): it gets the
 //! ensemble's images resized to its own size (the same antialiased bilinear filter,
@@ -73,6 +85,29 @@ pub struct EnsembleParams {
     pub holdout: f64,
     /// Seed of the hold-out.
     pub seed: u64,
+    /// `0`: measure on the `holdout` fraction once (the default). `k >= 2`: cross-fitting:
+    /// the good images are split into `k` seeded folds and every fold is measured by members
+    /// fitted on the other folds, so every good image is measured once (`holdout` is then
+    /// unused). Fitting costs every member's fit `k + 1` times instead of twice.
+    #[serde(default)]
+    pub folds: usize,
+    /// What a score candidate (the averaged map's maximum, a score member's score) is divided
+    /// by once centred, for the largest to decide (module documentation).
+    #[serde(default)]
+    pub score_spread: ScoreSpread,
+}
+
+/// The spread a centred score candidate is divided by ([`EnsembleParams::score_spread`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreSpread {
+    /// The member's map values' standard deviation (its [`MemberScale`]), as the map itself.
+    #[default]
+    Map,
+    /// The standard deviation of the candidate itself over the measured good images (one
+    /// value per image: with few images, e.g. a hold-out of 8, a noisy divisor; meant for
+    /// cross-fitting, [`EnsembleParams::folds`]).
+    Maxima,
 }
 
 impl Default for EnsembleParams {
@@ -81,12 +116,14 @@ impl Default for EnsembleParams {
         Self {
             holdout: 0.25,
             seed: 7,
+            folds: 0,
+            score_spread: ScoreSpread::Map,
         }
     }
 }
 
 impl EnsembleParams {
-    /// Checks that the hold-out fraction lies in `(0, 1)`.
+    /// Checks that the hold-out fraction lies in `(0, 1)` and that `folds` is 0 or at least 2.
     pub fn check(&self) -> Result<(), CoreError> {
         if !(self.holdout > 0.0 && self.holdout < 1.0) {
             return Err(CoreError::InvalidParameter {
@@ -94,7 +131,66 @@ impl EnsembleParams {
                 reason: format!("{} must lie in (0, 1)", self.holdout),
             });
         }
+        if self.folds == 1 {
+            return Err(CoreError::InvalidParameter {
+                name: "ensemble.folds",
+                reason: "1 fold would measure the members on the images they were fitted on: \
+                         use 0 (the hold-out) or at least 2"
+                    .into(),
+            });
+        }
         Ok(())
+    }
+
+    /// The measuring rounds for `n` images: which images each round measures (with members
+    /// fitted on the others). One round (the hold-out) when `folds` is 0, otherwise `folds`
+    /// rounds that together measure every image once (the seeded order of the hold-out, dealt
+    /// round-robin).
+    ///
+    /// # Errors
+    /// [`CoreError::InvalidParameter`] below two images, or with more folds than images.
+    pub fn rounds(&self, n: usize) -> Result<Vec<Vec<bool>>, CoreError> {
+        if self.folds == 0 {
+            return Ok(vec![self.held_out(n)?]);
+        }
+        self.check()?;
+        if self.folds > n {
+            return Err(CoreError::InvalidParameter {
+                name: "ensemble.folds",
+                reason: format!(
+                    "{} folds for {n} good images: at most one fold per image",
+                    self.folds
+                ),
+            });
+        }
+        let order = self.order(n);
+        Ok((0..self.folds)
+            .map(|f| {
+                let mut measured = vec![false; n];
+                for &i in order.iter().skip(f).step_by(self.folds) {
+                    measured[i] = true;
+                }
+                measured
+            })
+            .collect())
+    }
+
+    /// `0..n` in the seeded order (Fisher-Yates with SplitMix64).
+    fn order(&self, n: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        let mut state = self.seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        for i in (1..n).rev() {
+            let j = (next() % (i as u64 + 1)) as usize;
+            order.swap(i, j);
+        }
+        order
     }
 
     /// Which of `n` images are held out (seeded shuffle; at least one on each side).
@@ -113,20 +209,7 @@ impl EnsembleParams {
             });
         }
         let hold = ((n as f64 * self.holdout).round() as usize).clamp(1, n - 1);
-        let mut order: Vec<usize> = (0..n).collect();
-        // Fisher-Yates with SplitMix64.
-        let mut state = self.seed;
-        let mut next = || {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
-        for i in (1..n).rev() {
-            let j = (next() % (i as u64 + 1)) as usize;
-            order.swap(i, j);
-        }
+        let order = self.order(n);
         let mut held = vec![false; n];
         for &i in &order[..hold] {
             held[i] = true;
@@ -205,6 +288,19 @@ struct Header {
     /// With score members: the centres `o_0, o_1, ...` (module documentation); empty otherwise.
     #[serde(default)]
     score_offsets: Vec<f32>,
+    /// With score members and [`ScoreSpread::Maxima`]: the spreads `s_0, s_1, ...` the
+    /// centred candidates are divided by; empty otherwise (and in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    score_spreads: Vec<f32>,
+}
+
+/// What fitting measures: every member's scale and, with score members, the candidates'
+/// centres (and spreads).
+#[derive(Default)]
+struct Calibration {
+    scales: Vec<MemberScale>,
+    score_offsets: Vec<f32>,
+    score_spreads: Vec<f32>,
 }
 
 /// Detectors whose standardised maps are averaged (see the module documentation).
@@ -219,6 +315,9 @@ pub struct Ensemble<D: Detector + ?Sized> {
     /// With score members, once fitted: the centre of the map's maximum, then of each score
     /// member's standardised score, on the held-out images.
     score_offsets: Vec<f32>,
+    /// With score members and [`ScoreSpread::Maxima`], once fitted: the standard deviation of
+    /// each centred candidate on the measured images (same order as `score_offsets`).
+    score_spreads: Vec<f32>,
     threshold: Option<Threshold>,
 }
 
@@ -233,6 +332,7 @@ impl<D: Detector + ?Sized> std::fmt::Debug for Ensemble<D> {
             .field("roles", &self.roles)
             .field("scales", &self.scales)
             .field("score_offsets", &self.score_offsets)
+            .field("score_spreads", &self.score_spreads)
             .finish()
     }
 }
@@ -262,8 +362,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             preprocess,
             members,
             roles,
-            Vec::new(),
-            Vec::new(),
+            Calibration::default(),
             None,
         )
     }
@@ -273,10 +372,14 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         preprocess: PreprocessConfig,
         members: Vec<Box<D>>,
         roles: Vec<MemberRole>,
-        scales: Vec<MemberScale>,
-        score_offsets: Vec<f32>,
+        calibration: Calibration,
         threshold: Option<Threshold>,
     ) -> Result<Self, D::Error> {
+        let Calibration {
+            scales,
+            score_offsets,
+            score_spreads,
+        } = calibration;
         params.check()?;
         let bad = |reason: String| CoreError::InvalidParameter {
             name: "ensemble",
@@ -301,6 +404,15 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         if !scales.is_empty() && score_offsets.len() != want {
             return Err(bad(format!(
                 "{} score offsets for {scoring} score members",
+                score_offsets.len()
+            ))
+            .into());
+        }
+        if !(score_spreads.is_empty() || score_spreads.len() == score_offsets.len())
+            || score_spreads.iter().any(|&s| !(s.is_finite() && s > 0.0))
+        {
+            return Err(bad(format!(
+                "score spreads {score_spreads:?} for {} score centres: one positive spread each",
                 score_offsets.len()
             ))
             .into());
@@ -335,6 +447,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             roles,
             scales,
             score_offsets,
+            score_spreads,
             threshold,
         })
     }
@@ -361,6 +474,12 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         &self.score_offsets
     }
 
+    /// With score members and [`ScoreSpread::Maxima`], once fitted: the spread each centred
+    /// candidate is divided by (same order as [`Ensemble::score_offsets`]); empty otherwise.
+    pub fn score_spreads(&self) -> &[f32] {
+        &self.score_spreads
+    }
+
     /// The ensemble's parameters.
     pub fn params(&self) -> &EnsembleParams {
         &self.params
@@ -379,6 +498,7 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             threshold: self.threshold.clone(),
             roles: self.roles.clone(),
             score_offsets: self.score_offsets.clone(),
+            score_spreads: self.score_spreads.clone(),
         };
         Ok(model_file::save_json(
             path,
@@ -419,8 +539,11 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             header.preprocess,
             members,
             roles,
-            header.scales,
-            header.score_offsets,
+            Calibration {
+                scales: header.scales,
+                score_offsets: header.score_offsets,
+                score_spreads: header.score_spreads,
+            },
             header.threshold,
         )
     }
@@ -506,20 +629,20 @@ impl<D: Detector + ?Sized> Ensemble<D> {
         1.0 / mapping.max(1) as f32
     }
 
-    /// Centres of the candidate scores on the held-out images (module documentation): the
-    /// averaged map's largest value, then each score member's standardised score, averaged
-    /// over the `images` held-out images. `maps[j]` holds member `j`'s maps of them, one after
-    /// another, and `scores[j]` its image scores.
+    /// The candidate scores' centres (means) on the measured images (module documentation)
+    /// and, with [`ScoreSpread::Maxima`], their standard deviations: the averaged map's largest
+    /// value, then each score member's standardised score. `maps[j]` holds member `j`'s maps
+    /// of the `images` measured images, one after another, and `scores[j]` its image scores.
     fn centres(
         &self,
         scales: &[MemberScale],
         maps: &[Vec<f32>],
         scores: &[Vec<f32>],
         images: usize,
-    ) -> Vec<f32> {
+    ) -> (Vec<f32>, Vec<f32>) {
         let per_image = maps.first().map_or(0, Vec::len) / images.max(1);
         let inv = self.map_weight();
-        let mut map_max = 0.0f64;
+        let mut candidates: Vec<Vec<f32>> = vec![Vec::with_capacity(images)];
         let mut averaged = vec![0.0f32; per_image];
         for i in 0..images {
             averaged.iter_mut().for_each(|a| *a = 0.0);
@@ -528,17 +651,20 @@ impl<D: Detector + ?Sized> Ensemble<D> {
                     s.accumulate(&mut averaged, &v[i * per_image..(i + 1) * per_image], inv);
                 }
             }
-            map_max += f64::from(averaged.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+            candidates[0].push(averaged.iter().copied().fold(f32::NEG_INFINITY, f32::max));
         }
-        let n = images.max(1) as f64;
-        let mut out = vec![(map_max / n) as f32];
         for ((z, s), role) in scores.iter().zip(scales).zip(&self.roles) {
             if *role == MemberRole::Score {
-                let sum: f64 = z.iter().map(|&v| f64::from(s.standardise(v))).sum();
-                out.push((sum / n) as f32);
+                candidates.push(z.iter().map(|&v| s.standardise(v)).collect());
             }
         }
-        out
+        let measured: Vec<MemberScale> = candidates.iter().map(|c| MemberScale::of(c)).collect();
+        let centres = measured.iter().map(|m| m.mean).collect();
+        let spreads = match self.params.score_spread {
+            ScoreSpread::Map => Vec::new(),
+            ScoreSpread::Maxima => measured.iter().map(|m| m.std).collect(),
+        };
+        (centres, spreads)
     }
 }
 
@@ -549,10 +675,11 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
         "ensemble"
     }
 
-    /// Holds out [`EnsembleParams::holdout`] of the good images, fits every member on the
-    /// rest, measures each member's map values on the held-out images and, with score members,
-    /// the centres of the candidate scores there; then fits every member on all the images
-    /// (the batches are kept in memory for the second pass).
+    /// Holds out [`EnsembleParams::holdout`] of the good images (or, with
+    /// [`EnsembleParams::folds`], each fold in turn), fits every member on the rest, measures
+    /// each member's map values on the held-out images and, with score members, the centres
+    /// (and spreads) of the candidate scores there; then fits every member on all the images
+    /// (the batches are kept in memory for the later passes).
     fn fit<I, E>(&mut self, batches: I) -> Result<FitSummary, D::Error>
     where
         I: IntoIterator<Item = Result<ImageBatch, E>>,
@@ -563,39 +690,41 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             .map(|b| b.map_err(|e| CoreError::Input(e.into())))
             .collect::<Result<Vec<ImageBatch>, CoreError>>()?;
         let n: usize = batches.iter().map(ImageBatch::len).sum();
-        let held = self.params.held_out(n)?;
-        self.fit_members(&batches, |i| !held[i])?;
-        // Every member's maps (all at the ensemble's size) and scores of the held-out images.
+        // Every member's maps (all at the ensemble's size) and scores of the measured images,
+        // round after round.
         let mut values: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
         let mut scores: Vec<Vec<f32>> = vec![Vec::new(); self.members.len()];
         let mut images = 0;
-        let mut at = 0;
-        for b in &batches {
-            let idx: Vec<usize> = (0..b.len()).filter(|&i| held[at + i]).collect();
-            at += b.len();
-            if let Some(h) = b.select(&idx)? {
-                images += h.len();
-                for ((m, v), sc) in self.members.iter().zip(&mut values).zip(&mut scores) {
-                    for (map, score) in member_maps(m.as_ref(), &h)? {
-                        v.extend(map);
-                        sc.push(score);
+        for measured in self.params.rounds(n)? {
+            self.fit_members(&batches, |i| !measured[i])?;
+            let mut at = 0;
+            for b in &batches {
+                let idx: Vec<usize> = (0..b.len()).filter(|&i| measured[at + i]).collect();
+                at += b.len();
+                if let Some(h) = b.select(&idx)? {
+                    images += h.len();
+                    for ((m, v), sc) in self.members.iter().zip(&mut values).zip(&mut scores) {
+                        for (map, score) in member_maps(m.as_ref(), &h)? {
+                            v.extend(map);
+                            sc.push(score);
+                        }
                     }
                 }
             }
         }
         let scales: Vec<MemberScale> = values.iter().map(|v| MemberScale::of(v)).collect();
-        self.score_offsets = if self.roles.contains(&MemberRole::Score) {
+        (self.score_offsets, self.score_spreads) = if self.roles.contains(&MemberRole::Score) {
             self.centres(&scales, &values, &scores, images)
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         self.scales = scales;
         self.fit_members(&batches, |_| true)
     }
 
     /// Every map member's map standardised by its scale, averaged; the score is the largest
-    /// value (with score members: the map shifted by its centre, and the largest of its
-    /// maximum and the score members' centred scores).
+    /// value (with score members: the map shifted by its centre (and divided by its spread),
+    /// and the largest of its maximum and the score members' centred scores).
     fn predict(&self, batch: &ImageBatch) -> Result<Vec<Prediction>, D::Error> {
         if self.scales.len() != self.members.len() {
             return Err(CoreError::InvalidParameter {
@@ -611,8 +740,10 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             .score_offsets
             .split_first()
             .map_or((0.0, &[][..]), |(o0, rest)| (*o0, rest));
+        // Each candidate's spread (1 unless measured: `ScoreSpread::Map`).
+        let spread = |k: usize| self.score_spreads.get(k).copied().unwrap_or(1.0);
         let inv = self.map_weight();
-        let mut offsets = offsets.iter();
+        let mut offsets = offsets.iter().zip(1..);
         for ((m, s), role) in self.members.iter().zip(&self.scales).zip(&self.roles) {
             match role {
                 MemberRole::Map => {
@@ -622,17 +753,18 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
                 }
                 MemberRole::Score => {
                     // One centre per score member: `assemble` checked the count.
-                    let ok = offsets.next().copied().unwrap_or(0.0);
+                    let (ok, sk) = offsets.next().map_or((0.0, 1.0), |(o, k)| (*o, spread(k)));
                     for (b, p) in others.iter_mut().zip(member_predict(m.as_ref(), batch)?) {
-                        *b = b.max(s.standardise(p.score) - ok);
+                        *b = b.max((s.standardise(p.score) - ok) / sk);
                     }
                 }
             }
         }
         if !self.score_offsets.is_empty() {
+            let s0 = spread(0);
             for map in &mut maps {
                 for v in map.iter_mut() {
-                    *v -= o0;
+                    *v = (*v - o0) / s0;
                 }
             }
         }
@@ -986,8 +1118,14 @@ mod tests {
         let params = EnsembleParams {
             holdout: 1.0,
             seed: 0,
+            ..EnsembleParams::default()
         };
         assert!(params.check().is_err());
+        let one_fold = EnsembleParams {
+            folds: 1,
+            ..EnsembleParams::default()
+        };
+        assert!(one_fold.check().is_err());
         let mut e = Ensemble::new(
             EnsembleParams::default(),
             pre,
@@ -1015,5 +1153,73 @@ mod tests {
         assert_ne!(other.held_out(32).unwrap(), h);
         assert_eq!(p.held_out(2).unwrap().iter().filter(|&&x| x).count(), 1);
         assert!(p.held_out(1).is_err());
+        // Without folds, one round: the hold-out.
+        assert_eq!(p.rounds(32).unwrap(), vec![h]);
+    }
+
+    #[test]
+    fn folds_measure_every_image_once() {
+        let p = EnsembleParams {
+            folds: 4,
+            ..EnsembleParams::default()
+        };
+        let rounds = p.rounds(30).unwrap();
+        assert_eq!(rounds.len(), 4);
+        let sizes: Vec<usize> = rounds
+            .iter()
+            .map(|r| r.iter().filter(|&&x| x).count())
+            .collect();
+        assert_eq!(sizes, vec![8, 8, 7, 7]);
+        for i in 0..30 {
+            assert_eq!(rounds.iter().filter(|r| r[i]).count(), 1, "image {i}");
+        }
+        assert_eq!(p.rounds(30).unwrap(), rounds, "seeded");
+        // Not the first images in stream order: the seeded order is dealt.
+        assert_ne!(rounds[0][..8], [true; 8]);
+        assert!(p.rounds(3).is_err(), "more folds than images");
+        assert_eq!(p.rounds(4).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn cross_fitting_divides_each_candidate_by_its_spread() {
+        let pre = PreprocessConfig::default().with_size(8, 8);
+        let params = EnsembleParams {
+            folds: 3,
+            score_spread: ScoreSpread::Maxima,
+            ..EnsembleParams::default()
+        };
+        let members: Vec<Box<MeanImage>> = vec![MeanImage::new(1.0, 0.0), MeanImage::new(1e3, 5.0)];
+        let roles = vec![MemberRole::Map, MemberRole::Score];
+        let mut e = Ensemble::with_roles(params, pre, members, roles).unwrap();
+        let good = images(12, 1);
+        e.fit(good.iter().cloned().map(Ok::<_, CoreError>)).unwrap();
+        let (o, sp) = (e.score_offsets().to_vec(), e.score_spreads().to_vec());
+        assert_eq!((o.len(), sp.len()), (2, 2));
+        assert!(sp.iter().all(|&s| s > 0.0), "{sp:?}");
+        // The two members are one detector up to an affine map: the same spread of maxima.
+        assert!((sp[1] - sp[0]).abs() < 1e-3 * sp[0], "{sp:?}");
+        let (a, b) = (e.scales()[0], e.scales()[1]);
+        let mut plane = images(1, 99).remove(0).as_slice().to_vec();
+        plane[9] += 1.0;
+        let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
+        let p = e.predict(&bad).unwrap().remove(0);
+        let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
+        for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
+            let want = ((u - a.mean) / a.std - o[0]) / sp[0];
+            assert!(
+                (v - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        let m1 = e.members()[1].predict(&bad).unwrap().remove(0);
+        let other = ((m1.score - b.mean) / b.std - o[1]) / sp[1];
+        assert_eq!(p.score, p.map.max().max(other));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ensemble");
+        e.save(&path).unwrap();
+        let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
+        assert_eq!(back.score_spreads(), e.score_spreads());
+        assert_eq!(back.params(), e.params());
+        assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
     }
 }
