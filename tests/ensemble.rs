@@ -142,27 +142,12 @@ fn a_score_member_counts_for_the_image_score_only() {
     let config: DetectorConfig = serde_json::from_str(&json).unwrap();
     let (_dir, test, got, path, ensemble) = fit_save_load(&config, &device);
     assert_eq!(ensemble.roles(), [MemberRole::Map, MemberRole::Score]);
-    let o = ensemble.score_offsets().to_vec();
-    assert_eq!(o.len(), 2);
-    let (pad, pc) = (ensemble.scales()[0], ensemble.scales()[1]);
-    let padim = ensemble.members()[0].predict(&test[0]).unwrap();
-    let patchcore = ensemble.members()[1]
-        .predict(&test[0].resized((32, 32)).unwrap())
-        .unwrap();
-    for (i, p) in got.iter().enumerate() {
-        // The map is PaDiM's alone (standardised, then shifted by its centre); the score the
-        // larger of its maximum and the half-resolution PatchCore's centred image score.
-        assert_eq!((p.map.width(), p.map.height()), (64, 64));
-        for (&v, &u) in p.map.as_slice().iter().zip(padim[i].map.as_slice()) {
-            let want = (u - pad.mean) / pad.std - o[0];
-            assert!(
-                (v - want).abs() <= 1e-4 * want.abs().max(1.0),
-                "{v} vs {want}"
-            );
-        }
-        let other = (patchcore[i].score - pc.mean) / pc.std - o[1];
-        assert_eq!(p.score, p.map.max().max(other));
-    }
+    assert_eq!(ensemble.score_offsets().len(), 2);
+    assert!(
+        ensemble.score_spreads().is_empty(),
+        "the hold-out divides by the map spreads"
+    );
+    check_padim_map_and_half_resolution_score(&ensemble, &test[0], &got);
     let back = registry::load(&path, &device).unwrap();
     assert_eq!(back.predict(&test[0]).unwrap(), got);
     // No map member: refused before anything is built.
@@ -187,24 +172,39 @@ fn cross_fitted_calibration_divides_the_candidates_by_their_spreads() {
     let (o, sp) = (ensemble.score_offsets(), ensemble.score_spreads());
     assert_eq!((o.len(), sp.len()), (2, 2));
     assert!(sp.iter().all(|&s| s > 0.0 && s.is_finite()), "{sp:?}");
+    check_padim_map_and_half_resolution_score(&ensemble, &test[0], &got);
+    let back = registry::load(&path, &device).unwrap();
+    assert_eq!(back.predict(&test[0]).unwrap(), got);
+}
+
+/// Checks `got`, the predictions of `batch` by `ensemble` (PaDiM's map, a PatchCore at 32 px
+/// for the score): the map is PaDiM's alone (standardised, shifted by its centre and divided
+/// by its spread, 1 without measured spreads), the score the larger of its maximum and the
+/// half-resolution PatchCore's centred, divided image score.
+fn check_padim_map_and_half_resolution_score(
+    ensemble: &Ensemble<dyn DynDetector>,
+    batch: &ImageBatch,
+    got: &[Prediction],
+) {
+    let o = ensemble.score_offsets();
+    let spread = |k: usize| ensemble.score_spreads().get(k).copied().unwrap_or(1.0);
     let (pad, pc) = (ensemble.scales()[0], ensemble.scales()[1]);
-    let padim = ensemble.members()[0].predict(&test[0]).unwrap();
+    let padim = ensemble.members()[0].predict(batch).unwrap();
     let patchcore = ensemble.members()[1]
-        .predict(&test[0].resized((32, 32)).unwrap())
+        .predict(&batch.resized((32, 32)).unwrap())
         .unwrap();
     for (i, p) in got.iter().enumerate() {
+        assert_eq!((p.map.width(), p.map.height()), (64, 64));
         for (&v, &u) in p.map.as_slice().iter().zip(padim[i].map.as_slice()) {
-            let want = ((u - pad.mean) / pad.std - o[0]) / sp[0];
+            let want = ((u - pad.mean) / pad.std - o[0]) / spread(0);
             assert!(
                 (v - want).abs() <= 1e-4 * want.abs().max(1.0),
                 "{v} vs {want}"
             );
         }
-        let other = ((patchcore[i].score - pc.mean) / pc.std - o[1]) / sp[1];
+        let other = ((patchcore[i].score - pc.mean) / pc.std - o[1]) / spread(1);
         assert_eq!(p.score, p.map.max().max(other));
     }
-    let back = registry::load(&path, &device).unwrap();
-    assert_eq!(back.predict(&test[0]).unwrap(), got);
 }
 
 #[test]

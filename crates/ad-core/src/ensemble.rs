@@ -1041,6 +1041,42 @@ mod tests {
         }
     }
 
+    /// Predicts an image with one bright pixel with `e` (a map member 0 and a score member 1)
+    /// and checks the module documentation's formula: the map is member 0's standardised map
+    /// shifted by its centre and divided by its spread (1 without measured spreads), the score
+    /// the larger of its maximum and member 1's centred, divided score; then that the saved
+    /// model loads with the same calibration and predictions. Returns the prediction.
+    fn check_score_formula_and_round_trip(e: &Ensemble<MeanImage>) -> Prediction {
+        let (a, b) = (e.scales()[0], e.scales()[1]);
+        let o = e.score_offsets();
+        let spread = |k: usize| e.score_spreads().get(k).copied().unwrap_or(1.0);
+        let mut plane = images(1, 99).remove(0).as_slice().to_vec();
+        plane[9] += 1.0;
+        let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
+        let p = e.predict(&bad).unwrap().remove(0);
+        let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
+        for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
+            let want = ((u - a.mean) / a.std - o[0]) / spread(0);
+            assert!(
+                (v - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        let m1 = e.members()[1].predict(&bad).unwrap().remove(0);
+        let other = ((m1.score - b.mean) / b.std - o[1]) / spread(1);
+        assert_eq!(p.score, p.map.max().max(other));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ensemble");
+        e.save(&path).unwrap();
+        let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
+        assert_eq!(back.roles(), e.roles());
+        assert_eq!(back.params(), e.params());
+        assert_eq!(back.score_offsets(), e.score_offsets());
+        assert_eq!(back.score_spreads(), e.score_spreads());
+        assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
+        p
+    }
+
     #[test]
     fn score_members_count_for_the_score_only_and_round_trip() {
         let pre = PreprocessConfig::default().with_size(8, 8);
@@ -1057,31 +1093,12 @@ mod tests {
         // Centres of maxima: above the map mean (0 once standardised); equal for the two
         // members, which are the same detector.
         assert!(o[0] > 0.5 && (o[1] - o[0]).abs() < 1e-3 * o[0], "{o:?}");
-        let mut plane = images(1, 99).remove(0).as_slice().to_vec();
-        plane[9] += 1.0;
-        let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
-        let p = e.predict(&bad).unwrap().remove(0);
-        // The map is member 0's standardised map, shifted by its centre.
-        let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
-        for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
-            let want = (u - a.mean) / a.std - o[0];
-            assert!(
-                (v - want).abs() <= 1e-3 * want.abs().max(1.0),
-                "{v} vs {want}"
-            );
-        }
-        // The score is the larger of the map's maximum and the score member's centred score.
-        let m1 = e.members()[1].predict(&bad).unwrap().remove(0);
-        let other = (m1.score - b.mean) / b.std - o[1];
-        assert_eq!(p.score, p.map.max().max(other));
+        assert!(
+            e.score_spreads().is_empty(),
+            "the hold-out divides by the map spreads"
+        );
+        let p = check_score_formula_and_round_trip(&e);
         assert!(p.score > 1.0, "{}", p.score);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.ensemble");
-        e.save(&path).unwrap();
-        let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
-        assert_eq!(back.roles(), e.roles());
-        assert_eq!(back.score_offsets(), e.score_offsets());
-        assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
         // Score members alone make no map: refused.
         let two = vec![MeanImage::new(1.0, 0.0), MeanImage::new(1.0, 0.0)];
         let pre = PreprocessConfig::default().with_size(8, 8);
@@ -1198,28 +1215,6 @@ mod tests {
         assert!(sp.iter().all(|&s| s > 0.0), "{sp:?}");
         // The two members are one detector up to an affine map: the same spread of maxima.
         assert!((sp[1] - sp[0]).abs() < 1e-3 * sp[0], "{sp:?}");
-        let (a, b) = (e.scales()[0], e.scales()[1]);
-        let mut plane = images(1, 99).remove(0).as_slice().to_vec();
-        plane[9] += 1.0;
-        let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
-        let p = e.predict(&bad).unwrap().remove(0);
-        let m0 = e.members()[0].predict(&bad).unwrap().remove(0);
-        for (&v, &u) in p.map.as_slice().iter().zip(m0.map.as_slice()) {
-            let want = ((u - a.mean) / a.std - o[0]) / sp[0];
-            assert!(
-                (v - want).abs() <= 1e-3 * want.abs().max(1.0),
-                "{v} vs {want}"
-            );
-        }
-        let m1 = e.members()[1].predict(&bad).unwrap().remove(0);
-        let other = ((m1.score - b.mean) / b.std - o[1]) / sp[1];
-        assert_eq!(p.score, p.map.max().max(other));
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.ensemble");
-        e.save(&path).unwrap();
-        let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
-        assert_eq!(back.score_spreads(), e.score_spreads());
-        assert_eq!(back.params(), e.params());
-        assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
+        check_score_formula_and_round_trip(&e);
     }
 }
