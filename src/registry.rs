@@ -81,6 +81,8 @@ pub enum DetectorConfig {
 /// model = "patchcore"
 /// backbone = "efficientnet-lite1"
 /// preprocess = { resize = [128, 128] }
+/// # [[pixel_members]]      # counts for the map only (localisation)
+/// # model = "padim"
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +104,12 @@ pub struct EnsembleConfig {
     /// all; none by default.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub score_members: Vec<DetectorConfig>,
+    /// Members that count for the map only ([`MemberRole::Pixel`]): their standardised maps
+    /// are averaged into the returned map with the map members', but the image score is the
+    /// map and score members' alone. For a model that outlines defects well but ranks images
+    /// worse (e.g. PaDiM beside a PatchCore). None by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pixel_members: Vec<DetectorConfig>,
 }
 
 impl Default for EnsembleConfig {
@@ -132,12 +140,13 @@ impl EnsembleConfig {
             preprocess,
             members,
             score_members: Vec::new(),
+            pixel_members: Vec::new(),
         }
     }
 
     /// The members' configs with the ensemble's preprocessing (a member that sets only its own
     /// `resize` keeps it: it works at that resolution), the map members first, then the score
-    /// members, each with its role; a member that sets another normalisation or a crop, or
+    /// members, then the pixel members, each with its role; a member that sets another normalisation or a crop, or
     /// that cannot be a member (a classifier, a tiled model, an ensemble), is refused.
     pub fn members(&self) -> Result<Vec<(DetectorConfig, MemberRole)>, Error> {
         let bad = |reason: String| {
@@ -149,7 +158,7 @@ impl EnsembleConfig {
         if self.members.is_empty() {
             return Err(bad("needs at least one map member ([[members]])".into()));
         }
-        let all = self.members.len() + self.score_members.len();
+        let all = self.members.len() + self.score_members.len() + self.pixel_members.len();
         if all < 2 {
             return Err(bad(format!("needs at least 2 members, got {all}")));
         }
@@ -157,6 +166,7 @@ impl EnsembleConfig {
             .iter()
             .map(|m| (m, MemberRole::Map))
             .chain(self.score_members.iter().map(|m| (m, MemberRole::Score)))
+            .chain(self.pixel_members.iter().map(|m| (m, MemberRole::Pixel)))
             .enumerate()
             .map(|(j, (m, role))| {
                 if matches!(
@@ -551,6 +561,7 @@ impl DetectorConfig {
                 .members
                 .iter()
                 .chain(&c.score_members)
+                .chain(&c.pixel_members)
                 .map(Self::memory_remedy)
                 .find(|r| *r != GENERIC_MEMORY_REMEDY)
                 .unwrap_or(GENERIC_MEMORY_REMEDY),

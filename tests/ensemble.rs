@@ -177,6 +177,49 @@ fn cross_fitted_calibration_divides_the_candidates_by_their_spreads() {
     assert_eq!(back.predict(&test[0]).unwrap(), got);
 }
 
+#[test]
+fn a_pixel_member_counts_for_the_map_only() {
+    let device = Device::default();
+    let json = format!(
+        r#"{{"model": "ensemble", "preprocess": {{"resize": [64, 64]}}, "members": [{PATCHCORE}], "pixel_members": [{PADIM}]}}"#
+    );
+    let config: DetectorConfig = serde_json::from_str(&json).unwrap();
+    let (_dir, test, got, path, ensemble) = fit_save_load(&config, &device);
+    assert_eq!(ensemble.roles(), [MemberRole::Map, MemberRole::Pixel]);
+    let (pc, pad) = (ensemble.scales()[0], ensemble.scales()[1]);
+    let patchcore = ensemble.members()[0].predict(&test[0]).unwrap();
+    let padim = ensemble.members()[1].predict(&test[0]).unwrap();
+    let mut differs = false;
+    for (i, p) in got.iter().enumerate() {
+        // The map: the two standardised maps averaged.
+        let members = patchcore[i].map.as_slice().iter().zip(padim[i].map.as_slice());
+        for (&v, (&u, &w)) in p.map.as_slice().iter().zip(members) {
+            let want = 0.5 * ((u - pc.mean) / pc.std + (w - pad.mean) / pad.std);
+            assert!(
+                (v - want).abs() <= 1e-4 * want.abs().max(1.0),
+                "{v} vs {want}"
+            );
+        }
+        // The score: the PatchCore's standardised map's maximum alone.
+        let top = patchcore[i].map.max();
+        assert!(
+            (p.score - (top - pc.mean) / pc.std).abs() <= 1e-4 * p.score.abs().max(1.0),
+            "{} vs {top}",
+            p.score
+        );
+        differs |= p.score != p.map.max();
+    }
+    assert!(differs, "PaDiM never moved the map's maximum");
+    let back = registry::load(&path, &device).unwrap();
+    assert_eq!(back.predict(&test[0]).unwrap(), got);
+    // Pixel members alone make no score: refused before anything is built.
+    let json = format!(
+        r#"{{"model": "ensemble", "members": [], "pixel_members": [{PATCHCORE}, {PADIM}]}}"#
+    );
+    let none: DetectorConfig = serde_json::from_str(&json).unwrap();
+    assert!(none.check().unwrap_err().to_string().contains("map member"));
+}
+
 /// Checks `got`, the predictions of `batch` by `ensemble` (PaDiM's map, a PatchCore at 32 px
 /// for the score): the map is PaDiM's alone (standardised, shifted by its centre and divided
 /// by its spread, 1 without measured spreads), the score the larger of its maximum and the

@@ -64,6 +64,7 @@ declare -A flags=(
   [ensemble-lite1s4s8-score-lite1half-cv4]="--config tools/presets/ensemble_score_half_nopadim_cv4.toml"
   [ensemble-lite1s4s8-padim-score-lite1half-folds4]="--config tools/presets/ensemble_score_half_folds4.toml"
   [ensemble-lite1s4s8-score-lite1-192-folds4]="--config tools/presets/ensemble_score_192_nopadim_folds4.toml"
+  [ensemble-lite1s4s8-score-lite1-192-folds4-pixel-padim]="--config tools/presets/ensemble_score_192_pixel_padim_folds4.toml"
 )
 # The images' own side per split, for the *-native candidates.
 declare -A native=([bottle]=512 [piped]=128)
@@ -75,7 +76,8 @@ names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 
        ensemble-lite1s4s8-padim-score-lite1-192 ensemble-lite1s4s8-score-lite1-192
        ensemble-lite1s4s8-padim-score-lite1-256 ensemble-lite1s4s8-score-lite1-256
        ensemble-lite1s4s8-padim-score-lite1half-cv4 ensemble-lite1s4s8-score-lite1half-cv4
-       ensemble-lite1s4s8-padim-score-lite1half-folds4 ensemble-lite1s4s8-score-lite1-192-folds4)
+       ensemble-lite1s4s8-padim-score-lite1half-folds4 ensemble-lite1s4s8-score-lite1-192-folds4
+       ensemble-lite1s4s8-score-lite1-192-folds4-pixel-padim)
 if [ -n "$only" ]; then
   IFS=, read -r -a names <<< "$only"
 fi

@@ -391,7 +391,8 @@ impl ModelArgs {
                 center_crop: None,
                 ..self.clone()
             };
-            for (j, m) in e.members.iter().chain(&e.score_members).enumerate() {
+            let all = e.members.iter().chain(&e.score_members);
+            for (j, m) in all.chain(&e.pixel_members).enumerate() {
                 let mut changed = m.clone();
                 let refused = member_args.apply(&mut changed).is_err() || changed != *m;
                 if refused {

@@ -849,7 +849,8 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
             }
         ),
         "ensemble" => {
-            // Score members (counting for the image score only) are marked.
+            // Score members (counting for the image score only) and pixel members (for the
+            // map only) are marked.
             let roles = h["roles"].as_array().cloned().unwrap_or_default();
             let names: Vec<String> = h["detectors"]
                 .as_array()
@@ -858,6 +859,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         .enumerate()
                         .map(|(j, d)| match roles.get(j).and_then(|r| r.as_str()) {
                             Some("score") => format!("{} (image score only)", text(d)),
+                            Some("pixel") => format!("{} (map only)", text(d)),
                             _ => text(d),
                         })
                         .collect()

@@ -229,6 +229,11 @@ pub enum MemberRole {
     /// images, it competes with the averaged map's centred maximum (see the module
     /// documentation).
     Score,
+    /// Only its map counts, for localisation: its standardised map is averaged into the
+    /// ensemble's map, but the image score is taken from the map and score members alone (see
+    /// the module documentation). For a model whose map outlines defects well but whose
+    /// maximum ranks images worse (e.g. PaDiM beside a PatchCore).
+    Pixel,
 }
 
 /// A member's anomaly-map values on held-out good images: what its maps (and a
@@ -623,9 +628,21 @@ fn member_maps<D: Detector + ?Sized>(
 }
 
 impl<D: Detector + ?Sized> Ensemble<D> {
-    /// Weight of each map member in the average (`1 / number of map members`).
+    /// Weight of each map member in the average the image score is taken from (`1 / number
+    /// of map members`).
     fn map_weight(&self) -> f32 {
         let mapping = self.roles.iter().filter(|&&r| r == MemberRole::Map).count();
+        1.0 / mapping.max(1) as f32
+    }
+
+    /// Weight of each map and pixel member in the returned map (`1 / number of map and pixel
+    /// members`).
+    fn pixel_weight(&self) -> f32 {
+        let mapping = self
+            .roles
+            .iter()
+            .filter(|&&r| r != MemberRole::Score)
+            .count();
         1.0 / mapping.max(1) as f32
     }
 
@@ -734,7 +751,15 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             .into());
         }
         let (h, w) = (batch.height(), batch.width());
+        // The returned maps (map and pixel members) and, with pixel members, the map members'
+        // own average the image score is taken from.
+        let pixels = self.roles.contains(&MemberRole::Pixel);
         let mut maps = vec![vec![0.0f32; h * w]; batch.len()];
+        let mut scoring_maps = if pixels {
+            vec![vec![0.0f32; h * w]; batch.len()]
+        } else {
+            Vec::new()
+        };
         let mut others = vec![f32::NEG_INFINITY; batch.len()];
         let (o0, offsets) = self
             .score_offsets
@@ -742,13 +767,17 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             .map_or((0.0, &[][..]), |(o0, rest)| (*o0, rest));
         // Each candidate's spread (1 unless measured: `ScoreSpread::Map`).
         let spread = |k: usize| self.score_spreads.get(k).copied().unwrap_or(1.0);
-        let inv = self.map_weight();
+        let (inv, inv_all) = (self.map_weight(), self.pixel_weight());
         let mut offsets = offsets.iter().zip(1..);
         for ((m, s), role) in self.members.iter().zip(&self.scales).zip(&self.roles) {
             match role {
-                MemberRole::Map => {
-                    for (acc, (map, _)) in maps.iter_mut().zip(member_maps(m.as_ref(), batch)?) {
-                        s.accumulate(acc, &map, inv);
+                MemberRole::Map | MemberRole::Pixel => {
+                    let member = member_maps(m.as_ref(), batch)?;
+                    for (j, (map, _)) in member.into_iter().enumerate() {
+                        s.accumulate(&mut maps[j], &map, inv_all);
+                        if pixels && *role == MemberRole::Map {
+                            s.accumulate(&mut scoring_maps[j], &map, inv);
+                        }
                     }
                 }
                 MemberRole::Score => {
@@ -760,8 +789,14 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
                 }
             }
         }
+        let largest = |v: &[f32]| v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let tops: Vec<f32> = if pixels {
+            scoring_maps.iter().map(|m| largest(m)).collect()
+        } else {
+            maps.iter().map(|m| largest(m)).collect()
+        };
+        let s0 = spread(0);
         if !self.score_offsets.is_empty() {
-            let s0 = spread(0);
             for map in &mut maps {
                 for v in map.iter_mut() {
                     *v = (*v - o0) / s0;
@@ -769,10 +804,12 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
             }
         }
         maps.into_iter()
-            .zip(others)
-            .map(|(data, other)| {
+            .zip(tops.into_iter().zip(others))
+            .map(|(data, (top, other))| {
                 let map = AnomalyMap::new(w, h, data)?;
-                let score = map.max().max(other);
+                // The shift is monotone, so without pixel members this is the shifted map's
+                // maximum, to the bit.
+                let score = ((top - o0) / s0).max(other);
                 Ok(Prediction {
                     score,
                     map,
@@ -827,23 +864,30 @@ impl<D: Detector + ?Sized> Detector for Ensemble<D> {
 mod tests {
     use super::*;
 
-    /// A toy detector: the squared difference from the mean training image, times `gain`, plus
-    /// `offset` (members on different scales).
+    /// A toy detector: the squared difference from the mean training image, to the power
+    /// `power`, times `gain`, plus `offset` (members on different scales; with another power,
+    /// a member whose standardised map differs).
     struct MeanImage {
         pre: Preprocessor,
         mean: Vec<f32>,
         gain: f32,
         offset: f32,
+        power: i32,
         threshold: Option<Threshold>,
     }
 
     impl MeanImage {
         fn new(gain: f32, offset: f32) -> Box<Self> {
+            Self::with_power(gain, offset, 1)
+        }
+
+        fn with_power(gain: f32, offset: f32, power: i32) -> Box<Self> {
             Box::new(Self {
                 pre: Preprocessor::new(PreprocessConfig::default().with_size(8, 8)).unwrap(),
                 mean: Vec::new(),
                 gain,
                 offset,
+                power,
                 threshold: None,
             })
         }
@@ -886,7 +930,7 @@ mod tests {
                             let d: f32 = (0..3)
                                 .map(|c| (img[c * 64 + p] - self.mean[c * 64 + p]).powi(2))
                                 .sum();
-                            self.gain * d + self.offset
+                            self.gain * d.powi(self.power) + self.offset
                         })
                         .collect();
                     let map = AnomalyMap::new(8, 8, data)?;
@@ -902,7 +946,8 @@ mod tests {
             &self.pre
         }
         fn save(&self, path: &Path) -> Result<(), CoreError> {
-            let header = serde_json::to_vec(&(self.gain, self.offset, &self.mean)).unwrap();
+            let header =
+                serde_json::to_vec(&(self.gain, self.offset, self.power, &self.mean)).unwrap();
             model_file::write_atomic(path, &model_file::encode(b"TOYMEAN\0", 1, &header, &[]))
                 .map_err(|source| CoreError::Io {
                     path: path.to_path_buf(),
@@ -923,8 +968,9 @@ mod tests {
             source,
         })?;
         let (header, _) = model_file::decode(&bytes, b"TOYMEAN\0", 1, "toy").unwrap();
-        let (gain, offset, mean): (f32, f32, Vec<f32>) = serde_json::from_slice(header).unwrap();
-        let mut m = MeanImage::new(gain, offset);
+        let (gain, offset, power, mean): (f32, f32, i32, Vec<f32>) =
+            serde_json::from_slice(header).unwrap();
+        let mut m = MeanImage::with_power(gain, offset, power);
         m.mean = mean;
         Ok(m)
     }
@@ -1104,6 +1150,65 @@ mod tests {
         let pre = PreprocessConfig::default().with_size(8, 8);
         let roles = vec![MemberRole::Score, MemberRole::Score];
         assert!(Ensemble::with_roles(EnsembleParams::default(), pre, two, roles).is_err());
+    }
+
+    #[test]
+    fn pixel_members_change_the_map_but_not_the_score() {
+        use MemberRole::{Map, Pixel, Score};
+        let pre = PreprocessConfig::default().with_size(8, 8);
+        let good = images(12, 1);
+        let fit = |members: Vec<Box<MeanImage>>, roles: Vec<MemberRole>| {
+            let mut e =
+                Ensemble::with_roles(EnsembleParams::default(), pre.clone(), members, roles)
+                    .unwrap();
+            e.fit(good.iter().cloned().map(Ok::<_, CoreError>)).unwrap();
+            e
+        };
+        let map = || MeanImage::new(1.0, 0.0);
+        let score = || MeanImage::new(1e3, 5.0);
+        let pixel = || MeanImage::with_power(2.0, 1.0, 2);
+        let mut plane = images(1, 99).remove(0).as_slice().to_vec();
+        plane[9] += 1.0;
+        plane[70] += 0.5;
+        let bad = ImageBatch::from_planes(vec![plane], (8, 8), [0.0; 3], [1.0; 3]).unwrap();
+        let cases = [
+            (vec![map(), score()], vec![Map, Score]),
+            (vec![map(), pixel(), score()], vec![Map, Pixel, Score]),
+            (vec![map(), map()], vec![Map, Map]),
+            (vec![map(), pixel()], vec![Map, Pixel]),
+        ];
+        let [without, with, plain, pixels] =
+            cases.map(|(members, roles)| fit(members, roles));
+        for (without, with) in [(&without, &with), (&plain, &pixels)] {
+            let (p, q) = (without.predict(&bad).unwrap(), with.predict(&bad).unwrap());
+            // The score is the map (and score) members' alone, to the bit.
+            assert_eq!(with.score_offsets(), without.score_offsets());
+            assert_eq!(q[0].score, p[0].score);
+            // The map averages the map and pixel members' standardised maps, shifted as the
+            // score's map.
+            let o0 = with.score_offsets().first().copied().unwrap_or(0.0);
+            let (a, c) = (with.scales()[0], with.scales()[1]);
+            let m0 = with.members()[0].predict(&bad).unwrap().remove(0);
+            let m1 = with.members()[1].predict(&bad).unwrap().remove(0);
+            let maps = m0.map.as_slice().iter().zip(m1.map.as_slice());
+            for (&v, (&u0, &u1)) in q[0].map.as_slice().iter().zip(maps) {
+                let want = 0.5 * ((u0 - a.mean) / a.std + (u1 - c.mean) / c.std) - o0;
+                assert!(
+                    (v - want).abs() <= 1e-3 * want.abs().max(1.0),
+                    "{v} vs {want}"
+                );
+            }
+            assert_ne!(q[0].map, p[0].map);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("m.ensemble");
+            with.save(&path).unwrap();
+            let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
+            assert_eq!(back.roles(), with.roles());
+            assert_eq!(back.predict(&bad).unwrap(), q);
+        }
+        // Pixel members alone make no score: refused.
+        let roles = vec![Pixel, Pixel];
+        assert!(Ensemble::with_roles(EnsembleParams::default(), pre, vec![map(), pixel()], roles).is_err());
     }
 
     #[test]
