@@ -6,9 +6,11 @@
 //! defect (a jittered rectangle or scar from another held-out image, [`ad_regress::cut_paste`])
 //! whose changed pixels are the ground truth, and (by default) as many copies with a thin,
 //! low-contrast curve drawn on them ([`ad_regress::thin_curve`]: a scratch, crack or vein, the
-//! harder kind: CutPaste alone saturated the image AUROC of every candidate). Image AUROC,
-//! pixel AUROC and AUPRO on that split rank candidates; the test split is only used
-//! afterwards, to report the chosen settings.
+//! harder kind: CutPaste alone saturated the image AUROC of every candidate), and (by default
+//! since 2026-12-03) as many copies with a vein ([`ad_regress::vein`]: a long, soft band from
+//! edge to edge, a defect at the scale of the part, which the other kinds, all local, do not
+//! cover). Image AUROC, pixel AUROC and AUPRO on that split rank candidates; the test split is
+//! only used afterwards, to report the chosen settings.
 //!
 //! The synthetic anomalies are made at the candidate's own preprocessing (its resolution), so
 //! candidates at different resolutions are each judged on the pixels they see.
@@ -37,15 +39,18 @@ pub struct ValidationOptions {
     pub seed: u64,
     /// Also score a thin-curve copy of every held-out image (the harder anomalies).
     pub thin_curves: bool,
+    /// Also score a vein copy of every held-out image (defects at the scale of the part).
+    pub veins: bool,
 }
 
 impl Default for ValidationOptions {
-    /// A quarter of the good images, seed 7, CutPaste and thin-curve anomalies.
+    /// A quarter of the good images, seed 7, CutPaste, thin-curve and vein anomalies.
     fn default() -> Self {
         Self {
             holdout: 0.25,
             seed: 7,
             thin_curves: true,
+            veins: true,
         }
     }
 }
@@ -116,6 +121,14 @@ pub fn validate(
             let mut target = data[i * plane..(i + 1) * plane].to_vec();
             let seed = opts.seed ^ 0x7c0f_fee0 ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9);
             masks.extend(ad_regress::thin_curve(&mut target, (h, w), seed));
+            planes.push(target);
+        }
+    }
+    if opts.veins {
+        for i in 0..n {
+            let mut target = data[i * plane..(i + 1) * plane].to_vec();
+            let seed = opts.seed ^ 0x5e1e_c7ed ^ (i as u64 + 1).wrapping_mul(0x2545_f491);
+            masks.extend(ad_regress::vein(&mut target, (h, w), seed));
             planes.push(target);
         }
     }

