@@ -192,7 +192,11 @@ fn a_pixel_member_counts_for_the_map_only() {
     let mut differs = false;
     for (i, p) in got.iter().enumerate() {
         // The map: the two standardised maps averaged.
-        let members = patchcore[i].map.as_slice().iter().zip(padim[i].map.as_slice());
+        let members = patchcore[i]
+            .map
+            .as_slice()
+            .iter()
+            .zip(padim[i].map.as_slice());
         for (&v, (&u, &w)) in p.map.as_slice().iter().zip(members) {
             let want = 0.5 * ((u - pc.mean) / pc.std + (w - pad.mean) / pad.std);
             assert!(

@@ -1177,8 +1177,7 @@ mod tests {
             (vec![map(), map()], vec![Map, Map]),
             (vec![map(), pixel()], vec![Map, Pixel]),
         ];
-        let [without, with, plain, pixels] =
-            cases.map(|(members, roles)| fit(members, roles));
+        let [without, with, plain, pixels] = cases.map(|(members, roles)| fit(members, roles));
         for (without, with) in [(&without, &with), (&plain, &pixels)] {
             let (p, q) = (without.predict(&bad).unwrap(), with.predict(&bad).unwrap());
             // The score is the map (and score) members' alone, to the bit.
@@ -1208,7 +1207,10 @@ mod tests {
         }
         // Pixel members alone make no score: refused.
         let roles = vec![Pixel, Pixel];
-        assert!(Ensemble::with_roles(EnsembleParams::default(), pre, vec![map(), pixel()], roles).is_err());
+        assert!(
+            Ensemble::with_roles(EnsembleParams::default(), pre, vec![map(), pixel()], roles)
+                .is_err()
+        );
     }
 
     #[test]

@@ -205,7 +205,13 @@ pub fn vein(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
             (q0.1 + blen * angle.cos()).clamp(0.0, wm),
         );
         let q1 = ((q0.0 + q2.0) / 2.0, (q0.1 + q2.1) / 2.0);
-        stroke(&mut cover, size, [q0, q1, q2], (radius / 2.0, radius / 2.0), steps(blen));
+        stroke(
+            &mut cover,
+            size,
+            [q0, q1, q2],
+            (radius / 2.0, radius / 2.0),
+            steps(blen),
+        );
     }
     let delta = rng.random_range(0.3f32..0.8) * if rng.random_bool(0.8) { -1.0 } else { 1.0 };
     blend(target, &cover, |_| [delta; 3])
@@ -435,7 +441,9 @@ mod tests {
                 assert!(change >= 0.15 - 1e-6, "seed {seed} pixel {p}: {change}");
             }
             // Soft edges: some pixels change less than half the band's full contrast.
-            let full = (0..h * w).map(|p| (a[p] - original[p]).abs()).fold(0.0, f32::max);
+            let full = (0..h * w)
+                .map(|p| (a[p] - original[p]).abs())
+                .fold(0.0, f32::max);
             let soft = (0..h * w).filter(|&p| {
                 let c = (a[p] - original[p]).abs();
                 c > 0.0 && c < 0.5 * full
