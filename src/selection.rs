@@ -21,6 +21,7 @@ use ad_core::{Detector, ImageBatch, RgbImage};
 use ad_metrics::{EvalOptions, MapDims, PixelMaps};
 use ad_mvtec::Sample;
 use ad_mvtec::decode::load_rgb;
+use ad_regress::SyntheticAnomaly;
 use burn::tensor::Device;
 use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
@@ -116,19 +117,21 @@ pub fn validate(
         masks[i * h * w..(i + 1) * h * w].copy_from_slice(&mask);
         planes.push(target);
     }
-    if opts.thin_curves {
+    // The drawn kinds (no source image), each with its own seed stream.
+    let drawn = [
+        (
+            opts.thin_curves,
+            SyntheticAnomaly::ThinCurve,
+            0x7c0f_fee0,
+            0x9e37_79b9,
+        ),
+        (opts.veins, SyntheticAnomaly::Vein, 0x5e1e_c7ed, 0x2545_f491),
+    ];
+    for (_, kind, salt, step) in drawn.into_iter().filter(|d| d.0) {
         for i in 0..n {
             let mut target = data[i * plane..(i + 1) * plane].to_vec();
-            let seed = opts.seed ^ 0x7c0f_fee0 ^ (i as u64 + 1).wrapping_mul(0x9e37_79b9);
-            masks.extend(ad_regress::thin_curve(&mut target, (h, w), seed));
-            planes.push(target);
-        }
-    }
-    if opts.veins {
-        for i in 0..n {
-            let mut target = data[i * plane..(i + 1) * plane].to_vec();
-            let seed = opts.seed ^ 0x5e1e_c7ed ^ (i as u64 + 1).wrapping_mul(0x2545_f491);
-            masks.extend(ad_regress::vein(&mut target, (h, w), seed));
+            let seed = opts.seed ^ salt ^ (i as u64 + 1).wrapping_mul(step);
+            masks.extend(kind.apply(&mut target, &[], (h, w), seed));
             planes.push(target);
         }
     }
