@@ -9,8 +9,11 @@
 //! harder kind: CutPaste alone saturated the image AUROC of every candidate), and (by default
 //! since 2026-12-03) as many copies with a vein ([`ad_regress::vein`]: a long, soft band from
 //! edge to edge, a defect at the scale of the part, which the other kinds, all local, do not
-//! cover). Image AUROC, pixel AUROC and AUPRO on that split rank candidates; the test split is
-//! only used afterwards, to report the chosen settings.
+//! cover), and (by default since 2026-12-03 13:30 UTC, when the veins proved as easy as the
+//! local kinds for every candidate) as many with a faint vein ([`ad_regress::faint_vein`]:
+//! the same band at half the contrast, a vein fading into the texture). Image AUROC, pixel
+//! AUROC and AUPRO on that split rank candidates; the test split is only used afterwards, to
+//! report the chosen settings.
 //!
 //! The synthetic anomalies are made at the candidate's own preprocessing (its resolution), so
 //! candidates at different resolutions are each judged on the pixels they see.
@@ -42,16 +45,20 @@ pub struct ValidationOptions {
     pub thin_curves: bool,
     /// Also score a vein copy of every held-out image (defects at the scale of the part).
     pub veins: bool,
+    /// Also score a faint-vein copy of every held-out image (the veins at half the contrast).
+    pub faint_veins: bool,
 }
 
 impl Default for ValidationOptions {
-    /// A quarter of the good images, seed 7, CutPaste, thin-curve and vein anomalies.
+    /// A quarter of the good images, seed 7, CutPaste, thin-curve, vein and faint-vein
+    /// anomalies.
     fn default() -> Self {
         Self {
             holdout: 0.25,
             seed: 7,
             thin_curves: true,
             veins: true,
+            faint_veins: true,
         }
     }
 }
@@ -126,6 +133,12 @@ pub fn validate(
             0x9e37_79b9,
         ),
         (opts.veins, SyntheticAnomaly::Vein, 0x5e1e_c7ed, 0x2545_f491),
+        (
+            opts.faint_veins,
+            SyntheticAnomaly::FaintVein,
+            0x0fa1_7e1e,
+            0x6a09_e667,
+        ),
     ];
     for (_, kind, salt, step) in drawn.into_iter().filter(|d| d.0) {
         for i in 0..n {

@@ -1,7 +1,8 @@
 //! The selection protocol behind the `accurate` preset: every candidate PatchCore setting is
 //! scored on validation splits made from good training images only (a quarter held out, plus
-//! CutPaste, thin-curve and vein copies of them as anomalies, `anomaly_detection::selection`;
-//! `--no-veins`: the protocol before 2026-12-03, without the veins), on MVTec AD bottle
+//! CutPaste, thin-curve, vein and faint-vein copies of them as anomalies,
+//! `anomaly_detection::selection`; `--no-faint-veins`: the protocol of 2026-12-03 11:38 UTC,
+//! `--no-veins`: the protocol before 2026-12-03, without either vein kind), on MVTec AD bottle
 //! and the 12 PIPED classes; the test images are never read. Prints one row per candidate
 //! (means over the categories, the worst category, costs) and the protocol's choice:
 //!
@@ -49,10 +50,14 @@ struct Args {
     /// Score the student's prototype counts instead of the preset candidates.
     #[arg(long)]
     students: bool,
-    /// Leave the vein anomalies out (the protocol before 2026-12-03: CutPaste and thin
-    /// curves only).
+    /// Leave both vein kinds out (the protocol before 2026-12-03: CutPaste and thin curves
+    /// only).
     #[arg(long)]
     no_veins: bool,
+    /// Leave the faint veins out (the protocol of 2026-12-03 11:38 UTC: CutPaste, thin curves
+    /// and veins).
+    #[arg(long)]
+    no_faint_veins: bool,
 }
 
 /// The score student with 0, 16, 64 and 256 prototypes, and with 64 on the cosine
@@ -391,11 +396,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = burn::tensor::Device::flex();
     let opts = ValidationOptions {
         veins: !args.no_veins,
+        faint_veins: !(args.no_veins || args.no_faint_veins),
         ..ValidationOptions::default()
     };
     println!(
         "validation: {} of each category's good training images held out (seed {}), as many \
-         CutPaste anomalies{}{}; {} categories",
+         CutPaste anomalies{}{}{}; {} categories",
         opts.holdout,
         opts.seed,
         if opts.thin_curves {
@@ -404,6 +410,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             ""
         },
         if opts.veins { ", as many veins" } else { "" },
+        if opts.faint_veins {
+            ", as many faint veins"
+        } else {
+            ""
+        },
         categories.len()
     );
     println!(

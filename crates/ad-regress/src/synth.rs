@@ -155,6 +155,25 @@ fn stroke(
 /// is what a patch-sized view misses. Returns the mask of pixels covered at least half
 /// `[h * w]`. `seed` fixes everything.
 pub fn vein(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    veins(target, size, seed, 0.3..0.8)
+}
+
+/// [`vein`] at half the contrast: the band changes every channel by 0.15-0.4 normalised units
+/// (about 3-9 % of the [0, 1] range), as [`faint_spot`] is [`spot`] at half the contrast. A
+/// real vein's contrast fades into the texture's own mottling; locally such a band is hardly
+/// there, and only its length sets it apart. The same geometry as [`vein`] for the same seed.
+/// Returns the mask of pixels covered at least half `[h * w]`. `seed` fixes everything.
+pub fn faint_vein(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    veins(target, size, seed, 0.15..0.4)
+}
+
+/// The band of [`vein`] with its change drawn from `contrast` (normalised units).
+fn veins(
+    target: &mut [f32],
+    size: (usize, usize),
+    seed: u64,
+    contrast: std::ops::Range<f32>,
+) -> Vec<bool> {
     let (h, w) = size;
     let plane = h * w;
     if target.len() != 3 * plane || h < 8 || w < 8 {
@@ -213,7 +232,7 @@ pub fn vein(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
             steps(blen),
         );
     }
-    let delta = rng.random_range(0.3f32..0.8) * if rng.random_bool(0.8) { -1.0 } else { 1.0 };
+    let delta = rng.random_range(contrast) * if rng.random_bool(0.8) { -1.0 } else { 1.0 };
     blend(target, &cover, |_| [delta; 3])
 }
 
@@ -311,20 +330,23 @@ pub enum SyntheticAnomaly {
     FaintSpot,
     /// [`vein`]: a long, soft band from edge to edge (a defect at the scale of the part).
     Vein,
+    /// [`faint_vein`]: the band at half the contrast (a vein fading into the texture).
+    FaintVein,
 }
 
 impl SyntheticAnomaly {
     /// Every kind, in a fixed order.
-    pub const ALL: [SyntheticAnomaly; 5] = [
+    pub const ALL: [SyntheticAnomaly; 6] = [
         Self::CutPaste,
         Self::ThinCurve,
         Self::Spot,
         Self::FaintSpot,
         Self::Vein,
+        Self::FaintVein,
     ];
 
     /// The kinds a student trains on unless told otherwise: one of each but
-    /// [`FaintSpot`](Self::FaintSpot) and [`Vein`](Self::Vein).
+    /// [`FaintSpot`](Self::FaintSpot), [`Vein`](Self::Vein) and [`FaintVein`](Self::FaintVein).
     pub const DEFAULT: [SyntheticAnomaly; 3] = [Self::CutPaste, Self::ThinCurve, Self::Spot];
 
     /// Applies this anomaly to `target` (`source`: the image cut-paste takes its patch from);
@@ -342,6 +364,7 @@ impl SyntheticAnomaly {
             Self::Spot => spot(target, size, seed),
             Self::FaintSpot => faint_spot(target, size, seed),
             Self::Vein => vein(target, size, seed),
+            Self::FaintVein => faint_vein(target, size, seed),
         }
     }
 }
@@ -354,6 +377,7 @@ impl std::fmt::Display for SyntheticAnomaly {
             Self::Spot => "spot",
             Self::FaintSpot => "faint-spot",
             Self::Vein => "vein",
+            Self::FaintVein => "faint-vein",
         })
     }
 }
@@ -495,6 +519,25 @@ mod tests {
             let (mut plain, mut faint) = (original.clone(), original.clone());
             let m = spot(&mut plain, (h, w), seed);
             assert_eq!(faint_spot(&mut faint, (h, w), seed), m, "seed {seed}");
+            for i in 0..3 * h * w {
+                let (full, half) = (plain[i] - original[i], faint[i] - original[i]);
+                assert!(
+                    (half - full / 2.0).abs() < 1e-5,
+                    "seed {seed} {i}: {full} {half}"
+                );
+            }
+            assert_ne!(faint, original, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn faint_veins_are_the_veins_at_half_the_contrast() {
+        let (h, w) = (96, 128);
+        let original = image(h, w, 0.5);
+        for seed in 0..20 {
+            let (mut plain, mut faint) = (original.clone(), original.clone());
+            let m = vein(&mut plain, (h, w), seed);
+            assert_eq!(faint_vein(&mut faint, (h, w), seed), m, "seed {seed}");
             for i in 0..3 * h * w {
                 let (full, half) = (plain[i] - original[i], faint[i] - original[i]);
                 assert!(
