@@ -43,7 +43,7 @@ declare -A flags=(
   [lite1-256-s4s8]="--model patchcore --backbone efficientnet-lite1 --taps blocks.3,blocks.6"
   [lite0-256-p5]="--config tools/presets/patch5.toml"
   [lite2-320]="--model patchcore --backbone efficientnet-lite2 --image-size 320"
-  [ensemble-lite1-s4s8-padim]="--model ensemble --preset accurate"
+  [ensemble-lite1-s4s8-padim]="--config tools/presets/ensemble_padim.toml"
   [lite1-320]="--model patchcore --backbone efficientnet-lite1 --image-size 320"
   [lite1-256-flips]="--model patchcore --backbone efficientnet-lite1 --augment flips"
   [ensemble-lite1-lite1s4s8-padim]="--config tools/presets/ensemble3.toml"
@@ -65,6 +65,8 @@ declare -A flags=(
   [ensemble-lite1s4s8-padim-score-lite1half-folds4]="--config tools/presets/ensemble_score_half_folds4.toml"
   [ensemble-lite1s4s8-score-lite1-192-folds4]="--config tools/presets/ensemble_score_192_nopadim_folds4.toml"
   [ensemble-lite1s4s8-score-lite1-192-folds4-pixel-padim]="--config tools/presets/ensemble_score_192_pixel_padim_folds4.toml"
+  [ensemble-lite1s4s8-score-lite1-192-pixel-padim]="--config tools/presets/ensemble_score_192_pixel_padim.toml"
+  [ensemble-lite1s4s8-score-lite1half-pixel-padim]="--config tools/presets/ensemble_score_128_pixel_padim.toml"
 )
 # The images' own side per split, for the *-native candidates.
 declare -A native=([bottle]=512 [piped]=128)
@@ -77,7 +79,8 @@ names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 
        ensemble-lite1s4s8-padim-score-lite1-256 ensemble-lite1s4s8-score-lite1-256
        ensemble-lite1s4s8-padim-score-lite1half-cv4 ensemble-lite1s4s8-score-lite1half-cv4
        ensemble-lite1s4s8-padim-score-lite1half-folds4 ensemble-lite1s4s8-score-lite1-192-folds4
-       ensemble-lite1s4s8-score-lite1-192-folds4-pixel-padim)
+       ensemble-lite1s4s8-score-lite1-192-folds4-pixel-padim
+       ensemble-lite1s4s8-score-lite1-192-pixel-padim ensemble-lite1s4s8-score-lite1half-pixel-padim)
 if [ -n "$only" ]; then
   IFS=, read -r -a names <<< "$only"
 fi

@@ -146,6 +146,7 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                     [
                         "ensemble lite1-256-s4s8+padim score lite1-128",
                         "ensemble lite1-256-s4s8 score lite1-128",
+                        "ensemble lite1-256-s4s8 score lite1-128 pixel padim",
                     ],
                 ),
                 (
@@ -153,6 +154,7 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                     [
                         "ensemble lite1-256-s4s8+padim score lite1-192",
                         "ensemble lite1-256-s4s8 score lite1-192",
+                        "ensemble lite1-256-s4s8 score lite1-192 pixel padim",
                     ],
                 ),
                 (
@@ -160,6 +162,7 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                     [
                         "ensemble lite1-256-s4s8+padim score lite1-256",
                         "ensemble lite1-256-s4s8 score lite1-256",
+                        "ensemble lite1-256-s4s8 score lite1-256 pixel padim",
                     ],
                 ),
             ] {
@@ -182,6 +185,15 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                 out.push((
                     names[1],
                     DetectorConfig::Ensemble(with_score(vec![accurate.clone()])),
+                ));
+                // PaDiM for the map only (`pixel_members`): its localisation without its
+                // lower maxima on faint dots in the image score.
+                out.push((
+                    names[2],
+                    DetectorConfig::Ensemble(EnsembleConfig {
+                        pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
+                        ..with_score(vec![accurate.clone()])
+                    }),
                 ));
                 // Cross-fitted calibration: every good image measured by members fitted on
                 // the other three quarters, and each centred candidate divided by the spread
@@ -210,8 +222,7 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                     out.push((name, DetectorConfig::Ensemble(e)));
                 }
                 // At 192 px, the best image-level member on the test split: 4 folds with the
-                // map spreads, alone and with PaDiM for the map only (`pixel_members`: its
-                // localisation without its lower maxima on faint dots).
+                // map spreads, alone and with PaDiM as a pixel member.
                 if size == 192 {
                     let mut e = with_score(vec![accurate.clone()]);
                     e.calibration.folds = 4;
@@ -219,13 +230,7 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                         "ensemble lite1-256-s4s8 score lite1-192 folds4",
                         DetectorConfig::Ensemble(e.clone()),
                     ));
-                    e.calibration.folds = 0;
                     e.pixel_members = vec![DetectorConfig::Padim(PadimConfig::default())];
-                    out.push((
-                        "ensemble lite1-256-s4s8 score lite1-192 pixel padim",
-                        DetectorConfig::Ensemble(e.clone()),
-                    ));
-                    e.calibration.folds = 4;
                     out.push((
                         "ensemble lite1-256-s4s8 score lite1-192 folds4 pixel padim",
                         DetectorConfig::Ensemble(e),

@@ -27,8 +27,9 @@ pub struct ModelArgs {
     pub model: Option<String>,
     /// A named preset as the starting point (flags still override it): fast (today's
     /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
-    /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with PaDiM, at
-    /// about 3x fast's predict time, 2.9-3.8x measured; with --model student, a student of
+    /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with a 128-px
+    /// Lite1 PatchCore for the image score and PaDiM for the map, at about 3.5x fast's predict
+    /// time, 3.0-4.0x measured; with --model student, a student of
     /// that PatchCore on its backbone and taps, twelve synthetic copies per good image);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
@@ -713,6 +714,7 @@ impl ModelArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ad_core::ensemble::MemberRole;
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         let p = dir.join(name);
@@ -775,6 +777,11 @@ mod tests {
                 .check()
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         }
+        // The ensemble's default, written out as a file a user can edit.
+        assert_eq!(
+            read_config_file(&dir.join("ensemble_score_128_pixel_padim.toml")).unwrap(),
+            DetectorConfig::default_for("ensemble").unwrap()
+        );
     }
 
     #[test]
@@ -870,9 +877,11 @@ mod tests {
             panic!("{e:?}")
         };
         assert_eq!(c.preprocess.resize, (320, 320));
-        assert_eq!(c.members.len(), 2);
-        for (m, _) in c.members().unwrap() {
-            assert_eq!(m.preprocess().resize, (320, 320));
+        assert_eq!(c.members.len(), 1);
+        // The score member sets its own size (128 px) and keeps it; the others take 320.
+        for (m, role) in c.members().unwrap() {
+            let size = if role == MemberRole::Score { 128 } else { 320 };
+            assert_eq!(m.preprocess().resize, (size, size), "{role:?}");
         }
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "e.toml", &to_toml(&e).unwrap());
