@@ -114,8 +114,8 @@ pub struct EnsembleConfig {
 
 impl Default for EnsembleConfig {
     /// The selection protocol's choice since 2026-12-03 (validation split with faint veins;
-    /// docs/results.md "Faint veins"; 3.0-4.0x the fast preset's predict time in alternating
-    /// rounds, within its 4x rule): the `accurate` PatchCore (EfficientNet-Lite1, strides 4
+    /// docs/results.md "Faint veins"; 3.75x the fast preset's predict time over bottle and
+    /// PIPED in alternating rounds, within its 4x rule): the `accurate` PatchCore (EfficientNet-Lite1, strides 4
     /// and 8) for the map and the image score, an EfficientNet-Lite1 PatchCore (its default
     /// taps) at 128 px for the image score only (the context of much of the part per patch:
     /// veins), and PaDiM (EfficientNet-Lite0, its defaults) for the map only (localisation).
@@ -402,7 +402,7 @@ impl DetectorConfig {
     /// "Presets"): for PatchCore the best single PatchCore (EfficientNet-Lite1, strides 4 and
     /// 8); for an ensemble (whose only preset it is) the protocol's best candidate, that
     /// PatchCore with a 128-px Lite1 PatchCore for the image score and PaDiM for the map (the
-    /// ensemble's defaults; about 3.5x the fast preset's predict time);
+    /// ensemble's defaults; about 3.75x the fast preset's predict time);
     /// for a student, that PatchCore (its map unblurred) as the teacher and the student on its
     /// backbone and taps, with twelve synthetic copies per good image (measured on the test
     /// splits, not chosen by the protocol: docs/results.md "Score student").

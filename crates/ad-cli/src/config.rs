@@ -28,8 +28,8 @@ pub struct ModelArgs {
     /// A named preset as the starting point (flags still override it): fast (today's
     /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
     /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with a 128-px
-    /// Lite1 PatchCore for the image score and PaDiM for the map, at about 3.5x fast's predict
-    /// time, 3.0-4.0x measured; with --model student, a student of
+    /// Lite1 PatchCore for the image score and PaDiM for the map, at about 3.75x fast's
+    /// predict time (3.5x on PIPED, 5-6.5x on bottle); with --model student, a student of
     /// that PatchCore on its backbone and taps, twelve synthetic copies per good image);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
