@@ -250,6 +250,21 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                 ])),
             ));
         }
+        // The ensemble default's roles with Lite0's strides-4-8 PatchCore as the map member
+        // (the best single PatchCore on the faint-vein split, docs/results.md "Faint veins").
+        if let (Some(fine), Some(DetectorConfig::Patchcore(mut context))) =
+            (find("lite0-256-s4s8"), find("lite1-256"))
+        {
+            context.preprocess = context.preprocess.clone().with_size(128, 128);
+            out.push((
+                "ensemble lite0-256-s4s8 score lite1-128 pixel padim",
+                DetectorConfig::Ensemble(EnsembleConfig {
+                    score_members: vec![DetectorConfig::Patchcore(context)],
+                    pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
+                    ..EnsembleConfig::of(vec![fine])
+                }),
+            ));
+        }
     }
     out
 }
