@@ -9,6 +9,14 @@
 //! * the largest mean of (validation image AUROC + validation AUPRO) / 2 over all categories,
 //! * among candidates whose validation predict time is at most 4x the `fast` preset's.
 //!
+//! A default moves to the choice only when the choice's objective is above the default's by
+//! more than two standard errors of their paired difference over three or more seeds
+//! (`--seeds`, seed 7 and two more; rule of 2026-12-03 16:15 UTC): a margin smaller than what
+//! another hold-out and other synthetic anomalies move is not evidence to change a default.
+//!
+//! `--seeds 7,8,9` scores every candidate at several validation seeds (the hold-out and the
+//! synthetic anomalies) and prints the objective's paired differences to the choice with their
+//! standard errors.
 //! `--only NAME,...` runs the candidates whose names start with one of the prefixes (with
 //! `--exact`: the candidates of exactly these names).
 //! `--students` scores the score student's prototype counts (0, 16, 64, 256) and its
@@ -58,6 +66,12 @@ struct Args {
     /// and veins).
     #[arg(long)]
     no_faint_veins: bool,
+    /// Validation seeds (the hold-out and the synthetic anomalies), comma separated: every
+    /// candidate is scored at each, its columns are the means over the seeds, and with two or
+    /// more the objective's paired differences to the choice are printed with their standard
+    /// errors (how far apart two candidates must be to be told apart).
+    #[arg(long, value_delimiter = ',', default_value = "7")]
+    seeds: Vec<u64>,
 }
 
 /// The score student with 0, 16, 64 and 256 prototypes, and with 64 on the cosine
@@ -414,16 +428,20 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         categories.push(MvtecCategory::open(&piped, n)?);
     }
     let device = burn::tensor::Device::flex();
+    if args.seeds.is_empty() {
+        return Err("--seeds needs at least one seed".into());
+    }
     let opts = ValidationOptions {
         veins: !args.no_veins,
         faint_veins: !(args.no_veins || args.no_faint_veins),
         ..ValidationOptions::default()
     };
+    let seeds: Vec<String> = args.seeds.iter().map(u64::to_string).collect();
     println!(
         "validation: {} of each category's good training images held out (seed {}), as many \
          CutPaste anomalies{}{}{}; {} categories",
         opts.holdout,
-        opts.seed,
+        seeds.join(", "),
         if opts.thin_curves {
             ", as many thin-curve ones"
         } else {
@@ -437,12 +455,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         },
         categories.len()
     );
+    let several = args.seeds.len() > 1;
     println!(
         "| candidate | val image AUROC % (mean) | val pixel AUROC % | val AUPRO % | worst val \
-         image AUROC % | objective | fit s (sum) | predict ms/img (mean) |"
+         image AUROC % | objective | fit s (sum) | predict ms/img (mean) |{}",
+        if several { " objective per seed |" } else { "" }
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
-    let mut rows: Vec<(&str, f64, f64)> = Vec::new();
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- |{}",
+        if several { " --- |" } else { "" }
+    );
+    let mut rows: Vec<Row> = Vec::new();
     let list = if args.students {
         student_candidates()
     } else {
@@ -460,61 +483,169 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         {
             continue;
         }
-        let mut scores: Vec<(String, ValidationScore)> = Vec::new();
-        for c in &categories {
-            let config = if name.contains("native") {
-                at_native_size(&config, &c.splits.train)?
-            } else {
-                config.clone()
+        // scores[seed][category]
+        let mut scores: Vec<Vec<ValidationScore>> = Vec::new();
+        for &seed in &args.seeds {
+            let opts = ValidationOptions {
+                seed,
+                ..opts.clone()
             };
-            let s = validate(&config, &c.splits.train, &opts, &device)?;
-            eprintln!(
-                "{name} {}: image {:.4} pixel {:.4} aupro {:.4}",
-                c.splits.name, s.image_auroc, s.pixel_auroc, s.aupro
-            );
-            scores.push((c.splits.name.clone(), s));
+            let mut per_category = Vec::new();
+            for c in &categories {
+                let config = if name.contains("native") {
+                    at_native_size(&config, &c.splits.train)?
+                } else {
+                    config.clone()
+                };
+                let s = validate(&config, &c.splits.train, &opts, &device)?;
+                eprintln!(
+                    "{name} {} (seed {seed}): image {:.4} pixel {:.4} aupro {:.4}",
+                    c.splits.name, s.image_auroc, s.pixel_auroc, s.aupro
+                );
+                per_category.push(s);
+            }
+            scores.push(per_category);
         }
-        let k = scores.len() as f64;
-        let mean =
-            |f: &dyn Fn(&ValidationScore) -> f64| scores.iter().map(|(_, s)| f(s)).sum::<f64>() / k;
-        let image = mean(&|s| s.image_auroc);
-        let aupro = mean(&|s| s.aupro);
-        let (worst_name, worst) = scores
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.image_auroc))
-            .fold(("", f64::MAX), |a, b| if b.1 < a.1 { b } else { a });
-        let objective = (image + aupro) / 2.0;
-        let predict = mean(&|s| s.predict_ms_per_image);
+        let row = Row::new(name, &scores, &categories);
         println!(
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} ({worst_name}) | {:.4} | {:.1} | {:.1} |",
-            100.0 * image,
-            100.0 * mean(&|s| s.pixel_auroc),
-            100.0 * aupro,
-            100.0 * worst,
-            objective,
-            scores.iter().map(|(_, s)| s.fit_seconds).sum::<f64>(),
-            predict
-        );
-        rows.push((name, objective, predict));
-    }
-    let fast = rows
-        .iter()
-        .find(|r| r.0.contains("(fast)"))
-        .map_or(f64::INFINITY, |r| r.2);
-    let choice = rows
-        .iter()
-        .filter(|r| args.students || r.2 <= 4.0 * fast)
-        .max_by(|a, b| a.1.total_cmp(&b.1));
-    match choice {
-        Some((name, objective, predict)) => println!(
-            "\nchoice: {name} (objective {objective:.4}, predict {predict:.1} ms/img{})",
-            if fast.is_finite() {
-                format!(", {:.1}x fast", predict / fast)
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} ({}) | {:.4} | {:.1} | {:.1} |{}",
+            100.0 * row.image,
+            100.0 * row.pixel,
+            100.0 * row.aupro,
+            100.0 * row.worst.1,
+            row.worst.0,
+            row.objective(),
+            row.fit_seconds,
+            row.predict,
+            if several {
+                let per: Vec<String> = row.objectives.iter().map(|o| format!("{o:.4}")).collect();
+                format!(" {} |", per.join(" / "))
             } else {
                 String::new()
             }
-        ),
+        );
+        rows.push(row);
+    }
+    let fast = rows
+        .iter()
+        .find(|r| r.name.contains("(fast)"))
+        .map_or(f64::INFINITY, |r| r.predict);
+    let choice = rows
+        .iter()
+        .filter(|r| args.students || r.predict <= 4.0 * fast)
+        .max_by(|a, b| a.objective().total_cmp(&b.objective()));
+    match choice {
+        Some(choice) => {
+            println!(
+                "\nchoice: {} (objective {:.4}, predict {:.1} ms/img{})",
+                choice.name,
+                choice.objective(),
+                choice.predict,
+                if fast.is_finite() {
+                    format!(", {:.1}x fast", choice.predict / fast)
+                } else {
+                    String::new()
+                }
+            );
+            if several {
+                println!(
+                    "\nobjective minus the choice's, paired by seed (mean over {} seeds +- its \
+                     standard error):",
+                    args.seeds.len()
+                );
+                for r in rows.iter().filter(|r| r.name != choice.name) {
+                    let (mean, se) = paired_difference(&r.objectives, &choice.objectives);
+                    println!(
+                        "  {}: {mean:+.4} +- {se:.4}{}",
+                        r.name,
+                        if mean + 2.0 * se >= 0.0 {
+                            " (within two standard errors)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
         None => println!("\nno candidate within 4x the fast preset's predict time"),
     }
     Ok(())
+}
+
+/// One candidate's scores, averaged over the seeds.
+struct Row {
+    name: &'static str,
+    /// The objective at each seed (means over the categories).
+    objectives: Vec<f64>,
+    image: f64,
+    pixel: f64,
+    aupro: f64,
+    /// The category with the lowest image AUROC (mean over the seeds).
+    worst: (String, f64),
+    /// Fit seconds summed over the categories, mean over the seeds.
+    fit_seconds: f64,
+    /// Predict ms per image, mean over categories and seeds.
+    predict: f64,
+}
+
+impl Row {
+    /// `scores[seed][category]`, `categories` in the same order.
+    fn new(
+        name: &'static str,
+        scores: &[Vec<ValidationScore>],
+        categories: &[MvtecCategory],
+    ) -> Self {
+        let seeds = scores.len() as f64;
+        let all = || scores.iter().flatten();
+        let cells = all().count() as f64;
+        let mean = |f: &dyn Fn(&ValidationScore) -> f64| all().map(f).sum::<f64>() / cells;
+        let objectives = scores
+            .iter()
+            .map(|per| {
+                let k = per.len() as f64;
+                (per.iter().map(|s| s.image_auroc).sum::<f64>()
+                    + per.iter().map(|s| s.aupro).sum::<f64>())
+                    / (2.0 * k)
+            })
+            .collect();
+        let worst = categories
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let image = scores.iter().map(|per| per[i].image_auroc).sum::<f64>() / seeds;
+                (c.splits.name.clone(), image)
+            })
+            .fold(
+                (String::new(), f64::MAX),
+                |a, b| if b.1 < a.1 { b } else { a },
+            );
+        Self {
+            name,
+            objectives,
+            image: mean(&|s| s.image_auroc),
+            pixel: mean(&|s| s.pixel_auroc),
+            aupro: mean(&|s| s.aupro),
+            worst,
+            fit_seconds: all().map(|s| s.fit_seconds).sum::<f64>() / seeds,
+            predict: mean(&|s| s.predict_ms_per_image),
+        }
+    }
+
+    /// (mean image AUROC + mean AUPRO) / 2, the protocol's objective, averaged over the seeds.
+    fn objective(&self) -> f64 {
+        self.objectives.iter().sum::<f64>() / self.objectives.len() as f64
+    }
+}
+
+/// Mean of `a[i] - b[i]` and its standard error (sample standard deviation / sqrt(n); 0 for
+/// one pair).
+fn paired_difference(a: &[f64], b: &[f64]) -> (f64, f64) {
+    let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
+    let n = d.len() as f64;
+    let mean = d.iter().sum::<f64>() / n;
+    if d.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
 }
