@@ -2,7 +2,8 @@
 # Measured lever for issue #17 (docs/results.md, "A global Gaussian beside PatchCore"): is a
 # Gaussian on globally pooled features (Rippel et al. 2020) a member that lifts PA_BRG03_TL's
 # image AUROC without losing PA_FVN01_TL? Per PIPED class: the good training images are split
-# 24 / 8 (seeded); `ad fit --model patchcore --preset accurate` on the 24, `ad predict` on the 8
+# 24 / 8 (seeded); a Lite1 PatchCore at strides 4 and 8 (the accurate preset when this was
+# measured) fitted on the 24, `ad predict` on the 8
 # held-out good images and the test images; then tools/global_gaussian_check.py fits the
 # Gaussian on the same 24 and fuses the scores standardised on the 8; a Lite1 PatchCore at the
 # default taps is a third member.
@@ -23,7 +24,7 @@ for c in $(ls "$root"); do
     if [ $i -lt 8 ]; then ln -s "$(realpath "$root/$c/train/good/$f")" "$d/hold/$f"; else ln -s "$(realpath "$root/$c/train/good/$f")" "$d/fit/$f"; fi
     i=$((i + 1))
   done
-  target/release/ad fit --quiet --model patchcore --preset accurate --folder-normal "$d/fit" --threshold none --out "$d/model" > /dev/null
+  target/release/ad fit --quiet --model patchcore --backbone efficientnet-lite1 --taps blocks.3,blocks.6 --folder-normal "$d/fit" --threshold none --out "$d/model" > /dev/null
   target/release/ad predict --quiet "$d/model" "$d/hold" "$(realpath "$root/$c")/test/*/*" > "$d/scores.jsonl"
   # The Lite1 PatchCore at the default taps (strides 8 and 16), a third possible member.
   target/release/ad fit --quiet --model patchcore --backbone efficientnet-lite1 --folder-normal "$d/fit" --threshold none --out "$d/model_l1" > /dev/null

@@ -4,8 +4,9 @@
 # every good training image (--threshold none), run back to back; then the table with the
 # predict-time ratio. Needs ../shared/datasets (or pass another root as $1). Writes out/student/.
 #
-#     PRESET=accurate tools/run_student.sh   # the accurate PatchCore (Lite1, strides 4 and 8) and
-#                                           # its student (`--preset accurate`): out/student/*_accurate
+#     PRESET=accurate tools/run_student.sh   # the Lite1 PatchCore at strides 4 and 8 (the accurate
+#                                           # preset until 2026-12-03, the accurate student's teacher)
+#                                           # and that student (`--preset accurate`): out/student/*_accurate
 #     STUDENT_FLAGS="--synthetic-per-image 3" PRESET=accurate tools/run_student.sh
 #                                           # flags for the student's runs only
 set -euo pipefail
@@ -20,6 +21,10 @@ uptime
 for model in patchcore student; do
   extra=()
   if [ $model = student ]; then read -r -a extra <<< "${STUDENT_FLAGS:-}"; fi
+  # The accurate student's teacher is Lite1 at strides 4 and 8, not today's accurate PatchCore.
+  if [ $model = patchcore ] && [ "$preset" = accurate ]; then
+    extra=(--backbone efficientnet-lite1 --taps blocks.3,blocks.6)
+  fi
   $ad run --quiet --model $model --preset "$preset" "${extra[@]}" --threshold none \
       --data "$data/mvtec_ad" --category bottle --out out/student/bottle_$model$suffix --overlays 4
   $ad run --quiet --model $model --preset "$preset" "${extra[@]}" --threshold none \

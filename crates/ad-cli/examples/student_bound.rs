@@ -12,8 +12,8 @@
 //! normal pixels too high. Prints a Markdown table of image and pixel AUROC.
 //!
 //! ```text
-//! ad fit --model patchcore --preset accurate --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn.patchcore
-//! ad fit --model patchcore --preset accurate --sigma 0 --neighbors 1 --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn_raw.patchcore
+//! ad fit --model patchcore --backbone efficientnet-lite1 --taps blocks.3,blocks.6 --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn.patchcore
+//! ad fit --model patchcore --backbone efficientnet-lite1 --taps blocks.3,blocks.6 --sigma 0 --neighbors 1 --threshold none --data ../shared/datasets/piped --category PA_FVN01_TL --out fvn_raw.patchcore
 //! cargo run --release --example student_bound -- --teacher fvn.patchcore --raw-teacher fvn_raw.patchcore \
 //!     --student fvn.student --data ../shared/datasets/piped --category PA_FVN01_TL --grid 64
 //! ```

@@ -27,10 +27,11 @@ pub struct ModelArgs {
     pub model: Option<String>,
     /// A named preset as the starting point (flags still override it): fast (today's
     /// defaults) or accurate (chosen on validation splits, docs/results.md "Presets": the best
-    /// PatchCore; with --model ensemble, the protocol's choice, that PatchCore with a 128-px
-    /// Lite1 PatchCore for the image score and PaDiM for the map, at about 3.75x fast's
-    /// predict time (3.5x on PIPED, 5-6.5x on bottle); with --model student, a student of
-    /// that PatchCore on its backbone and taps, twelve synthetic copies per good image);
+    /// PatchCore, Lite0 at strides 4 and 8; with --model ensemble, the protocol's choice,
+    /// that PatchCore with a 128-px Lite1 PatchCore for the image score and PaDiM for the map,
+    /// at about 3.5x fast's predict time on PIPED; with --model student, a student of a Lite1
+    /// PatchCore at strides 4 and 8 on its backbone and taps, twelve synthetic copies per good
+    /// image);
     /// `--print-config` shows what it sets.
     #[arg(long, conflicts_with = "config")]
     pub preset: Option<String>,
@@ -779,7 +780,7 @@ mod tests {
         }
         // The ensemble's default, written out as a file a user can edit.
         assert_eq!(
-            read_config_file(&dir.join("ensemble_score_128_pixel_padim.toml")).unwrap(),
+            read_config_file(&dir.join("ensemble_lite0s4s8_score_128_pixel_padim.toml")).unwrap(),
             DetectorConfig::default_for("ensemble").unwrap()
         );
     }
