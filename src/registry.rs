@@ -403,8 +403,8 @@ impl DetectorConfig {
     /// 8); for an ensemble (whose only preset it is) the protocol's best candidate, that
     /// PatchCore with a 128-px Lite1 PatchCore for the image score and PaDiM for the map (the
     /// ensemble's defaults; about 3.5x the fast preset's predict time);
-    /// for a student, that Lite1 PatchCore (its map unblurred) as the teacher and the student
-    /// on its backbone and taps, with twelve synthetic copies per good image (measured on the
+    /// for a student, a Lite1 PatchCore at strides 4 and 8 (the accurate preset until
+    /// 2026-12-03; its map unblurred) as the teacher and the student on its backbone and taps, with twelve synthetic copies per good image (measured on the
     /// test splits, not chosen by the protocol: docs/results.md "Score student").
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
