@@ -39,7 +39,7 @@ use anomaly_detection::mvtec::{MvtecCategory, Sample};
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::{BankAugment, PatchcoreConfig};
 use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
-use anomaly_detection::regress::StudentConfig;
+use anomaly_detection::regress::{MeanStd, StudentConfig};
 use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
 use clap::Parser;
 
@@ -641,11 +641,6 @@ impl Row {
 /// one pair).
 fn paired_difference(a: &[f64], b: &[f64]) -> (f64, f64) {
     let d: Vec<f64> = a.iter().zip(b).map(|(x, y)| x - y).collect();
-    let n = d.len() as f64;
-    let mean = d.iter().sum::<f64>() / n;
-    if d.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, (var / n).sqrt())
+    let m = MeanStd::of(&d).unwrap_or_default();
+    (m.mean, m.std / (d.len().max(1) as f64).sqrt())
 }
