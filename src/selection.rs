@@ -11,9 +11,14 @@
 //! edge to edge, a defect at the scale of the part, which the other kinds, all local, do not
 //! cover), and (by default since 2026-12-03 13:30 UTC, when the veins proved as easy as the
 //! local kinds for every candidate) as many with a faint vein ([`ad_regress::faint_vein`]:
-//! the same band at half the contrast, a vein fading into the texture). Image AUROC, pixel
-//! AUROC and AUPRO on that split rank candidates; the test split is only used afterwards, to
-//! report the chosen settings.
+//! the same band at half the contrast, a vein fading into the texture), and (by default since
+//! 2026-12-03 21:00 UTC) as many with spots and as many with faint spots ([`ad_regress::spot`],
+//! [`ad_regress::faint_spot`]: one to three small dark or light blots, the impurities of a
+//! surface, at full and at half contrast; every other kind is a patch, a curve or a band, so no
+//! kind stood for a defect a few pixels across). Image AUROC, pixel AUROC and AUPRO on that
+//! split rank candidates; the test split is only used afterwards, to report the chosen
+//! settings. The image AUROC of each kind alone (the good images against that kind's copies) is
+//! reported beside them, to show which kinds tell candidates apart.
 //!
 //! The synthetic anomalies are made at the candidate's own preprocessing (its resolution), so
 //! candidates at different resolutions are each judged on the pixels they see.
@@ -47,11 +52,15 @@ pub struct ValidationOptions {
     pub veins: bool,
     /// Also score a faint-vein copy of every held-out image (the veins at half the contrast).
     pub faint_veins: bool,
+    /// Also score a spot copy of every held-out image (small blots a few pixels across).
+    pub spots: bool,
+    /// Also score a faint-spot copy of every held-out image (the spots at half the contrast).
+    pub faint_spots: bool,
 }
 
 impl Default for ValidationOptions {
-    /// A quarter of the good images, seed 7, CutPaste, thin-curve, vein and faint-vein
-    /// anomalies.
+    /// A quarter of the good images, seed 7, CutPaste, thin-curve, vein, faint-vein, spot and
+    /// faint-spot anomalies.
     fn default() -> Self {
         Self {
             holdout: 0.25,
@@ -59,6 +68,8 @@ impl Default for ValidationOptions {
             thin_curves: true,
             veins: true,
             faint_veins: true,
+            spots: true,
+            faint_spots: true,
         }
     }
 }
@@ -80,6 +91,9 @@ pub struct ValidationScore {
     pub fit_seconds: f64,
     /// Prediction wall time per image, milliseconds.
     pub predict_ms_per_image: f64,
+    /// Image AUROC of each kind alone: the held-out good images against that kind's copies,
+    /// in the order the split makes them (CutPaste first).
+    pub image_auroc_per_kind: Vec<(SyntheticAnomaly, f64)>,
 }
 
 /// Fits `config` on part of `train` (good images) and scores it on the rest and on CutPaste
@@ -139,8 +153,17 @@ pub fn validate(
             0x0fa1_7e1e,
             0x6a09_e667,
         ),
+        (opts.spots, SyntheticAnomaly::Spot, 0x5b07_5b07, 0xbb67_ae85),
+        (
+            opts.faint_spots,
+            SyntheticAnomaly::FaintSpot,
+            0xfa17_5b07,
+            0x3c6e_f372,
+        ),
     ];
+    let mut kinds = vec![SyntheticAnomaly::CutPaste];
     for (_, kind, salt, step) in drawn.into_iter().filter(|d| d.0) {
+        kinds.push(kind);
         for i in 0..n {
             let mut target = data[i * plane..(i + 1) * plane].to_vec();
             let seed = opts.seed ^ salt ^ (i as u64 + 1).wrapping_mul(step);
@@ -181,6 +204,17 @@ pub fn validate(
         },
         &opts,
     )?;
+    // Each kind's copies follow the good images in blocks of n, in `kinds`' order.
+    let image_auroc_per_kind = kinds
+        .iter()
+        .enumerate()
+        .map(|(k, &kind)| {
+            let copies = &scores[n + k * n..n + (k + 1) * n];
+            let both: Vec<f32> = scores[..n].iter().chain(copies).copied().collect();
+            let labels: Vec<bool> = (0..2 * n).map(|i| i >= n).collect();
+            Ok((kind, ad_metrics::roc_auc(&both, &labels)?))
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let pixel = eval.pixel.ok_or_else(|| {
         Error::Calibration("the validation anomalies changed no pixel (images too small?)".into())
     })?;
@@ -192,6 +226,7 @@ pub fn validate(
         held_out: n,
         fit_seconds,
         predict_ms_per_image,
+        image_auroc_per_kind,
     })
 }
 
@@ -222,6 +257,28 @@ mod tests {
         // Deterministic for a seed; another seed holds out other images.
         let b = validate(&config, &cat.splits.train, &opts, &device).unwrap();
         assert_eq!((a.image_auroc, a.aupro), (b.image_auroc, b.aupro));
+        // One image AUROC per kind, CutPaste first and the spots last.
+        let kinds: Vec<SyntheticAnomaly> = a.image_auroc_per_kind.iter().map(|k| k.0).collect();
+        assert_eq!(kinds.len(), 6);
+        assert_eq!(kinds[0], SyntheticAnomaly::CutPaste);
+        assert_eq!(
+            kinds[4..],
+            [SyntheticAnomaly::Spot, SyntheticAnomaly::FaintSpot]
+        );
+        assert!(
+            a.image_auroc_per_kind
+                .iter()
+                .all(|k| (0.0..=1.0).contains(&k.1))
+        );
+        // Without the spots the earlier protocol's kinds are scored exactly as before: the new
+        // kinds draw from their own seed streams and only add images.
+        let no_spots = ValidationOptions {
+            spots: false,
+            faint_spots: false,
+            ..opts.clone()
+        };
+        let c = validate(&config, &cat.splits.train, &no_spots, &device).unwrap();
+        assert_eq!(c.image_auroc_per_kind[..], a.image_auroc_per_kind[..4]);
         let none = ValidationOptions {
             holdout: 0.0,
             ..opts

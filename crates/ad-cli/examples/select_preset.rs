@@ -1,10 +1,12 @@
 //! The selection protocol behind the `accurate` preset: every candidate PatchCore setting is
 //! scored on validation splits made from good training images only (a quarter held out, plus
-//! CutPaste, thin-curve, vein and faint-vein copies of them as anomalies,
-//! `anomaly_detection::selection`; `--no-faint-veins`: the protocol of 2026-12-03 11:38 UTC,
-//! `--no-veins`: the protocol before 2026-12-03, without either vein kind), on MVTec AD bottle
-//! and the 12 PIPED classes; the test images are never read. Prints one row per candidate
-//! (means over the categories, the worst category, costs) and the protocol's choice:
+//! CutPaste, thin-curve, vein, faint-vein, spot and faint-spot copies of them as anomalies,
+//! `anomaly_detection::selection`; `--no-spots`: the protocol of 2026-12-03 13:30-21:00 UTC,
+//! without either spot kind; `--no-faint-veins` also leaves the faint veins out (the protocol
+//! of 11:38 UTC), `--no-veins` both vein kinds (the protocol before 2026-12-03)), on MVTec AD
+//! bottle and the 12 PIPED classes; the test images are never read. Prints one row per
+//! candidate (means over the categories, the worst category, costs), each kind's image AUROC
+//! alone, and the protocol's choice:
 //!
 //! * the largest mean of (validation image AUROC + validation AUPRO) / 2 over all categories,
 //! * among candidates whose validation predict time is at most 4x the `fast` preset's.
@@ -39,7 +41,7 @@ use anomaly_detection::mvtec::{MvtecCategory, Sample};
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::{BankAugment, PatchcoreConfig};
 use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
-use anomaly_detection::regress::{MeanStd, StudentConfig};
+use anomaly_detection::regress::{MeanStd, StudentConfig, SyntheticAnomaly};
 use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
 use clap::Parser;
 
@@ -58,14 +60,18 @@ struct Args {
     /// Score the student's prototype counts instead of the preset candidates.
     #[arg(long)]
     students: bool,
-    /// Leave both vein kinds out (the protocol before 2026-12-03: CutPaste and thin curves
-    /// only).
+    /// Leave both vein kinds out (with `--no-spots`: the protocol before 2026-12-03, CutPaste
+    /// and thin curves only).
     #[arg(long)]
     no_veins: bool,
-    /// Leave the faint veins out (the protocol of 2026-12-03 11:38 UTC: CutPaste, thin curves
-    /// and veins).
+    /// Leave the faint veins out (with `--no-spots`: the protocol of 2026-12-03 11:38 UTC,
+    /// CutPaste, thin curves and veins).
     #[arg(long)]
     no_faint_veins: bool,
+    /// Leave both spot kinds out (the protocol of 2026-12-03 13:30-21:00 UTC: CutPaste, thin
+    /// curves, veins and faint veins).
+    #[arg(long)]
+    no_spots: bool,
     /// Validation seeds (the hold-out and the synthetic anomalies), comma separated: every
     /// candidate is scored at each, its columns are the means over the seeds, and with two or
     /// more the objective's paired differences to the choice are printed with their standard
@@ -434,12 +440,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let opts = ValidationOptions {
         veins: !args.no_veins,
         faint_veins: !(args.no_veins || args.no_faint_veins),
+        spots: !args.no_spots,
+        faint_spots: !args.no_spots,
         ..ValidationOptions::default()
     };
     let seeds: Vec<String> = args.seeds.iter().map(u64::to_string).collect();
     println!(
         "validation: {} of each category's good training images held out (seed {}), as many \
-         CutPaste anomalies{}{}{}; {} categories",
+         CutPaste anomalies{}{}{}{}; {} categories",
         opts.holdout,
         seeds.join(", "),
         if opts.thin_curves {
@@ -450,6 +458,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         if opts.veins { ", as many veins" } else { "" },
         if opts.faint_veins {
             ", as many faint veins"
+        } else {
+            ""
+        },
+        if opts.spots {
+            ", as many spots and as many faint spots"
         } else {
             ""
         },
@@ -498,9 +511,18 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                     config.clone()
                 };
                 let s = validate(&config, &c.splits.train, &opts, &device)?;
+                let kinds: Vec<String> = s
+                    .image_auroc_per_kind
+                    .iter()
+                    .map(|(kind, auroc)| format!("{kind} {auroc:.4}"))
+                    .collect();
                 eprintln!(
-                    "{name} {} (seed {seed}): image {:.4} pixel {:.4} aupro {:.4}",
-                    c.splits.name, s.image_auroc, s.pixel_auroc, s.aupro
+                    "{name} {} (seed {seed}): image {:.4} pixel {:.4} aupro {:.4} (image per kind: {})",
+                    c.splits.name,
+                    s.image_auroc,
+                    s.pixel_auroc,
+                    s.aupro,
+                    kinds.join(", ")
                 );
                 per_category.push(s);
             }
@@ -525,6 +547,23 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
             }
         );
         rows.push(row);
+    }
+    if let Some(first) = rows.first() {
+        let names: Vec<String> = first.kinds.iter().map(|k| k.0.to_string()).collect();
+        println!(
+            "\nimage AUROC % of each kind alone (good vs that kind's copies; mean over the \
+             categories and seeds):\n| candidate | {} |\n| --- |{}",
+            names.join(" | "),
+            " --- |".repeat(names.len())
+        );
+        for r in &rows {
+            let cells: Vec<String> = r
+                .kinds
+                .iter()
+                .map(|k| format!("{:.2}", 100.0 * k.1))
+                .collect();
+            println!("| {} | {} |", r.name, cells.join(" | "));
+        }
     }
     let fast = rows
         .iter()
@@ -586,6 +625,8 @@ struct Row {
     fit_seconds: f64,
     /// Predict ms per image, mean over categories and seeds.
     predict: f64,
+    /// Image AUROC of each synthetic kind alone, mean over categories and seeds.
+    kinds: Vec<(SyntheticAnomaly, f64)>,
 }
 
 impl Row {
@@ -619,6 +660,12 @@ impl Row {
                 (String::new(), f64::MAX),
                 |a, b| if b.1 < a.1 { b } else { a },
             );
+        let kinds = scores[0][0]
+            .image_auroc_per_kind
+            .iter()
+            .enumerate()
+            .map(|(k, &(kind, _))| (kind, mean(&|s| s.image_auroc_per_kind[k].1)))
+            .collect();
         Self {
             name,
             objectives,
@@ -628,6 +675,7 @@ impl Row {
             worst,
             fit_seconds: all().map(|s| s.fit_seconds).sum::<f64>() / seeds,
             predict: mean(&|s| s.predict_ms_per_image),
+            kinds,
         }
     }
 
