@@ -272,17 +272,34 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
         }
         // The ensemble default's roles with Lite0's strides-4-8 PatchCore as the map member
         // (the best single PatchCore on the faint-vein split, docs/results.md "Faint veins").
-        if let (Some(fine), Some(DetectorConfig::Patchcore(mut context))) =
+        if let (Some(fine), Some(DetectorConfig::Patchcore(lite1))) =
             (find("lite0-256-s4s8"), find("lite1-256"))
         {
-            context.preprocess = context.preprocess.clone().with_size(128, 128);
+            for (size, name) in [
+                (128, "ensemble lite0-256-s4s8 score lite1-128 pixel padim"),
+                // A larger score member resolves small defects better (the spots of the
+                // validation split, docs/results.md "Spots in the validation split").
+                (192, "ensemble lite0-256-s4s8 score lite1-192 pixel padim"),
+            ] {
+                let mut context = lite1.clone();
+                context.preprocess = context.preprocess.clone().with_size(size, size);
+                out.push((
+                    name,
+                    DetectorConfig::Ensemble(EnsembleConfig {
+                        score_members: vec![DetectorConfig::Patchcore(context)],
+                        pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
+                        ..EnsembleConfig::of(vec![fine.clone()])
+                    }),
+                ));
+            }
+            // Without a score member: PaDiM as a full member beside the fine PatchCore (the
+            // first ensemble the protocol chose, with Lite0's map member).
             out.push((
-                "ensemble lite0-256-s4s8 score lite1-128 pixel padim",
-                DetectorConfig::Ensemble(EnsembleConfig {
-                    score_members: vec![DetectorConfig::Patchcore(context)],
-                    pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
-                    ..EnsembleConfig::of(vec![fine])
-                }),
+                "ensemble lite0-256-s4s8+padim",
+                DetectorConfig::Ensemble(EnsembleConfig::of(vec![
+                    fine,
+                    DetectorConfig::Padim(PadimConfig::default()),
+                ])),
             ));
         }
     }
