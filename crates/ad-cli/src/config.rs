@@ -133,6 +133,11 @@ pub struct ModelArgs {
     /// (fit time grows with N, predict time does not) [default: 1].
     #[arg(long, value_name = "N")]
     pub splits: Option<usize>,
+    /// Student: side in pixels of the square the student's backbone sees, the preprocessed
+    /// images (the teacher's) resized to it; fewer pixels predict faster and see less detail
+    /// [default: the preprocessed size, --image-size].
+    #[arg(long, value_name = "PIXELS")]
+    pub backbone_size: Option<usize>,
     /// Student: bagging, every head trained on its own bootstrap sample of the training
     /// images (drawn with replacement) [default: off].
     #[arg(long)]
@@ -460,7 +465,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 30] = [
+        let specific: [(&str, bool, &[&str]); 31] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -499,6 +504,7 @@ impl ModelArgs {
             ),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
             ("heads", self.heads.is_some(), &["student"]),
+            ("backbone-size", self.backbone_size.is_some(), &["student"]),
             ("splits", self.splits.is_some(), &["student"]),
             ("bootstrap", self.bootstrap, &["student"]),
             (
@@ -642,6 +648,9 @@ impl ModelArgs {
                 }
                 if let Some(n) = self.heads {
                     c.heads = n;
+                }
+                if let Some(side) = self.backbone_size {
+                    c.backbone_size = Some((side, side));
                 }
                 if let Some(n) = self.splits {
                     c.splits = n;

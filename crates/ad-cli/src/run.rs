@@ -756,7 +756,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 if info.detector == "student" {
                     format!(
                         "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}{}{}",
+                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -815,6 +815,18 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             "; image score = the grid's largest cell, before the blur"
                         } else {
                             ""
+                        },
+                        // Models saved before the option ran the backbone on the teacher's size.
+                        match h["config"]["backbone_size"]
+                            .as_array()
+                            .map(|a| a.as_slice())
+                        {
+                            Some([hh, ww]) => format!(
+                                "; backbone on the images resized to {}x{}",
+                                text(hh),
+                                text(ww)
+                            ),
+                            _ => String::new(),
                         }
                     )
                 } else {

@@ -79,6 +79,13 @@ pub struct StudentConfig {
     pub taps: Vec<String>,
     /// Image preprocessing (the teacher sees the same).
     pub preprocess: PreprocessConfig,
+    /// Size `(height, width)` the backbone sees: the preprocessed images (the teacher's
+    /// pixels) resized to it by [`ImageBatch::resized`] (`None`: the preprocessed size, also
+    /// what model files written before the option hold). The backbone is most of a student's
+    /// prediction time, so a smaller size is its speed lever: the head's grid is coarser, the
+    /// targets are the teacher's map pooled over its larger cells, and the map still comes
+    /// back at the image's resolution.
+    pub backbone_size: Option<(usize, usize)>,
     /// Neighbourhood of the local average of each tap (3, as PatchCore).
     pub patch_size: usize,
     /// Hidden widths of the per-patch MLP (`[256, 64]`).
@@ -167,6 +174,7 @@ impl Default for StudentConfig {
             weights: Weights::Pretrained,
             taps: Vec::new(),
             preprocess: PreprocessConfig::default(),
+            backbone_size: None,
             patch_size: 3,
             hidden: vec![256, 64],
             heads: 1,
@@ -511,6 +519,18 @@ impl StudentConfig {
         {
             return bad(name, reason);
         }
+        if let Some((h, w)) = self.backbone_size {
+            let (ph, pw) = self.preprocess.output_size();
+            if h == 0 || w == 0 || h > ph || w > pw {
+                return bad(
+                    "backbone_size",
+                    format!(
+                        "{h}x{w} is not within the {ph}x{pw} preprocessed images (the student's \
+                         backbone sees at most the teacher's pixels)"
+                    ),
+                );
+            }
+        }
         if !self.teacher.is_object() {
             return bad(
                 "teacher",
@@ -545,6 +565,12 @@ impl CheckedStudentConfig {
         &self.0
     }
 
+    /// The size the backbone sees: [`StudentConfig::backbone_size`], or the preprocessed size.
+    pub fn backbone_input_size(&self) -> (usize, usize) {
+        self.backbone_size
+            .unwrap_or_else(|| self.preprocess.output_size())
+    }
+
     /// The head's input width (sum of the taps' channels).
     pub fn feature_dim(&self) -> Result<usize, RegressError> {
         let mut d = 0;
@@ -558,15 +584,20 @@ impl CheckedStudentConfig {
     /// teacher's fits come on top, one fold at a time).
     pub fn estimate(&self, images: usize) -> Result<FitEstimate, RegressError> {
         let size = self.preprocess.output_size();
+        let seen = self.backbone_input_size();
         let (_, stride) = self.backbone.tap_shape(&self.taps[0])?;
-        let grid = grid_at_stride(size, stride);
+        let grid = grid_at_stride(seen, stride);
         if grid.0 < MIN_GRID || grid.1 < MIN_GRID {
             return Err(RegressError::InvalidConfig {
-                name: "preprocess",
+                name: if self.backbone_size.is_some() {
+                    "backbone_size"
+                } else {
+                    "preprocess"
+                },
                 reason: format!(
                     "{}x{} images give a {}x{} grid (stride {stride}); at least \
                      {MIN_GRID}x{MIN_GRID} is needed",
-                    size.0, size.1, grid.0, grid.1
+                    seen.0, seen.1, grid.0, grid.1
                 ),
             });
         }
@@ -595,7 +626,7 @@ impl CheckedStudentConfig {
                 + (self.splits * images * cells) as u64 * (d as u64 + 1) * 4
                 + images as u64 * plane
                 + self.batch_size as u64 * plane
-                + forward_bytes(self.batch_size, size),
+                + forward_bytes(self.batch_size, seen),
             warnings,
         })
     }
@@ -788,6 +819,10 @@ impl ScoreStudent {
         let mut rows = Vec::new();
         let mut grid = (0, 0);
         for chunk in batch.chunks(self.config.batch_size) {
+            let chunk = match self.config.backbone_size {
+                Some(size) => chunk.resized(size)?,
+                None => chunk,
+            };
             let taps = self.backbone.forward(chunk.to_tensor(&self.device));
             let [_, _, h, w] = taps
                 .first()
@@ -1616,6 +1651,47 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_smaller_backbone_size_gives_a_coarser_grid_and_a_full_size_map() {
+        let image = probe_image();
+        let full = with_linear_head(&probe_config(), &image, |j| f32::from(j == 0), 0.0);
+        let config = StudentConfig {
+            backbone_size: Some((32, 32)),
+            ..probe_config()
+        };
+        let half = with_linear_head(&config, &image, |j| f32::from(j == 0), 0.0);
+        let batch = half
+            .preprocessor
+            .batch(std::slice::from_ref(&image))
+            .unwrap();
+        assert_eq!(
+            (batch.height(), batch.width()),
+            (64, 64),
+            "the teacher's pixels"
+        );
+        let (_, grid) = half.patch_rows(&batch).unwrap();
+        let (_, full_grid) = full.patch_rows(&batch).unwrap();
+        assert_eq!((grid.0 * 2, grid.1 * 2), full_grid);
+        // The features are those of the resized images.
+        let (rows, _) = full.patch_rows(&batch.resized((32, 32)).unwrap()).unwrap();
+        assert_eq!(half.patch_rows(&batch).unwrap().0, rows);
+        let p = half.predict_image(&image).unwrap();
+        assert_eq!((p.map.width(), p.map.height()), (64, 64));
+        let estimate = config.check().unwrap().estimate(4).unwrap();
+        assert_eq!(estimate.grid, grid);
+        let tiny = StudentConfig {
+            backbone_size: Some((8, 8)),
+            ..probe_config()
+        };
+        assert!(matches!(
+            tiny.check().unwrap().estimate(4),
+            Err(RegressError::InvalidConfig {
+                name: "backbone_size",
+                ..
+            })
+        ));
+    }
+
     fn probe_image() -> ad_core::RgbImage {
         ad_core::RgbImage::from_fn(64, 64, |x, y| [x as u8 * 3, y as u8 * 2, 90])
     }
@@ -1709,6 +1785,14 @@ mod tests {
     fn config_checks() {
         assert!(StudentConfig::default().check().is_ok());
         for bad in [
+            StudentConfig {
+                backbone_size: Some((512, 512)),
+                ..Default::default()
+            },
+            StudentConfig {
+                backbone_size: Some((0, 256)),
+                ..Default::default()
+            },
             StudentConfig {
                 folds: 1,
                 ..Default::default()
