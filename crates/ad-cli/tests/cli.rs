@@ -500,6 +500,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(!text(&o).contains("standardised"), "{}", text(&o));
     assert!(!text(&o).contains("log1p"), "{}", text(&o));
     assert!(!text(&o).contains("image score"), "{}", text(&o));
+    assert!(!text(&o).contains("backbone on"), "{}", text(&o));
     // Default kinds of synthetic anomalies: one copy of every good image per kind.
     assert!(
         text(&o).contains("synthetic (cut-paste, thin-curve, spot) images"),
@@ -530,6 +531,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "log1p",
         "--image-score",
         "grid-max",
+        "--backbone-size",
+        "32",
     ]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
@@ -542,7 +545,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(
         text(&o).contains(
             "; max-pooled targets, sqrt-inverse loss weights, standardised inputs, log1p targets; \
-             image score = the grid's largest cell, before the blur"
+             image score = the grid's largest cell, before the blur; backbone on the images \
+             resized to 32x32"
         ),
         "{}",
         text(&o)
@@ -573,6 +577,10 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let o = fit(&["--quiet", "--target-pool", "median"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("median"), "{}", text(&o));
+    // The student's backbone sees at most the teacher's pixels.
+    let o = fit(&["--quiet", "--backbone-size", "128"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("backbone_size"), "{}", text(&o));
     let o = fit(&["--quiet", "--epochs", "2", "--average-epochs", "3"]);
     assert!(!o.status.success());
     assert!(text(&o).contains("average_epochs"), "{}", text(&o));
