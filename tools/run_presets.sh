@@ -68,6 +68,7 @@ declare -A flags=(
   [ensemble-lite1s4s8-score-lite1-192-pixel-padim]="--config tools/presets/ensemble_score_192_pixel_padim.toml"
   [ensemble-lite1s4s8-score-lite1half-pixel-padim]="--config tools/presets/ensemble_score_128_pixel_padim.toml"
   [ensemble-lite0s4s8-score-lite1half-pixel-padim]="--config tools/presets/ensemble_lite0s4s8_score_128_pixel_padim.toml"
+  [ensemble-lite0s4s8-padim]="--config tools/presets/ensemble_lite0s4s8_padim.toml"
 )
 # The images' own side per split, for the *-native candidates.
 declare -A native=([bottle]=512 [piped]=128)
@@ -82,7 +83,7 @@ names=(lite0-256 lite1-256 lite2-256 lite0-320 lite0-256-s4s8 lite0-256-s4s8s16 
        ensemble-lite1s4s8-padim-score-lite1half-folds4 ensemble-lite1s4s8-score-lite1-192-folds4
        ensemble-lite1s4s8-score-lite1-192-folds4-pixel-padim
        ensemble-lite1s4s8-score-lite1-192-pixel-padim ensemble-lite1s4s8-score-lite1half-pixel-padim
-       ensemble-lite0s4s8-score-lite1half-pixel-padim)
+       ensemble-lite0s4s8-score-lite1half-pixel-padim ensemble-lite0s4s8-padim)
 if [ -n "$only" ]; then
   IFS=, read -r -a names <<< "$only"
 fi
