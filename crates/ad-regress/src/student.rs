@@ -550,7 +550,23 @@ impl StudentConfig {
         for tap in &c.taps {
             c.backbone.tap_shape(tap)?;
         }
-        Ok(CheckedStudentConfig(c))
+        let c = CheckedStudentConfig(c);
+        let seen = c.backbone_input_size();
+        let grid = c.grid()?;
+        if grid.0 < MIN_GRID || grid.1 < MIN_GRID {
+            return bad(
+                if c.backbone_size.is_some() {
+                    "backbone_size"
+                } else {
+                    "preprocess"
+                },
+                format!(
+                    "{}x{} images give a {}x{} grid; at least {MIN_GRID}x{MIN_GRID} is needed",
+                    seen.0, seen.1, grid.0, grid.1
+                ),
+            );
+        }
+        Ok(c)
     }
 }
 
@@ -571,6 +587,12 @@ impl CheckedStudentConfig {
             .unwrap_or_else(|| self.preprocess.output_size())
     }
 
+    /// The head's grid: the size the backbone sees at the first tap's stride.
+    fn grid(&self) -> Result<(usize, usize), RegressError> {
+        let (_, stride) = self.backbone.tap_shape(&self.taps[0])?;
+        Ok(grid_at_stride(self.backbone_input_size(), stride))
+    }
+
     /// The head's input width (sum of the taps' channels).
     pub fn feature_dim(&self) -> Result<usize, RegressError> {
         let mut d = 0;
@@ -585,22 +607,7 @@ impl CheckedStudentConfig {
     pub fn estimate(&self, images: usize) -> Result<FitEstimate, RegressError> {
         let size = self.preprocess.output_size();
         let seen = self.backbone_input_size();
-        let (_, stride) = self.backbone.tap_shape(&self.taps[0])?;
-        let grid = grid_at_stride(seen, stride);
-        if grid.0 < MIN_GRID || grid.1 < MIN_GRID {
-            return Err(RegressError::InvalidConfig {
-                name: if self.backbone_size.is_some() {
-                    "backbone_size"
-                } else {
-                    "preprocess"
-                },
-                reason: format!(
-                    "{}x{} images give a {}x{} grid (stride {stride}); at least \
-                     {MIN_GRID}x{MIN_GRID} is needed",
-                    seen.0, seen.1, grid.0, grid.1
-                ),
-            });
-        }
+        let grid = self.grid()?;
         let d = self.feature_dim()?;
         // Every split scores every good image and makes its own copies.
         let samples = self.splits * images * (1 + self.synthetic_per_image);
@@ -1684,7 +1691,7 @@ mod tests {
             ..probe_config()
         };
         assert!(matches!(
-            tiny.check().unwrap().estimate(4),
+            tiny.check(),
             Err(RegressError::InvalidConfig {
                 name: "backbone_size",
                 ..
