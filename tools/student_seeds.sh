@@ -22,6 +22,9 @@
 #     VARIANTS=accurate-synth12-std ...  # and/or the head trained on standardised inputs
 #     VARIANTS=accurate-synth12-faint ...  # and/or faint spots as a fourth kind of anomaly
 #     VARIANTS=accurate-synth12-faintonly ...  # and/or faint spots instead of the spots
+#     VARIANTS=accurate-synth12-raw-fibre ...  # and/or fibres (short dark strands) as a
+#                                                # fourth kind of anomaly
+#     PIXEL=1 ...  # also `ad test` every model: pixel AUROC / AUPRO per seed
 #     VARIANTS=accurate-synth12-log ...  # and/or the head regressing ln(1 + target)
 #     VARIANTS=accurate-synth12-raw ...  # and/or the teacher's maps unblurred (its patch
 #                                          # scores as the targets)
@@ -84,7 +87,9 @@ for variant in $variants; do
       if [[ $variant == *-folds4* ]]; then set_key "$toml" folds 4; fi
       if [[ $variant == *-std* ]]; then set_key "$toml" standardise_inputs true; fi
       if [[ $variant == *-maxpool* ]]; then set_key "$toml" target_pool '"max"'; fi
-      if [[ $variant == *-faintonly* ]]; then
+      if [[ $variant == *-fibre* ]]; then
+        set_key "$toml" anomalies '["cut-paste", "thin-curve", "spot", "fibre"]'
+      elif [[ $variant == *-faintonly* ]]; then
         set_key "$toml" anomalies '["cut-paste", "thin-curve", "faint-spot"]'
       elif [[ $variant == *-faint* ]]; then
         set_key "$toml" anomalies '["cut-paste", "thin-curve", "spot", "faint-spot"]'
@@ -111,10 +116,17 @@ for variant in $variants; do
         --out "$out/$variant-s$seed.model"
     $ad predict "$out/$variant-s$seed.model" "$root/$cls/test/*/*.png" > "$out/$variant-s$seed.jsonl"
   done
+  if [ -n "${PIXEL:-}" ]; then
+    for seed in $seeds; do
+      test_out=$out/$variant-s$seed.test
+      if [ -s "$test_out/report.json" ]; then continue; fi
+      $ad test --quiet "$out/$variant-s$seed.model" "$root/$cls" --out "$test_out" --overlays 0 > /dev/null
+    done
+  fi
 done
 uptime
 python3 - "$out" "$seeds" $variants <<'PY'
-import json, sys
+import json, os, sys
 sys.path.insert(0, "tools")
 from compare_scores import auroc, load
 out, seeds = sys.argv[1], [int(s) for s in sys.argv[2].split()]
@@ -130,4 +142,15 @@ for variant in sys.argv[3:]:
     avg = 100 * auroc([sum(r[p] for r in runs) / n for p in paths], labels)
     cells = " | ".join(f"{a:.2f}" for a in each)
     print(f"| {variant} | {cells} | {sum(each) / n:.2f} | {avg:.2f} |")
+if os.environ.get("PIXEL"):
+    print()
+    print(f"| variant, pixel AUROC / AUPRO % | {' | '.join(f'seed {s}' for s in seeds)} "
+          f"| mean of the {n} (pixel AUROC) |")
+    print("| --- " * (n + 2) + "|")
+    for variant in sys.argv[3:]:
+        rows = [json.load(open(f"{out}/{variant}-s{s}.test/report.json"))["rows"][0]
+                for s in seeds]
+        cells = " | ".join(f"{100 * r['pixel_auroc']:.2f} / {100 * r['aupro']:.2f}" for r in rows)
+        mean = sum(100 * r["pixel_auroc"] for r in rows) / n
+        print(f"| {variant} | {cells} | {mean:.2f} |")
 PY

@@ -236,6 +236,46 @@ fn veins(
     blend(target, &cover, |_| [delta; 3])
 }
 
+/// Draws one to three fibres on `target` (planar `[3, h, w]`, normalised values): short
+/// strands (a hair, a fibre, a short scratch), each a quadratic Bezier 4-15 % of the shorter
+/// side long, bent by up to 40 % of its length, half-width 0.4-1.2 px per 128 px of side with
+/// a one-pixel soft edge; every channel darkened (80 %) or lightened by 0.5-1.5 normalised
+/// units, the contrast of [`spot`], the same change for every strand. Shorter and darker than
+/// a [`thin_curve`]: an impurity rather than a crack. Returns the mask of pixels covered at
+/// least half `[h * w]`. `seed` fixes everything.
+pub fn fibre(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
+    let (h, w) = size;
+    let plane = h * w;
+    if target.len() != 3 * plane || h < 8 || w < 8 {
+        return vec![false; plane];
+    }
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let side = h.min(w) as f64;
+    let scale = (side / 128.0).max(0.5);
+    let (hm, wm) = (h as f64 - 1.0, w as f64 - 1.0);
+    let mut cover = vec![0.0f32; plane];
+    for _ in 0..rng.random_range(1..=3usize) {
+        let len = side * rng.random_range(0.04f64..0.15);
+        let p0 = (rng.random_range(0.0..hm), rng.random_range(0.0..wm));
+        let angle = rng.random_range(0.0..std::f64::consts::TAU);
+        let p2 = (
+            (p0.0 + len * angle.sin()).clamp(0.0, hm),
+            (p0.1 + len * angle.cos()).clamp(0.0, wm),
+        );
+        let bend = len * rng.random_range(-0.4f64..0.4);
+        let p1 = (
+            (p0.0 + p2.0) / 2.0 + bend * angle.cos(),
+            (p0.1 + p2.1) / 2.0 - bend * angle.sin(),
+        );
+        let radius = rng.random_range(0.4f64..1.2) * scale;
+        // The curve is at most 1.4x its chord long (bend <= 40 %): 4 samples per pixel of it.
+        let steps = (5.6 * len).ceil().max(8.0) as usize;
+        stroke(&mut cover, size, [p0, p1, p2], (radius, 1.0), steps);
+    }
+    let delta = rng.random_range(0.5f32..1.5) * if rng.random_bool(0.8) { -1.0 } else { 1.0 };
+    blend(target, &cover, |_| [delta; 3])
+}
+
 /// Draws 1-3 small spots on `target` (planar `[3, h, w]`, normalised values): soft-edged
 /// ellipses of radius 0.75-3 px per 128 px of side (aspect 0.6-1.7), every channel darkened
 /// (70 %) or lightened by 0.5-1.5 normalised units with a slight tint (each channel within
@@ -332,21 +372,25 @@ pub enum SyntheticAnomaly {
     Vein,
     /// [`faint_vein`]: the band at half the contrast (a vein fading into the texture).
     FaintVein,
+    /// [`fibre`]: one to three short, thin, dark or light strands (hairs, fibres).
+    Fibre,
 }
 
 impl SyntheticAnomaly {
     /// Every kind, in a fixed order.
-    pub const ALL: [SyntheticAnomaly; 6] = [
+    pub const ALL: [SyntheticAnomaly; 7] = [
         Self::CutPaste,
         Self::ThinCurve,
         Self::Spot,
         Self::FaintSpot,
         Self::Vein,
         Self::FaintVein,
+        Self::Fibre,
     ];
 
     /// The kinds a student trains on unless told otherwise: one of each but
-    /// [`FaintSpot`](Self::FaintSpot), [`Vein`](Self::Vein) and [`FaintVein`](Self::FaintVein).
+    /// [`FaintSpot`](Self::FaintSpot), [`Vein`](Self::Vein), [`FaintVein`](Self::FaintVein) and
+    /// [`Fibre`](Self::Fibre).
     pub const DEFAULT: [SyntheticAnomaly; 3] = [Self::CutPaste, Self::ThinCurve, Self::Spot];
 
     /// Applies this anomaly to `target` (`source`: the image cut-paste takes its patch from);
@@ -365,6 +409,7 @@ impl SyntheticAnomaly {
             Self::FaintSpot => faint_spot(target, size, seed),
             Self::Vein => vein(target, size, seed),
             Self::FaintVein => faint_vein(target, size, seed),
+            Self::Fibre => fibre(target, size, seed),
         }
     }
 }
@@ -378,6 +423,7 @@ impl std::fmt::Display for SyntheticAnomaly {
             Self::FaintSpot => "faint-spot",
             Self::Vein => "vein",
             Self::FaintVein => "faint-vein",
+            Self::Fibre => "fibre",
         })
     }
 }
@@ -509,6 +555,33 @@ mod tests {
         // The sizes vary (1-3 spots of varying radius).
         assert!(sizes.iter().max() > sizes.iter().min());
         assert!(!spot(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
+    }
+
+    #[test]
+    fn fibres_are_short_thin_seeded_and_change_their_mask() {
+        let (h, w) = (256, 256);
+        let original = image(h, w, 0.5);
+        let mut sizes = Vec::new();
+        for seed in 0..40 {
+            let mut a = original.clone();
+            let m = fibre(&mut a, (h, w), seed);
+            let marked = m.iter().filter(|&&b| b).count();
+            // 1-3 strands, each at most 15 % x 1.4 of 256 px long and 2 x 2.4 + 1 px wide.
+            assert!(marked >= 1, "seed {seed}");
+            assert!(marked <= 3 * 54 * 6, "seed {seed}: {marked} pixels");
+            for p in 0..h * w {
+                if m[p] {
+                    let change = (a[p] - original[p]).abs();
+                    assert!(change >= 0.5 * 0.5 - 1e-6, "seed {seed} {p}: {change}");
+                }
+            }
+            let mut b = original.clone();
+            assert_eq!(fibre(&mut b, (h, w), seed), m);
+            assert_eq!(a, b);
+            sizes.push(marked);
+        }
+        assert!(sizes.iter().max() > sizes.iter().min());
+        assert!(!fibre(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
     }
 
     /// The faint kinds are their plain kinds at half the contrast: the same mask and
