@@ -105,8 +105,8 @@ pub struct ModelArgs {
     #[arg(long)]
     pub prototypes: Option<usize>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
-    /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre), one copy of every good image
-    /// per kind [default: cut-paste,thin-curve,spot].
+    /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre), one copy
+    /// of every good image per kind [default: cut-paste,thin-curve,spot].
     #[arg(long, value_delimiter = ',')]
     pub anomalies: Option<Vec<anomaly_detection::regress::SyntheticAnomaly>>,
     /// Student: synthetic-anomaly copies made from every good image, the kinds of --anomalies
