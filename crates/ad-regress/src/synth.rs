@@ -526,62 +526,49 @@ mod tests {
         assert!(!vein(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
     }
 
-    #[test]
-    fn spots_are_small_seeded_and_change_their_mask() {
+    /// Small marks made by `draw` on a 256 x 256 image, seeds 0-39: each marks 1 to
+    /// `max_marked` pixels, changes every marked pixel by at least `min_change`, is the same
+    /// for the same seed, varies in size between seeds, and changes nothing on a wrong size.
+    fn check_small_marks(
+        draw: fn(&mut [f32], (usize, usize), u64) -> Vec<bool>,
+        max_marked: usize,
+        min_change: f32,
+    ) {
         let (h, w) = (256, 256);
         let original = image(h, w, 0.5);
         let mut sizes = Vec::new();
         for seed in 0..40 {
             let mut a = original.clone();
-            let m = spot(&mut a, (h, w), seed);
+            let m = draw(&mut a, (h, w), seed);
             let marked = m.iter().filter(|&&b| b).count();
-            // At most 3 ellipses of radius <= 6 px (aspect <= 1.7) at 256 px.
             assert!(marked >= 1, "seed {seed}");
-            assert!(marked <= 3 * 260, "seed {seed}: {marked} pixels");
+            assert!(marked <= max_marked, "seed {seed}: {marked} pixels");
             for p in 0..h * w {
                 if m[p] {
                     let change = (a[p] - original[p]).abs();
-                    assert!(
-                        change >= 0.5 * 0.5 * 0.75 - 1e-6,
-                        "seed {seed} {p}: {change}"
-                    );
+                    assert!(change >= min_change - 1e-6, "seed {seed} {p}: {change}");
                 }
             }
             let mut b = original.clone();
-            assert_eq!(spot(&mut b, (h, w), seed), m);
+            assert_eq!(draw(&mut b, (h, w), seed), m);
             assert_eq!(a, b);
             sizes.push(marked);
         }
-        // The sizes vary (1-3 spots of varying radius).
+        // The sizes vary (1-3 marks of varying size).
         assert!(sizes.iter().max() > sizes.iter().min());
-        assert!(!spot(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
+        assert!(!draw(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
+    }
+
+    #[test]
+    fn spots_are_small_seeded_and_change_their_mask() {
+        // At most 3 ellipses of radius <= 6 px (aspect <= 1.7) at 256 px.
+        check_small_marks(spot, 3 * 260, 0.5 * 0.5 * 0.75);
     }
 
     #[test]
     fn fibres_are_short_thin_seeded_and_change_their_mask() {
-        let (h, w) = (256, 256);
-        let original = image(h, w, 0.5);
-        let mut sizes = Vec::new();
-        for seed in 0..40 {
-            let mut a = original.clone();
-            let m = fibre(&mut a, (h, w), seed);
-            let marked = m.iter().filter(|&&b| b).count();
-            // 1-3 strands, each at most 15 % x 1.4 of 256 px long and 2 x 2.4 + 1 px wide.
-            assert!(marked >= 1, "seed {seed}");
-            assert!(marked <= 3 * 54 * 6, "seed {seed}: {marked} pixels");
-            for p in 0..h * w {
-                if m[p] {
-                    let change = (a[p] - original[p]).abs();
-                    assert!(change >= 0.5 * 0.5 - 1e-6, "seed {seed} {p}: {change}");
-                }
-            }
-            let mut b = original.clone();
-            assert_eq!(fibre(&mut b, (h, w), seed), m);
-            assert_eq!(a, b);
-            sizes.push(marked);
-        }
-        assert!(sizes.iter().max() > sizes.iter().min());
-        assert!(!fibre(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
+        // 1-3 strands, each at most 15 % x 1.4 of 256 px long and 2 x 2.4 + 1 px wide.
+        check_small_marks(fibre, 3 * 54 * 6, 0.5 * 0.5);
     }
 
     /// The faint kinds are their plain kinds at half the contrast: the same mask and
