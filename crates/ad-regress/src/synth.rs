@@ -526,14 +526,13 @@ mod tests {
         assert!(!vein(&mut [0.0; 10], (4, 4), 0).iter().any(|&b| b));
     }
 
+    /// A drawing function of this module: `(planar image, (h, w), seed) -> mask`.
+    type Draw = fn(&mut [f32], (usize, usize), u64) -> Vec<bool>;
+
     /// Small marks made by `draw` on a 256 x 256 image, seeds 0-39: each marks 1 to
     /// `max_marked` pixels, changes every marked pixel by at least `min_change`, is the same
     /// for the same seed, varies in size between seeds, and changes nothing on a wrong size.
-    fn check_small_marks(
-        draw: fn(&mut [f32], (usize, usize), u64) -> Vec<bool>,
-        max_marked: usize,
-        min_change: f32,
-    ) {
+    fn check_small_marks(draw: Draw, max_marked: usize, min_change: f32) {
         let (h, w) = (256, 256);
         let original = image(h, w, 0.5);
         let mut sizes = Vec::new();
