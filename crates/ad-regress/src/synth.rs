@@ -89,26 +89,37 @@ pub fn thin_curve(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bo
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let side = h.min(w) as f64;
     let len = side * rng.random_range(0.2f64..0.6);
-    let p0 = (
-        rng.random_range(0.0..h as f64 - 1.0),
-        rng.random_range(0.0..w as f64 - 1.0),
-    );
-    let angle = rng.random_range(0.0..std::f64::consts::TAU);
-    let p2 = (
-        (p0.0 + len * angle.sin()).clamp(0.0, h as f64 - 1.0),
-        (p0.1 + len * angle.cos()).clamp(0.0, w as f64 - 1.0),
-    );
-    let bend = len * rng.random_range(-0.3f64..0.3);
-    let p1 = (
-        (p0.0 + p2.0) / 2.0 + bend * angle.cos(),
-        (p0.1 + p2.1) / 2.0 - bend * angle.sin(),
-    );
+    let curve = random_bezier(&mut rng, size, len, 0.3);
     let radius = rng.random_range(0.5f64..2.0) * (side / 256.0).max(0.5);
     let delta = rng.random_range(0.3f32..0.8) * if rng.random_bool(0.7) { -1.0 } else { 1.0 };
     let mut cover = vec![0.0f32; plane];
     let steps = (4.0 * len).ceil().max(8.0) as usize;
-    stroke(&mut cover, size, [p0, p1, p2], (radius, 1.0), steps);
+    stroke(&mut cover, size, curve, (radius, 1.0), steps);
     blend(target, &cover, |_| [delta; 3])
+}
+
+/// The control points `(y, x)` of a quadratic Bezier whose chord is `len` px long from a
+/// random point of the image in a random direction (its end clamped to the image), its middle
+/// point moved off the chord by up to `max_bend` times `len`. Draws from `rng` in that order.
+fn random_bezier(
+    rng: &mut Xoshiro256PlusPlus,
+    (h, w): (usize, usize),
+    len: f64,
+    max_bend: f64,
+) -> [(f64, f64); 3] {
+    let (hm, wm) = (h as f64 - 1.0, w as f64 - 1.0);
+    let p0 = (rng.random_range(0.0..hm), rng.random_range(0.0..wm));
+    let angle = rng.random_range(0.0..std::f64::consts::TAU);
+    let p2 = (
+        (p0.0 + len * angle.sin()).clamp(0.0, hm),
+        (p0.1 + len * angle.cos()).clamp(0.0, wm),
+    );
+    let bend = len * rng.random_range(-max_bend..max_bend);
+    let p1 = (
+        (p0.0 + p2.0) / 2.0 + bend * angle.cos(),
+        (p0.1 + p2.1) / 2.0 - bend * angle.sin(),
+    );
+    [p0, p1, p2]
 }
 
 /// Marks on `cover` (`[h * w]`, 0-1, the largest weight kept) the quadratic Bezier through
@@ -252,25 +263,14 @@ pub fn fibre(target: &mut [f32], size: (usize, usize), seed: u64) -> Vec<bool> {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let side = h.min(w) as f64;
     let scale = (side / 128.0).max(0.5);
-    let (hm, wm) = (h as f64 - 1.0, w as f64 - 1.0);
     let mut cover = vec![0.0f32; plane];
     for _ in 0..rng.random_range(1..=3usize) {
         let len = side * rng.random_range(0.04f64..0.15);
-        let p0 = (rng.random_range(0.0..hm), rng.random_range(0.0..wm));
-        let angle = rng.random_range(0.0..std::f64::consts::TAU);
-        let p2 = (
-            (p0.0 + len * angle.sin()).clamp(0.0, hm),
-            (p0.1 + len * angle.cos()).clamp(0.0, wm),
-        );
-        let bend = len * rng.random_range(-0.4f64..0.4);
-        let p1 = (
-            (p0.0 + p2.0) / 2.0 + bend * angle.cos(),
-            (p0.1 + p2.1) / 2.0 - bend * angle.sin(),
-        );
+        let curve = random_bezier(&mut rng, size, len, 0.4);
         let radius = rng.random_range(0.4f64..1.2) * scale;
         // The curve is at most 1.4x its chord long (bend <= 40 %): 4 samples per pixel of it.
         let steps = (5.6 * len).ceil().max(8.0) as usize;
-        stroke(&mut cover, size, [p0, p1, p2], (radius, 1.0), steps);
+        stroke(&mut cover, size, curve, (radius, 1.0), steps);
     }
     let delta = rng.random_range(0.5f32..1.5) * if rng.random_bool(0.8) { -1.0 } else { 1.0 };
     blend(target, &cover, |_| [delta; 3])
