@@ -105,8 +105,9 @@ pub struct ModelArgs {
     #[arg(long)]
     pub prototypes: Option<usize>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
-    /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre), one copy
-    /// of every good image per kind [default: cut-paste,thin-curve,spot].
+    /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre); without
+    /// --synthetic-per-image every kind gets the configuration's copies per kind (one by
+    /// default, four with --preset accurate) [default: cut-paste,thin-curve,spot].
     #[arg(long, value_delimiter = ',')]
     pub anomalies: Option<Vec<anomaly_detection::regress::SyntheticAnomaly>>,
     /// Student: synthetic-anomaly copies made from every good image, the kinds of --anomalies
@@ -637,7 +638,10 @@ impl ModelArgs {
                     c.prototypes = k;
                 }
                 if let Some(kinds) = &self.anomalies {
-                    c.synthetic_per_image = kinds.len();
+                    // The configuration's copies per kind are kept (the accurate preset's
+                    // four), so naming the kinds does not silently shrink the training data.
+                    let per_kind = c.synthetic_per_image.div_ceil(c.anomalies.len().max(1));
+                    c.synthetic_per_image = per_kind.max(1) * kinds.len();
                     c.anomalies = kinds.clone();
                 }
                 if let Some(n) = self.synthetic_per_image {
@@ -911,6 +915,40 @@ mod tests {
             let err = args.resolve().unwrap_err().to_string();
             assert!(err.contains("an ensemble takes --image-size"), "{err}");
         }
+    }
+
+    #[test]
+    fn naming_the_kinds_keeps_the_copies_per_kind() {
+        use anomaly_detection::regress::SyntheticAnomaly as Kind;
+        let copies = |preset: Option<&str>, kinds: Option<Vec<Kind>>, n: Option<usize>| {
+            let c = ModelArgs {
+                model: Some("student".into()),
+                preset: preset.map(Into::into),
+                anomalies: kinds,
+                synthetic_per_image: n,
+                ..Default::default()
+            }
+            .resolve()
+            .unwrap();
+            let DetectorConfig::Student(c) = c else {
+                panic!("{c:?}")
+            };
+            (c.synthetic_per_image, c.anomalies.len())
+        };
+        let four = || {
+            Some(vec![
+                Kind::CutPaste,
+                Kind::ThinCurve,
+                Kind::Spot,
+                Kind::Fibre,
+            ])
+        };
+        assert_eq!(copies(None, None, None), (3, 3));
+        assert_eq!(copies(None, four(), None), (4, 4));
+        assert_eq!(copies(Some("accurate"), None, None), (12, 3));
+        assert_eq!(copies(Some("accurate"), four(), None), (16, 4));
+        assert_eq!(copies(Some("accurate"), four(), Some(12)), (12, 4));
+        assert_eq!(copies(None, Some(vec![Kind::Spot]), Some(2)), (2, 1));
     }
 
     #[test]
