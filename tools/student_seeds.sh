@@ -35,14 +35,18 @@
 #                                              # its own bootstrap sample of the images
 #     VARIANTS=accurate-synth12-raw-splits2 ...  # and/or two fold splits (every image scored
 #                                                 # by two teachers, two sets of copies)
+#     VARIANTS=accurate-synth12-raw-pseed0 ...  # and/or the prototypes of seed 0 whatever
+#                                                # the seed (prototype_seed = 0)
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cls=${1:-PA_FVN01_TL}
 root=${2:-../shared/datasets/piped}
-cargo build --release -p ad-cli
-ad=target/release/ad
+# AD=path/to/ad: that binary, not built here (e.g. one built in another target directory
+# while a run uses target/release/ad)
+if [ -z "${AD:-}" ]; then cargo build --release -p ad-cli; fi
+ad=${AD:-target/release/ad}
 out=out/student_seeds/$cls
 # set_key FILE KEY VALUE: the first `KEY = ...` line of a printed config (the student's own
 # table comes before [preprocess] and [teacher]) set to VALUE, and checked.
@@ -105,6 +109,11 @@ for variant in $variants; do
       if [[ $variant =~ -h([0-9]+) ]]; then set_key "$toml" heads "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
       if [[ $variant =~ -splits([0-9]+) ]]; then set_key "$toml" splits "${BASH_REMATCH[1]}"; fi
+      if [[ $variant =~ -pseed([0-9]+) ]]; then
+        # not printed while unset: added after the student's own `seed = ...` line
+        sed -i "0,/^seed = .*\$/s//&\nprototype_seed = ${BASH_REMATCH[1]}/" "$toml"
+        grep -qxF "prototype_seed = ${BASH_REMATCH[1]}" "$toml"
+      fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
         set_key "$toml" average_epochs "${BASH_REMATCH[1]}"
       fi

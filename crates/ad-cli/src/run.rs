@@ -770,7 +770,13 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             .as_array()
                             .is_some_and(|a| !a.is_empty())
                         {
-                            text(&h["config"]["prototypes"])
+                            match h["config"]["prototype_seed"].as_u64() {
+                                Some(seed) => format!(
+                                    "{} (k-means seed {seed})",
+                                    text(&h["config"]["prototypes"])
+                                ),
+                                None => text(&h["config"]["prototypes"]),
+                            }
                         } else {
                             "no".into()
                         },

@@ -480,7 +480,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
     std::fs::write(
         &config,
         "model = \"student\"\nweights = { random = { seed = 1 } }\nbatch_size = 4\n\
-         hidden = [16]\nepochs = 2\npatch_batch = 256\n[preprocess]\nresize = [64, 64]\n\
+         hidden = [16]\nepochs = 2\npatch_batch = 256\nprototype_seed = 5\n\
+         [preprocess]\nresize = [64, 64]\n\
          [teacher]\nmodel = \"patchcore\"\nweights = { random = { seed = 1 } }\n\
          batch_size = 4\n[teacher.preprocess]\nresize = [64, 64]\n\
          [teacher.coreset]\nsize = { ratio = 0.25 }\n",
@@ -491,7 +492,11 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let o = fit(&["--quiet", "--prototypes", "8"]);
     assert!(o.status.success(), "{}", text(&o));
     let o = ad(&["info", s(&model)]);
-    assert!(text(&o).contains("; 8 prototypes"), "{}", text(&o));
+    assert!(
+        text(&o).contains("; 8 prototypes (k-means seed 5);"),
+        "{}",
+        text(&o)
+    );
     assert!(
         text(&o).contains("; constant learning rate; mean-pooled targets"),
         "{}",

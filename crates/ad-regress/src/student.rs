@@ -104,6 +104,10 @@ pub struct StudentConfig {
     /// head beside each patch feature (64; 0: the feature alone). See the crate's `prototypes`
     /// module (k-means, radial features).
     pub prototypes: usize,
+    /// Seed of the prototypes' k-means (the good rows it draws and its starting centres);
+    /// `None` (the default): the student's `seed`. Fixing it while `seed` varies separates
+    /// what the prototypes contribute to a student's seed spread from the rest of its data.
+    pub prototype_seed: Option<u64>,
     /// Passes over the training patches (20).
     pub epochs: usize,
     /// Adam learning rate (1e-3): the base rate of `lr_schedule`.
@@ -180,6 +184,7 @@ impl Default for StudentConfig {
             heads: 1,
             bootstrap: false,
             prototypes: 64,
+            prototype_seed: None,
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
@@ -1293,7 +1298,7 @@ impl ScoreStudent {
                 d,
                 self.config.prototypes,
                 PROTOTYPE_ROWS,
-                self.config.seed ^ 0xC3A7,
+                self.config.prototype_seed.unwrap_or(self.config.seed) ^ 0xC3A7,
             )
         } else {
             Vec::new()

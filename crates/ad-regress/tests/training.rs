@@ -222,6 +222,17 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         .map(|i| plain.predict_image(i).unwrap().score)
         .collect();
     assert_ne!(pa, pp, "the prototypes' distances change the head");
+    // The prototypes' own seed: the student's seed by default, another one other prototypes.
+    let same = fitted(StudentConfig {
+        prototype_seed: Some(3),
+        ..student_config(3)
+    });
+    assert_eq!(flat_of(&same), flat_of(&a));
+    let other = fitted(StudentConfig {
+        prototype_seed: Some(4),
+        ..student_config(3)
+    });
+    assert_ne!(flat_of(&other), flat_of(&a));
     // The cosine schedule: the loss falls too, and the same seed trains another head.
     let cosine = fitted(StudentConfig {
         lr_schedule: ad_core::LrSchedule::Cosine,
