@@ -37,6 +37,8 @@
 #                                                 # by two teachers, two sets of copies)
 #     VARIANTS=accurate-synth12-raw-pseed0 ...  # and/or the prototypes of seed 0 whatever
 #                                                # the seed (prototype_seed = 0)
+#     VARIANTS=accurate-synth12-raw-skip ...  # and/or the nearest prototype's distance added
+#                                              # to the head's output (nearest_skip = true)
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -109,6 +111,7 @@ for variant in $variants; do
       if [[ $variant =~ -h([0-9]+) ]]; then set_key "$toml" heads "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
       if [[ $variant =~ -splits([0-9]+) ]]; then set_key "$toml" splits "${BASH_REMATCH[1]}"; fi
+      if [[ $variant == *-skip* ]]; then set_key "$toml" nearest_skip true; fi
       if [[ $variant =~ -pseed([0-9]+) ]]; then
         # not printed while unset: added after the student's own `seed = ...` line
         sed -i "0,/^seed = .*\$/s//&\nprototype_seed = ${BASH_REMATCH[1]}/" "$toml"

@@ -770,13 +770,17 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             .as_array()
                             .is_some_and(|a| !a.is_empty())
                         {
-                            match h["config"]["prototype_seed"].as_u64() {
-                                Some(seed) => format!(
-                                    "{} (k-means seed {seed})",
-                                    text(&h["config"]["prototypes"])
-                                ),
-                                None => text(&h["config"]["prototypes"]),
-                            }
+                            let seed = h["config"]["prototype_seed"]
+                                .as_u64()
+                                .map_or(String::new(), |s| format!(" (k-means seed {s})"));
+                            // Models saved before the option had no skip.
+                            let skip = match h["trained"]["skip"].as_f64() {
+                                Some(w) if w != 0.0 => {
+                                    format!(", the nearest one's distance added (slope {w:.4})")
+                                }
+                                _ => String::new(),
+                            };
+                            format!("{}{seed}{skip}", text(&h["config"]["prototypes"]))
                         } else {
                             "no".into()
                         },

@@ -497,6 +497,23 @@ fn student_trains_with_prototypes_from_the_command_line() {
         "{}",
         text(&o)
     );
+    // The nearest prototype's distance as a skip, set in the config: its slope is shown.
+    let with_skip = tmp.path().join("skip.toml");
+    let toml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &with_skip,
+        toml.replacen("prototype_seed = 5\n", "nearest_skip = true\n", 1),
+    )
+    .unwrap();
+    let skip_model = tmp.path().join("skip.student");
+    let o = on_small("fit", &with_skip, tmp.path(), &skip_model, &["--quiet"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = ad(&["info", s(&skip_model)]);
+    assert!(
+        text(&o).contains(" prototypes, the nearest one's distance added (slope "),
+        "{}",
+        text(&o)
+    );
     assert!(
         text(&o).contains("; constant learning rate; mean-pooled targets"),
         "{}",

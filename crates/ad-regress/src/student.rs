@@ -108,6 +108,11 @@ pub struct StudentConfig {
     /// `None` (the default): the student's `seed`. Fixing it while `seed` varies separates
     /// what the prototypes contribute to a student's seed spread from the rest of its data.
     pub prototype_seed: Option<u64>,
+    /// Add the nearest prototype's distance, times a slope fitted to the targets by least
+    /// squares before training, to the head's output; the head learns the rest (false). A
+    /// patch unlike every good patch then scores high by construction, as it does for the
+    /// teacher, whatever the MLP does off its training data. Needs prototypes.
+    pub nearest_skip: bool,
     /// Passes over the training patches (20).
     pub epochs: usize,
     /// Adam learning rate (1e-3): the base rate of `lr_schedule`.
@@ -185,6 +190,7 @@ impl Default for StudentConfig {
             bootstrap: false,
             prototypes: 64,
             prototype_seed: None,
+            nearest_skip: false,
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
@@ -492,6 +498,12 @@ impl StudentConfig {
         if self.patch_batch == 0 {
             return bad("patch_batch", "must be at least 1".into());
         }
+        if self.nearest_skip && self.prototypes == 0 {
+            return bad(
+                "nearest_skip",
+                "needs prototypes (prototypes = 0 leaves no nearest prototype)".into(),
+            );
+        }
         if self.synthetic_per_image > 0 && self.anomalies.is_empty() {
             return bad(
                 "anomalies",
@@ -662,6 +674,10 @@ pub(crate) struct Trained {
     /// The prototypes (`prototypes x feature dim`, row-major; empty without).
     #[serde(default)]
     pub(crate) prototypes: Vec<f32>,
+    /// Slope of the nearest prototype's distance added to every head's output (in the
+    /// transformed, scaled targets' units; 0 without [`StudentConfig::nearest_skip`]).
+    #[serde(default)]
+    pub(crate) skip: f32,
 }
 
 /// The head's score grids of a batch ([`ScoreStudent::score_grids`]).
@@ -786,6 +802,12 @@ impl ScoreStudent {
         &self.heads
     }
 
+    /// The slope of the nearest prototype's distance added to the heads' output
+    /// ([`StudentConfig::nearest_skip`]; 0 without it or before `fit` or `load`).
+    pub fn skip_slope(&self) -> f32 {
+        self.trained.as_ref().map_or(0.0, |t| t.skip)
+    }
+
     /// Mean training loss of every epoch of the last `fit`.
     pub fn losses(&self) -> Option<&[f64]> {
         self.trained.as_ref().map(|t| t.losses.as_slice())
@@ -817,7 +839,7 @@ impl ScoreStudent {
             });
         }
         let d = rows.len() / (batch.len() * grid.0 * grid.1).max(1);
-        let out = self.head_rows(&rows, d, &trained.prototypes)?;
+        let out = self.head_rows(&rows, d, &trained.prototypes, trained.skip)?;
         let grids = out
             .chunks(grid.0 * grid.1)
             .map(|g| g.iter().map(|&v| v * trained.scale).collect())
@@ -851,13 +873,15 @@ impl ScoreStudent {
     }
 
     /// The heads' output for patch rows (`d` wide), with their distances to the prototypes
-    /// when there are any (`k x d`): each head's output transformed back to a scaled target
+    /// when there are any (`k x d`): each head's output, plus `skip` times the nearest
+    /// prototype's distance, transformed back to a scaled target
     /// ([`TargetTransform::inverse`]), then the mean over the heads (unscaled).
     fn head_rows(
         &self,
         rows: &[f32],
         d: usize,
         prototypes: &[f32],
+        skip: f32,
     ) -> Result<Vec<f32>, RegressError> {
         let n = rows.len() / d.max(1);
         let k = prototypes.len() / d.max(1);
@@ -877,19 +901,25 @@ impl ScoreStudent {
                 Some(p) => with_radial(x, p),
                 None => x,
             };
+            let added = if skip != 0.0 {
+                read_f32(nearest_distance(x.clone(), d).mul_scalar(skip))?
+            } else {
+                vec![0.0; m]
+            };
             if let [head] = self.heads.as_slice() {
                 out.extend(
                     read_f32(head.forward(x))?
                         .into_iter()
-                        .map(|v| transform.inverse(v)),
+                        .zip(&added)
+                        .map(|(v, a)| transform.inverse(v + a)),
                 );
                 continue;
             }
             let mut sum = vec![0.0f32; m];
             for head in &self.heads {
                 let y = read_f32(head.forward(x.clone()))?;
-                for (s, v) in sum.iter_mut().zip(y) {
-                    *s += transform.inverse(v);
+                for ((s, v), a) in sum.iter_mut().zip(y).zip(&added) {
+                    *s += transform.inverse(v + a);
                 }
             }
             out.extend(sum.into_iter().map(|s| s * inv_heads));
@@ -997,6 +1027,48 @@ impl ScoreStudent {
         out.teacher = teacher.dyn_name().to_string();
         Ok(())
     }
+}
+
+/// The nearest prototype's distance of every radial row (`[n, d + k]`, [`with_radial`]'s
+/// output, `k >= 1`).
+///
+/// # Shapes
+/// - `x`: `[n, d + k]`
+/// - returns `[n, 1]`
+fn nearest_distance(x: Tensor<2>, d: usize) -> Tensor<2> {
+    let [n, width] = x.dims();
+    x.slice([0..n, d..width]).min_dim(1)
+}
+
+/// The nearest prototype's distance of every `d`-wide row of `rows`, in chunks.
+fn nearest_distances(
+    rows: &[f32],
+    d: usize,
+    protos: &Tensor<2>,
+    device: &Device,
+) -> Result<Vec<f32>, RegressError> {
+    let mut out = Vec::with_capacity(rows.len() / d.max(1));
+    for chunk in rows.chunks(INFER_CHUNK * d.max(1)) {
+        let m = chunk.len() / d.max(1);
+        let x = Tensor::<2>::from_data(TensorData::new(chunk.to_vec(), [m, d]), device);
+        out.extend(read_f32(nearest_distance(with_radial(x, protos), d))?);
+    }
+    Ok(out)
+}
+
+/// Slope of the least-squares line of `y` on `x` (with an intercept), summed in f64; 0 when
+/// `x` is constant.
+fn least_squares_slope(x: &[f32], y: &[f32]) -> f32 {
+    let n = x.len().min(y.len()).max(1) as f64;
+    let mx = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let my = y.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (&a, &b) in x.iter().zip(y) {
+        let (a, b) = (f64::from(a) - mx, f64::from(b) - my);
+        sxy += a * b;
+        sxx += a * a;
+    }
+    if sxx > 0.0 { (sxy / sxx) as f32 } else { 0.0 }
 }
 
 /// Mean and inverse standard deviation of every input column of the head (the patch feature,
@@ -1326,6 +1398,19 @@ impl ScoreStudent {
         for t in &mut targets {
             *t = transform.forward(*t);
         }
+        // With the skip, the head regresses what the nearest prototype's distance (times its
+        // least-squares slope, never negative) leaves of the targets.
+        let skip = match (&protos, self.config.nearest_skip) {
+            (Some(p), true) => {
+                let nearest = nearest_distances(&rows, d, p, &self.device)?;
+                let slope = least_squares_slope(&nearest, &targets).max(0.0);
+                for (t, x) in targets.iter_mut().zip(&nearest) {
+                    *t -= slope * x;
+                }
+                slope
+            }
+            _ => 0.0,
+        };
 
         let moments = if self.config.standardise_inputs {
             Some(InputMoments::of(&rows, d, protos.as_ref(), &self.device)?)
@@ -1481,6 +1566,7 @@ impl ScoreStudent {
             teacher: teacher_name,
             images: (planes.len(), synthetic),
             prototypes,
+            skip,
         });
         Ok(FitSummary {
             images: planes.len(),
@@ -1743,8 +1829,29 @@ mod tests {
             teacher: "none".into(),
             images: (1, 0),
             prototypes: vec![],
+            skip: 0.0,
         });
         s
+    }
+
+    #[test]
+    fn the_skip_is_the_nearest_prototype_and_its_least_squares_slope() {
+        let x = [0.0f32, 1.0, 2.0, 3.0];
+        let y = [1.0f32, 3.0, 5.0, 7.0];
+        assert!((least_squares_slope(&x, &y) - 2.0).abs() < 1e-6);
+        assert_eq!(least_squares_slope(&[2.0; 4], &y), 0.0);
+        assert!(least_squares_slope(&x, &[7.0, 5.0, 3.0, 1.0]) < 0.0);
+        let device = Device::default();
+        // Rows (3, 4) and (0, 1) against prototypes (0, 0) and (3, 0): nearest 4 and 1.
+        let protos = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 3.0, 0.0], [2, 2]),
+            &device,
+        );
+        let near = nearest_distances(&[3.0, 4.0, 0.0, 1.0], 2, &protos, &device).unwrap();
+        assert!(
+            (near[0] - 4.0).abs() < 1e-5 && (near[1] - 1.0).abs() < 1e-5,
+            "{near:?}"
+        );
     }
 
     #[test]
@@ -1827,6 +1934,11 @@ mod tests {
             },
             StudentConfig {
                 splits: 9,
+                ..Default::default()
+            },
+            StudentConfig {
+                nearest_skip: true,
+                prototypes: 0,
                 ..Default::default()
             },
             StudentConfig {

@@ -233,6 +233,17 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
         ..student_config(3)
     });
     assert_ne!(flat_of(&other), flat_of(&a));
+    // The nearest prototype's distance as a skip: the loss (on what it leaves) falls, the head
+    // differs, and the slope, kept in the model file, is added alike after loading.
+    let skip = fitted(StudentConfig {
+        nearest_skip: true,
+        ..student_config(3)
+    });
+    assert_loss_falls(&skip);
+    assert!(skip.skip_slope() > 0.0, "{}", skip.skip_slope());
+    assert_eq!(a.skip_slope(), 0.0);
+    assert_ne!(flat_of(&skip), flat_of(&a));
+    reloaded_exactly(&skip, &dir.path().join("skip.student"), &probe[0]);
     // The cosine schedule: the loss falls too, and the same seed trains another head.
     let cosine = fitted(StudentConfig {
         lr_schedule: ad_core::LrSchedule::Cosine,
