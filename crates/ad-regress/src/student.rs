@@ -901,7 +901,7 @@ impl ScoreStudent {
                 Some(p) => with_radial(x, p),
                 None => x,
             };
-            let added = if skip != 0.0 {
+            let added = if skip != 0.0 && protos.is_some() {
                 read_f32(nearest_distance(x.clone(), d).mul_scalar(skip))?
             } else {
                 vec![0.0; m]
