@@ -104,6 +104,14 @@ pub struct ModelArgs {
     /// feature; 0 = the feature alone [default: 64].
     #[arg(long)]
     pub prototypes: Option<usize>,
+    /// Student: seed of the prototypes' k-means, apart from --seed [default: the student's
+    /// seed].
+    #[arg(long, value_name = "SEED")]
+    pub prototype_seed: Option<u64>,
+    /// Student: add the nearest prototype's distance (times a least-squares slope) to the
+    /// head's output, the head learning the rest [default: off].
+    #[arg(long)]
+    pub nearest_skip: bool,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
     /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre); without
     /// --synthetic-per-image every kind gets the configuration's copies per kind (one by
@@ -466,7 +474,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 31] = [
+        let specific: [(&str, bool, &[&str]); 33] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -497,6 +505,12 @@ impl ModelArgs {
             ),
             ("fiber-batch", self.fiber_batch.is_some(), &["cflow"]),
             ("prototypes", self.prototypes.is_some(), &["student"]),
+            (
+                "prototype-seed",
+                self.prototype_seed.is_some(),
+                &["student"],
+            ),
+            ("nearest-skip", self.nearest_skip, &["student"]),
             ("anomalies", self.anomalies.is_some(), &["student"]),
             (
                 "synthetic-per-image",
@@ -636,6 +650,12 @@ impl ModelArgs {
                 }
                 if let Some(k) = self.prototypes {
                     c.prototypes = k;
+                }
+                if let Some(s) = self.prototype_seed {
+                    c.prototype_seed = Some(s);
+                }
+                if self.nearest_skip {
+                    c.nearest_skip = true;
                 }
                 if let Some(kinds) = &self.anomalies {
                     // The configuration's copies per kind are kept (the accurate preset's
@@ -915,6 +935,31 @@ mod tests {
             let err = args.resolve().unwrap_err().to_string();
             assert!(err.contains("an ensemble takes --image-size"), "{err}");
         }
+    }
+
+    #[test]
+    fn prototype_flags_reach_the_student_only() {
+        let c = ModelArgs {
+            model: Some("student".into()),
+            prototype_seed: Some(7),
+            nearest_skip: true,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let DetectorConfig::Student(c) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!((c.prototype_seed, c.nearest_skip), (Some(7), true));
+        let err = ModelArgs {
+            model: Some("patchcore".into()),
+            nearest_skip: true,
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--nearest-skip"), "{err}");
     }
 
     #[test]
