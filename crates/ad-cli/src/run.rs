@@ -755,8 +755,8 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 last.join(" / "),
                 if info.detector == "student" {
                     format!(
-                        "; teacher {}, trained on {} good + {} synthetic ({}) images; {} \
-                         prototypes; {} learning rate{}; {}-pooled targets{}{}{}{}{}{}{}",
+                        "; teacher {}, trained on {} good + {} synthetic ({}) images; {}; \
+                         {} learning rate{}; {}-pooled targets{}{}{}{}{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
                         text(&h["trained"]["images"][1]),
@@ -780,9 +780,12 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                                 }
                                 _ => String::new(),
                             };
-                            format!("{}{seed}{skip}", text(&h["config"]["prototypes"]))
+                            format!(
+                                "{} prototypes{seed}{skip}",
+                                text(&h["config"]["prototypes"])
+                            )
                         } else {
-                            "no".into()
+                            "no prototypes".into()
                         },
                         // Models saved before the schedule was configurable used a constant rate.
                         h["config"]["lr_schedule"].as_str().unwrap_or("constant"),
