@@ -937,19 +937,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn prototype_flags_reach_the_student_only() {
+    /// The student config these flags resolve to (`model` set to the student).
+    fn student_of(args: ModelArgs) -> anomaly_detection::regress::StudentConfig {
         let c = ModelArgs {
             model: Some("student".into()),
-            prototype_seed: Some(7),
-            nearest_skip: true,
-            ..Default::default()
+            ..args
         }
         .resolve()
         .unwrap();
         let DetectorConfig::Student(c) = c else {
             panic!("{c:?}")
         };
+        c
+    }
+
+    #[test]
+    fn prototype_flags_reach_the_student_only() {
+        let c = student_of(ModelArgs {
+            prototype_seed: Some(7),
+            nearest_skip: true,
+            ..Default::default()
+        });
         assert_eq!((c.prototype_seed, c.nearest_skip), (Some(7), true));
         let err = ModelArgs {
             model: Some("patchcore".into()),
@@ -966,18 +974,12 @@ mod tests {
     fn naming_the_kinds_keeps_the_copies_per_kind() {
         use anomaly_detection::regress::SyntheticAnomaly as Kind;
         let copies = |preset: Option<&str>, kinds: Option<Vec<Kind>>, n: Option<usize>| {
-            let c = ModelArgs {
-                model: Some("student".into()),
+            let c = student_of(ModelArgs {
                 preset: preset.map(Into::into),
                 anomalies: kinds,
                 synthetic_per_image: n,
                 ..Default::default()
-            }
-            .resolve()
-            .unwrap();
-            let DetectorConfig::Student(c) = c else {
-                panic!("{c:?}")
-            };
+            });
             (c.synthetic_per_image, c.anomalies.len())
         };
         let four = || {
