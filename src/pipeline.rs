@@ -336,6 +336,26 @@ impl TestRun {
     }
 }
 
+/// Predicts the first batch of `test` once, untimed, so that one-time costs (a GPU backend's
+/// kernel compilation and autotuning, its first allocations) stay out of the predict time that
+/// [`test`] measures next. Returns how many images it predicted (0 when `test` is empty).
+pub fn warm_up<D: Detector + ?Sized>(
+    detector: &D,
+    test: &[Sample],
+    batch_size: usize,
+) -> Result<usize, Error>
+where
+    Error: From<D::Error>,
+{
+    let mut batches = BatchLoader::new(test, detector.preprocessor().clone(), batch_size);
+    let Some(batch) = batches.next() else {
+        return Ok(0);
+    };
+    let batch = batch?;
+    detector.predict(&batch.images)?;
+    Ok(batch.samples.len())
+}
+
 /// Scores every test image; `on_batch` sees each batch with its predictions (to write
 /// overlays) before the maps are appended.
 pub fn test<D: Detector + ?Sized>(

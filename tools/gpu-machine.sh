@@ -1,20 +1,52 @@
 #!/usr/bin/env bash
-# Runs on a lent GPU machine, from the repository root, with ship/ carried (tools/gpu-ship.sh):
+# Runs on a lent GPU machine, from the repository root, with ship/ carried (tools/gpu-ship.sh),
+# and .gl (Vulkan/EGL loaders) and .whl (efficientnet_lite_pytorch, the peer's model code) when
+# the machine lacks them (docs/backends.md, "On a real GPU"). In order of value, each step
+# under its own time limit and skipped when the whole run's budget (BUDGET s) would overrun:
 # 1. `ad parity` on the GPU through Vulkan (PatchCore, PaDiM, CFlow, score student vs flex),
-#    with the stand-in weights at 64 px and with the Lite0 weights at 256 px;
-# 2. PatchCore fit s and predict ms/img on a generated bottle-sized category (60 train,
-#    36 test, 256 px): `ad run` on wgpu and on the CPU, and the PyTorch peer on CUDA and on the
-#    CPU (benches/peers/patchcore_peer.py), back to back.
-# Everything it prints is also written under $OUT (the device tool's output folder).
+#    stand-in weights at 64 px;
+# 2. PatchCore on a generated bottle-sized category (60 train, 36 test, 256 px, Lite0):
+#    `ad run` on wgpu, then the PyTorch peer (benches/peers/patchcore_peer.py) on CUDA, back to
+#    back, both with one untimed warm-up batch;
+# 3. `ad parity` with the Lite0 weights at 256 px;
+# 4. the same PatchCore run and peer on the machine's CPU cores;
+# 5. the score student (fast preset) on wgpu on the same category (its predict ms/img against
+#    step 2's teacher).
+# Everything it prints and writes lands in a work folder that is packed after every step into
+# $OUT/gpu-machine.tgz (the device tool brings back at most 8 files), beside $OUT/log.txt.
 #
 #     DEVICE=wgpu tools/gpu-machine.sh     # default
-#     DEVICE=wgpu-cpu PEER_DEVICE=cpu tools/gpu-machine.sh    # the rehearsal on lavapipe (4 min)
+#     DEVICE=wgpu-cpu PEER_DEVICE=cpu tools/gpu-machine.sh    # the rehearsal on lavapipe
 set -uo pipefail
-out="${OUT:-out/gpu-machine}"
-mkdir -p "$out"
+dest="${OUT:-out/gpu-machine}"
+mkdir -p "$dest"
+out="$(mktemp -d)"
 device="${DEVICE:-wgpu}"
 peer_device="${PEER_DEVICE:-cuda}"
-log() { echo "== $*" | tee -a "$out/log.txt"; }
+budget="${BUDGET:-540}"
+start=$(date +%s)
+log() { echo "== $*" | tee -a "$out/log.txt"; cp "$out/log.txt" "$dest/"; }
+pack() { tar czf "$dest/gpu-machine.tgz" -C "$out" .; }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+status=0
+# step NAME LIMIT_S COMMAND...: runs COMMAND under `timeout LIMIT_S` when the budget allows,
+# appends its output to $out/NAME.txt and its wall time to the log.
+step() {
+    local name=$1 limit=$2
+    shift 2
+    local used=$(( $(date +%s) - start ))
+    if (( used + limit > budget )); then
+        log "$name: skipped (${used} s used, ${limit} s more would pass the ${budget} s budget)"
+        return
+    fi
+    log "$name (limit ${limit} s, load $(load))"
+    local t0=$(date +%s)
+    timeout "$limit" bash -c '"$@"' "$name" "$@" 2>&1 | grep -v 'XDG_RUNTIME\|wgpu_hal::gles' | tee -a "$out/$name.txt" | tail -n 14
+    local rc=${PIPESTATUS[0]}
+    log "$name: exit $rc after $(( $(date +%s) - t0 )) s (load $(load))"
+    (( rc == 0 )) || status=1
+    pack
+}
 if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
     ldconfig
@@ -22,27 +54,40 @@ fi
 if [ -f /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
     export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 fi
+if ! python3 -c 'import efficientnet_lite_pytorch' 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH=/tmp/site
+fi
 bin="$(mktemp -d)"
 gunzip -c ship/ad.gz > "$bin/ad"
 chmod +x "$bin/ad"
 export AD_WEIGHTS_DIR="$PWD/ship/weights"
-log "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$out/log.txt"
-status=0
-log "parity, stand-in weights, 64 px"
-"$bin/ad" parity --device "$device" --json "$out/parity64.json" 2>&1 | grep -v 'XDG_RUNTIME\|wgpu_hal::gles' | tee "$out/parity64.txt" || status=1
-log "parity, Lite0 weights, 256 px"
-"$bin/ad" parity --device "$device" --pretrained --size 256 --json "$out/parity256.json" 2>&1 | grep -v 'XDG_RUNTIME\|wgpu_hal::gles' | tee "$out/parity256.txt" || status=1
+export AD_LITE0_WEIGHTS="$AD_WEIGHTS_DIR/efficientnet-lite0-57934424.pth"
 data="$(mktemp -d)"
-for d in $(printf '%s\n' "$device" cpu | awk '!seen[$0]++'); do
-    log "ad run patchcore on $d (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    "$bin/ad" run --model patchcore --device "$d" --quiet --threshold none \
-        --generated-root "$data" --out "$out/run-$d" 2>&1 | tail -n 12 | tee -a "$out/log.txt" || status=1
-done
-for d in $(printf '%s\n' "$peer_device" cpu | awk '!seen[$0]++'); do
-    log "PyTorch peer on $d (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    python3 benches/peers/patchcore_peer.py --data "$data" --category synthetic --device "$d" \
-        --threads "$(nproc)" --json "$out/peer-$d.json" 2>&1 | tail -n 6 | tee -a "$out/log.txt" || status=1
-done
-log "done, status $status, load $(cut -d' ' -f1-3 /proc/loadavg)"
+export bin data
+log "machine: $(nproc) cores, load $(load), budget ${budget} s"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee -a "$out/log.txt"
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tee -a "$out/log.txt"
+run_ad() { # run_ad DEVICE MODEL OUTDIR: fit + test on the generated category
+    "$bin/ad" run --model "$2" --device "$1" --quiet --threshold none --warm-up --overlays 0 \
+        --no-save --generated-root "$data" --out "$3"
+}
+run_peer() { # run_peer DEVICE JSON
+    python3 benches/peers/patchcore_peer.py --data "$data" --category synthetic --device "$1" \
+        --threads "$(nproc)" --warm-up --json "$2"
+}
+export -f run_ad run_peer
+step parity64 150 "$bin/ad" parity --device "$device" --json "$out/parity64.json"
+step run-patchcore-"$device" 120 run_ad "$device" patchcore "$out/run-patchcore-$device"
+step peer-"$peer_device" 90 run_peer "$peer_device" "$out/peer-$peer_device.json"
+step parity256 180 "$bin/ad" parity --device "$device" --pretrained --size 256 --json "$out/parity256.json"
+if [ "$device" != cpu ]; then
+    step run-patchcore-cpu 90 run_ad cpu patchcore "$out/run-patchcore-cpu"
+fi
+if [ "$peer_device" != cpu ]; then
+    step peer-cpu 90 run_peer cpu "$out/peer-cpu.json"
+fi
+step run-student-"$device" 150 run_ad "$device" student "$out/run-student-$device"
+log "done, status $status, $(( $(date +%s) - start )) s, load $(load)"
+pack
 exit $status

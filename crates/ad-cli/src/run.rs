@@ -74,6 +74,10 @@ pub struct OutputArgs {
     /// Write at most this many overlays (defective images first); 0 = none.
     #[arg(long, default_value_t = 1000)]
     pub overlays: usize,
+    /// Predict the first test batch once before timing, so that one-time costs (a GPU's kernel
+    /// compilation and autotuning) stay out of predict ms/img; the report notes it.
+    #[arg(long)]
+    pub warm_up: bool,
 }
 
 /// `ad fit`.
@@ -497,6 +501,11 @@ fn test_and_report(
         extras,
         warnings,
     } = *context;
+    let warmed = if output.warm_up {
+        pipeline::warm_up(model, &splits.test, model.dyn_batch_size())?
+    } else {
+        0
+    };
     let bar = progress_bar(splits.test.len(), "testing", visible);
     let mut pictures: Vec<(String, Vec<u8>)> = Vec::new();
     let run: TestRun = pipeline::test(
@@ -513,6 +522,11 @@ fn test_and_report(
     let mut report = RunReport::new(format!("{} {}", model.dyn_name(), splits.name));
     report.notes = warnings.iter().map(|w| format!("warning: {w}")).collect();
     report.notes.extend(notes(&eval, threshold));
+    if warmed > 0 {
+        report.notes.push(format!(
+            "predict ms/img timed after a warm-up batch of {warmed} images (not counted)"
+        ));
+    }
     if let Some(mut row) = metrics_row(
         &splits.name,
         model.dyn_name(),

@@ -180,9 +180,14 @@ fn padim_runs_end_to_end_and_models_load_by_header() {
         &config,
         tmp.path(),
         &out,
-        &["--quiet", "--overlays", "0"],
+        &["--quiet", "--overlays", "0", "--warm-up"],
     );
     assert!(o.status.success(), "{}", text(&o));
+    // --warm-up predicts one batch before the timer starts, and the report says so.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("warm-up batch of"), "{report}");
     let model = out.join("model.padim");
     let o = ad(&["info", "--json", s(&model)]);
     assert!(o.status.success(), "{}", text(&o));
