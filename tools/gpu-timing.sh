@@ -2,10 +2,10 @@
 # Third device check: PatchCore's predict time on a GPU against the PyTorch peer on CUDA, on a
 # test set large enough to time (the generated category's 44 test images, each five times:
 # 220 images; its 60 train images), in alternating rounds (ad on wgpu, then the peer on CUDA,
-# ROUNDS times), batch 8, one untimed warm-up batch each; then both on the machine's CPU cores
-# (2 rounds); then one CFlow training epoch on wgpu and on the CPU (the generated category
-# itself), to time training on the device. Same carry and output packing as
-# tools/gpu-machine.sh.
+# ROUNDS times, default 3), batch 8, one untimed warm-up batch each; then both on the
+# machine's CPU cores (CPU_ROUNDS, default 2); then one CFlow training epoch on wgpu and on the
+# CPU (the generated category itself), to time training on the device. Same carry as
+# tools/gpu-machine.sh; packed into $OUT/gpu-timing.tgz after every step.
 #
 #     DEVICE=wgpu tools/gpu-timing.sh
 #     DEVICE=cpu PEER_DEVICE=cpu CFLOW=0 tools/gpu-timing.sh   # rehearsal here
@@ -16,7 +16,7 @@ out="$(mktemp -d)"
 device="${DEVICE:-wgpu}"
 peer_device="${PEER_DEVICE:-cuda}"
 rounds="${ROUNDS:-3}"
-log() { echo "== $*" | tee -a "$out/log.txt"; cp "$out/log.txt" "$dest/"; }
+log() { echo "== $*" | tee -a "$out/log.txt"; cp "$out/log.txt" "$dest/"; tar czf "$dest/gpu-timing.tgz" -C "$out" .; }
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 if ! ldconfig -p | grep -q libvulkan.so.1 && ls .gl/*.deb >/dev/null 2>&1; then
     for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -73,7 +73,7 @@ for r in $(seq 1 "$rounds"); do
     peer "$peer_device" "peer-$peer_device-r$r"
 done
 if [ "$device" != cpu ]; then
-    for r in 1 2; do
+    for r in $(seq 1 "${CPU_ROUNDS:-2}"); do
         log "cpu round $r: ad (load $(load))"
         ad_run cpu "ad-cpu-r$r"
         log "cpu round $r: peer (load $(load))"
@@ -89,5 +89,4 @@ if [ "${CFLOW:-1}" = 1 ]; then
     done
 fi
 log "done, status $status, load $(load)"
-tar czf "$dest/gpu-timing.tgz" -C "$out" .
 exit $status

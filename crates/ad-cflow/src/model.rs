@@ -177,7 +177,9 @@ impl Cflow {
         // As anomalib: full fiber batches, the remainder joins the last one.
         let batches = (n / fb).max(1);
         let mut flow = flow;
-        let mut total = 0.0;
+        // The loss summed on the device and read once per epoch: a read-back per step would make
+        // every step wait for the device (GPUs) before the next one is queued.
+        let mut total: Option<Tensor<1>> = None;
         for k in 0..batches {
             let idx = if k + 1 == batches {
                 &order[k * fb..]
@@ -196,18 +198,25 @@ impl Cflow {
             let ct = Tensor::<2>::from_data(TensorData::new(cv, [m, p_dim]), device);
             // anomalib's loss: -log sigmoid(log p / C), averaged over the fibers.
             let loss = log_sigmoid(flow.log_prob_per_dim(x, ct)).neg().mean();
-            let value = read_f32(loss.clone().inner().unsqueeze_dim::<2>(0))?[0] as f64;
-            if !value.is_finite() {
-                return Err(CflowError::Diverged {
-                    loss: value,
-                    epoch,
-                    tap: l,
-                });
-            }
+            let weighted = loss.clone().inner().mul_scalar(m as f32);
+            total = Some(match total {
+                Some(t) => t + weighted,
+                None => weighted,
+            });
             let grads = loss.backward();
             let gp = GradientsParams::from_grads(grads, &flow);
             flow = optim.step(self.config.learning_rate, flow, gp);
-            total += value * m as f64;
+        }
+        let total = match total {
+            Some(t) => read_f32(t.unsqueeze_dim::<2>(0))?[0] as f64,
+            None => 0.0,
+        };
+        if !total.is_finite() {
+            return Err(CflowError::Diverged {
+                loss: total / n.max(1) as f64,
+                epoch,
+                tap: l,
+            });
         }
         Ok((flow, total, n))
     }
