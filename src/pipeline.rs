@@ -407,10 +407,8 @@ pub fn peak_memory_mb() -> Option<f64> {
 
 /// Picks a Burn device by name: `cpu` (flex); `wgpu` (wgpu's choice of adapter, a GPU
 /// first), `wgpu-cpu` (a software adapter such as Mesa's lavapipe), `wgpu-discrete[:N]`,
-/// `wgpu-integrated[:N]` (when built with `--features wgpu`); the same four pinned to Vulkan and
-/// its SPIR-V compiler, `vulkan`, `vulkan-cpu`, `vulkan-discrete[:N]`, `vulkan-integrated[:N]`
-/// (with `--features vulkan`); `cuda[:N]` (with `--features cuda`); or `default` (the first
-/// enabled backend, GPUs first).
+/// `wgpu-integrated[:N]` (when built with `--features wgpu`); `cuda[:N]` (with
+/// `--features cuda`); or `default` (the first enabled backend, GPUs first).
 pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, Error> {
     let (base, index) = match name.split_once(':') {
         Some((b, i)) => match i.parse::<usize>() {
@@ -434,18 +432,6 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, Error> {
             };
             Ok(burn::tensor::Device::wgpu(kind))
         }
-        #[cfg(feature = "vulkan")]
-        (kind @ ("vulkan" | "vulkan-cpu" | "vulkan-discrete" | "vulkan-integrated"), index) => {
-            use burn::tensor::DeviceKind;
-            let kind = match (kind, index) {
-                ("vulkan", None) => DeviceKind::DefaultDevice,
-                ("vulkan-cpu", None) => DeviceKind::Cpu,
-                ("vulkan-discrete", i) => DeviceKind::DiscreteGpu(i.unwrap_or(0)),
-                ("vulkan-integrated", i) => DeviceKind::IntegratedGpu(i.unwrap_or(0)),
-                _ => return Err(unknown_device(name)),
-            };
-            Ok(burn::tensor::Device::vulkan(kind))
-        }
         #[cfg(feature = "cuda")]
         ("cuda", i) => Ok(burn::tensor::Device::cuda(i.unwrap_or(0))),
         _ => Err(unknown_device(name)),
@@ -453,23 +439,15 @@ pub fn device_from_name(name: &str) -> Result<burn::tensor::Device, Error> {
 }
 
 /// Every device name [`device_from_name`] accepts in this build, for help texts.
-pub fn device_names() -> String {
-    let mut names = vec!["cpu", "default"];
-    if cfg!(feature = "wgpu") {
-        names.extend(["wgpu", "wgpu-cpu", "wgpu-discrete[:N]", "wgpu-integrated[:N]"]);
+pub fn device_names() -> &'static str {
+    match (cfg!(feature = "wgpu"), cfg!(feature = "cuda")) {
+        (true, true) => {
+            "cpu, default, wgpu, wgpu-cpu, wgpu-discrete[:N], wgpu-integrated[:N], cuda[:N]"
+        }
+        (true, false) => "cpu, default, wgpu, wgpu-cpu, wgpu-discrete[:N], wgpu-integrated[:N]",
+        (false, true) => "cpu, default, cuda[:N]",
+        (false, false) => "cpu, default",
     }
-    if cfg!(feature = "vulkan") {
-        names.extend([
-            "vulkan",
-            "vulkan-cpu",
-            "vulkan-discrete[:N]",
-            "vulkan-integrated[:N]",
-        ]);
-    }
-    if cfg!(feature = "cuda") {
-        names.push("cuda[:N]");
-    }
-    names.join(", ")
 }
 
 fn unknown_device(name: &str) -> Error {
@@ -505,11 +483,9 @@ mod tests {
         let names = device_names();
         assert!(names.starts_with("cpu, default"), "{names}");
         assert_eq!(names.contains("wgpu-cpu"), cfg!(feature = "wgpu"), "{names}");
-        assert_eq!(names.contains("vulkan-cpu"), cfg!(feature = "vulkan"), "{names}");
         assert!(device_from_name("cpu").is_ok());
         assert_eq!(device_from_name("wgpu-cpu").is_ok(), cfg!(feature = "wgpu"));
-        assert_eq!(device_from_name("vulkan-cpu").is_ok(), cfg!(feature = "vulkan"));
-        for bad in ["gpu", "cpu:1", "wgpu:x", "vulkan-cpu:2"] {
+        for bad in ["gpu", "cpu:1", "wgpu:x", "wgpu-cpu:2"] {
             let e = device_from_name(bad).unwrap_err().to_string();
             assert!(e.contains(bad) && e.contains("cpu, default"), "{e}");
         }

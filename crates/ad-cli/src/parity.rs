@@ -12,8 +12,8 @@ use crate::CliError;
 /// `ad parity` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ParityArgs {
-    /// Candidate device (wgpu, wgpu-cpu, wgpu-discrete[:N], wgpu-integrated[:N], vulkan,
-    /// vulkan-cpu, vulkan-discrete[:N], vulkan-integrated[:N], cuda[:N], as the build allows).
+    /// Candidate device (wgpu, wgpu-cpu, wgpu-discrete[:N], wgpu-integrated[:N], cuda[:N],
+    /// as the build allows).
     #[arg(long, default_value = "wgpu")]
     pub device: String,
     /// Reference device.

@@ -22,9 +22,7 @@ use crate::{CliError, DataArgs, ModelArgs};
 pub struct CommonArgs {
     /// Device: cpu (flex), default (first enabled backend, GPUs first); with --features wgpu:
     /// wgpu (wgpu's choice of adapter), wgpu-cpu (a software Vulkan such as Mesa's lavapipe),
-    /// wgpu-discrete[:N], wgpu-integrated[:N]; with --features vulkan, the same pinned to Vulkan
-    /// and its SPIR-V compiler: vulkan, vulkan-cpu, vulkan-discrete[:N], vulkan-integrated[:N];
-    /// with --features cuda: cuda[:N].
+    /// wgpu-discrete[:N], wgpu-integrated[:N]; with --features cuda: cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Hide progress bars.
