@@ -482,7 +482,11 @@ mod tests {
     fn device_names_are_the_ones_this_build_accepts() {
         let names = device_names();
         assert!(names.starts_with("cpu, default"), "{names}");
-        assert_eq!(names.contains("wgpu-cpu"), cfg!(feature = "wgpu"), "{names}");
+        assert_eq!(
+            names.contains("wgpu-cpu"),
+            cfg!(feature = "wgpu"),
+            "{names}"
+        );
         assert!(device_from_name("cpu").is_ok());
         assert_eq!(device_from_name("wgpu-cpu").is_ok(), cfg!(feature = "wgpu"));
         for bad in ["gpu", "cpu:1", "wgpu:x", "wgpu-cpu:2"] {
