@@ -496,12 +496,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let fit = |extra: &[&str]| on_small("fit", &config, tmp.path(), &model, extra);
     let o = fit(&["--quiet", "--prototypes", "8"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = ad(&["info", s(&model)]);
-    assert!(
-        text(&o).contains("; 8 prototypes (k-means seed 5);"),
-        "{}",
-        text(&o)
-    );
+    let info = text(&ad(&["info", s(&model)]));
+    assert!(info.contains("; 8 prototypes (k-means seed 5);"), "{info}");
     // The nearest prototype's distance as a skip, set in the config: its slope is shown.
     let with_skip = tmp.path().join("skip.toml");
     let toml = std::fs::read_to_string(&config).unwrap();
@@ -513,26 +509,23 @@ fn student_trains_with_prototypes_from_the_command_line() {
     let skip_model = tmp.path().join("skip.student");
     let o = on_small("fit", &with_skip, tmp.path(), &skip_model, &["--quiet"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = ad(&["info", s(&skip_model)]);
+    let info = text(&ad(&["info", s(&skip_model)]));
     assert!(
-        text(&o).contains(" prototypes, the nearest one's distance added (slope "),
-        "{}",
-        text(&o)
+        info.contains(" prototypes, the nearest one's distance added (slope "),
+        "{info}"
     );
     assert!(
-        text(&o).contains("; constant learning rate; mean-pooled targets"),
-        "{}",
-        text(&o)
+        info.contains("; constant learning rate; mean-pooled targets"),
+        "{info}"
     );
-    assert!(!text(&o).contains("standardised"), "{}", text(&o));
-    assert!(!text(&o).contains("log1p"), "{}", text(&o));
-    assert!(!text(&o).contains("image score"), "{}", text(&o));
-    assert!(!text(&o).contains("backbone on"), "{}", text(&o));
+    assert!(!info.contains("standardised"), "{info}");
+    assert!(!info.contains("log1p"), "{info}");
+    assert!(!info.contains("image score"), "{info}");
+    assert!(!info.contains("backbone on"), "{info}");
     // Default kinds of synthetic anomalies: one copy of every good image per kind.
     assert!(
-        text(&o).contains("synthetic (cut-paste, thin-curve, spot) images"),
-        "{}",
-        text(&o)
+        info.contains("synthetic (cut-paste, thin-curve, spot) images"),
+        "{info}"
     );
     let o = ad(&["predict", s(&model), s(&cat.join("test/crack"))]);
     assert!(o.status.success(), "{}", text(&o));
