@@ -39,6 +39,9 @@
 #                                                # the seed (prototype_seed = 0)
 #     VARIANTS=accurate-synth12-raw-skip ...  # and/or the nearest prototype's distance added
 #                                              # to the head's output (nearest_skip = true)
+#     VARIANTS=accurate-synth12-raw-noise0.25 ...  # and/or feature-space anomalies: that
+#                                                   # fraction of the good patches moved by
+#                                                   # Gaussian noise (feature_noise = 0.25)
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -49,7 +52,9 @@ root=${2:-../shared/datasets/piped}
 # while a run uses target/release/ad)
 if [ -z "${AD:-}" ]; then cargo build --release -p ad-cli; fi
 ad=${AD:-target/release/ad}
-out=out/student_seeds/$cls
+# OUT_ROOT: where the runs go (default out/student_seeds); training is deterministic on one
+# CPU, not across SIMD kernels, so runs on another CPU want their own root
+out=${OUT_ROOT:-out/student_seeds}/$cls
 # set_key FILE KEY VALUE: the first `KEY = ...` line of a printed config (the student's own
 # table comes before [preprocess] and [teacher]) set to VALUE, and checked.
 set_key() {
@@ -112,6 +117,9 @@ for variant in $variants; do
       if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
       if [[ $variant =~ -splits([0-9]+) ]]; then set_key "$toml" splits "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-skip* ]]; then set_key "$toml" nearest_skip true; fi
+      if [[ $variant =~ -noise([0-9.]+) ]]; then
+        set_key "$toml" feature_noise "${BASH_REMATCH[1]}"
+      fi
       if [[ $variant =~ -pseed([0-9]+) ]]; then
         # not printed while unset: added after the student's own `seed = ...` line
         sed -i "0,/^seed = .*\$/s//&\nprototype_seed = ${BASH_REMATCH[1]}/" "$toml"

@@ -112,6 +112,11 @@ pub struct ModelArgs {
     /// head's output, the head learning the rest [default: off].
     #[arg(long)]
     pub nearest_skip: bool,
+    /// Student: feature-space anomalies, this fraction of the good patches moved off the good
+    /// patches by Gaussian noise, with the nearest good patch's distance as their targets
+    /// [default: 0, none].
+    #[arg(long, value_name = "FRACTION")]
+    pub feature_noise: Option<f32>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
     /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre); without
     /// --synthetic-per-image every kind gets the configuration's copies per kind (one by
@@ -474,7 +479,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 33] = [
+        let specific: [(&str, bool, &[&str]); 34] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -511,6 +516,7 @@ impl ModelArgs {
                 &["student"],
             ),
             ("nearest-skip", self.nearest_skip, &["student"]),
+            ("feature-noise", self.feature_noise.is_some(), &["student"]),
             ("anomalies", self.anomalies.is_some(), &["student"]),
             (
                 "synthetic-per-image",
@@ -656,6 +662,9 @@ impl ModelArgs {
                 }
                 if self.nearest_skip {
                     c.nearest_skip = true;
+                }
+                if let Some(f) = self.feature_noise {
+                    c.feature_noise = f;
                 }
                 if let Some(kinds) = &self.anomalies {
                     // The configuration's copies per kind are kept (the accurate preset's
@@ -956,9 +965,11 @@ mod tests {
         let c = student_of(ModelArgs {
             prototype_seed: Some(7),
             nearest_skip: true,
+            feature_noise: Some(0.5),
             ..Default::default()
         });
         assert_eq!((c.prototype_seed, c.nearest_skip), (Some(7), true));
+        assert_eq!(c.feature_noise, 0.5);
         let err = ModelArgs {
             model: Some("patchcore".into()),
             nearest_skip: true,

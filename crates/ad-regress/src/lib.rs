@@ -23,6 +23,7 @@
 mod classifier;
 mod cv;
 mod error;
+mod feature_noise;
 mod features;
 mod folds;
 mod fusion;

@@ -45,6 +45,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
+use crate::feature_noise::{FoldRows, feature_anomalies};
 use crate::head::{Mlp, scalar};
 use crate::prototypes::{kmeans, with_radial};
 use crate::synth::SyntheticAnomaly;
@@ -63,6 +64,9 @@ const MAX_SPLITS: usize = 8;
 
 /// Largest accepted [`StudentConfig::heads`].
 const MAX_HEADS: usize = 16;
+
+/// Largest accepted [`StudentConfig::feature_noise`].
+const MAX_FEATURE_NOISE: f32 = 8.0;
 
 /// Good patch rows (at most) the prototypes are fitted on.
 const PROTOTYPE_ROWS: usize = 16_384;
@@ -113,6 +117,14 @@ pub struct StudentConfig {
     /// patch unlike every good patch then scores high by construction, as it does for the
     /// teacher, whatever the MLP does off its training data. Needs prototypes.
     pub nearest_skip: bool,
+    /// Feature-space anomalies: this fraction of every fold's good patches (in whole images'
+    /// worth of rows) is copied with Gaussian noise added to the features and trained on with
+    /// targets from the nearest good patch's distance, the quantity the teacher's score is
+    /// made of (0: none; the module `feature_noise` of this crate has the construction). The
+    /// synthetic images reach the directions their kinds of defect move a patch in; these
+    /// reach every direction, so the head learns that a patch unlike the good ones scores
+    /// high wherever it lies.
+    pub feature_noise: f32,
     /// Passes over the training patches (20).
     pub epochs: usize,
     /// Adam learning rate (1e-3): the base rate of `lr_schedule`.
@@ -191,6 +203,7 @@ impl Default for StudentConfig {
             prototypes: 64,
             prototype_seed: None,
             nearest_skip: false,
+            feature_noise: 0.0,
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
@@ -504,6 +517,16 @@ impl StudentConfig {
                 "needs prototypes (prototypes = 0 leaves no nearest prototype)".into(),
             );
         }
+        if !(self.feature_noise.is_finite() && (0.0..=MAX_FEATURE_NOISE).contains(&self.feature_noise))
+        {
+            return bad(
+                "feature_noise",
+                format!(
+                    "{} is not a fraction of the good patches in 0..={MAX_FEATURE_NOISE}",
+                    self.feature_noise
+                ),
+            );
+        }
         if self.synthetic_per_image > 0 && self.anomalies.is_empty() {
             return bad(
                 "anomalies",
@@ -628,7 +651,8 @@ impl CheckedStudentConfig {
         let d = self.feature_dim()?;
         // Every split scores every good image and makes its own copies.
         let samples = self.splits * images * (1 + self.synthetic_per_image);
-        let rows = samples * grid.0 * grid.1;
+        let moved = (self.splits as f64 * images as f64 * f64::from(self.feature_noise)).ceil();
+        let rows = (samples + moved as usize) * grid.0 * grid.1;
         let mut warnings = Vec::new();
         if images < self.folds {
             warnings.push(format!(
@@ -968,6 +992,7 @@ impl ScoreStudent {
             ));
         }
         let bs = self.config.batch_size;
+        let first_good = out.good_targets.len();
         let mut fit_batches = train
             .chunks(bs)
             .map(|c| batch_of(c.iter().map(|p| p.to_vec()).collect()).map_err(BoxError::from));
@@ -1024,6 +1049,11 @@ impl ScoreStudent {
             );
         }
         out.synthetic += copies;
+        out.good_folds.push(FoldRows {
+            split: fold / self.config.folds.max(1),
+            start: first_good,
+            len: out.good_targets.len() - first_good,
+        });
         out.teacher = teacher.dyn_name().to_string();
         Ok(())
     }
@@ -1193,6 +1223,8 @@ struct TrainingRows {
     good_rows: Vec<f32>,
     /// The targets of the good images alone (their quantile is the scale).
     good_targets: Vec<f32>,
+    /// Where each fold's rows sit among the good rows.
+    good_folds: Vec<FoldRows>,
     /// The head's grid.
     grid: (usize, usize),
     /// Synthetic anomalies made.
@@ -1351,19 +1383,31 @@ impl ScoreStudent {
         self.on_stage = on_stage;
         gathered?;
         let TrainingRows {
-            rows,
+            mut rows,
             mut targets,
             good_rows,
             good_targets,
+            good_folds,
             grid,
             synthetic,
             teacher: teacher_name,
         } = data;
         let extract_time = t0.elapsed();
         let t1 = Instant::now();
-        let n = targets.len();
-        let d = rows.len() / n.max(1);
+        let d = rows.len() / targets.len().max(1);
         let scale = quantile(&good_targets, 0.99).max(1e-6);
+        let moved = feature_anomalies(
+            &good_rows,
+            &good_targets,
+            &good_folds,
+            d,
+            grid.0 * grid.1,
+            self.config.feature_noise,
+            self.config.seed,
+        )?;
+        rows.extend(moved.rows);
+        targets.extend(moved.targets);
+        let n = targets.len();
         let prototypes = if self.config.prototypes > 0 {
             kmeans(
                 &good_rows,
@@ -1939,6 +1983,18 @@ mod tests {
             StudentConfig {
                 nearest_skip: true,
                 prototypes: 0,
+                ..Default::default()
+            },
+            StudentConfig {
+                feature_noise: -0.1,
+                ..Default::default()
+            },
+            StudentConfig {
+                feature_noise: f32::NAN,
+                ..Default::default()
+            },
+            StudentConfig {
+                feature_noise: 9.0,
                 ..Default::default()
             },
             StudentConfig {

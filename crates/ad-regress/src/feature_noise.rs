@@ -1,0 +1,262 @@
+//! Feature-space anomalies of the score student ([`StudentConfig::feature_noise`]): good patch
+//! features moved off the good patches' manifold by Gaussian noise, with targets from the
+//! nearest-neighbour distance that defines the teacher's score, so the head is trained on
+//! what the teacher does away from its training data in every direction, not only in the
+//! directions the synthetic images (cut-paste, curves, spots) happen to reach.
+//!
+//! For a good patch `x` of a fold (scored by a teacher fitted on the other folds' images),
+//! with the teacher's target `t(x)`:
+//! 1. `p(x)`: the Euclidean distance from `x` to the nearest patch of the other folds' good
+//!    images (the rows the teacher's memory bank was drawn from);
+//! 2. `x' = x + r * m * u`, where `u` is a standard Gaussian vector scaled column by column by
+//!    the good patches' standard deviations and normalised to unit length, `m` is the median
+//!    of `p` over the fold's drawn patches and `r` is uniform in `[0, MAX_RADIUS)`;
+//! 3. `t(x') = t(x) + max(0, p(x') - p(x))`: exact at `r = 0`, and growing with the distance
+//!    to the nearest good patch as the teacher's score does (its bank is a coreset of those
+//!    rows, so its own distance is `p` plus a covering gap that is nearly constant at this
+//!    scale).
+//!
+//! [`StudentConfig::feature_noise`]: crate::StudentConfig::feature_noise
+
+use ad_memory_bank::{BruteForce, KnnIndex, MemoryBank};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+
+use crate::RegressError;
+
+/// Largest radius of a perturbation, in units of the median nearest-good-patch distance: the
+/// moved patches' distances reach about `sqrt(1 + 4^2)` ≈ 4 times a good patch's, the range of
+/// the synthetic images' targets.
+pub const MAX_RADIUS: f32 = 4.0;
+
+/// The good patch rows of one teacher fold and where they sit among all the good rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FoldRows {
+    /// The split the fold belongs to (its bank is the other folds of the same split).
+    pub(crate) split: usize,
+    /// First good row of the fold.
+    pub(crate) start: usize,
+    /// Good rows of the fold.
+    pub(crate) len: usize,
+}
+
+/// Moved rows and their targets (in the teacher's units), `n x d` row-major and `n`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Moved {
+    /// The moved patch features.
+    pub(crate) rows: Vec<f32>,
+    /// Their targets.
+    pub(crate) targets: Vec<f32>,
+}
+
+/// Feature-space anomalies of every fold: `fraction` of each fold's good rows, rounded to
+/// whole images of `cells` rows (at least one image's worth when `fraction > 0`), drawn with
+/// replacement and moved as the module describes. `good_rows` (`n x d`) and `good_targets`
+/// are the folds' good rows and the teachers' targets, in fold order; `folds` says which
+/// rows belong to which fold. Seeded: the same inputs and seed give the same rows.
+pub(crate) fn feature_anomalies(
+    good_rows: &[f32],
+    good_targets: &[f32],
+    folds: &[FoldRows],
+    d: usize,
+    cells: usize,
+    fraction: f32,
+    seed: u64,
+) -> Result<Moved, RegressError> {
+    let n = good_targets.len();
+    if good_rows.len() != n * d {
+        return Err(RegressError::Data(format!(
+            "{} good feature values for {n} targets of width {d}",
+            good_rows.len()
+        )));
+    }
+    let mut out = Moved::default();
+    if fraction <= 0.0 || n == 0 || d == 0 {
+        return Ok(out);
+    }
+    let scales = column_std(good_rows, d);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xFEA7_0000_0000_0001);
+    for (j, fold) in folds.iter().enumerate() {
+        let bank: Vec<f32> = folds
+            .iter()
+            .enumerate()
+            .filter(|&(i, f)| i != j && f.split == fold.split)
+            .flat_map(|(_, f)| good_rows[f.start * d..(f.start + f.len) * d].iter().copied())
+            .collect();
+        if bank.is_empty() || fold.len == 0 {
+            continue;
+        }
+        let index = BruteForce::new(
+            MemoryBank::from_rows(bank, d).map_err(|e| RegressError::Data(e.to_string()))?,
+        );
+        let images = ((fold.len as f32 * fraction) / cells.max(1) as f32).round() as usize;
+        let count = images.max(1) * cells.max(1);
+        let sources: Vec<usize> = (0..count)
+            .map(|_| fold.start + rng.random_range(0..fold.len))
+            .collect();
+        let source_rows: Vec<f32> = sources
+            .iter()
+            .flat_map(|&i| good_rows[i * d..(i + 1) * d].iter().copied())
+            .collect();
+        let near = nearest(&index, &source_rows, count)?;
+        let median = median(&near);
+        let source_mean = sources.iter().map(|&i| good_targets[i]).sum::<f32>() / count as f32;
+        log::info!(
+            "feature noise, fold {}: {count} patches moved; their nearest good patch at a \
+             median {median:.3}, the teacher's mean target {source_mean:.3}",
+            j + 1
+        );
+        let mut moved = source_rows;
+        for row in moved.chunks_mut(d) {
+            let r = rng.random_range(0.0..MAX_RADIUS) * median;
+            let u: Vec<f32> = scales.iter().map(|&s| s * gaussian(&mut rng)).collect();
+            let norm = u.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                for (x, v) in row.iter_mut().zip(&u) {
+                    *x += r * v / norm;
+                }
+            }
+        }
+        let moved_near = nearest(&index, &moved, count)?;
+        out.targets.extend(
+            sources
+                .iter()
+                .zip(near.iter().zip(&moved_near))
+                .map(|(&i, (&p, &q))| good_targets[i] + (q - p).max(0.0)),
+        );
+        out.rows.extend(moved);
+    }
+    Ok(out)
+}
+
+/// The nearest bank row's distance of each of the `nq` queries.
+fn nearest(index: &BruteForce, queries: &[f32], nq: usize) -> Result<Vec<f32>, RegressError> {
+    Ok(index
+        .search(queries, nq, 1)
+        .map_err(|e| RegressError::Data(e.to_string()))?
+        .distances)
+}
+
+/// Standard deviation of every column of the `n x d` rows (f64 sums, row order).
+fn column_std(rows: &[f32], d: usize) -> Vec<f32> {
+    let n = (rows.len() / d.max(1)).max(1) as f64;
+    let mut sum = vec![0.0f64; d];
+    let mut squares = vec![0.0f64; d];
+    for row in rows.chunks_exact(d) {
+        for ((s, q), &v) in sum.iter_mut().zip(&mut squares).zip(row) {
+            *s += f64::from(v);
+            *q += f64::from(v) * f64::from(v);
+        }
+    }
+    sum.iter()
+        .zip(&squares)
+        .map(|(s, q)| {
+            let m = s / n;
+            ((q / n - m * m).max(0.0)).sqrt() as f32
+        })
+        .collect()
+}
+
+/// The median (the upper one for an even count; 0 for none).
+fn median(v: &[f32]) -> f32 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f32::total_cmp);
+    s[s.len() / 2]
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut Xoshiro256PlusPlus) -> f32 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random_range(0.0..1.0);
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two folds of one split on a line: fold 0 at x = 0, 1, ..., fold 1 at x = 0.5, 1.5, ...
+    fn two_folds() -> (Vec<f32>, Vec<f32>, Vec<FoldRows>) {
+        let mut rows = Vec::new();
+        for i in 0..8 {
+            rows.extend([i as f32, 0.0]);
+        }
+        for i in 0..8 {
+            rows.extend([i as f32 + 0.5, 0.0]);
+        }
+        let targets = vec![0.5; 16];
+        let folds = vec![
+            FoldRows {
+                split: 0,
+                start: 0,
+                len: 8,
+            },
+            FoldRows {
+                split: 0,
+                start: 8,
+                len: 8,
+            },
+        ];
+        (rows, targets, folds)
+    }
+
+    #[test]
+    fn moved_rows_score_at_least_their_source_and_grow_with_the_distance() {
+        let (rows, targets, folds) = two_folds();
+        let moved = feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7).unwrap();
+        // One fraction of each fold, in whole images of 4 rows: 8 rows per fold.
+        assert_eq!(moved.targets.len(), 16);
+        assert_eq!(moved.rows.len(), 32);
+        // Every moved row's target is its source's (0.5) plus how much farther it is from the
+        // other fold's nearest row than its source was (0.5 for every source here).
+        for (j, (row, &t)) in moved.rows.chunks(2).zip(&moved.targets).enumerate() {
+            let bank_offset = if j < 8 { 0.5 } else { 0.0 };
+            let p = (0..8)
+                .map(|i| {
+                    let b = i as f32 + bank_offset;
+                    ((row[0] - b).powi(2) + row[1].powi(2)).sqrt()
+                })
+                .fold(f32::INFINITY, f32::min);
+            assert!(t >= 0.5, "{t}");
+            assert!(
+                (t - (0.5 + (p - 0.5).max(0.0))).abs() < 1e-4,
+                "row {j}: {row:?} target {t}, distance {p}"
+            );
+        }
+        // The second column has no spread, so the moves are along the first only.
+        assert!(moved.rows.chunks(2).all(|r| r[1] == 0.0));
+        // Seeded.
+        assert_eq!(
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7).unwrap(),
+            moved
+        );
+        assert_ne!(
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 8).unwrap(),
+            moved
+        );
+    }
+
+    #[test]
+    fn no_fraction_no_rows_and_a_fold_without_a_bank_is_skipped() {
+        let (rows, targets, folds) = two_folds();
+        let none = feature_anomalies(&rows, &targets, &folds, 2, 4, 0.0, 7).unwrap();
+        assert!(none.rows.is_empty() && none.targets.is_empty());
+        // Folds of different splits are not each other's bank.
+        let apart = [
+            folds[0],
+            FoldRows {
+                split: 1,
+                ..folds[1]
+            },
+        ];
+        let moved = feature_anomalies(&rows, &targets, &apart, 2, 4, 1.0, 7).unwrap();
+        assert!(moved.rows.is_empty());
+        // A small fraction still moves one image's worth of rows per fold.
+        let one = feature_anomalies(&rows, &targets, &folds, 2, 4, 0.01, 7).unwrap();
+        assert_eq!(one.targets.len(), 8);
+        assert!(feature_anomalies(&rows[..30], &targets, &folds, 2, 4, 1.0, 7).is_err());
+    }
+}
