@@ -244,6 +244,27 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     assert_eq!(a.skip_slope(), 0.0);
     assert_ne!(flat_of(&skip), flat_of(&a));
     reloaded_exactly(&skip, &dir.path().join("skip.student"), &probe[0]);
+    // Feature-space anomalies: half of each fold's good rows (three of its six images' worth
+    // of 8x8 cells) moved and added to the training rows; the loss falls, the head differs,
+    // and the same seed moves the same rows.
+    let noisy = || {
+        let mut s = ScoreStudent::new(
+            &StudentConfig {
+                feature_noise: 0.5,
+                ..student_config(3)
+            },
+            Some(factory()),
+            &device,
+        )
+        .unwrap();
+        let summary = s.fit_images(&good).unwrap();
+        (s, summary)
+    };
+    let (moved, moved_summary) = noisy();
+    assert_eq!(moved_summary.features, (48 + 2 * 3) * 64);
+    assert_loss_falls(&moved);
+    assert_ne!(flat_of(&moved), flat_of(&a));
+    assert_eq!(flat_of(&noisy().0), flat_of(&moved));
     // The cosine schedule: the loss falls too, and the same seed trains another head.
     let cosine = fitted(StudentConfig {
         lr_schedule: ad_core::LrSchedule::Cosine,
