@@ -81,7 +81,11 @@ pub(crate) fn feature_anomalies(
             .iter()
             .enumerate()
             .filter(|&(i, f)| i != j && f.split == fold.split)
-            .flat_map(|(_, f)| good_rows[f.start * d..(f.start + f.len) * d].iter().copied())
+            .flat_map(|(_, f)| {
+                good_rows[f.start * d..(f.start + f.len) * d]
+                    .iter()
+                    .copied()
+            })
             .collect();
         if bank.is_empty() || fold.len == 0 {
             continue;

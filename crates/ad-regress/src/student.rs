@@ -517,7 +517,8 @@ impl StudentConfig {
                 "needs prototypes (prototypes = 0 leaves no nearest prototype)".into(),
             );
         }
-        if !(self.feature_noise.is_finite() && (0.0..=MAX_FEATURE_NOISE).contains(&self.feature_noise))
+        if !(self.feature_noise.is_finite()
+            && (0.0..=MAX_FEATURE_NOISE).contains(&self.feature_noise))
         {
             return bad(
                 "feature_noise",
