@@ -53,7 +53,9 @@ pub(crate) struct Moved {
 /// whole images of `cells` rows (at least one image's worth when `fraction > 0`), drawn with
 /// replacement and moved as the module describes. `good_rows` (`n x d`) and `good_targets`
 /// are the folds' good rows and the teachers' targets, in fold order; `folds` says which
-/// rows belong to which fold. Seeded: the same inputs and seed give the same rows.
+/// rows belong to which fold; `progress(done, total)` hears of every fold done (and of the
+/// start). Seeded: the same inputs and seed give the same rows.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn feature_anomalies(
     good_rows: &[f32],
     good_targets: &[f32],
@@ -62,6 +64,7 @@ pub(crate) fn feature_anomalies(
     cells: usize,
     fraction: f32,
     seed: u64,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Moved, RegressError> {
     let n = good_targets.len();
     if good_rows.len() != n * d {
@@ -74,6 +77,7 @@ pub(crate) fn feature_anomalies(
     if fraction <= 0.0 || n == 0 || d == 0 {
         return Ok(out);
     }
+    progress(0, folds.len());
     let scales = column_std(good_rows, d);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xFEA7_0000_0000_0001);
     for (j, fold) in folds.iter().enumerate() {
@@ -88,6 +92,7 @@ pub(crate) fn feature_anomalies(
             })
             .collect();
         if bank.is_empty() || fold.len == 0 {
+            progress(j + 1, folds.len());
             continue;
         }
         let index = BruteForce::new(
@@ -129,6 +134,7 @@ pub(crate) fn feature_anomalies(
                 .map(|(&i, (&p, &q))| good_targets[i] + (q - p).max(0.0)),
         );
         out.rows.extend(moved);
+        progress(j + 1, folds.len());
     }
     Ok(out)
 }
@@ -210,7 +216,8 @@ mod tests {
     #[test]
     fn moved_rows_score_at_least_their_source_and_grow_with_the_distance() {
         let (rows, targets, folds) = two_folds();
-        let moved = feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7).unwrap();
+        let moved =
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7, &mut |_, _| {}).unwrap();
         // One fraction of each fold, in whole images of 4 rows: 8 rows per fold.
         assert_eq!(moved.targets.len(), 16);
         assert_eq!(moved.rows.len(), 32);
@@ -234,11 +241,11 @@ mod tests {
         assert!(moved.rows.chunks(2).all(|r| r[1] == 0.0));
         // Seeded.
         assert_eq!(
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7).unwrap(),
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7, &mut |_, _| {}).unwrap(),
             moved
         );
         assert_ne!(
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 8).unwrap(),
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 8, &mut |_, _| {}).unwrap(),
             moved
         );
     }
@@ -246,7 +253,8 @@ mod tests {
     #[test]
     fn no_fraction_no_rows_and_a_fold_without_a_bank_is_skipped() {
         let (rows, targets, folds) = two_folds();
-        let none = feature_anomalies(&rows, &targets, &folds, 2, 4, 0.0, 7).unwrap();
+        let none =
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 0.0, 7, &mut |_, _| {}).unwrap();
         assert!(none.rows.is_empty() && none.targets.is_empty());
         // Folds of different splits are not each other's bank.
         let apart = [
@@ -256,11 +264,15 @@ mod tests {
                 ..folds[1]
             },
         ];
-        let moved = feature_anomalies(&rows, &targets, &apart, 2, 4, 1.0, 7).unwrap();
+        let moved =
+            feature_anomalies(&rows, &targets, &apart, 2, 4, 1.0, 7, &mut |_, _| {}).unwrap();
         assert!(moved.rows.is_empty());
         // A small fraction still moves one image's worth of rows per fold.
-        let one = feature_anomalies(&rows, &targets, &folds, 2, 4, 0.01, 7).unwrap();
+        let one =
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 0.01, 7, &mut |_, _| {}).unwrap();
         assert_eq!(one.targets.len(), 8);
-        assert!(feature_anomalies(&rows[..30], &targets, &folds, 2, 4, 1.0, 7).is_err());
+        assert!(
+            feature_anomalies(&rows[..30], &targets, &folds, 2, 4, 1.0, 7, &mut |_, _| {}).is_err()
+        );
     }
 }

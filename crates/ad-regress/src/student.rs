@@ -1405,6 +1405,15 @@ impl ScoreStudent {
             grid.0 * grid.1,
             self.config.feature_noise,
             self.config.seed,
+            &mut |done, total| {
+                if let Some(cb) = self.on_stage.as_mut() {
+                    cb(&StageReport {
+                        stage: "feature-space anomalies".into(),
+                        done,
+                        total,
+                    });
+                }
+            },
         )?;
         rows.extend(moved.rows);
         targets.extend(moved.targets);

@@ -247,6 +247,7 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     // Feature-space anomalies: half of each fold's good rows (three of its six images' worth
     // of 8x8 cells) moved and added to the training rows; the loss falls, the head differs,
     // and the same seed moves the same rows.
+    // The stage is reported after the teachers', one step per fold.
     let noisy = || {
         let mut s = ScoreStudent::new(
             &StudentConfig {
@@ -257,7 +258,21 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
             &device,
         )
         .unwrap();
+        let stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = stages.clone();
+        s.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
+            sink.lock()
+                .unwrap()
+                .push((r.stage.clone(), r.done, r.total));
+        })));
         let summary = s.fit_images(&good).unwrap();
+        let stages = stages.lock().unwrap().clone();
+        let moving: Vec<_> = stages
+            .iter()
+            .skip_while(|(stage, ..)| stage != "feature-space anomalies")
+            .map(|(_, done, total)| (*done, *total))
+            .collect();
+        assert_eq!(moving, [(0, 2), (1, 2), (2, 2)], "{stages:?}");
         (s, summary)
     };
     let (moved, moved_summary) = noisy();
