@@ -769,7 +769,7 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                 last.join(" / "),
                 if info.detector == "student" {
                     format!(
-                        "; teacher {}, trained on {} good + {} synthetic ({}) images; {}; \
+                        "; teacher {}, trained on {} good + {} synthetic ({}) images{}; {}; \
                          {} learning rate{}; {}-pooled targets{}{}{}{}{}{}{}",
                         text(&h["trained"]["teacher"]),
                         text(&h["trained"]["images"][0]),
@@ -779,6 +779,13 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                             || "cut-paste".to_string(),
                             |a| a.iter().map(text).collect::<Vec<_>>().join(", ")
                         ),
+                        // Models saved before the option moved no patches.
+                        match h["config"]["feature_noise"].as_f64() {
+                            Some(f) if f > 0.0 => format!(
+                                " and feature-space anomalies ({f} of the good patches moved)"
+                            ),
+                            _ => String::new(),
+                        },
                         // Fitted prototypes are stored only when the config asked for some.
                         if h["trained"]["prototypes"]
                             .as_array()

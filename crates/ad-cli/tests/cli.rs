@@ -498,7 +498,9 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     let info = text(&ad(&["info", s(&model)]));
     assert!(info.contains("; 8 prototypes (k-means seed 5);"), "{info}");
-    // The nearest prototype's distance as a skip, set in the config: its slope is shown.
+    assert!(!info.contains("feature-space"), "{info}");
+    // The nearest prototype's distance as a skip, set in the config: its slope is shown; and
+    // feature-space anomalies from the command line.
     let with_skip = tmp.path().join("skip.toml");
     let toml = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
@@ -507,9 +509,19 @@ fn student_trains_with_prototypes_from_the_command_line() {
     )
     .unwrap();
     let skip_model = tmp.path().join("skip.student");
-    let o = on_small("fit", &with_skip, tmp.path(), &skip_model, &["--quiet"]);
+    let o = on_small(
+        "fit",
+        &with_skip,
+        tmp.path(),
+        &skip_model,
+        &["--quiet", "--feature-noise", "0.5"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let info = text(&ad(&["info", s(&skip_model)]));
+    assert!(
+        info.contains(" images and feature-space anomalies (0.5 of the good patches moved); "),
+        "{info}"
+    );
     assert!(
         info.contains(" prototypes, the nearest one's distance added (slope "),
         "{info}"
