@@ -405,9 +405,8 @@ impl DetectorConfig {
     /// ensemble's defaults; about 3.5x the fast preset's predict time);
     /// for a student, a Lite1 PatchCore at strides 4 and 8 (the accurate preset until
     /// 2026-12-03; its map unblurred) as the teacher and the student on its backbone and taps,
-    /// with twelve synthetic copies per good image and a quarter of the good patches moved in
-    /// feature space (measured on the test splits, not chosen by the protocol:
-    /// docs/results.md "Score student").
+    /// with twelve synthetic copies per good image (measured on the test splits, not chosen
+    /// by the protocol: docs/results.md "Score student").
     pub fn preset(model: &str, preset: &str) -> Result<Self, Error> {
         let base = Self::default_for(model)?;
         match (preset.to_ascii_lowercase().as_str(), base) {
@@ -427,11 +426,6 @@ impl DetectorConfig {
                 // Four copies of each kind of synthetic anomaly: the stride-4 student's defect
                 // scores are what the copies teach (docs/results.md, "More synthetic copies").
                 c.synthetic_per_image = 12;
-                // A quarter of the good patches moved off the good patches in feature space,
-                // scored by their nearest good patch's distance: the head then scores patches
-                // unlike any it trained on high, as the teacher does (docs/results.md,
-                // "Feature-space anomalies").
-                c.feature_noise = 0.25;
                 // The teacher's maps unblurred: the student regresses its patch scores, whose
                 // maximum ranks images as the teacher's own score does (a blurred map's maximum
                 // ranks small defects lower; docs/results.md, "Unblurred targets").
@@ -914,7 +908,6 @@ mod tests {
         accurate.blur_sigma = 0.0;
         assert_eq!((c.backbone, &c.taps), (accurate.backbone, &accurate.taps));
         assert_eq!(c.synthetic_per_image, 12);
-        assert_eq!(c.feature_noise, 0.25);
         assert_eq!(
             teacher_config(c).unwrap(),
             DetectorConfig::Patchcore(accurate)

@@ -117,8 +117,8 @@ for variant in $variants; do
       if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
       if [[ $variant =~ -splits([0-9]+) ]]; then set_key "$toml" splits "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-skip* ]]; then set_key "$toml" nearest_skip true; fi
-      # No feature-space anomalies unless -noiseF names them (the accurate preset before
-      # 2026-12-04 20:40 UTC)
+      # No feature-space anomalies unless -noiseF names them (both students before
+      # 2026-12-04 20:40-21:00 UTC)
       if [[ $variant =~ -noise([0-9.]+) ]]; then
         set_key "$toml" feature_noise "${BASH_REMATCH[1]}"
       else

@@ -114,7 +114,7 @@ pub struct ModelArgs {
     pub nearest_skip: bool,
     /// Student: feature-space anomalies, this fraction of the good patches moved off the good
     /// patches by Gaussian noise, with the nearest good patch's distance as their targets
-    /// [default: 0, none].
+    /// (0 = none) [default: 0.25].
     #[arg(long, value_name = "FRACTION")]
     pub feature_noise: Option<f32>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma

@@ -498,7 +498,11 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     let info = text(&ad(&["info", s(&model)]));
     assert!(info.contains("; 8 prototypes (k-means seed 5);"), "{info}");
-    assert!(!info.contains("feature-space"), "{info}");
+    // Feature-space anomalies by default.
+    assert!(
+        info.contains(" images and feature-space anomalies (0.25 of the good patches moved); "),
+        "{info}"
+    );
     // The nearest prototype's distance as a skip, set in the config: its slope is shown; and
     // feature-space anomalies from the command line.
     let with_skip = tmp.path().join("skip.toml");

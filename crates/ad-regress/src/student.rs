@@ -120,10 +120,11 @@ pub struct StudentConfig {
     /// Feature-space anomalies: this fraction of every fold's good patches (in whole images'
     /// worth of rows) is copied with Gaussian noise added to the features and trained on with
     /// targets from the nearest good patch's distance, the quantity the teacher's score is
-    /// made of (0: none; the module `feature_noise` of this crate has the construction). The
-    /// synthetic images reach the directions their kinds of defect move a patch in; these
-    /// reach every direction, so the head learns that a patch unlike the good ones scores
-    /// high wherever it lies.
+    /// made of (0.25; 0: none, as model files written before the option were trained, whose
+    /// stored config has no such key; the module `feature_noise` of this crate has the
+    /// construction). The synthetic images reach the directions their kinds of defect move a
+    /// patch in; these reach every direction, so the head learns that a patch unlike the good
+    /// ones scores high wherever it lies (docs/results.md, "Feature-space anomalies").
     pub feature_noise: f32,
     /// Passes over the training patches (20).
     pub epochs: usize,
@@ -203,7 +204,7 @@ impl Default for StudentConfig {
             prototypes: 64,
             prototype_seed: None,
             nearest_skip: false,
-            feature_noise: 0.0,
+            feature_noise: 0.25,
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
@@ -2046,10 +2047,15 @@ mod tests {
     #[test]
     fn the_estimate_counts_the_copies_but_not_their_planes() {
         let est = |c: StudentConfig| c.check().and_then(|c| c.estimate(10)).unwrap();
-        let with = est(StudentConfig::default());
+        // The rows of the images alone first (feature-space anomalies off).
+        let base = StudentConfig {
+            feature_noise: 0.0,
+            ..Default::default()
+        };
+        let with = est(base.clone());
         let without = est(StudentConfig {
             prototypes: 0,
-            ..Default::default()
+            ..base.clone()
         });
         // Ten good images and three copies of each, on a 32 x 32 grid (256 px, stride 8).
         assert_eq!(with.memory_rows, 10 * 4 * 32 * 32);
@@ -2058,7 +2064,7 @@ mod tests {
         assert_eq!(with.peak_bytes, without.peak_bytes);
         let nine = est(StudentConfig {
             synthetic_per_image: 9,
-            ..Default::default()
+            ..base.clone()
         });
         assert_eq!(nine.memory_rows, 10 * 10 * 32 * 32);
         // Six more copies of ten images: their rows (features, target and index) only, not
@@ -2069,13 +2075,18 @@ mod tests {
         // Two fold splits: every good image and its copies twice, and the good rows twice.
         let two = est(StudentConfig {
             splits: 2,
-            ..Default::default()
+            ..base.clone()
         });
         assert_eq!(two.memory_rows, 2 * with.memory_rows);
         let good = 10 * 32 * 32 * (d + 1) * 4;
         assert_eq!(
             two.peak_bytes - with.peak_bytes,
             with.memory_rows as u64 * ((d + 1) * 4 + 8) + good
+        );
+        // The default moves a quarter of the good images' rows: ceil(10 * 0.25) images' worth.
+        assert_eq!(
+            est(StudentConfig::default()).memory_rows,
+            with.memory_rows + 3 * 32 * 32
         );
     }
 }
