@@ -23,6 +23,7 @@ use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
 use crate::RegressError;
+use crate::student::quantile;
 
 /// Largest radius of a perturbation, in units of the median nearest-good-patch distance: the
 /// moved patches' distances reach about `sqrt(1 + 4^2)` ≈ 4 times a good patch's, the range of
@@ -108,7 +109,7 @@ pub(crate) fn feature_anomalies(
             .flat_map(|&i| good_rows[i * d..(i + 1) * d].iter().copied())
             .collect();
         let near = nearest(&index, &source_rows, count)?;
-        let median = median(&near);
+        let median = quantile(&near, 0.5);
         let source_mean = sources.iter().map(|&i| good_targets[i]).sum::<f32>() / count as f32;
         log::info!(
             "feature noise, fold {}: {count} patches moved; their nearest good patch at a \
@@ -165,16 +166,6 @@ fn column_std(rows: &[f32], d: usize) -> Vec<f32> {
             ((q / n - m * m).max(0.0)).sqrt() as f32
         })
         .collect()
-}
-
-/// The median (the upper one for an even count; 0 for none).
-fn median(v: &[f32]) -> f32 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f32::total_cmp);
-    s[s.len() / 2]
 }
 
 /// A standard normal draw (Box-Muller).

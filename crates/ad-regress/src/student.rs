@@ -772,8 +772,9 @@ pub fn pool_to_grid(
     out
 }
 
-/// The `q` quantile (nearest rank) of `v`.
-fn quantile(v: &[f32], q: f64) -> f32 {
+/// The `q` quantile (nearest rank, `round((n - 1) q)`: the upper median at `q = 0.5`) of
+/// the finite values of `v` (0 for none).
+pub(crate) fn quantile(v: &[f32], q: f64) -> f32 {
     let mut s: Vec<f32> = v.iter().copied().filter(|x| x.is_finite()).collect();
     if s.is_empty() {
         return 0.0;

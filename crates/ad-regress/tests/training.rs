@@ -12,6 +12,7 @@ use ad_regress::{
     TeacherFactory, cross_validate,
 };
 use burn::tensor::Device;
+use std::sync::{Arc, Mutex};
 
 /// A toy teacher: the per-pixel distance (over channels) to the mean training image.
 struct MeanTeacher {
@@ -161,13 +162,7 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     // Same seed -> identical weights and scores (also while reporting its stages); another
     // seed -> different.
     let mut b = ScoreStudent::new(&student_config(3), Some(factory()), &device).unwrap();
-    let stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = stages.clone();
-    b.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
-        sink.lock()
-            .unwrap()
-            .push((r.stage.clone(), r.done, r.total));
-    })));
+    let stages = record_stages(&mut b);
     b.fit_images(&good).unwrap();
     // Each fold: its teacher fits on the other six images, then scores its six good images and
     // their 18 copies, a batch of eight at a time.
@@ -261,13 +256,7 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
             &device,
         )
         .unwrap();
-        let stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = stages.clone();
-        s.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
-            sink.lock()
-                .unwrap()
-                .push((r.stage.clone(), r.done, r.total));
-        })));
+        let stages = record_stages(&mut s);
         let summary = s.fit_images(&good).unwrap();
         let stages = stages.lock().unwrap().clone();
         let moving: Vec<_> = stages
@@ -385,7 +374,7 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     }
     // Two fold splits: every good image is scored by two teachers, with its own copies per
     // split, so the head trains on twice the samples; the loss falls and the head differs.
-    let split_stages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let split_stages = Arc::new(Mutex::new(Vec::new()));
     let split_sink = split_stages.clone();
     let mut two_splits = ScoreStudent::new(
         &StudentConfig {
@@ -415,6 +404,18 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
 }
 
 /// The last of a fitted student's six epochs ends below 0.8 times the first one's loss.
+/// Every stage report of the student's next fit: `(stage, done, total)`.
+fn record_stages(s: &mut ScoreStudent) -> Arc<Mutex<Vec<(String, usize, usize)>>> {
+    let stages = Arc::new(Mutex::new(Vec::new()));
+    let sink = stages.clone();
+    s.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
+        sink.lock()
+            .unwrap()
+            .push((r.stage.clone(), r.done, r.total));
+    })));
+    stages
+}
+
 fn assert_loss_falls(s: &ScoreStudent) {
     let losses = s.losses().unwrap();
     assert!(
