@@ -42,6 +42,8 @@
 #     VARIANTS=accurate-synth12-raw-noise0.25 ...  # and/or feature-space anomalies: that
 #                                                   # fraction of the good patches moved by
 #                                                   # Gaussian noise (feature_noise = 0.25)
+#     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
+#                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -128,6 +130,12 @@ for variant in $variants; do
         # not printed while unset: added after the student's own `seed = ...` line
         sed -i "0,/^seed = .*\$/s//&\nprototype_seed = ${BASH_REMATCH[1]}/" "$toml"
         grep -qxF "prototype_seed = ${BASH_REMATCH[1]}" "$toml"
+      fi
+      if [[ $variant =~ -b([0-9]+) ]]; then
+        # the backbone's input size (square; not printed while unset): after `seed = ...`
+        b=${BASH_REMATCH[1]}
+        sed -i "0,/^seed = .*\$/s//&\nbackbone_size = [$b, $b]/" "$toml"
+        grep -qxF "backbone_size = [$b, $b]" "$toml"
       fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
         set_key "$toml" average_epochs "${BASH_REMATCH[1]}"
