@@ -44,6 +44,8 @@
 #                                                   # Gaussian noise (feature_noise = 0.25)
 #     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
 #                                                    # (backbone_size, `ad --backbone-size`)
+#     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
+#                                         # (blocks' indices: ["blocks.4"], ["blocks.4", "blocks.7"])
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -136,6 +138,11 @@ for variant in $variants; do
         b=${BASH_REMATCH[1]}
         sed -i "0,/^seed = .*\$/s//&\nbackbone_size = [$b, $b]/" "$toml"
         grep -qxF "backbone_size = [$b, $b]" "$toml"
+      fi
+      if [[ $variant =~ -taps([0-9.]+) ]]; then
+        # the student's own taps, blocks' indices joined by dots: -taps4 = ["blocks.4"]
+        taps=$(echo "${BASH_REMATCH[1]}" | sed 's/\([0-9]\+\)/"blocks.\1"/g; s/\./, /g; s/"blocks, /"blocks./g')
+        set_key "$toml" taps "[$taps]"
       fi
       if [[ $variant =~ -avg([0-9]+) ]]; then
         set_key "$toml" average_epochs "${BASH_REMATCH[1]}"
