@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The score student against its teacher on every category (MVTec AD bottle and the 12 PIPED
 # classes) for several seeds (docs/results.md, "The default student on every class, seeds
-# 0-3"): the teacher once
-# (its fit does not depend on the student's seed), then one `ad run` of the student per seed;
+# 0-3"): the teacher once (its fit does not depend on the student's seed), then one `ad run`
+# of the student per seed;
 # then per category the teacher's and each seed's image / pixel AUROC, the seeds' means, and
 # how many seeds are within the issue's point of the teacher. Deterministic on one CPU: a
 # seed whose reports exist is not run again (delete its directory to re-run).
