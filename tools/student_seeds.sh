@@ -42,6 +42,8 @@
 #     VARIANTS=accurate-synth12-raw-noise0.25 ...  # and/or feature-space anomalies: that
 #                                                   # fraction of the good patches moved by
 #                                                   # Gaussian noise (feature_noise = 0.25)
+#     VARIANTS=fast-r2-noise0.25 ...  # and/or the moved patches' largest radius (2 median
+#                                      # nearest-good-patch distances; feature_noise_radius)
 #     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
 #                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
@@ -127,6 +129,10 @@ for variant in $variants; do
         set_key "$toml" feature_noise "${BASH_REMATCH[1]}"
       else
         set_key "$toml" feature_noise 0.0
+      fi
+      if [[ $variant =~ -r([0-9.]+)- ]]; then
+        # the moved patches' largest radius, in median nearest-good-patch distances
+        set_key "$toml" feature_noise_radius "${BASH_REMATCH[1]}"
       fi
       if [[ $variant =~ -pseed([0-9]+) ]]; then
         # not printed while unset: added after the student's own `seed = ...` line

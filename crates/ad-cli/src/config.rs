@@ -117,6 +117,11 @@ pub struct ModelArgs {
     /// (0 = none) [default: 0.25].
     #[arg(long, value_name = "FRACTION")]
     pub feature_noise: Option<f32>,
+    /// Student: largest distance a feature-space anomaly is moved, in median
+    /// nearest-good-patch distances (each patch by a radius drawn uniformly below it)
+    /// [default: 4].
+    #[arg(long, value_name = "RADIUS")]
+    pub feature_noise_radius: Option<f32>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
     /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre); without
     /// --synthetic-per-image every kind gets the configuration's copies per kind (one by
@@ -479,7 +484,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 34] = [
+        let specific: [(&str, bool, &[&str]); 35] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -517,6 +522,11 @@ impl ModelArgs {
             ),
             ("nearest-skip", self.nearest_skip, &["student"]),
             ("feature-noise", self.feature_noise.is_some(), &["student"]),
+            (
+                "feature-noise-radius",
+                self.feature_noise_radius.is_some(),
+                &["student"],
+            ),
             ("anomalies", self.anomalies.is_some(), &["student"]),
             (
                 "synthetic-per-image",
@@ -665,6 +675,9 @@ impl ModelArgs {
                 }
                 if let Some(f) = self.feature_noise {
                     c.feature_noise = f;
+                }
+                if let Some(r) = self.feature_noise_radius {
+                    c.feature_noise_radius = r;
                 }
                 if let Some(kinds) = &self.anomalies {
                     // The configuration's copies per kind are kept (the accurate preset's
@@ -966,10 +979,11 @@ mod tests {
             prototype_seed: Some(7),
             nearest_skip: true,
             feature_noise: Some(0.5),
+            feature_noise_radius: Some(2.0),
             ..Default::default()
         });
         assert_eq!((c.prototype_seed, c.nearest_skip), (Some(7), true));
-        assert_eq!(c.feature_noise, 0.5);
+        assert_eq!((c.feature_noise, c.feature_noise_radius), (0.5, 2.0));
         let err = ModelArgs {
             model: Some("patchcore".into()),
             nearest_skip: true,

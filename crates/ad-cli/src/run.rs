@@ -782,7 +782,10 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         // Models saved before the option moved no patches.
                         match h["config"]["feature_noise"].as_f64() {
                             Some(f) if f > 0.0 => format!(
-                                " and feature-space anomalies ({f} of the good patches moved)"
+                                " and feature-space anomalies ({f} of the good patches moved, \
+                                 up to {} median nearest-good-patch distances)",
+                                // Models saved before the radius was a key moved up to 4.
+                                h["config"]["feature_noise_radius"].as_f64().unwrap_or(4.0)
                             ),
                             _ => String::new(),
                         },

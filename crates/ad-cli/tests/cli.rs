@@ -500,7 +500,10 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(info.contains("; 8 prototypes (k-means seed 5);"), "{info}");
     // Feature-space anomalies by default.
     assert!(
-        info.contains(" images and feature-space anomalies (0.25 of the good patches moved); "),
+        info.contains(
+            " images and feature-space anomalies (0.25 of the good patches moved, up to 4 \
+             median nearest-good-patch distances); "
+        ),
         "{info}"
     );
     // The nearest prototype's distance as a skip, set in the config: its slope is shown; and
@@ -518,12 +521,21 @@ fn student_trains_with_prototypes_from_the_command_line() {
         &with_skip,
         tmp.path(),
         &skip_model,
-        &["--quiet", "--feature-noise", "0.5"],
+        &[
+            "--quiet",
+            "--feature-noise",
+            "0.5",
+            "--feature-noise-radius",
+            "2",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let info = text(&ad(&["info", s(&skip_model)]));
     assert!(
-        info.contains(" images and feature-space anomalies (0.5 of the good patches moved); "),
+        info.contains(
+            " images and feature-space anomalies (0.5 of the good patches moved, up to 2 \
+             median nearest-good-patch distances); "
+        ),
         "{info}"
     );
     assert!(

@@ -10,13 +10,15 @@
 //!    images (the rows the teacher's memory bank was drawn from);
 //! 2. `x' = x + r * m * u`, where `u` is a standard Gaussian vector scaled column by column by
 //!    the good patches' standard deviations and normalised to unit length, `m` is the median
-//!    of `p` over the fold's drawn patches and `r` is uniform in `[0, MAX_RADIUS)`;
+//!    of `p` over the fold's drawn patches and `r` is uniform in `[0, R)`, `R` the
+//!    configured radius ([`StudentConfig::feature_noise_radius`], 4 by default);
 //! 3. `t(x') = t(x) + max(0, p(x') - p(x))`: exact at `r = 0`, and growing with the distance
 //!    to the nearest good patch as the teacher's score does (its bank is a coreset of those
 //!    rows, so its own distance is `p` plus a covering gap that is nearly constant at this
 //!    scale).
 //!
 //! [`StudentConfig::feature_noise`]: crate::StudentConfig::feature_noise
+//! [`StudentConfig::feature_noise_radius`]: crate::StudentConfig::feature_noise_radius
 
 use ad_memory_bank::{BruteForce, KnnIndex, MemoryBank};
 use rand::rngs::Xoshiro256PlusPlus;
@@ -25,10 +27,10 @@ use rand::{RngExt, SeedableRng};
 use crate::RegressError;
 use crate::student::quantile;
 
-/// Largest radius of a perturbation, in units of the median nearest-good-patch distance: the
-/// moved patches' distances reach about `sqrt(1 + 4^2)` ≈ 4 times a good patch's, the range of
-/// the synthetic images' targets.
-pub const MAX_RADIUS: f32 = 4.0;
+/// Default largest radius of a perturbation, in units of the median nearest-good-patch
+/// distance: the moved patches' distances reach about `sqrt(1 + 4^2)` ≈ 4 times a good
+/// patch's, the range of the synthetic images' targets.
+pub(crate) const DEFAULT_NOISE_RADIUS: f32 = 4.0;
 
 /// The good patch rows of one teacher fold and where they sit among all the good rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,7 +54,8 @@ pub(crate) struct Moved {
 
 /// Feature-space anomalies of every fold: `fraction` of each fold's good rows, rounded to
 /// whole images of `cells` rows (at least one image's worth when `fraction > 0`), drawn with
-/// replacement and moved as the module describes. `good_rows` (`n x d`) and `good_targets`
+/// replacement and moved as the module describes, by radii uniform below `radius` median
+/// nearest-good-patch distances. `good_rows` (`n x d`) and `good_targets`
 /// are the folds' good rows and the teachers' targets, in fold order; `folds` says which
 /// rows belong to which fold; `progress(done, total)` hears of every fold done (and of the
 /// start). Seeded: the same inputs and seed give the same rows.
@@ -64,6 +67,7 @@ pub(crate) fn feature_anomalies(
     d: usize,
     cells: usize,
     fraction: f32,
+    radius: f32,
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Moved, RegressError> {
@@ -118,7 +122,7 @@ pub(crate) fn feature_anomalies(
         );
         let mut moved = source_rows;
         for row in moved.chunks_mut(d) {
-            let r = rng.random_range(0.0..MAX_RADIUS) * median;
+            let r = rng.random_range(0.0..radius) * median;
             let u: Vec<f32> = scales.iter().map(|&s| s * gaussian(&mut rng)).collect();
             let norm = u.iter().map(|v| v * v).sum::<f32>().sqrt();
             if norm > 0.0 {
@@ -207,8 +211,18 @@ mod tests {
     #[test]
     fn moved_rows_score_at_least_their_source_and_grow_with_the_distance() {
         let (rows, targets, folds) = two_folds();
-        let moved =
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7, &mut |_, _| {}).unwrap();
+        let moved = feature_anomalies(
+            &rows,
+            &targets,
+            &folds,
+            2,
+            4,
+            1.0,
+            DEFAULT_NOISE_RADIUS,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
         // One fraction of each fold, in whole images of 4 rows: 8 rows per fold.
         assert_eq!(moved.targets.len(), 16);
         assert_eq!(moved.rows.len(), 32);
@@ -232,20 +246,87 @@ mod tests {
         assert!(moved.rows.chunks(2).all(|r| r[1] == 0.0));
         // Seeded.
         assert_eq!(
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 7, &mut |_, _| {}).unwrap(),
+            feature_anomalies(
+                &rows,
+                &targets,
+                &folds,
+                2,
+                4,
+                1.0,
+                DEFAULT_NOISE_RADIUS,
+                7,
+                &mut |_, _| {}
+            )
+            .unwrap(),
             moved
         );
         assert_ne!(
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 8, &mut |_, _| {}).unwrap(),
+            feature_anomalies(
+                &rows,
+                &targets,
+                &folds,
+                2,
+                4,
+                1.0,
+                DEFAULT_NOISE_RADIUS,
+                8,
+                &mut |_, _| {}
+            )
+            .unwrap(),
             moved
+        );
+    }
+
+    #[test]
+    fn the_radius_bounds_every_move() {
+        let (rows, targets, folds) = two_folds();
+        // The median nearest distance is 0.5 (every source is 0.5 from the other fold), so a
+        // radius of 0.1 moves a row by less than 0.05 from its source (fold 0 at the
+        // integers, fold 1 at the halves) and adds less than 0.05 to its target.
+        let offset = |x: f32, half: f32| ((x - half) - (x - half).round()).abs();
+        let near =
+            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 0.1, 7, &mut |_, _| {}).unwrap();
+        for (j, (row, &t)) in near.rows.chunks(2).zip(&near.targets).enumerate() {
+            let half = if j < 8 { 0.0 } else { 0.5 };
+            assert!(offset(row[0], half) < 0.05, "row {j}: {row:?}");
+            assert!((0.5..0.55).contains(&t), "row {j}: target {t}");
+        }
+        // The default radius moves some row farther than that.
+        let far = feature_anomalies(
+            &rows,
+            &targets,
+            &folds,
+            2,
+            4,
+            1.0,
+            DEFAULT_NOISE_RADIUS,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(
+            far.rows
+                .chunks(2)
+                .enumerate()
+                .any(|(j, row)| offset(row[0], if j < 8 { 0.0 } else { 0.5 }) >= 0.05)
         );
     }
 
     #[test]
     fn no_fraction_no_rows_and_a_fold_without_a_bank_is_skipped() {
         let (rows, targets, folds) = two_folds();
-        let none =
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 0.0, 7, &mut |_, _| {}).unwrap();
+        let none = feature_anomalies(
+            &rows,
+            &targets,
+            &folds,
+            2,
+            4,
+            0.0,
+            DEFAULT_NOISE_RADIUS,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert!(none.rows.is_empty() && none.targets.is_empty());
         // Folds of different splits are not each other's bank.
         let apart = [
@@ -255,15 +336,46 @@ mod tests {
                 ..folds[1]
             },
         ];
-        let moved =
-            feature_anomalies(&rows, &targets, &apart, 2, 4, 1.0, 7, &mut |_, _| {}).unwrap();
+        let moved = feature_anomalies(
+            &rows,
+            &targets,
+            &apart,
+            2,
+            4,
+            1.0,
+            DEFAULT_NOISE_RADIUS,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert!(moved.rows.is_empty());
         // A small fraction still moves one image's worth of rows per fold.
-        let one =
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 0.01, 7, &mut |_, _| {}).unwrap();
+        let one = feature_anomalies(
+            &rows,
+            &targets,
+            &folds,
+            2,
+            4,
+            0.01,
+            DEFAULT_NOISE_RADIUS,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
         assert_eq!(one.targets.len(), 8);
         assert!(
-            feature_anomalies(&rows[..30], &targets, &folds, 2, 4, 1.0, 7, &mut |_, _| {}).is_err()
+            feature_anomalies(
+                &rows[..30],
+                &targets,
+                &folds,
+                2,
+                4,
+                1.0,
+                DEFAULT_NOISE_RADIUS,
+                7,
+                &mut |_, _| {}
+            )
+            .is_err()
         );
     }
 }

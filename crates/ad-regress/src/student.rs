@@ -45,7 +45,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
-use crate::feature_noise::{FoldRows, feature_anomalies};
+use crate::feature_noise::{DEFAULT_NOISE_RADIUS, FoldRows, feature_anomalies};
 use crate::head::{Mlp, scalar};
 use crate::prototypes::{kmeans, with_radial};
 use crate::synth::SyntheticAnomaly;
@@ -67,6 +67,9 @@ const MAX_HEADS: usize = 16;
 
 /// Largest accepted [`StudentConfig::feature_noise`].
 const MAX_FEATURE_NOISE: f32 = 8.0;
+
+/// Largest accepted [`StudentConfig::feature_noise_radius`].
+const MAX_NOISE_RADIUS: f32 = 64.0;
 
 /// Good patch rows (at most) the prototypes are fitted on.
 const PROTOTYPE_ROWS: usize = 16_384;
@@ -126,6 +129,10 @@ pub struct StudentConfig {
     /// patch in; these reach every direction, so the head learns that a patch unlike the good
     /// ones scores high wherever it lies (docs/results.md, "Feature-space anomalies").
     pub feature_noise: f32,
+    /// Largest distance a feature-space anomaly is moved, in units of the fold's median
+    /// nearest-good-patch distance (4: the moved patches' distances then span the synthetic
+    /// images' targets); each patch is moved by a radius drawn uniformly below it.
+    pub feature_noise_radius: f32,
     /// Passes over the training patches (20).
     pub epochs: usize,
     /// Adam learning rate (1e-3): the base rate of `lr_schedule`.
@@ -205,6 +212,7 @@ impl Default for StudentConfig {
             prototype_seed: None,
             nearest_skip: false,
             feature_noise: 0.25,
+            feature_noise_radius: DEFAULT_NOISE_RADIUS,
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
@@ -526,6 +534,19 @@ impl StudentConfig {
                 format!(
                     "{} is not a fraction of the good patches in 0..={MAX_FEATURE_NOISE}",
                     self.feature_noise
+                ),
+            );
+        }
+        if !(self.feature_noise_radius.is_finite()
+            && self.feature_noise_radius > 0.0
+            && self.feature_noise_radius <= MAX_NOISE_RADIUS)
+        {
+            return bad(
+                "feature_noise_radius",
+                format!(
+                    "{} is not a radius in (0, {MAX_NOISE_RADIUS}] median nearest-good-patch \
+                     distances",
+                    self.feature_noise_radius
                 ),
             );
         }
@@ -1406,6 +1427,7 @@ impl ScoreStudent {
             d,
             grid.0 * grid.1,
             self.config.feature_noise,
+            self.config.feature_noise_radius,
             self.config.seed,
             &mut |done, total| {
                 if let Some(cb) = self.on_stage.as_mut() {
@@ -2007,6 +2029,18 @@ mod tests {
             },
             StudentConfig {
                 feature_noise: 9.0,
+                ..Default::default()
+            },
+            StudentConfig {
+                feature_noise_radius: 0.0,
+                ..Default::default()
+            },
+            StudentConfig {
+                feature_noise_radius: f32::INFINITY,
+                ..Default::default()
+            },
+            StudentConfig {
+                feature_noise_radius: 65.0,
                 ..Default::default()
             },
             StudentConfig {

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Paired comparison of score-student variants over seeds (docs/results.md, "The fast
+student's PA_FVN01_TL over eight seeds"): the image AUROC of every seed of every variant, from
+the `ad predict` JSON lines `tools/student_seeds.sh` leaves in its output folder
+(`<variant>-s<seed>.jsonl`), and for each variant against the first: the mean, the standard
+deviation over seeds, the paired difference's mean and standard error, and how many seeds are
+within one point of the teacher. Standard library only.
+
+    python3 tools/paired_seeds.py out/student_seeds_spr/PA_FVN01_TL fast-noise0.25 fast-raw-noise0.25
+    SEEDS="0 1 2 3 4 5 6 7" TEACHER=91.02 python3 tools/paired_seeds.py DIR BASE VARIANT...
+
+SEEDS (default 0-7) names the seeds; TEACHER (default 91.02, the fast PatchCore's PA_FVN01_TL)
+the teacher's image AUROC, %.
+"""
+import os
+import statistics
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from compare_scores import auroc, load  # noqa: E402
+
+
+def image_auroc(path):
+    scores = load(path)
+    paths = sorted(scores)
+    return 100 * auroc([scores[p] for p in paths], ["/good/" not in p for p in paths])
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    out, variants = sys.argv[1], sys.argv[2:]
+    seeds = [int(s) for s in os.environ.get("SEEDS", "0 1 2 3 4 5 6 7").split()]
+    teacher = float(os.environ.get("TEACHER", "91.02"))
+    table = {v: [image_auroc(f"{out}/{v}-s{s}.jsonl") for s in seeds] for v in variants}
+    base = table[variants[0]]
+    print(f"| image AUROC % (teacher {teacher:.2f}) | "
+          + " | ".join(f"seed {s}" for s in seeds)
+          + " | mean | sd | paired difference +- SE | within the point |")
+    print("| --- " * (len(seeds) + 5) + "|")
+    for v in variants:
+        each = table[v]
+        mean = statistics.mean(each)
+        sd = statistics.stdev(each) if len(each) > 1 else 0.0
+        diff = [a - b for a, b in zip(each, base)]
+        if v == variants[0] or len(diff) < 2:
+            paired = ""
+        else:
+            se = statistics.stdev(diff) / len(diff) ** 0.5
+            t = statistics.mean(diff) / se if se > 0 else float("inf")
+            paired = f"{statistics.mean(diff):+.2f} +- {se:.2f} ({t:+.1f} SE)"
+        within = sum(a >= teacher - 1 for a in each)
+        cells = " | ".join(f"{a:.2f}" for a in each)
+        print(f"| {v} | {cells} | {mean:.2f} | {sd:.2f} | {paired} | {within} of {len(each)} |")
+
+
+if __name__ == "__main__":
+    main()
