@@ -122,6 +122,11 @@ pub struct ModelArgs {
     /// [default: 4].
     #[arg(long, value_name = "RADIUS")]
     pub feature_noise_radius: Option<f32>,
+    /// Student: the directions feature-space anomalies are moved in: diagonal (Gaussian, each
+    /// column scaled by its spread) or covariance (the difference of two good patches)
+    /// [default: diagonal].
+    #[arg(long)]
+    pub feature_noise_directions: Option<anomaly_detection::regress::NoiseDirections>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma
     /// separated (cut-paste, thin-curve, spot, faint-spot, vein, faint-vein, fibre); without
     /// --synthetic-per-image every kind gets the configuration's copies per kind (one by
@@ -484,7 +489,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 35] = [
+        let specific: [(&str, bool, &[&str]); 36] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -525,6 +530,11 @@ impl ModelArgs {
             (
                 "feature-noise-radius",
                 self.feature_noise_radius.is_some(),
+                &["student"],
+            ),
+            (
+                "feature-noise-directions",
+                self.feature_noise_directions.is_some(),
                 &["student"],
             ),
             ("anomalies", self.anomalies.is_some(), &["student"]),
@@ -678,6 +688,9 @@ impl ModelArgs {
                 }
                 if let Some(r) = self.feature_noise_radius {
                     c.feature_noise_radius = r;
+                }
+                if let Some(k) = self.feature_noise_directions {
+                    c.feature_noise_directions = k;
                 }
                 if let Some(kinds) = &self.anomalies {
                     // The configuration's copies per kind are kept (the accurate preset's
@@ -980,8 +993,13 @@ mod tests {
             nearest_skip: true,
             feature_noise: Some(0.5),
             feature_noise_radius: Some(2.0),
+            feature_noise_directions: Some(anomaly_detection::regress::NoiseDirections::Covariance),
             ..Default::default()
         });
+        assert_eq!(
+            c.feature_noise_directions,
+            anomaly_detection::regress::NoiseDirections::Covariance
+        );
         assert_eq!((c.prototype_seed, c.nearest_skip), (Some(7), true));
         assert_eq!((c.feature_noise, c.feature_noise_radius), (0.5, 2.0));
         let err = ModelArgs {

@@ -783,9 +783,13 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
                         match h["config"]["feature_noise"].as_f64() {
                             Some(f) if f > 0.0 => format!(
                                 " and feature-space anomalies ({f} of the good patches moved, \
-                                 up to {} median nearest-good-patch distances)",
+                                 up to {} median nearest-good-patch distances{})",
                                 // Models saved before the radius was a key moved up to 4.
-                                h["config"]["feature_noise_radius"].as_f64().unwrap_or(4.0)
+                                h["config"]["feature_noise_radius"].as_f64().unwrap_or(4.0),
+                                match h["config"]["feature_noise_directions"].as_str() {
+                                    Some(k) if k != "diagonal" => format!(", {k} directions"),
+                                    _ => String::new(),
+                                }
                             ),
                             _ => String::new(),
                         },

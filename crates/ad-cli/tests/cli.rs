@@ -527,6 +527,8 @@ fn student_trains_with_prototypes_from_the_command_line() {
             "0.5",
             "--feature-noise-radius",
             "2",
+            "--feature-noise-directions",
+            "covariance",
         ],
     );
     assert!(o.status.success(), "{}", text(&o));
@@ -534,7 +536,7 @@ fn student_trains_with_prototypes_from_the_command_line() {
     assert!(
         info.contains(
             " images and feature-space anomalies (0.5 of the good patches moved, up to 2 \
-             median nearest-good-patch distances); "
+             median nearest-good-patch distances, covariance directions); "
         ),
         "{info}"
     );

@@ -8,8 +8,9 @@
 //! with the teacher's target `t(x)`:
 //! 1. `p(x)`: the Euclidean distance from `x` to the nearest patch of the other folds' good
 //!    images (the rows the teacher's memory bank was drawn from);
-//! 2. `x' = x + r * m * u`, where `u` is a standard Gaussian vector scaled column by column by
-//!    the good patches' standard deviations and normalised to unit length, `m` is the median
+//! 2. `x' = x + r * m * u`, where `u` is a unit direction ([`NoiseDirections`]: by default a
+//!    standard Gaussian vector scaled column by column by the good patches' standard
+//!    deviations, normalised to unit length), `m` is the median
 //!    of `p` over the fold's drawn patches and `r` is uniform in `[0, R)`, `R` the
 //!    configured radius ([`StudentConfig::feature_noise_radius`], 4 by default);
 //! 3. `t(x') = t(x) + max(0, p(x') - p(x))`: exact at `r = 0`, and growing with the distance
@@ -23,6 +24,7 @@
 use ad_memory_bank::{BruteForce, KnnIndex, MemoryBank};
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
 use crate::student::quantile;
@@ -31,6 +33,43 @@ use crate::student::quantile;
 /// distance: the moved patches' distances reach about `sqrt(1 + 4^2)` ≈ 4 times a good
 /// patch's, the range of the synthetic images' targets.
 pub(crate) const DEFAULT_NOISE_RADIUS: f32 = 4.0;
+
+/// Where the feature-space anomalies are moved ([`StudentConfig::feature_noise_directions`]).
+///
+/// [`StudentConfig::feature_noise_directions`]: crate::StudentConfig::feature_noise_directions
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseDirections {
+    /// A standard Gaussian vector scaled column by column by the good patches' standard
+    /// deviations: every direction, each column by its own spread, correlations ignored.
+    #[default]
+    Diagonal,
+    /// The difference of two good patches drawn at random: directions distributed as the
+    /// good patches vary (their covariance, correlations included), the directions along
+    /// which a real part's patch can change.
+    Covariance,
+}
+
+impl NoiseDirections {
+    /// Every kind, in CLI order.
+    pub const ALL: [NoiseDirections; 2] = [NoiseDirections::Diagonal, NoiseDirections::Covariance];
+}
+
+impl std::fmt::Display for NoiseDirections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NoiseDirections::Diagonal => "diagonal",
+            NoiseDirections::Covariance => "covariance",
+        })
+    }
+}
+
+impl std::str::FromStr for NoiseDirections {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ad_core::parse_name(s, &Self::ALL, "noise directions")
+    }
+}
 
 /// The good patch rows of one teacher fold and where they sit among all the good rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +94,7 @@ pub(crate) struct Moved {
 /// Feature-space anomalies of every fold: `fraction` of each fold's good rows, rounded to
 /// whole images of `cells` rows (at least one image's worth when `fraction > 0`), drawn with
 /// replacement and moved as the module describes, by radii uniform below `radius` median
-/// nearest-good-patch distances. `good_rows` (`n x d`) and `good_targets`
+/// nearest-good-patch distances, in `directions`. `good_rows` (`n x d`) and `good_targets`
 /// are the folds' good rows and the teachers' targets, in fold order; `folds` says which
 /// rows belong to which fold; `progress(done, total)` hears of every fold done (and of the
 /// start). Seeded: the same inputs and seed give the same rows.
@@ -68,6 +107,7 @@ pub(crate) fn feature_anomalies(
     cells: usize,
     fraction: f32,
     radius: f32,
+    directions: NoiseDirections,
     seed: u64,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Moved, RegressError> {
@@ -123,7 +163,19 @@ pub(crate) fn feature_anomalies(
         let mut moved = source_rows;
         for row in moved.chunks_mut(d) {
             let r = rng.random_range(0.0..radius) * median;
-            let u: Vec<f32> = scales.iter().map(|&s| s * gaussian(&mut rng)).collect();
+            let u: Vec<f32> = match directions {
+                NoiseDirections::Diagonal => {
+                    scales.iter().map(|&s| s * gaussian(&mut rng)).collect()
+                }
+                NoiseDirections::Covariance => {
+                    let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+                    good_rows[a * d..(a + 1) * d]
+                        .iter()
+                        .zip(&good_rows[b * d..(b + 1) * d])
+                        .map(|(x, y)| x - y)
+                        .collect()
+                }
+            };
             let norm = u.iter().map(|v| v * v).sum::<f32>().sqrt();
             if norm > 0.0 {
                 for (x, v) in row.iter_mut().zip(&u) {
@@ -219,6 +271,7 @@ mod tests {
             4,
             1.0,
             DEFAULT_NOISE_RADIUS,
+            NoiseDirections::Diagonal,
             7,
             &mut |_, _| {},
         )
@@ -254,6 +307,7 @@ mod tests {
                 4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
+                NoiseDirections::Diagonal,
                 7,
                 &mut |_, _| {}
             )
@@ -269,6 +323,7 @@ mod tests {
                 4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
+                NoiseDirections::Diagonal,
                 8,
                 &mut |_, _| {}
             )
@@ -284,8 +339,19 @@ mod tests {
         // radius of 0.1 moves a row by less than 0.05 from its source (fold 0 at the
         // integers, fold 1 at the halves) and adds less than 0.05 to its target.
         let offset = |x: f32, half: f32| ((x - half) - (x - half).round()).abs();
-        let near =
-            feature_anomalies(&rows, &targets, &folds, 2, 4, 1.0, 0.1, 7, &mut |_, _| {}).unwrap();
+        let near = feature_anomalies(
+            &rows,
+            &targets,
+            &folds,
+            2,
+            4,
+            1.0,
+            0.1,
+            NoiseDirections::Diagonal,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
         for (j, (row, &t)) in near.rows.chunks(2).zip(&near.targets).enumerate() {
             let half = if j < 8 { 0.0 } else { 0.5 };
             assert!(offset(row[0], half) < 0.05, "row {j}: {row:?}");
@@ -300,6 +366,7 @@ mod tests {
             4,
             1.0,
             DEFAULT_NOISE_RADIUS,
+            NoiseDirections::Diagonal,
             7,
             &mut |_, _| {},
         )
@@ -313,6 +380,45 @@ mod tests {
     }
 
     #[test]
+    fn covariance_directions_follow_the_good_patches_correlations() {
+        // Both columns equal: the good patches vary along the diagonal only.
+        let (line, targets, folds) = two_folds();
+        let rows: Vec<f32> = line.chunks(2).flat_map(|r| [r[0], r[0]]).collect();
+        let moves = |directions| {
+            feature_anomalies(
+                &rows,
+                &targets,
+                &folds,
+                2,
+                4,
+                1.0,
+                DEFAULT_NOISE_RADIUS,
+                directions,
+                7,
+                &mut |_, _| {},
+            )
+            .unwrap()
+        };
+        let along = moves(NoiseDirections::Covariance);
+        assert_eq!(along.targets.len(), 16);
+        assert!(along.rows.chunks(2).all(|r| (r[0] - r[1]).abs() < 1e-4));
+        assert!(along.targets.iter().all(|&t| t >= 0.5));
+        // Some row moved (two equal draws leave their row where it was).
+        assert!(
+            along
+                .rows
+                .chunks(2)
+                .any(|r| (r[0] - r[0].round()).abs() > 1e-3)
+        );
+        assert_eq!(moves(NoiseDirections::Covariance), along);
+        // Diagonal moves ignore the correlation.
+        let diagonal = moves(NoiseDirections::Diagonal);
+        assert!(diagonal.rows.chunks(2).any(|r| (r[0] - r[1]).abs() > 1e-3));
+        assert_eq!("covariance".parse(), Ok(NoiseDirections::Covariance));
+        assert_eq!(NoiseDirections::Diagonal.to_string(), "diagonal");
+    }
+
+    #[test]
     fn no_fraction_no_rows_and_a_fold_without_a_bank_is_skipped() {
         let (rows, targets, folds) = two_folds();
         let none = feature_anomalies(
@@ -323,6 +429,7 @@ mod tests {
             4,
             0.0,
             DEFAULT_NOISE_RADIUS,
+            NoiseDirections::Diagonal,
             7,
             &mut |_, _| {},
         )
@@ -344,6 +451,7 @@ mod tests {
             4,
             1.0,
             DEFAULT_NOISE_RADIUS,
+            NoiseDirections::Diagonal,
             7,
             &mut |_, _| {},
         )
@@ -358,6 +466,7 @@ mod tests {
             4,
             0.01,
             DEFAULT_NOISE_RADIUS,
+            NoiseDirections::Diagonal,
             7,
             &mut |_, _| {},
         )
@@ -372,6 +481,7 @@ mod tests {
                 4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
+                NoiseDirections::Diagonal,
                 7,
                 &mut |_, _| {}
             )

@@ -39,6 +39,7 @@ pub use classifier::{
 };
 pub use cv::{CvData, CvReport, FoldResult, MeanStd, cross_validate};
 pub use error::RegressError;
+pub use feature_noise::NoiseDirections;
 pub use features::FeatureMaps;
 pub use folds::{Fold, stratified_k_fold, stratified_split};
 pub use fusion::{FusionResult, LogisticRegression, compare_fusion};

@@ -45,7 +45,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::RegressError;
-use crate::feature_noise::{DEFAULT_NOISE_RADIUS, FoldRows, feature_anomalies};
+use crate::feature_noise::{DEFAULT_NOISE_RADIUS, FoldRows, NoiseDirections, feature_anomalies};
 use crate::head::{Mlp, scalar};
 use crate::prototypes::{kmeans, with_radial};
 use crate::synth::SyntheticAnomaly;
@@ -133,6 +133,9 @@ pub struct StudentConfig {
     /// nearest-good-patch distance (4: the moved patches' distances then span the synthetic
     /// images' targets); each patch is moved by a radius drawn uniformly below it.
     pub feature_noise_radius: f32,
+    /// The directions the feature-space anomalies are moved in (diagonal: Gaussian, each
+    /// column scaled by its spread).
+    pub feature_noise_directions: NoiseDirections,
     /// Passes over the training patches (20).
     pub epochs: usize,
     /// Adam learning rate (1e-3): the base rate of `lr_schedule`.
@@ -213,6 +216,7 @@ impl Default for StudentConfig {
             nearest_skip: false,
             feature_noise: 0.25,
             feature_noise_radius: DEFAULT_NOISE_RADIUS,
+            feature_noise_directions: NoiseDirections::Diagonal,
             epochs: 20,
             learning_rate: 1e-3,
             lr_schedule: LrSchedule::Constant,
@@ -1428,6 +1432,7 @@ impl ScoreStudent {
             grid.0 * grid.1,
             self.config.feature_noise,
             self.config.feature_noise_radius,
+            self.config.feature_noise_directions,
             self.config.seed,
             &mut |done, total| {
                 if let Some(cb) = self.on_stage.as_mut() {
