@@ -10,8 +10,17 @@ within one point of the teacher. Standard library only.
     SEEDS="0 1 2 3 4 5 6 7" TEACHER=91.02 python3 tools/paired_seeds.py DIR BASE VARIANT...
 
 SEEDS (default 0-7) names the seeds; TEACHER (default 91.02, the fast PatchCore's PA_FVN01_TL)
-the teacher's image AUROC, %.
+the teacher's AUROC, %. PIXEL=1: the pixel AUROC of `ad test`'s report
+(`<variant>-s<seed>.test/report.json`, what `PIXEL=1 tools/student_seeds.sh` writes) instead.
+BASE="v0 v1 ...": the first variant's values per seed given here (runs recorded in
+docs/results.md on a CPU that trains the same students) instead of read from DIR; BASE_NAME
+names them.
+
+    PIXEL=1 TEACHER=98.88 BASE="98.56 97.32 97.58 98.03 97.81 96.83 94.95 98.60" \
+        BASE_NAME=accurate-synth12-raw-noise0.25 python3 tools/paired_seeds.py \
+        out/student_seeds_spr/PA_BDP01_TL accurate-synth12-raw-noise0.25-cov
 """
+import json
 import os
 import statistics
 import sys
@@ -26,15 +35,33 @@ def image_auroc(path):
     return 100 * auroc([scores[p] for p in paths], ["/good/" not in p for p in paths])
 
 
+def pixel_auroc(path):
+    with open(path) as f:
+        return 100 * json.load(f)["rows"][0]["pixel_auroc"]
+
+
 def main():
-    if len(sys.argv) < 3:
+    given = os.environ.get("BASE")
+    if len(sys.argv) < (2 if given else 3):
         sys.exit(__doc__)
     out, variants = sys.argv[1], sys.argv[2:]
     seeds = [int(s) for s in os.environ.get("SEEDS", "0 1 2 3 4 5 6 7").split()]
     teacher = float(os.environ.get("TEACHER", "91.02"))
-    table = {v: [image_auroc(f"{out}/{v}-s{s}.jsonl") for s in seeds] for v in variants}
+    pixel = bool(os.environ.get("PIXEL"))
+    if pixel:
+        table = {v: [pixel_auroc(f"{out}/{v}-s{s}.test/report.json") for s in seeds]
+                 for v in variants}
+    else:
+        table = {v: [image_auroc(f"{out}/{v}-s{s}.jsonl") for s in seeds] for v in variants}
+    if given:
+        name = os.environ.get("BASE_NAME", "base (given)")
+        table[name] = [float(v) for v in given.split()]
+        if len(table[name]) != len(seeds):
+            sys.exit(f"BASE has {len(table[name])} values for {len(seeds)} seeds")
+        variants = [name] + variants
     base = table[variants[0]]
-    print(f"| image AUROC % (teacher {teacher:.2f}) | "
+    kind = "pixel" if pixel else "image"
+    print(f"| {kind} AUROC % (teacher {teacher:.2f}) | "
           + " | ".join(f"seed {s}" for s in seeds)
           + " | mean | sd | paired difference +- SE | within the point |")
     print("| --- " * (len(seeds) + 5) + "|")

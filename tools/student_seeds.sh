@@ -44,6 +44,9 @@
 #                                                   # Gaussian noise (feature_noise = 0.25)
 #     VARIANTS=fast-r2-noise0.25 ...  # and/or the moved patches' largest radius (2 median
 #                                      # nearest-good-patch distances; feature_noise_radius)
+#     VARIANTS=fast-cov-noise0.25 ...  # and/or the moved patches' directions drawn as the
+#                                       # difference of two good patches (covariance);
+#                                       # -iso: a standard Gaussian vector (isotropic)
 #     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
 #                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
@@ -133,6 +136,13 @@ for variant in $variants; do
       if [[ $variant =~ -r([0-9.]+)- ]]; then
         # the moved patches' largest radius, in median nearest-good-patch distances
         set_key "$toml" feature_noise_radius "${BASH_REMATCH[1]}"
+      fi
+      if [[ $variant == *-cov* ]]; then
+        # moved along the difference of two good patches (the good patches' covariance)
+        set_key "$toml" feature_noise_directions '"covariance"'
+      elif [[ $variant == *-iso* ]]; then
+        # moved along a standard Gaussian vector (every column alike)
+        set_key "$toml" feature_noise_directions '"isotropic"'
       fi
       if [[ $variant =~ -pseed([0-9]+) ]]; then
         # not printed while unset: added after the student's own `seed = ...` line

@@ -123,8 +123,8 @@ pub struct ModelArgs {
     #[arg(long, value_name = "RADIUS")]
     pub feature_noise_radius: Option<f32>,
     /// Student: the directions feature-space anomalies are moved in: diagonal (Gaussian, each
-    /// column scaled by its spread) or covariance (the difference of two good patches)
-    /// [default: diagonal].
+    /// column scaled by its spread), covariance (the difference of two good patches) or
+    /// isotropic (Gaussian, every column alike) [default: diagonal].
     #[arg(long)]
     pub feature_noise_directions: Option<anomaly_detection::regress::NoiseDirections>,
     /// Student: kinds of the synthetic anomalies the teacher scores for training, comma

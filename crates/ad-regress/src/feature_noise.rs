@@ -48,11 +48,18 @@ pub enum NoiseDirections {
     /// good patches vary (their covariance, correlations included), the directions along
     /// which a real part's patch can change.
     Covariance,
+    /// A standard Gaussian vector: every direction equally likely, whatever each column's
+    /// spread.
+    Isotropic,
 }
 
 impl NoiseDirections {
     /// Every kind, in CLI order.
-    pub const ALL: [NoiseDirections; 2] = [NoiseDirections::Diagonal, NoiseDirections::Covariance];
+    pub const ALL: [NoiseDirections; 3] = [
+        NoiseDirections::Diagonal,
+        NoiseDirections::Covariance,
+        NoiseDirections::Isotropic,
+    ];
 }
 
 impl std::fmt::Display for NoiseDirections {
@@ -60,6 +67,7 @@ impl std::fmt::Display for NoiseDirections {
         f.write_str(match self {
             NoiseDirections::Diagonal => "diagonal",
             NoiseDirections::Covariance => "covariance",
+            NoiseDirections::Isotropic => "isotropic",
         })
     }
 }
@@ -167,6 +175,7 @@ pub(crate) fn feature_anomalies(
                 NoiseDirections::Diagonal => {
                     scales.iter().map(|&s| s * gaussian(&mut rng)).collect()
                 }
+                NoiseDirections::Isotropic => (0..d).map(|_| gaussian(&mut rng)).collect(),
                 NoiseDirections::Covariance => {
                     let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
                     good_rows[a * d..(a + 1) * d]
@@ -414,7 +423,26 @@ mod tests {
         // Diagonal moves ignore the correlation.
         let diagonal = moves(NoiseDirections::Diagonal);
         assert!(diagonal.rows.chunks(2).any(|r| (r[0] - r[1]).abs() > 1e-3));
+        // Isotropic moves ignore the spreads: in `two_folds` the second column has none, and
+        // only isotropic moves leave it.
+        let (line, _, _) = two_folds();
+        let iso = feature_anomalies(
+            &line,
+            &targets,
+            &folds,
+            2,
+            4,
+            1.0,
+            DEFAULT_NOISE_RADIUS,
+            NoiseDirections::Isotropic,
+            7,
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert!(iso.rows.chunks(2).any(|r| r[1].abs() > 1e-3));
+        assert!(iso.targets.iter().all(|&t| t >= 0.5));
         assert_eq!("covariance".parse(), Ok(NoiseDirections::Covariance));
+        assert_eq!("isotropic".parse(), Ok(NoiseDirections::Isotropic));
         assert_eq!(NoiseDirections::Diagonal.to_string(), "diagonal");
     }
 

@@ -134,7 +134,7 @@ pub struct StudentConfig {
     /// images' targets); each patch is moved by a radius drawn uniformly below it.
     pub feature_noise_radius: f32,
     /// The directions the feature-space anomalies are moved in (diagonal: Gaussian, each
-    /// column scaled by its spread).
+    /// column scaled by its spread; see [`NoiseDirections`]).
     pub feature_noise_directions: NoiseDirections,
     /// Passes over the training patches (20).
     pub epochs: usize,
