@@ -19,6 +19,11 @@ names them.
     PIXEL=1 TEACHER=98.88 BASE="98.56 97.32 97.58 98.03 97.81 96.83 94.95 98.60" \
         BASE_NAME=accurate-synth12-raw-noise0.25 python3 tools/paired_seeds.py \
         out/student_seeds_spr/PA_BDP01_TL accurate-synth12-raw-noise0.25-cov
+
+Image AUROC only: TEACHER_SCORES=teacher.jsonl (`ad predict` of the teacher on the same
+images) computes the teacher's AUROC instead of taking TEACHER, and EXCLUDE="a.png b.png"
+leaves those files (by name) out of every AUROC, the teacher's included (e.g. byte-identical
+copies, which `ad test` reports).
 """
 import json
 import os
@@ -29,9 +34,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from compare_scores import auroc, load  # noqa: E402
 
 
+EXCLUDED = set(os.environ.get("EXCLUDE", "").split())
+
+
 def image_auroc(path):
     scores = load(path)
-    paths = sorted(scores)
+    paths = sorted(p for p in scores if os.path.basename(p) not in EXCLUDED)
     return 100 * auroc([scores[p] for p in paths], ["/good/" not in p for p in paths])
 
 
@@ -46,8 +54,11 @@ def main():
         sys.exit(__doc__)
     out, variants = sys.argv[1], sys.argv[2:]
     seeds = [int(s) for s in os.environ.get("SEEDS", "0 1 2 3 4 5 6 7").split()]
-    teacher = float(os.environ.get("TEACHER", "91.02"))
     pixel = bool(os.environ.get("PIXEL"))
+    if os.environ.get("TEACHER_SCORES") and not pixel:
+        teacher = image_auroc(os.environ["TEACHER_SCORES"])
+    else:
+        teacher = float(os.environ.get("TEACHER", "91.02"))
     if pixel:
         table = {v: [pixel_auroc(f"{out}/{v}-s{s}.test/report.json") for s in seeds]
                  for v in variants}

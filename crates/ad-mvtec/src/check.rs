@@ -1,7 +1,12 @@
 //! Pre-flight of a dataset: every file's header read (in parallel) before any pixel is
 //! decoded, so a missing, empty or undecodable file stops the run before work is spent, and
 //! degenerate but legal input is reported as warnings instead of being silently stretched.
+//! Byte-identical images are reported too: a test image that is a training image measures
+//! recall, not detection, and a test image present twice counts twice in every metric (PIPED
+//! has such copies, docs/results.md).
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hasher};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -101,6 +106,22 @@ pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck
         }
     }
     let mut warnings = Vec::new();
+    let (leaked, twice, copies) = duplicates(&paths, splits.train.len())?;
+    leaked.warn(
+        &mut warnings,
+        "test images identical to a training image",
+        "their scores measure recall of the training set, not detection",
+    );
+    twice.warn(
+        &mut warnings,
+        "test images identical to an earlier test image",
+        "every copy counts again in the metrics",
+    );
+    copies.warn(
+        &mut warnings,
+        "training images identical to an earlier training image",
+        "the copies add nothing to the model",
+    );
     tiny.warn(
         &mut warnings,
         &format!("images smaller than {TINY_SIDE} px on a side"),
@@ -121,6 +142,66 @@ pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck
         masks: mask_paths.len(),
         warnings,
     })
+}
+
+/// Byte-identical files among `paths` (the first `train` of them the training images, the rest
+/// the test images), each copy reported against the first file with its bytes: test copies of
+/// a training image, test copies of an earlier test image, training copies of an earlier
+/// training image. Only files whose sizes coincide are read, in parallel, and equal hashes are
+/// confirmed byte for byte; a path listed twice is its own copy.
+fn duplicates(paths: &[&Path], train: usize) -> Result<(Finding, Finding, Finding), DatasetError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| DatasetError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let sizes: Vec<u64> = paths
+        .par_iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX))
+        .collect();
+    let mut by_size: HashMap<u64, usize> = HashMap::new();
+    for &s in &sizes {
+        *by_size.entry(s).or_default() += 1;
+    }
+    // Hashes of the files whose size another file shares (None: a unique size).
+    let hashes: Vec<Option<u64>> = paths
+        .par_iter()
+        .zip(&sizes)
+        .map(|(p, s)| {
+            if by_size[s] < 2 {
+                return Ok(None);
+            }
+            let mut h = DefaultHasher::new();
+            h.write(&read(p)?);
+            Ok(Some(h.finish()))
+        })
+        .collect::<Result<_, DatasetError>>()?;
+    let (mut leaked, mut twice, mut copies) = (Finding::new(), Finding::new(), Finding::new());
+    // The first file of each content, by (size, hash); several when hashes collide.
+    let mut first: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, hash) in hashes.iter().enumerate() {
+        let Some(hash) = *hash else { continue };
+        let seen = first.entry((sizes[i], hash)).or_default();
+        let mut original = None;
+        for &j in seen.iter() {
+            if paths[i] == paths[j] || read(paths[i])? == read(paths[j])? {
+                original = Some(j);
+                break;
+            }
+        }
+        let Some(j) = original else {
+            seen.push(i);
+            continue;
+        };
+        let pair = || format!("{} = {}", paths[i].display(), paths[j].display());
+        match (i < train, j < train) {
+            (true, _) => copies.add(pair),
+            (false, true) => leaked.add(pair),
+            (false, false) => twice.add(pair),
+        }
+    }
+    Ok((leaked, twice, copies))
 }
 
 #[cfg(test)]
@@ -157,24 +238,31 @@ mod tests {
         };
         let c = check_splits(&splits, (256, 256)).unwrap();
         assert_eq!((c.images, c.masks), (4, 1));
-        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        // `ok.png` is a training image and a test image.
         assert!(
-            c.warnings[0].starts_with("1 images smaller"),
+            c.warnings[0].starts_with("1 test images identical to a training image"),
             "{:?}",
             c.warnings
         );
         assert!(
-            c.warnings[1].contains("wide.png 512x128"),
+            c.warnings[1].starts_with("1 images smaller"),
             "{:?}",
             c.warnings
         );
         assert!(
-            c.warnings[2].contains("m.png 32x32, image 64x64"),
+            c.warnings[2].contains("wide.png 512x128"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[3].contains("m.png 32x32, image 64x64"),
             "{:?}",
             c.warnings
         );
 
-        // A garbage file is an error naming it, before any decoding.
+        // A garbage file is an error naming it, before any decoding (its size is unique, so
+        // the duplicate check does not read it).
         let bad = d.join("bad.png");
         std::fs::write(&bad, b"definitely not a png").unwrap();
         let mut broken = splits.clone();
@@ -183,5 +271,72 @@ mod tests {
             Err(e) => assert!(e.to_string().contains("bad.png"), "{e}"),
             Ok(c) => panic!("{c:?}"),
         }
+    }
+
+    #[test]
+    fn byte_identical_images_are_reported_by_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // Uniform images of one size, four shades: alike in length, not in bytes.
+        let shade = |name: &str, v: u8| {
+            let p = d.join(name);
+            image::RgbImage::from_pixel(64, 64, image::Rgb([v, v, v]))
+                .save(&p)
+                .unwrap();
+            p
+        };
+        let copy = |from: &Path, name: &str| {
+            let p = d.join(name);
+            std::fs::copy(from, &p).unwrap();
+            p
+        };
+        let a = shade("a.png", 10);
+        let b = shade("b.png", 20);
+        let c = shade("c.png", 30);
+        let e = shade("e.png", 40);
+        let splits = Splits {
+            name: "t".into(),
+            train: vec![
+                Sample::good(a.clone()),
+                Sample::good(copy(&a, "a_again.png")),
+                Sample::good(b),
+            ],
+            test: vec![
+                Sample::good(copy(&a, "a_test.png")),
+                Sample::good(c.clone()),
+                Sample::good(copy(&c, "c_again.png")),
+                Sample::good(e),
+            ],
+        };
+        let w = check_splits(&splits, (64, 64)).unwrap().warnings;
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[0].starts_with("1 test images identical to a training image (first: ")
+                && w[0].contains("a_test.png = ")
+                && w[0].contains("a.png)"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("1 test images identical to an earlier test image")
+                && w[1].contains("c_again.png = "),
+            "{w:?}"
+        );
+        assert!(
+            w[2].starts_with("1 training images identical to an earlier training image")
+                && w[2].contains("a_again.png = "),
+            "{w:?}"
+        );
+        // Distinct images, however alike in size, give no warning.
+        let distinct = Splits {
+            name: "t".into(),
+            train: vec![Sample::good(a)],
+            test: vec![Sample::good(c)],
+        };
+        assert!(
+            check_splits(&distinct, (64, 64))
+                .unwrap()
+                .warnings
+                .is_empty()
+        );
     }
 }
