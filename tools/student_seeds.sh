@@ -47,6 +47,8 @@
 #     VARIANTS=fast-cov-noise0.25 ...  # and/or the moved patches' directions drawn as the
 #                                       # difference of two good patches (covariance);
 #                                       # -iso: a standard Gaussian vector (isotropic)
+#     VARIANTS=fast-noise0.25-group ...  # and/or identical images kept in one fold (the
+#                                         # default since 2026-12-05; group_identical)
 #     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
 #                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
@@ -143,6 +145,13 @@ for variant in $variants; do
       elif [[ $variant == *-iso* ]]; then
         # moved along a standard Gaussian vector (every column alike)
         set_key "$toml" feature_noise_directions '"isotropic"'
+      fi
+      # Copies of an image split between folds unless -group keeps them together (every
+      # student before 2026-12-05; group_identical, the default since)
+      if [[ $variant == *-group* ]]; then
+        set_key "$toml" group_identical true
+      else
+        set_key "$toml" group_identical false
       fi
       if [[ $variant =~ -pseed([0-9]+) ]]; then
         # not printed while unset: added after the student's own `seed = ...` line

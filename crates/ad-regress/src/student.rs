@@ -74,6 +74,38 @@ const MAX_NOISE_RADIUS: f32 = 64.0;
 /// Good patch rows (at most) the prototypes are fitted on.
 const PROTOTYPE_ROWS: usize = 16_384;
 
+/// For every image (a plane of pixels), the index of the first image with exactly the same
+/// values (bit for bit), itself when none comes before it.
+fn first_identical(planes: &[Vec<f32>]) -> Vec<usize> {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut seen: std::collections::HashMap<u64, Vec<usize>> = std::collections::HashMap::new();
+    planes
+        .iter()
+        .enumerate()
+        .map(|(i, plane)| {
+            let mut h = DefaultHasher::new();
+            for v in plane {
+                h.write_u32(v.to_bits());
+            }
+            let same = seen.entry(h.finish()).or_default();
+            let equal = |other: &[f32]| {
+                other.len() == plane.len()
+                    && other
+                        .iter()
+                        .zip(plane)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+            };
+            match same.iter().find(|&&j| equal(&planes[j])) {
+                Some(&j) => j,
+                None => {
+                    same.push(i);
+                    i
+                }
+            }
+        })
+        .collect()
+}
+
 /// Hyper-parameters of [`ScoreStudent`] (unchecked).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -163,6 +195,12 @@ pub struct StudentConfig {
     /// Parts the good images are split into for the teacher (2: each half scored by a teacher
     /// fitted on the other half).
     pub folds: usize,
+    /// Identical good images (the same pixels after preprocessing: copies of one file) fall in
+    /// the same fold of every split (true), so no image is scored by a teacher whose bank holds
+    /// its copy, which would give its patches distances near zero as targets (PIPED's
+    /// training splits have such copies). False: the split ignores them (students fitted
+    /// before 2026-12-05).
+    pub group_identical: bool,
     /// Splits of the good images into `folds` parts, each split shuffled with its own seed
     /// (1): with more, every good image is scored by one teacher per split and gets its own
     /// synthetic copies per split, so the head trains on the union of what that many
@@ -226,6 +264,7 @@ impl Default for StudentConfig {
             patch_batch: 2048,
             seed: 0,
             folds: 2,
+            group_identical: true,
             splits: 1,
             synthetic_per_image: 3,
             anomalies: SyntheticAnomaly::DEFAULT.to_vec(),
@@ -1373,6 +1412,20 @@ impl ScoreStudent {
                 planes.len()
             )));
         }
+        // Each image's first identical image (itself when it has no earlier copy).
+        let original = if self.config.group_identical {
+            first_identical(&planes)
+        } else {
+            (0..planes.len()).collect()
+        };
+        let copies = original
+            .iter()
+            .enumerate()
+            .filter(|&(i, &j)| i != j)
+            .count();
+        if copies > 0 {
+            log::info!("{copies} good images are copies of earlier ones: each in its fold");
+        }
         // The part of every image in every split; split 0 is the one-split student's.
         let parts: Vec<Vec<usize>> = (0..self.config.splits)
             .map(|r| {
@@ -1385,6 +1438,10 @@ impl ScoreStudent {
                 let mut p = vec![0; planes.len()];
                 for (rank, &i) in order.iter().enumerate() {
                     p[i] = rank % k;
+                }
+                // A copy joins its original's part (originals come first in index order).
+                for i in 0..p.len() {
+                    p[i] = p[original[i]];
                 }
                 p
             })
@@ -1664,6 +1721,17 @@ impl ScoreStudent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_are_found_bit_for_bit() {
+        let a = vec![0.5f32, 1.0, -2.0];
+        let b = vec![0.5f32, 1.0, 2.0];
+        let c = vec![0.0f32, 1.0, -2.0];
+        let minus_zero = vec![-0.0f32, 1.0, -2.0];
+        let planes = vec![a.clone(), b.clone(), a, c, b, minus_zero];
+        assert_eq!(first_identical(&planes), vec![0, 1, 0, 3, 1, 5]);
+        assert!(first_identical(&[]).is_empty());
+    }
 
     #[test]
     fn a_folded_standardisation_gives_the_head_on_raw_inputs() {
