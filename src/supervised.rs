@@ -12,7 +12,7 @@ use ad_core::{Detector, Mask};
 use ad_mvtec::{BatchLoader, LoadedBatch, Sample, Splits};
 use ad_regress::{
     ClassifierConfig, CvData, CvReport, FeatureMaps, FusionResult, SupervisedClassifier,
-    compare_fusion, cross_validate, stratified_k_fold,
+    compare_fusion, cross_validate, stratified_group_k_fold,
 };
 use burn::tensor::Device;
 use indicatif::ProgressBar;
@@ -70,6 +70,10 @@ pub fn supervised_cv(
     let labels: Vec<bool> = samples.iter().map(|s| s.is_anomalous).collect();
     ad_regress::check_two_classes(&labels)?;
     let strata: Vec<String> = samples.iter().map(|s| s.defect.clone()).collect();
+    // Byte-identical files (a good image stored twice) stay in one fold, so no image is
+    // scored by a model trained on its copy.
+    let paths: Vec<&std::path::Path> = samples.iter().map(|s| s.path.as_path()).collect();
+    let copy_of = ad_mvtec::first_identical_files(&paths)?;
     let t0 = Instant::now();
     progress.set_length(samples.len() as u64);
     let mut features = FeatureMaps::default();
@@ -95,6 +99,7 @@ pub fn supervised_cv(
             strata: &strata,
             masks: &masks,
             image_size: size,
+            copy_of: Some(&copy_of),
         },
         folds,
         seed,
@@ -102,7 +107,7 @@ pub fn supervised_cv(
     let (mut detector_scores, mut fusion, mut detector_seconds) = (None, Vec::new(), 0.0);
     if let Some(dc) = detector {
         let t1 = Instant::now();
-        let split = stratified_k_fold(&strata, folds, seed)?;
+        let split = stratified_group_k_fold(&strata, &copy_of, folds, seed)?;
         let mut oof = vec![f32::NAN; samples.len()];
         for fold in &split {
             let mut model = dc.build(device)?;

@@ -144,12 +144,14 @@ pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck
     })
 }
 
-/// Byte-identical files among `paths` (the first `train` of them the training images, the rest
-/// the test images), each copy reported against the first file with its bytes: test copies of
-/// a training image, test copies of an earlier test image, training copies of an earlier
-/// training image. Only files whose sizes coincide are read, in parallel, and equal hashes are
-/// confirmed byte for byte; a path listed twice is its own copy.
-fn duplicates(paths: &[&Path], train: usize) -> Result<(Finding, Finding, Finding), DatasetError> {
+/// For every file of `paths`, the index of the first file with the same bytes (itself when
+/// none comes before it): the groups a split must keep together so that no copy of a test
+/// image trains the model. Only files whose sizes coincide are read (in parallel), and equal
+/// hashes are confirmed byte for byte; a path listed twice is its own copy.
+///
+/// # Errors
+/// A file that cannot be read.
+pub fn first_identical_files(paths: &[&Path]) -> Result<Vec<usize>, DatasetError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|source| DatasetError::Io {
             path: p.to_path_buf(),
@@ -158,8 +160,15 @@ fn duplicates(paths: &[&Path], train: usize) -> Result<(Finding, Finding, Findin
     };
     let sizes: Vec<u64> = paths
         .par_iter()
-        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX))
-        .collect();
+        .map(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.len())
+                .map_err(|source| DatasetError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                })
+        })
+        .collect::<Result<_, DatasetError>>()?;
     let mut by_size: HashMap<u64, usize> = HashMap::new();
     for &s in &sizes {
         *by_size.entry(s).or_default() += 1;
@@ -177,11 +186,14 @@ fn duplicates(paths: &[&Path], train: usize) -> Result<(Finding, Finding, Findin
             Ok(Some(h.finish()))
         })
         .collect::<Result<_, DatasetError>>()?;
-    let (mut leaked, mut twice, mut copies) = (Finding::new(), Finding::new(), Finding::new());
     // The first file of each content, by (size, hash); several when hashes collide.
     let mut first: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    let mut out = Vec::with_capacity(paths.len());
     for (i, hash) in hashes.iter().enumerate() {
-        let Some(hash) = *hash else { continue };
+        let Some(hash) = *hash else {
+            out.push(i);
+            continue;
+        };
         let seen = first.entry((sizes[i], hash)).or_default();
         let mut original = None;
         for &j in seen.iter() {
@@ -190,10 +202,24 @@ fn duplicates(paths: &[&Path], train: usize) -> Result<(Finding, Finding, Findin
                 break;
             }
         }
-        let Some(j) = original else {
+        out.push(original.unwrap_or_else(|| {
             seen.push(i);
+            i
+        }));
+    }
+    Ok(out)
+}
+
+/// Byte-identical files among `paths` (the first `train` of them the training images, the rest
+/// the test images), each copy reported against the first file with its bytes: test copies of
+/// a training image, test copies of an earlier test image, training copies of an earlier
+/// training image.
+fn duplicates(paths: &[&Path], train: usize) -> Result<(Finding, Finding, Finding), DatasetError> {
+    let (mut leaked, mut twice, mut copies) = (Finding::new(), Finding::new(), Finding::new());
+    for (i, j) in first_identical_files(paths)?.into_iter().enumerate() {
+        if i == j {
             continue;
-        };
+        }
         let pair = || format!("{} = {}", paths[i].display(), paths[j].display());
         match (i < train, j < train) {
             (true, _) => copies.add(pair),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::RegressError;
 use crate::classifier::SupervisedClassifier;
 use crate::features::FeatureMaps;
-use crate::folds::stratified_k_fold;
+use crate::folds::{stratified_group_k_fold, stratified_k_fold};
 
 /// Mean and sample standard deviation of a quantity over folds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -111,6 +111,9 @@ pub struct CvData<'a> {
     pub masks: &'a [Option<Mask>],
     /// Preprocessed image size `(h, w)`.
     pub image_size: (usize, usize),
+    /// For each image, the index of the first identical one (itself for an original; see
+    /// [`stratified_group_k_fold`]): copies are kept in one fold. `None`: all distinct.
+    pub copy_of: Option<&'a [usize]>,
 }
 
 /// Stratified `k`-fold cross-validation of `model`'s configuration on `data` (the model's
@@ -131,7 +134,10 @@ pub fn cross_validate(
             data.masks.len()
         )));
     }
-    let folds = stratified_k_fold(data.strata, k, seed)?;
+    let folds = match data.copy_of {
+        Some(copy_of) => stratified_group_k_fold(data.strata, copy_of, k, seed)?,
+        None => stratified_k_fold(data.strata, k, seed)?,
+    };
     let mut results = Vec::with_capacity(k);
     let mut oof = vec![f32::NAN; n];
     let mut fold_of = vec![0; n];

@@ -36,6 +36,54 @@ fn shuffled_strata<S: AsRef<str>>(strata: &[S], seed: u64) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// [`stratified_k_fold`] with copies kept together: `copy_of[i]` is the index of the first
+/// item identical to item `i` (`i` itself for an original, never a later index); the
+/// originals are split as [`stratified_k_fold`] splits them, and every copy joins its
+/// original's test set, so no item is tested by a model trained on its copy. Without copies
+/// the folds are [`stratified_k_fold`]'s.
+///
+/// Errors when `copy_of` does not match `strata` or names a later item, `k < 2`, or there
+/// are fewer originals than folds.
+pub fn stratified_group_k_fold<S: AsRef<str>>(
+    strata: &[S],
+    copy_of: &[usize],
+    k: usize,
+    seed: u64,
+) -> Result<Vec<Fold>, RegressError> {
+    if copy_of.len() != strata.len() || copy_of.iter().enumerate().any(|(i, &j)| j > i) {
+        return Err(RegressError::Data(format!(
+            "copy_of ({} entries) must name, for each of the {} items, itself or an earlier one",
+            copy_of.len(),
+            strata.len()
+        )));
+    }
+    // An item's original, followed to the first of its group.
+    let root = |mut i: usize| {
+        while copy_of[i] != i {
+            i = copy_of[i];
+        }
+        i
+    };
+    let originals: Vec<usize> = (0..strata.len()).filter(|&i| copy_of[i] == i).collect();
+    let original_strata: Vec<&str> = originals.iter().map(|&i| strata[i].as_ref()).collect();
+    let folds = stratified_k_fold(&original_strata, k, seed)?;
+    let mut fold_of = vec![0; strata.len()];
+    for (f, fold) in folds.iter().enumerate() {
+        for &o in &fold.test {
+            fold_of[originals[o]] = f;
+        }
+    }
+    for i in 0..strata.len() {
+        fold_of[i] = fold_of[root(i)];
+    }
+    Ok((0..k)
+        .map(|f| {
+            let (test, train) = (0..strata.len()).partition(|&i| fold_of[i] == f);
+            Fold { train, test }
+        })
+        .collect())
+}
+
 /// Stratified `k`-fold cross-validation: each index is in exactly one test set; every stratum
 /// is dealt round-robin over the folds (continuing where the previous stratum stopped, so fold
 /// sizes differ by at most one).
@@ -112,6 +160,40 @@ pub fn stratified_split<S: AsRef<str>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_share_their_originals_test_fold() {
+        let s = strata();
+        let distinct: Vec<usize> = (0..s.len()).collect();
+        // Without copies: the plain stratified folds.
+        assert_eq!(
+            stratified_group_k_fold(&s, &distinct, 5, 3).unwrap(),
+            stratified_k_fold(&s, 5, 3).unwrap()
+        );
+        // Item 1 is a copy of 0, 2 of 1 (so of 0), 25 of 21 (two cracks).
+        let mut copy_of = distinct.clone();
+        copy_of[1] = 0;
+        copy_of[2] = 1;
+        copy_of[25] = 21;
+        let folds = stratified_group_k_fold(&s, &copy_of, 5, 3).unwrap();
+        let fold_of = |i: usize| folds.iter().position(|f| f.test.contains(&i)).unwrap();
+        assert_eq!(fold_of(1), fold_of(0));
+        assert_eq!(fold_of(2), fold_of(0));
+        assert_eq!(fold_of(25), fold_of(21));
+        for f in &folds {
+            // Every item once, train and test disjoint and sorted.
+            assert_eq!(f.train.len() + f.test.len(), s.len());
+            assert!(f.test.windows(2).all(|w| w[0] < w[1]));
+            assert!(f.train.iter().all(|i| !f.test.contains(i)));
+        }
+        let all: usize = folds.iter().map(|f| f.test.len()).sum();
+        assert_eq!(all, s.len());
+        // A copy of a later item, or a length mismatch, is refused.
+        let mut later = distinct.clone();
+        later[0] = 1;
+        assert!(stratified_group_k_fold(&s, &later, 5, 3).is_err());
+        assert!(stratified_group_k_fold(&s, &distinct[1..], 5, 3).is_err());
+    }
 
     fn strata() -> Vec<String> {
         let mut s = vec!["good".to_string(); 20];

@@ -41,7 +41,7 @@ pub use cv::{CvData, CvReport, FoldResult, MeanStd, cross_validate};
 pub use error::RegressError;
 pub use feature_noise::NoiseDirections;
 pub use features::FeatureMaps;
-pub use folds::{Fold, stratified_k_fold, stratified_split};
+pub use folds::{Fold, stratified_group_k_fold, stratified_k_fold, stratified_split};
 pub use fusion::{FusionResult, LogisticRegression, compare_fusion};
 pub use io::{CLASSIFIER_MAGIC, FORMAT_VERSION, STUDENT_MAGIC};
 pub use student::{

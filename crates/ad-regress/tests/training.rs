@@ -582,6 +582,7 @@ fn classifier_refuses_one_class_and_learns_two() {
             strata: &strata,
             masks: &masks,
             image_size: (64, 64),
+            copy_of: None,
         },
         4,
         42,
