@@ -47,8 +47,8 @@
 #     VARIANTS=fast-cov-noise0.25 ...  # and/or the moved patches' directions drawn as the
 #                                       # difference of two good patches (covariance);
 #                                       # -iso: a standard Gaussian vector (isotropic)
-#     VARIANTS=fast-noise0.25-group ...  # and/or identical images kept in one fold (the
-#                                         # default since 2026-12-05; group_identical)
+#     VARIANTS=fast-noise0.25-group ...  # and/or identical images kept in one fold
+#                                         # (group_identical = true)
 #     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
 #                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
@@ -146,8 +146,8 @@ for variant in $variants; do
         # moved along a standard Gaussian vector (every column alike)
         set_key "$toml" feature_noise_directions '"isotropic"'
       fi
-      # Copies of an image split between folds unless -group keeps them together (every
-      # student before 2026-12-05; group_identical, the default since)
+      # Copies of an image split between folds unless -group keeps them together
+      # (group_identical, off by default)
       if [[ $variant == *-group* ]]; then
         set_key "$toml" group_identical true
       else

@@ -112,6 +112,10 @@ pub struct ModelArgs {
     /// head's output, the head learning the rest [default: off].
     #[arg(long)]
     pub nearest_skip: bool,
+    /// Student: keep identical good images (copies of one file) in one teacher fold, so no
+    /// image's targets come from a teacher holding its copy [default: off].
+    #[arg(long)]
+    pub group_identical: bool,
     /// Student: feature-space anomalies, this fraction of the good patches moved off the good
     /// patches by Gaussian noise, with the nearest good patch's distance as their targets
     /// (0 = none) [default: 0.25].
@@ -489,7 +493,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 36] = [
+        let specific: [(&str, bool, &[&str]); 37] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -526,6 +530,7 @@ impl ModelArgs {
                 &["student"],
             ),
             ("nearest-skip", self.nearest_skip, &["student"]),
+            ("group-identical", self.group_identical, &["student"]),
             ("feature-noise", self.feature_noise.is_some(), &["student"]),
             (
                 "feature-noise-radius",
@@ -682,6 +687,9 @@ impl ModelArgs {
                 }
                 if self.nearest_skip {
                     c.nearest_skip = true;
+                }
+                if self.group_identical {
+                    c.group_identical = true;
                 }
                 if let Some(f) = self.feature_noise {
                     c.feature_noise = f;
@@ -991,6 +999,7 @@ mod tests {
         let c = student_of(ModelArgs {
             prototype_seed: Some(7),
             nearest_skip: true,
+            group_identical: true,
             feature_noise: Some(0.5),
             feature_noise_radius: Some(2.0),
             feature_noise_directions: Some(anomaly_detection::regress::NoiseDirections::Covariance),
@@ -1000,7 +1009,10 @@ mod tests {
             c.feature_noise_directions,
             anomaly_detection::regress::NoiseDirections::Covariance
         );
-        assert_eq!((c.prototype_seed, c.nearest_skip), (Some(7), true));
+        assert_eq!(
+            (c.prototype_seed, c.nearest_skip, c.group_identical),
+            (Some(7), true, true)
+        );
         assert_eq!((c.feature_noise, c.feature_noise_radius), (0.5, 2.0));
         let err = ModelArgs {
             model: Some("patchcore".into()),
