@@ -41,6 +41,9 @@ pub struct SupervisedReport {
     pub defective: usize,
     /// Stratum (defect type or "good") of every pooled image.
     pub strata: Vec<String>,
+    /// Pooled images that are byte-identical copies of an earlier one; each is kept in its
+    /// original's fold.
+    pub copies: usize,
     /// The classifier's cross-validation.
     pub cv: CvReport,
     /// Out-of-fold image scores of the unsupervised detector, when one was given.
@@ -139,6 +142,7 @@ pub fn supervised_cv(
         images: samples.len(),
         defective: labels.iter().filter(|&&l| l).count(),
         strata,
+        copies: copy_of.iter().enumerate().filter(|&(i, &j)| i != j).count(),
         cv,
         detector_scores,
         fusion,

@@ -60,6 +60,13 @@ fn markdown(name: &str, r: &SupervisedReport) -> String {
         r.images,
         r.defective
     );
+    if r.copies > 0 {
+        let _ = writeln!(
+            s,
+            "{} images are byte-identical copies of others; each is in its original's fold.\n",
+            r.copies
+        );
+    }
     let _ = writeln!(
         s,
         "| fold | train | test | epochs | train acc. | TP | FN | TN | FP | accuracy | balanced acc. | CAM pixel AUROC |"
