@@ -195,12 +195,20 @@ pub fn first_identical_files(paths: &[&Path]) -> Result<Vec<usize>, DatasetError
             continue;
         };
         let seen = first.entry((sizes[i], hash)).or_default();
+        // Equal hashes are confirmed byte for byte (this file read once, when needed).
+        let mut mine = None;
         let mut original = None;
         for &j in seen.iter() {
-            if paths[i] == paths[j] || read(paths[i])? == read(paths[j])? {
-                original = Some(j);
-                break;
+            if paths[i] != paths[j] {
+                if mine.is_none() {
+                    mine = Some(read(paths[i])?);
+                }
+                if mine.as_deref() != Some(read(paths[j])?.as_slice()) {
+                    continue;
+                }
             }
+            original = Some(j);
+            break;
         }
         out.push(original.unwrap_or_else(|| {
             seen.push(i);

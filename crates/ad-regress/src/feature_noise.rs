@@ -244,6 +244,30 @@ fn gaussian(rng: &mut Xoshiro256PlusPlus) -> f32 {
 mod tests {
     use super::*;
 
+    /// `feature_anomalies` on rows of width 2 in images of 4 rows, without progress.
+    fn moves(
+        rows: &[f32],
+        targets: &[f32],
+        folds: &[FoldRows],
+        fraction: f32,
+        radius: f32,
+        directions: NoiseDirections,
+        seed: u64,
+    ) -> Result<Moved, RegressError> {
+        feature_anomalies(
+            rows,
+            targets,
+            folds,
+            2,
+            4,
+            fraction,
+            radius,
+            directions,
+            seed,
+            &mut |_, _| {},
+        )
+    }
+
     /// Two folds of one split on a line: fold 0 at x = 0, 1, ..., fold 1 at x = 0.5, 1.5, ...
     fn two_folds() -> (Vec<f32>, Vec<f32>, Vec<FoldRows>) {
         let mut rows = Vec::new();
@@ -272,17 +296,14 @@ mod tests {
     #[test]
     fn moved_rows_score_at_least_their_source_and_grow_with_the_distance() {
         let (rows, targets, folds) = two_folds();
-        let moved = feature_anomalies(
+        let moved = moves(
             &rows,
             &targets,
             &folds,
-            2,
-            4,
             1.0,
             DEFAULT_NOISE_RADIUS,
             NoiseDirections::Diagonal,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         // One fraction of each fold, in whole images of 4 rows: 8 rows per fold.
@@ -308,33 +329,27 @@ mod tests {
         assert!(moved.rows.chunks(2).all(|r| r[1] == 0.0));
         // Seeded.
         assert_eq!(
-            feature_anomalies(
+            moves(
                 &rows,
                 &targets,
                 &folds,
-                2,
-                4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
                 NoiseDirections::Diagonal,
-                7,
-                &mut |_, _| {}
+                7
             )
             .unwrap(),
             moved
         );
         assert_ne!(
-            feature_anomalies(
+            moves(
                 &rows,
                 &targets,
                 &folds,
-                2,
-                4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
                 NoiseDirections::Diagonal,
-                8,
-                &mut |_, _| {}
+                8
             )
             .unwrap(),
             moved
@@ -348,17 +363,14 @@ mod tests {
         // radius of 0.1 moves a row by less than 0.05 from its source (fold 0 at the
         // integers, fold 1 at the halves) and adds less than 0.05 to its target.
         let offset = |x: f32, half: f32| ((x - half) - (x - half).round()).abs();
-        let near = feature_anomalies(
+        let near = moves(
             &rows,
             &targets,
             &folds,
-            2,
-            4,
             1.0,
             0.1,
             NoiseDirections::Diagonal,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         for (j, (row, &t)) in near.rows.chunks(2).zip(&near.targets).enumerate() {
@@ -367,17 +379,14 @@ mod tests {
             assert!((0.5..0.55).contains(&t), "row {j}: target {t}");
         }
         // The default radius moves some row farther than that.
-        let far = feature_anomalies(
+        let far = moves(
             &rows,
             &targets,
             &folds,
-            2,
-            4,
             1.0,
             DEFAULT_NOISE_RADIUS,
             NoiseDirections::Diagonal,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         assert!(
@@ -393,22 +402,19 @@ mod tests {
         // Both columns equal: the good patches vary along the diagonal only.
         let (line, targets, folds) = two_folds();
         let rows: Vec<f32> = line.chunks(2).flat_map(|r| [r[0], r[0]]).collect();
-        let moves = |directions| {
-            feature_anomalies(
+        let moved_in = |directions| {
+            moves(
                 &rows,
                 &targets,
                 &folds,
-                2,
-                4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
                 directions,
                 7,
-                &mut |_, _| {},
             )
             .unwrap()
         };
-        let along = moves(NoiseDirections::Covariance);
+        let along = moved_in(NoiseDirections::Covariance);
         assert_eq!(along.targets.len(), 16);
         assert!(along.rows.chunks(2).all(|r| (r[0] - r[1]).abs() < 1e-4));
         assert!(along.targets.iter().all(|&t| t >= 0.5));
@@ -419,24 +425,21 @@ mod tests {
                 .chunks(2)
                 .any(|r| (r[0] - r[0].round()).abs() > 1e-3)
         );
-        assert_eq!(moves(NoiseDirections::Covariance), along);
+        assert_eq!(moved_in(NoiseDirections::Covariance), along);
         // Diagonal moves ignore the correlation.
-        let diagonal = moves(NoiseDirections::Diagonal);
+        let diagonal = moved_in(NoiseDirections::Diagonal);
         assert!(diagonal.rows.chunks(2).any(|r| (r[0] - r[1]).abs() > 1e-3));
         // Isotropic moves ignore the spreads: in `two_folds` the second column has none, and
         // only isotropic moves leave it.
         let (line, _, _) = two_folds();
-        let iso = feature_anomalies(
+        let iso = moves(
             &line,
             &targets,
             &folds,
-            2,
-            4,
             1.0,
             DEFAULT_NOISE_RADIUS,
             NoiseDirections::Isotropic,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         assert!(iso.rows.chunks(2).any(|r| r[1].abs() > 1e-3));
@@ -449,17 +452,14 @@ mod tests {
     #[test]
     fn no_fraction_no_rows_and_a_fold_without_a_bank_is_skipped() {
         let (rows, targets, folds) = two_folds();
-        let none = feature_anomalies(
+        let none = moves(
             &rows,
             &targets,
             &folds,
-            2,
-            4,
             0.0,
             DEFAULT_NOISE_RADIUS,
             NoiseDirections::Diagonal,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         assert!(none.rows.is_empty() && none.targets.is_empty());
@@ -471,47 +471,38 @@ mod tests {
                 ..folds[1]
             },
         ];
-        let moved = feature_anomalies(
+        let moved = moves(
             &rows,
             &targets,
             &apart,
-            2,
-            4,
             1.0,
             DEFAULT_NOISE_RADIUS,
             NoiseDirections::Diagonal,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         assert!(moved.rows.is_empty());
         // A small fraction still moves one image's worth of rows per fold.
-        let one = feature_anomalies(
+        let one = moves(
             &rows,
             &targets,
             &folds,
-            2,
-            4,
             0.01,
             DEFAULT_NOISE_RADIUS,
             NoiseDirections::Diagonal,
             7,
-            &mut |_, _| {},
         )
         .unwrap();
         assert_eq!(one.targets.len(), 8);
         assert!(
-            feature_anomalies(
+            moves(
                 &rows[..30],
                 &targets,
                 &folds,
-                2,
-                4,
                 1.0,
                 DEFAULT_NOISE_RADIUS,
                 NoiseDirections::Diagonal,
-                7,
-                &mut |_, _| {}
+                7
             )
             .is_err()
         );
