@@ -49,6 +49,8 @@
 #                                       # -iso: a standard Gaussian vector (isotropic)
 #     VARIANTS=fast-noise0.25-group ...  # and/or identical images kept in one fold
 #                                         # (group_identical = true)
+#     VARIANTS=fast-noise0.25-distill4 ...  # and/or ensemble distillation: four member
+#                                            # students first, their mean regressed (distill)
 #     VARIANTS="fast-b192 fast-b192-noise0.25" ...  # and/or the backbone on 192 x 192 pixels
 #                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
@@ -126,6 +128,7 @@ for variant in $variants; do
       if [[ $variant == *-sqrtinv* ]]; then set_key "$toml" loss_weights '"sqrt-inverse"'; fi
       if [[ $variant =~ -h([0-9]+) ]]; then set_key "$toml" heads "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-boot* ]]; then set_key "$toml" bootstrap true; fi
+      if [[ $variant =~ -distill([0-9]+) ]]; then set_key "$toml" distill "${BASH_REMATCH[1]}"; fi
       if [[ $variant =~ -splits([0-9]+) ]]; then set_key "$toml" splits "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-skip* ]]; then set_key "$toml" nearest_skip true; fi
       # No feature-space anomalies unless -noiseF names them (both students before

@@ -156,6 +156,11 @@ pub struct ModelArgs {
     /// [default: 1].
     #[arg(long, value_name = "N")]
     pub heads: Option<usize>,
+    /// Student: ensemble distillation, N member students of their own seeds fitted first and
+    /// their mean patch score regressed instead of the teacher's (fit time N + 1 students',
+    /// predict time one student's) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub distill: Option<usize>,
     /// Student: splits of the good images into teacher folds, each shuffled with its own seed;
     /// every image is scored by one teacher per split, with its own synthetic copies per split
     /// (fit time grows with N, predict time does not) [default: 1].
@@ -493,7 +498,7 @@ impl ModelArgs {
             }};
         }
         // Flags that only some detectors have: refused (never ignored) for the others.
-        let specific: [(&str, bool, &[&str]); 37] = [
+        let specific: [(&str, bool, &[&str]); 38] = [
             (
                 "fit-budget-mib",
                 self.fit_budget_mib.is_some(),
@@ -550,6 +555,7 @@ impl ModelArgs {
             ),
             ("lr-schedule", self.lr_schedule.is_some(), &["student"]),
             ("heads", self.heads.is_some(), &["student"]),
+            ("distill", self.distill.is_some(), &["student"]),
             ("backbone-size", self.backbone_size.is_some(), &["student"]),
             ("splits", self.splits.is_some(), &["student"]),
             ("bootstrap", self.bootstrap, &["student"]),
@@ -715,6 +721,9 @@ impl ModelArgs {
                 }
                 if let Some(n) = self.heads {
                     c.heads = n;
+                }
+                if let Some(n) = self.distill {
+                    c.distill = n;
                 }
                 if let Some(side) = self.backbone_size {
                     c.backbone_size = Some((side, side));
@@ -1000,6 +1009,7 @@ mod tests {
             prototype_seed: Some(7),
             nearest_skip: true,
             group_identical: true,
+            distill: Some(3),
             feature_noise: Some(0.5),
             feature_noise_radius: Some(2.0),
             feature_noise_directions: Some(anomaly_detection::regress::NoiseDirections::Covariance),
@@ -1014,6 +1024,7 @@ mod tests {
             (Some(7), true, true)
         );
         assert_eq!((c.feature_noise, c.feature_noise_radius), (0.5, 2.0));
+        assert_eq!(c.distill, 3);
         let err = ModelArgs {
             model: Some("patchcore".into()),
             nearest_skip: true,

@@ -65,6 +65,9 @@ const MAX_SPLITS: usize = 8;
 /// Largest accepted [`StudentConfig::heads`].
 const MAX_HEADS: usize = 16;
 
+/// Largest accepted [`StudentConfig::distill`].
+const MAX_DISTILL: usize = 8;
+
 /// Largest accepted [`StudentConfig::feature_noise`].
 const MAX_FEATURE_NOISE: f32 = 8.0;
 
@@ -139,6 +142,15 @@ pub struct StudentConfig {
     /// differ in their data as well as in their initialisation (false: every head sees every
     /// image).
     pub bootstrap: bool,
+    /// Ensemble distillation (Hinton et al. 2015, "born-again" students): this many member
+    /// students are fitted first, each a full student of its own seed (its fold split,
+    /// synthetic copies, feature-space anomalies, initialisation), and the student then
+    /// regresses the mean of the members' patch scores on its own training patches instead of
+    /// the teacher's. Averaging students' maps closes most of a student's per-seed error
+    /// (docs/results.md, "Averaged students"); distillation asks one head to learn that mean.
+    /// Fitting costs `distill + 1` students; prediction and the model file are one student's
+    /// (0: the teacher's targets).
+    pub distill: usize,
     /// Prototypes of the good patches (k-means centres, frozen) whose distances are fed to the
     /// head beside each patch feature (64; 0: the feature alone). See the crate's `prototypes`
     /// module (k-means, radial features).
@@ -252,6 +264,7 @@ impl Default for StudentConfig {
             hidden: vec![256, 64],
             heads: 1,
             bootstrap: false,
+            distill: 0,
             prototypes: 64,
             prototype_seed: None,
             nearest_skip: false,
@@ -538,6 +551,12 @@ impl StudentConfig {
         if !(1..=MAX_HEADS).contains(&self.heads) {
             return bad("heads", format!("{} is not in 1..={MAX_HEADS}", self.heads));
         }
+        if self.distill > MAX_DISTILL {
+            return bad(
+                "distill",
+                format!("{} members exceed {MAX_DISTILL}", self.distill),
+            );
+        }
         if self.prototypes > MAX_PROTOTYPES {
             return bad(
                 "prototypes",
@@ -796,6 +815,22 @@ pub struct ScoreStudent {
     teacher: Option<TeacherFactory>,
     on_epoch: Option<EpochCallback>,
     on_stage: Option<StageCallback>,
+    /// `(student, students)` of the fit under way: the distillation members come before the
+    /// student itself, and the progress reports count over all of them (`(0, 1)` without).
+    round: (usize, usize),
+}
+
+/// A distillation member: a fitted student's heads and what its fit produced
+/// ([`StudentConfig::distill`]).
+struct Member {
+    heads: Vec<Mlp>,
+    trained: Trained,
+}
+
+/// Seed of distillation member `m` of a student of seed `seed`: apart from every plain
+/// student's seed, so the members are not the students of the neighbouring seeds.
+fn member_seed(seed: u64, m: usize) -> u64 {
+    (seed ^ 0xD157_1117_0000_0000).wrapping_add((m as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
 impl std::fmt::Debug for ScoreStudent {
@@ -873,6 +908,7 @@ impl ScoreStudent {
             teacher,
             on_epoch: None,
             on_stage: None,
+            round: (0, 1),
         })
     }
 
@@ -977,50 +1013,89 @@ impl ScoreStudent {
         prototypes: &[f32],
         skip: f32,
     ) -> Result<Vec<f32>, RegressError> {
-        let n = rows.len() / d.max(1);
-        let k = prototypes.len() / d.max(1);
-        let protos = (k > 0).then(|| {
-            Tensor::<2>::from_data(TensorData::new(prototypes.to_vec(), [k, d]), &self.device)
-        });
-        let transform = self.config.target_transform;
-        let inv_heads = 1.0 / self.heads.len().max(1) as f32;
-        let mut out = Vec::with_capacity(n);
-        for start in (0..n).step_by(INFER_CHUNK) {
-            let m = INFER_CHUNK.min(n - start);
-            let x = Tensor::<2>::from_data(
-                TensorData::new(rows[start * d..(start + m) * d].to_vec(), [m, d]),
-                &self.device,
-            );
-            let x = match &protos {
-                Some(p) => with_radial(x, p),
-                None => x,
-            };
-            let added = if skip != 0.0 && protos.is_some() {
-                read_f32(nearest_distance(x.clone(), d).mul_scalar(skip))?
-            } else {
-                vec![0.0; m]
-            };
-            if let [head] = self.heads.as_slice() {
-                out.extend(
-                    read_f32(head.forward(x))?
-                        .into_iter()
-                        .zip(&added)
-                        .map(|(v, a)| transform.inverse(v + a)),
-                );
-                continue;
-            }
-            let mut sum = vec![0.0f32; m];
-            for head in &self.heads {
-                let y = read_f32(head.forward(x.clone()))?;
-                for ((s, v), a) in sum.iter_mut().zip(y).zip(&added) {
-                    *s += transform.inverse(v + a);
-                }
-            }
-            out.extend(sum.into_iter().map(|s| s * inv_heads));
-        }
-        Ok(out)
+        head_outputs(
+            &self.heads,
+            rows,
+            d,
+            prototypes,
+            skip,
+            self.config.target_transform,
+            &self.device,
+        )
     }
 
+    /// A progress stage's name, after the distillation member it belongs to (if any).
+    fn stage_name(&self, stage: &str) -> String {
+        let (i, n) = self.round;
+        if i + 1 < n {
+            format!("member {}/{}: {stage}", i + 1, n - 1)
+        } else {
+            stage.to_string()
+        }
+    }
+}
+
+/// The output of `heads` for patch rows (`d` wide), with their distances to the prototypes
+/// when there are any (`k x d`): each head's output, plus `skip` times the nearest prototype's
+/// distance, transformed back to a scaled target ([`TargetTransform::inverse`]), then the mean
+/// over the heads (unscaled).
+///
+/// # Shapes
+/// - `rows`: `n x d`, row-major
+/// - `prototypes`: `k x d`, row-major (`k` may be 0)
+/// - returns `n` values
+fn head_outputs(
+    heads: &[Mlp],
+    rows: &[f32],
+    d: usize,
+    prototypes: &[f32],
+    skip: f32,
+    transform: TargetTransform,
+    device: &Device,
+) -> Result<Vec<f32>, RegressError> {
+    let n = rows.len() / d.max(1);
+    let k = prototypes.len() / d.max(1);
+    let protos = (k > 0)
+        .then(|| Tensor::<2>::from_data(TensorData::new(prototypes.to_vec(), [k, d]), device));
+    let inv_heads = 1.0 / heads.len().max(1) as f32;
+    let mut out = Vec::with_capacity(n);
+    for start in (0..n).step_by(INFER_CHUNK) {
+        let m = INFER_CHUNK.min(n - start);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(rows[start * d..(start + m) * d].to_vec(), [m, d]),
+            device,
+        );
+        let x = match &protos {
+            Some(p) => with_radial(x, p),
+            None => x,
+        };
+        let added = if skip != 0.0 && protos.is_some() {
+            read_f32(nearest_distance(x.clone(), d).mul_scalar(skip))?
+        } else {
+            vec![0.0; m]
+        };
+        if let [head] = heads {
+            out.extend(
+                read_f32(head.forward(x))?
+                    .into_iter()
+                    .zip(&added)
+                    .map(|(v, a)| transform.inverse(v + a)),
+            );
+            continue;
+        }
+        let mut sum = vec![0.0f32; m];
+        for head in heads {
+            let y = read_f32(head.forward(x.clone()))?;
+            for ((s, v), a) in sum.iter_mut().zip(y).zip(&added) {
+                *s += transform.inverse(v + a);
+            }
+        }
+        out.extend(sum.into_iter().map(|s| s * inv_heads));
+    }
+    Ok(out)
+}
+
+impl ScoreStudent {
     /// One fold's training rows, appended to `out`: a teacher fitted on the fold's `train`
     /// images scores its good images, then their synthetic anomalies, one batch at a time;
     /// each batch's patch features join the rows beside the teacher's maps pooled to the
@@ -1038,7 +1113,7 @@ impl ScoreStudent {
         let mut report = |stage: &str, done, total| {
             if let Some(cb) = on_stage.as_mut() {
                 cb(&StageReport {
-                    stage: format!("fold {}/{folds}: {stage}", fold + 1),
+                    stage: self.stage_name(&format!("fold {}/{folds}: {stage}", fold + 1)),
                     done,
                     total,
                 });
@@ -1408,6 +1483,100 @@ impl ScoreStudent {
             planes.extend(batch.as_slice().chunks(per).map(<[f32]>::to_vec));
         }
         let size = size.ok_or(RegressError::NoTrainingImages)?;
+        let fitted = self
+            .fit_members(factory, &planes, size)
+            .and_then(|members| self.fit_planes(factory, &planes, size, &members, t0));
+        self.round = (0, 1);
+        fitted
+    }
+
+    /// The distillation members ([`StudentConfig::distill`]): students of their own seeds
+    /// fitted on `planes` one after the other, on this student's backbone (none without
+    /// distillation).
+    fn fit_members(
+        &mut self,
+        factory: &TeacherFactory,
+        planes: &[Vec<f32>],
+        size: (usize, usize),
+    ) -> Result<Vec<Member>, RegressError> {
+        let count = self.config.distill;
+        let own = self.config.clone();
+        let mut members = Vec::with_capacity(count);
+        for m in 0..count {
+            let mut config = own.as_config().clone();
+            config.distill = 0;
+            config.seed = member_seed(own.seed, m);
+            self.config = config.check()?;
+            self.round = (m, count + 1);
+            let fitted = self.fit_planes(factory, planes, size, &[], Instant::now());
+            self.config = own.clone();
+            fitted?;
+            let trained = self.trained.take().ok_or(RegressError::NotFitted)?;
+            members.push(Member {
+                heads: std::mem::take(&mut self.heads),
+                trained,
+            });
+        }
+        self.round = (count, count + 1);
+        Ok(members)
+    }
+
+    /// The distillation targets: the mean over `members` of their patch scores (in the
+    /// teacher's units) on the `d`-wide training rows.
+    ///
+    /// # Shapes
+    /// - `rows`: `n x d`, row-major
+    /// - returns `n` values
+    fn member_mean(
+        &mut self,
+        members: &[Member],
+        rows: &[f32],
+        d: usize,
+    ) -> Result<Vec<f32>, RegressError> {
+        let n = rows.len() / d.max(1);
+        let mut sum = vec![0.0f64; n];
+        for (i, member) in members.iter().enumerate() {
+            if let Some(cb) = self.on_stage.as_mut() {
+                cb(&StageReport {
+                    stage: "distillation targets".into(),
+                    done: i,
+                    total: members.len(),
+                });
+            }
+            let out = head_outputs(
+                &member.heads,
+                rows,
+                d,
+                &member.trained.prototypes,
+                member.trained.skip,
+                self.config.target_transform,
+                &self.device,
+            )?;
+            for (s, v) in sum.iter_mut().zip(out) {
+                *s += f64::from(v * member.trained.scale);
+            }
+        }
+        if let Some(cb) = self.on_stage.as_mut() {
+            cb(&StageReport {
+                stage: "distillation targets".into(),
+                done: members.len(),
+                total: members.len(),
+            });
+        }
+        let count = members.len().max(1) as f64;
+        Ok(sum.into_iter().map(|s| (s / count) as f32).collect())
+    }
+
+    /// Fits the student on the good images `planes` (`3 x h x w` each, `size = (h, w)`):
+    /// the teachers' targets, or the mean of `members`' outputs when there are members.
+    fn fit_planes(
+        &mut self,
+        factory: &TeacherFactory,
+        planes: &[Vec<f32>],
+        size: (usize, usize),
+        members: &[Member],
+        t0: Instant,
+    ) -> Result<FitSummary, RegressError> {
         let k = self.config.folds;
         if planes.len() < k {
             return Err(RegressError::Data(format!(
@@ -1417,7 +1586,7 @@ impl ScoreStudent {
         }
         // Each image's first identical image (itself when it has no earlier copy).
         let original = if self.config.group_identical {
-            first_identical(&planes)
+            first_identical(planes)
         } else {
             (0..planes.len()).collect()
         };
@@ -1484,6 +1653,7 @@ impl ScoreStudent {
         let t1 = Instant::now();
         let d = rows.len() / targets.len().max(1);
         let scale = quantile(&good_targets, 0.99).max(1e-6);
+        let noise_stage = self.stage_name("feature-space anomalies");
         let moved = feature_anomalies(
             &good_rows,
             &good_targets,
@@ -1497,7 +1667,7 @@ impl ScoreStudent {
             &mut |done, total| {
                 if let Some(cb) = self.on_stage.as_mut() {
                     cb(&StageReport {
-                        stage: "feature-space anomalies".into(),
+                        stage: noise_stage.clone(),
                         done,
                         total,
                     });
@@ -1506,6 +1676,9 @@ impl ScoreStudent {
         )?;
         rows.extend(moved.rows);
         targets.extend(moved.targets);
+        if !members.is_empty() {
+            targets = self.member_mean(members, &rows, d)?;
+        }
         let n = targets.len();
         let prototypes = if self.config.prototypes > 0 {
             kmeans(
@@ -1572,6 +1745,8 @@ impl ScoreStudent {
         let mut callback = self.on_epoch.take();
         let total_steps = epochs * n.div_ceil(self.config.patch_batch);
         let first_averaged = epochs + 1 - self.config.average_epochs;
+        // Epochs of the distillation members fitted before this one.
+        let first_epoch = self.round.0 * heads_n * epochs;
         let mut heads = Vec::with_capacity(heads_n);
         let result = (|| {
             for h in 0..heads_n {
@@ -1646,7 +1821,7 @@ impl ScoreStudent {
                         if !value.is_finite() {
                             return Err(RegressError::Diverged {
                                 loss: value,
-                                epoch: h * epochs + epoch,
+                                epoch: first_epoch + h * epochs + epoch,
                             });
                         }
                         total += value * m as f64;
@@ -1671,8 +1846,8 @@ impl ScoreStudent {
                     log::info!("student head {}: epoch {epoch}: loss {loss:.5}", h + 1);
                     if let Some(cb) = callback.as_mut() {
                         cb(&EpochReport {
-                            epoch: h * epochs + epoch,
-                            epochs: heads_n * epochs,
+                            epoch: first_epoch + h * epochs + epoch,
+                            epochs: self.round.1 * heads_n * epochs,
                             loss,
                             seconds: te.elapsed().as_secs_f64(),
                         });
@@ -1845,6 +2020,55 @@ mod tests {
                     .all(|v| (v - want).abs() < 1e-5 * want)
             );
         }
+    }
+
+    #[test]
+    fn distillation_targets_are_the_members_mean_in_the_teachers_units() {
+        // Two members with linear heads of their own scales: the target of a row is the mean
+        // of (head output) * (member's scale), under either transform.
+        let image = probe_image();
+        for transform in [TargetTransform::Identity, TargetTransform::Log1p] {
+            let config = StudentConfig {
+                target_transform: transform,
+                ..probe_config()
+            };
+            let mut s = with_linear_head(&config, &image, |j| 0.01 * (j % 3) as f32, 0.2);
+            let other = with_linear_head(&config, &image, |j| -0.004 * (j % 5) as f32, 1.1);
+            let member = |t: &ScoreStudent, scale: f32| Member {
+                heads: t.heads.clone(),
+                trained: Trained {
+                    scale,
+                    ..t.trained.clone().unwrap()
+                },
+            };
+            let members = [member(&s, 2.0), member(&other, 0.5)];
+            let batch = s.preprocessor.batch(std::slice::from_ref(&image)).unwrap();
+            let (rows, grid) = s.patch_rows(&batch).unwrap();
+            let d = rows.len() / (grid.0 * grid.1);
+            let got = s.member_mean(&members, &rows, d).unwrap();
+            assert_eq!(got.len(), grid.0 * grid.1);
+            let row_out = |m: &Member, r: &[f32]| {
+                let flat = m.heads[0].to_flat().unwrap();
+                let y: f32 = r.iter().zip(&flat).map(|(x, w)| x * w).sum::<f32>() + flat[d];
+                transform.inverse(y) * m.trained.scale
+            };
+            for (i, g) in got.iter().enumerate() {
+                let r = &rows[i * d..(i + 1) * d];
+                let want = (row_out(&members[0], r) + row_out(&members[1], r)) / 2.0;
+                assert!(
+                    (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                    "{transform} row {i}: {g} vs {want}"
+                );
+            }
+        }
+        // The members' seeds are apart from one another and from the plain students' seeds.
+        let seeds: Vec<u64> = (0..8).map(|m| member_seed(0, m)).collect();
+        assert!(seeds.iter().all(|&x| x > 1 << 32));
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 8);
+        assert_ne!(member_seed(0, 0), member_seed(1, 0));
     }
 
     #[test]

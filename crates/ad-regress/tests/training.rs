@@ -403,7 +403,74 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     ));
 }
 
-/// The last of a fitted student's six epochs ends below 0.8 times the first one's loss.
+#[test]
+fn a_distilled_student_fits_its_members_first_and_counts_their_epochs() {
+    let device = Device::default();
+    let good = images(12, 1);
+    let distilled = || {
+        let mut s = ScoreStudent::new(
+            &StudentConfig {
+                distill: 2,
+                ..student_config(3)
+            },
+            Some(factory()),
+            &device,
+        )
+        .unwrap();
+        let stages = record_stages(&mut s);
+        let epochs = Arc::new(Mutex::new(Vec::new()));
+        let sink = epochs.clone();
+        s.set_epoch_callback(Some(Box::new(move |r: &ad_core::EpochReport| {
+            sink.lock().unwrap().push((r.epoch, r.epochs));
+        })));
+        let summary = s.fit_images(&good).unwrap();
+        let stages = stages.lock().unwrap().clone();
+        let epochs = epochs.lock().unwrap().clone();
+        (s, summary, stages, epochs)
+    };
+    let (a, summary, stages, epochs) = distilled();
+    // The student trains on its own rows (one student's worth), its members' epochs counted
+    // before its own: three students of six epochs.
+    assert_eq!(summary.features, 48 * 64);
+    assert_eq!(epochs, (1..=18).map(|e| (e, 18)).collect::<Vec<_>>());
+    assert_eq!(a.losses().unwrap().len(), 6);
+    assert_loss_falls(&a);
+    // Each member's stages carry its number; then the student's own folds, then the
+    // members' outputs on its rows.
+    let names: Vec<&str> = stages.iter().map(|(n, ..)| n.as_str()).collect();
+    assert_eq!(
+        names.first(),
+        Some(&"member 1/2: fold 1/2: teacher fitting")
+    );
+    let first_own = names
+        .iter()
+        .position(|n| *n == "fold 1/2: teacher fitting")
+        .unwrap();
+    assert!(
+        names[..first_own]
+            .iter()
+            .any(|n| n.starts_with("member 2/2: fold 2/2"))
+    );
+    assert!(names[..first_own].iter().all(|n| n.starts_with("member ")));
+    let targets: Vec<_> = stages
+        .iter()
+        .filter(|(n, ..)| n == "distillation targets")
+        .map(|(_, done, total)| (*done, *total))
+        .collect();
+    assert_eq!(targets, [(0, 2), (1, 2), (2, 2)]);
+    // Other targets than the teacher's: another head than the plain student of the same
+    // seed; the same seed gives the same head; one head and one student's model file.
+    let mut plain = ScoreStudent::new(&student_config(3), Some(factory()), &device).unwrap();
+    plain.fit_images(&good).unwrap();
+    assert_ne!(flat_of(&a), flat_of(&plain));
+    assert_eq!(flat_of(&distilled().0), flat_of(&a));
+    assert_eq!(a.heads().len(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let probe = images(1, 99);
+    let loaded = reloaded_exactly(&a, &dir.path().join("d.student"), &probe[0]);
+    assert_eq!(loaded.config().distill, 2);
+}
+
 /// Every stage report of the student's next fit: `(stage, done, total)`.
 fn record_stages(s: &mut ScoreStudent) -> Arc<Mutex<Vec<(String, usize, usize)>>> {
     let stages = Arc::new(Mutex::new(Vec::new()));
@@ -416,6 +483,7 @@ fn record_stages(s: &mut ScoreStudent) -> Arc<Mutex<Vec<(String, usize, usize)>>
     stages
 }
 
+/// The last of a fitted student's six epochs ends below 0.8 times the first one's loss.
 fn assert_loss_falls(s: &ScoreStudent) {
     let losses = s.losses().unwrap();
     assert!(
