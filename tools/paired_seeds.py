@@ -23,7 +23,9 @@ names them.
 Image AUROC only: TEACHER_SCORES=teacher.jsonl (`ad predict` of the teacher on the same
 images) computes the teacher's AUROC instead of taking TEACHER, and EXCLUDE="a.png b.png"
 leaves those files (by name) out of every AUROC, the teacher's included (e.g. byte-identical
-copies, which `ad test` reports).
+copies, which `ad test` reports). LEVELS=1 (image scores only) adds a second table: every
+variant's mean image score of the good and of the defective test images over the seeds, and
+their separation (the difference over the good scores' standard deviation).
 """
 import json
 import os
@@ -90,6 +92,24 @@ def main():
         within = sum(a >= teacher - 1 for a in each)
         cells = " | ".join(f"{a:.2f}" for a in each)
         print(f"| {v} | {cells} | {mean:.2f} | {sd:.2f} | {paired} | {within} of {len(each)} |")
+
+    if os.environ.get("LEVELS") and not pixel:
+        print()
+        print("| variant | good images' mean score | defective images' mean score "
+              "| separation (good sd) |")
+        print("| --- | --- | --- | --- |")
+        for v in variants:
+            if v not in table or given and v == variants[0]:
+                continue
+            good, bad = [], []
+            for s in seeds:
+                for p, score in load(f"{out}/{v}-s{s}.jsonl").items():
+                    if os.path.basename(p) not in EXCLUDED:
+                        (good if "/good/" in p else bad).append(score)
+            sd = statistics.stdev(good)
+            sep = (statistics.mean(bad) - statistics.mean(good)) / sd
+            print(f"| {v} | {statistics.mean(good):.2f} | {statistics.mean(bad):.2f} "
+                  f"| {sep:.2f} |")
 
 
 if __name__ == "__main__":
