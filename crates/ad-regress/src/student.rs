@@ -1483,9 +1483,18 @@ impl ScoreStudent {
             planes.extend(batch.as_slice().chunks(per).map(<[f32]>::to_vec));
         }
         let size = size.ok_or(RegressError::NoTrainingImages)?;
+        // The members' fits count as building the model; the features are the student's own.
+        let extracted = t0.elapsed();
         let fitted = self
             .fit_members(factory, &planes, size)
-            .and_then(|members| self.fit_planes(factory, &planes, size, &members, t0));
+            .and_then(|members| {
+                let members_time = t0.elapsed() - extracted;
+                let mut summary =
+                    self.fit_planes(factory, &planes, size, &members, Instant::now())?;
+                summary.extract_time += extracted;
+                summary.build_time += members_time;
+                Ok(summary)
+            });
         self.round = (0, 1);
         fitted
     }
