@@ -149,7 +149,11 @@ pub struct StudentConfig {
     /// the teacher's. Averaging students' maps closes most of a student's per-seed error
     /// (docs/results.md, "Averaged students"); distillation asks one head to learn that mean.
     /// Fitting costs `distill + 1` students; prediction and the model file are one student's
-    /// (0: the teacher's targets).
+    /// (0: the teacher's targets). With four members it lowered the fast student's
+    /// PA_FVN01_TL image AUROC (-1.19 over eight seeds) and the accurate student's PA_BDP01_TL
+    /// pixel AUROC (-0.66 over four; docs/results.md, "Ensemble distillation"): on its own
+    /// training patches the members' mean is close to the teacher's targets averaged over
+    /// fold splits, and lower on the anomalies.
     pub distill: usize,
     /// Prototypes of the good patches (k-means centres, frozen) whose distances are fed to the
     /// head beside each patch feature (64; 0: the feature alone). See the crate's `prototypes`
@@ -220,7 +224,9 @@ pub struct StudentConfig {
     /// (1): with more, every good image is scored by one teacher per split and gets its own
     /// synthetic copies per split, so the head trains on the union of what that many
     /// students of different seeds would see (the fit's teacher work and training rows grow
-    /// with the splits; prediction costs the same).
+    /// with the splits; prediction costs the same). Two splits passed a screen of the fast
+    /// student on PA_FVN01_TL over eight seeds and failed its confirmation on eight fresh
+    /// ones (docs/results.md, "The fast student's data").
     pub splits: usize,
     /// Synthetic anomalies made from every good image (3: one of each kind).
     pub synthetic_per_image: usize,
