@@ -14,7 +14,8 @@
 #                 512 -> 128, and/or six synthetic copies per image (two of each kind)
 #     VARIANTS=accurate-synth12-avg10 ...  # and/or its weights averaged over the last 10 epochs
 #     VARIANTS=accurate-synth12-sqrtinv ...  # and/or rare targets weighted up (--loss-weights)
-#     VARIANTS=accurate-synth12-folds4 ...  # and/or four teacher folds (each on 3/4 of the images)
+#     VARIANTS=accurate-synth12-folds4 ...  # and/or four teacher folds (each on 3/4 of the images;
+#                                            # -foldsN: N folds)
 #     VARIANTS=accurate-synth12-p256 ...  # and/or 256 prototypes instead of 64
 #     VARIANTS=accurate-synth12-e40 ...  # and/or 40 epochs instead of 20
 #     VARIANTS=accurate-synth12-maxpool ...  # and/or max-pooled targets
@@ -108,7 +109,7 @@ for variant in $variants; do
       if [[ $variant == *-wide* ]]; then set_key "$toml" hidden "[512, 128]"; fi
       if [[ $variant =~ -e([0-9]+) ]]; then set_key "$toml" epochs "${BASH_REMATCH[1]}"; fi
       if [[ $variant =~ -p([0-9]+) ]]; then set_key "$toml" prototypes "${BASH_REMATCH[1]}"; fi
-      if [[ $variant == *-folds4* ]]; then set_key "$toml" folds 4; fi
+      if [[ $variant =~ -folds([0-9]+) ]]; then set_key "$toml" folds "${BASH_REMATCH[1]}"; fi
       if [[ $variant == *-std* ]]; then set_key "$toml" standardise_inputs true; fi
       if [[ $variant == *-maxpool* ]]; then set_key "$toml" target_pool '"max"'; fi
       if [[ $variant == *-fibre* ]]; then
