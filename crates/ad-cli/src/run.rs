@@ -298,8 +298,7 @@ fn fit_and_calibrate(
     let batch_size = model.batch_size();
     let epochs = match config {
         DetectorConfig::Cflow(c) => c.epochs,
-        // Every head of every distillation member reports its epochs.
-        DetectorConfig::Student(c) => c.epochs * c.heads * (c.distill + 1),
+        DetectorConfig::Student(c) => c.reported_epochs(),
         _ => 0,
     };
     // After the features: a spinner while the model is built, until a detector with a long

@@ -536,6 +536,12 @@ impl std::ops::Deref for CheckedStudentConfig {
 }
 
 impl StudentConfig {
+    /// Epochs a fit reports ([`EpochReport::epochs`]): every head of the student and of each
+    /// distillation member trains `epochs` epochs.
+    pub fn reported_epochs(&self) -> usize {
+        self.epochs * self.heads * (self.distill + 1)
+    }
+
     /// Validates every parameter once and resolves the default taps.
     pub fn check(&self) -> Result<CheckedStudentConfig, RegressError> {
         let bad = |name, reason: String| Err(RegressError::InvalidConfig { name, reason });
@@ -1862,6 +1868,8 @@ impl ScoreStudent {
                     if let Some(cb) = callback.as_mut() {
                         cb(&EpochReport {
                             epoch: first_epoch + h * epochs + epoch,
+                            // The distilling student's `reported_epochs` (a member's
+                            // own config has no members).
                             epochs: self.round.1 * heads_n * epochs,
                             loss,
                             seconds: te.elapsed().as_secs_f64(),

@@ -247,18 +247,13 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     // and the same seed moves the same rows.
     // The stage is reported after the teachers', one step per fold.
     let noisy = || {
-        let mut s = ScoreStudent::new(
-            &StudentConfig {
+        let (s, summary, stages, _) = fit_recorded(
+            StudentConfig {
                 feature_noise: 0.5,
                 ..student_config(3)
             },
-            Some(factory()),
-            &device,
-        )
-        .unwrap();
-        let stages = record_stages(&mut s);
-        let summary = s.fit_images(&good).unwrap();
-        let stages = stages.lock().unwrap().clone();
+            &good,
+        );
         let moving: Vec<_> = stages
             .iter()
             .skip_while(|(stage, ..)| stage != "feature-space anomalies")
@@ -374,27 +369,18 @@ fn student_learns_the_teacher_and_is_seeded_and_saved_exactly() {
     }
     // Two fold splits: every good image is scored by two teachers, with its own copies per
     // split, so the head trains on twice the samples; the loss falls and the head differs.
-    let split_stages = Arc::new(Mutex::new(Vec::new()));
-    let split_sink = split_stages.clone();
-    let mut two_splits = ScoreStudent::new(
-        &StudentConfig {
+    let (two_splits, split_summary, split_stages, _) = fit_recorded(
+        StudentConfig {
             splits: 2,
             ..student_config(3)
         },
-        Some(factory()),
-        &device,
-    )
-    .unwrap();
-    two_splits.set_stage_callback(Some(Box::new(move |r: &ad_core::StageReport| {
-        split_sink.lock().unwrap().push(r.stage.clone());
-    })));
-    let split_summary = two_splits.fit_images(&good).unwrap();
+        &good,
+    );
     assert_eq!(split_summary.features, 2 * 48 * 64);
     assert_loss_falls(&two_splits);
     assert_ne!(flat_of(&two_splits), flat_of(&a));
-    let split_stages = split_stages.lock().unwrap();
-    assert_eq!(split_stages.first().unwrap(), "fold 1/4: teacher fitting");
-    assert_eq!(split_stages.last().unwrap(), "fold 4/4: teacher scoring");
+    assert_eq!(split_stages.first().unwrap().0, "fold 1/4: teacher fitting");
+    assert_eq!(split_stages.last().unwrap().0, "fold 4/4: teacher scoring");
     // Fitting without a teacher is a typed error, not a panic.
     let mut no_teacher = ScoreStudent::new(&student_config(3), None, &device).unwrap();
     assert!(matches!(
@@ -408,31 +394,21 @@ fn a_distilled_student_fits_its_members_first_and_counts_their_epochs() {
     let device = Device::default();
     let good = images(12, 1);
     let distilled = || {
-        let mut s = ScoreStudent::new(
-            &StudentConfig {
+        fit_recorded(
+            StudentConfig {
                 distill: 2,
                 ..student_config(3)
             },
-            Some(factory()),
-            &device,
+            &good,
         )
-        .unwrap();
-        let stages = record_stages(&mut s);
-        let epochs = Arc::new(Mutex::new(Vec::new()));
-        let sink = epochs.clone();
-        s.set_epoch_callback(Some(Box::new(move |r: &ad_core::EpochReport| {
-            sink.lock().unwrap().push((r.epoch, r.epochs));
-        })));
-        let summary = s.fit_images(&good).unwrap();
-        let stages = stages.lock().unwrap().clone();
-        let epochs = epochs.lock().unwrap().clone();
-        (s, summary, stages, epochs)
     };
     let (a, summary, stages, epochs) = distilled();
     // The student trains on its own rows (one student's worth), its members' epochs counted
     // before its own: three students of six epochs.
     assert_eq!(summary.features, 48 * 64);
     assert_eq!(epochs, (1..=18).map(|e| (e, 18)).collect::<Vec<_>>());
+    // What the CLI sizes its epoch bar by.
+    assert_eq!(a.config().reported_epochs(), 18);
     assert_eq!(a.losses().unwrap().len(), 6);
     assert_loss_falls(&a);
     // Each member's stages carry its number; then the student's own folds, then the
@@ -469,6 +445,31 @@ fn a_distilled_student_fits_its_members_first_and_counts_their_epochs() {
     let probe = images(1, 99);
     let loaded = reloaded_exactly(&a, &dir.path().join("d.student"), &probe[0]);
     assert_eq!(loaded.config().distill, 2);
+}
+
+/// A student of `config` fitted on `good`, with every stage report of its fit
+/// (`(stage, done, total)`) and every epoch report (`(epoch, epochs)`).
+#[allow(clippy::type_complexity)]
+fn fit_recorded(
+    config: StudentConfig,
+    good: &[ad_core::RgbImage],
+) -> (
+    ScoreStudent,
+    FitSummary,
+    Vec<(String, usize, usize)>,
+    Vec<(usize, usize)>,
+) {
+    let mut s = ScoreStudent::new(&config, Some(factory()), &Device::default()).unwrap();
+    let stages = record_stages(&mut s);
+    let epochs = Arc::new(Mutex::new(Vec::new()));
+    let sink = epochs.clone();
+    s.set_epoch_callback(Some(Box::new(move |r: &ad_core::EpochReport| {
+        sink.lock().unwrap().push((r.epoch, r.epochs));
+    })));
+    let summary = s.fit_images(good).unwrap();
+    let stages = stages.lock().unwrap().clone();
+    let epochs = epochs.lock().unwrap().clone();
+    (s, summary, stages, epochs)
 }
 
 /// Every stage report of the student's next fit: `(stage, done, total)`.
