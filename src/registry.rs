@@ -196,13 +196,19 @@ impl EnsembleConfig {
                     *m.preprocess_mut() = self.preprocess.clone();
                 } else if own.mean != self.preprocess.mean
                     || own.std != self.preprocess.std
+                    || own
+                        .brightness
+                        .is_some_and(|b| Some(b) != self.preprocess.brightness)
                     || own.center_crop.is_some()
                 {
                     return Err(bad(format!(
                         "member {j} sets its own preprocess {own:?}; a member may set only its \
                          resize (it then sees the ensemble's images at that size): set the \
-                         normalisation and crop in the ensemble's [preprocess]"
+                         normalisation, brightness and crop in the ensemble's [preprocess]"
                     )));
+                } else {
+                    // A member that sets only its resize sees the ensemble's brightness.
+                    m.preprocess_mut().brightness = self.preprocess.brightness;
                 }
                 Ok((m, role))
             })
@@ -284,6 +290,7 @@ impl TiledConfig {
             center_crop: None,
             mean: self.preprocess.mean,
             std: self.preprocess.std,
+            brightness: self.preprocess.brightness,
         };
         let own = self.detector.preprocess();
         if *own != ad_core::PreprocessConfig::default() && *own != derived {

@@ -21,7 +21,8 @@
 //! reported beside them, to show which kinds tell candidates apart.
 //!
 //! The synthetic anomalies are made at the candidate's own preprocessing (its resolution), so
-//! candidates at different resolutions are each judged on the pixels they see.
+//! candidates at different resolutions are each judged on the pixels they see; a candidate's
+//! brightness normalisation is applied after they are drawn, as to camera images.
 
 use std::time::Instant;
 
@@ -123,12 +124,22 @@ pub fn validate(
         .iter()
         .map(|s| load_rgb(&s.path))
         .collect::<Result<Vec<RgbImage>, _>>()?;
-    let pre = detector.preprocessor().clone();
-    let good = pre.batch(&images)?;
+    // The anomalies are drawn on the images as decoded; a candidate's brightness
+    // normalisation is applied afterwards, to the good and the changed images alike, as it
+    // would be to camera images of those defects (drawn after the gain, a defect of the same
+    // normalised contrast would stand out more on an image the gain darkened).
+    let config_pre = detector.preprocessor().config().clone();
+    let brightness = config_pre.brightness;
+    let pre = ad_core::Preprocessor::new(ad_core::PreprocessConfig {
+        brightness: None,
+        ..config_pre.clone()
+    })?;
+    let plain = pre.batch(&images)?;
+    let good = plain.clone().with_brightness(brightness);
     let (h, w) = (good.height(), good.width());
     let plane = 3 * h * w;
     let n = good.len();
-    let data = good.as_slice();
+    let data = plain.as_slice();
     let mut planes = Vec::with_capacity(n);
     let mut masks = vec![false; n * h * w];
     for i in 0..n {
@@ -172,8 +183,8 @@ pub fn validate(
         }
     }
     let anomalous = planes.len();
-    let config_pre = pre.config();
-    let bad = ImageBatch::from_planes(planes, (h, w), config_pre.mean, config_pre.std)?;
+    let bad = ImageBatch::from_planes(planes, (h, w), config_pre.mean, config_pre.std)?
+        .with_brightness(brightness);
     let mut scores = Vec::with_capacity(2 * n);
     let mut maps = Vec::with_capacity(2 * n * h * w);
     let t1 = Instant::now();

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ad_backbone::BackboneKind;
-use ad_core::LrSchedule;
+use ad_core::{IMAGENET_LUMA, LrSchedule};
 use ad_core::ensemble::ScoreSpread;
 use anomaly_detection::mvtec::decode::read_dims;
 use anomaly_detection::mvtec::{MvtecCategory, Sample};
@@ -292,6 +292,20 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
                     }),
                 ));
             }
+            // The default (128-px score member) with brightness normalisation: set on the
+            // ensemble, every member sees it.
+            let mut context = lite1.clone();
+            context.preprocess = context.preprocess.clone().with_size(128, 128);
+            let mut bright = EnsembleConfig {
+                score_members: vec![DetectorConfig::Patchcore(context)],
+                pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
+                ..EnsembleConfig::of(vec![fine.clone()])
+            };
+            bright.preprocess.brightness = Some(IMAGENET_LUMA);
+            out.push((
+                "ensemble lite0-256-s4s8 score lite1-128 pixel padim+brightness",
+                DetectorConfig::Ensemble(bright),
+            ));
             // Without a score member: PaDiM as a full member beside the fine PatchCore (the
             // first ensemble the protocol chose, with Lite0's map member).
             out.push((
@@ -404,6 +418,21 @@ fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
                     .taps_at_strides(&[4, 8])
                     .unwrap_or_default();
                 c.augment = BankAugment::Flips;
+            }),
+        ),
+        // Brightness normalisation (`--brightness imagenet`): every image scaled to the mean
+        // luma of ImageNet's images before the backbone, on the fast and accurate presets.
+        (
+            "lite0-256+brightness",
+            with(&|c| c.preprocess.brightness = Some(IMAGENET_LUMA)),
+        ),
+        (
+            "lite0-256-s4s8+brightness",
+            with(&|c| {
+                c.taps = BackboneKind::EfficientNetLite0
+                    .taps_at_strides(&[4, 8])
+                    .unwrap_or_default();
+                c.preprocess.brightness = Some(IMAGENET_LUMA);
             }),
         ),
     ]

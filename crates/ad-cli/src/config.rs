@@ -13,6 +13,25 @@ use anomaly_detection::registry::{DetectorConfig, TiledConfig};
 
 use crate::CliError;
 
+/// `--brightness`: a mean luma on `[0, 1]`, `imagenet` ([`ad_core::IMAGENET_LUMA`]) or `off`
+/// (validated with the rest of the preprocessing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BrightnessArg(pub Option<f32>);
+
+impl std::str::FromStr for BrightnessArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "none" => Ok(Self(None)),
+            "imagenet" => Ok(Self(Some(ad_core::IMAGENET_LUMA))),
+            other => other.parse::<f32>().map(|v| Self(Some(v))).map_err(|_| {
+                format!("`{s}` is not a brightness: use imagenet, off or a level in (0, 1]")
+            }),
+        }
+    }
+}
+
 /// The detector and its parameters: a config file, flags overriding it, or both.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ModelArgs {
@@ -56,6 +75,12 @@ pub struct ModelArgs {
     /// Centre crop side after resizing (the paper: 224 on 256) [default: none].
     #[arg(long)]
     pub center_crop: Option<usize>,
+    /// Brightness normalisation: every image multiplied by one gain so that its mean luma
+    /// (0..1) is this level before the backbone, so lighting drift moves no feature:
+    /// `imagenet` (0.459, the brightness of the images an ImageNet backbone learned from), a
+    /// level such as 0.5, or `off` (the pixels as decoded) [default: off].
+    #[arg(long, value_name = "LEVEL")]
+    pub brightness: Option<BrightnessArg>,
     /// Gaussian blur sigma of the anomaly map, 0 = none [default: 4].
     #[arg(long)]
     pub sigma: Option<f32>,
@@ -398,6 +423,9 @@ impl ModelArgs {
             if let Some(s) = self.center_crop {
                 t.preprocess.center_crop = Some((s, s));
             }
+            if let Some(b) = self.brightness {
+                t.preprocess.brightness = b.0;
+            }
             if let Some(s) = self.tile {
                 t.tiling.tile = (s, s);
             }
@@ -410,6 +438,7 @@ impl ModelArgs {
             let member = ModelArgs {
                 image_size: None,
                 center_crop: None,
+                brightness: None,
                 tile: None,
                 tile_stride: None,
                 tile_ensemble: false,
@@ -426,9 +455,13 @@ impl ModelArgs {
             if let Some(s) = self.center_crop {
                 e.preprocess.center_crop = Some((s, s));
             }
+            if let Some(b) = self.brightness {
+                e.preprocess.brightness = b.0;
+            }
             let member_args = ModelArgs {
                 image_size: None,
                 center_crop: None,
+                brightness: None,
                 ..self.clone()
             };
             let all = e.members.iter().chain(&e.score_members);
@@ -437,7 +470,7 @@ impl ModelArgs {
                 let refused = member_args.apply(&mut changed).is_err() || changed != *m;
                 if refused {
                     return Err(CliError::Usage(format!(
-                        "an ensemble takes --image-size and --center-crop only; set its \
+                        "an ensemble takes --image-size, --center-crop and --brightness only; set its \
                          members' parameters in a config file (`ad fit --model ensemble \
                          --print-config` shows the default; member {j} is a {})",
                         m.name()
@@ -485,6 +518,9 @@ impl ModelArgs {
                 }
                 if let Some(s) = self.center_crop {
                     c.preprocess.center_crop = Some((s, s));
+                }
+                if let Some(b) = self.brightness {
+                    c.preprocess.brightness = b.0;
                 }
                 if let Some(s) = self.sigma {
                     c.blur_sigma = s;
@@ -773,6 +809,9 @@ impl ModelArgs {
                 }
                 if let Some(s) = self.center_crop {
                     c.preprocess.center_crop = Some((s, s));
+                }
+                if let Some(b) = self.brightness {
+                    c.preprocess.brightness = b.0;
                 }
                 if let Some(b) = self.batch_size {
                     c.forward_batch = b;

@@ -434,12 +434,13 @@ impl<D: Detector + ?Sized> Ensemble<D> {
             let own = m.preprocessor().config();
             let resized_alike = own.mean == preprocess.mean
                 && own.std == preprocess.std
+                && own.brightness == preprocess.brightness
                 && own.center_crop.is_none();
             if own != &preprocess && !resized_alike {
                 return Err(bad(format!(
                     "member {j} ({}) preprocesses images as {own:?}, the ensemble as \
-                     {preprocess:?}: a member may only differ in its resize (same mean and std, \
-                     no crop)",
+                     {preprocess:?}: a member may only differ in its resize (same mean, std and \
+                     brightness, no crop)",
                     m.name(),
                 ))
                 .into());

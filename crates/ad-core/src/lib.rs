@@ -5,8 +5,8 @@
 //! score and anomaly map -> metrics. This crate owns the pieces every stage agrees on:
 //!
 //! - [`RgbImage`]: a decoded 8-bit RGB image, and [`Mask`], a binary ground-truth mask;
-//! - [`preprocess`]: resizing exactly as PIL does (bilinear with antialiasing), centre crop and
-//!   ImageNet normalisation, producing an [`ImageBatch`] that becomes a Burn tensor on any
+//! - [`preprocess`]: resizing exactly as PIL does (bilinear with antialiasing), centre crop, brightness
+//!   normalisation and ImageNet normalisation, producing an [`ImageBatch`] that becomes a Burn tensor on any
 //!   [`Device`](burn::tensor::Device);
 //! - [`AnomalyMap`] and [`Prediction`]: what a detector returns for one image;
 //! - [`Detector`]: the trait that PatchCore and PaDiM implement — fit on good images,
@@ -53,7 +53,7 @@ pub use error::CoreError;
 pub use image::{Mask, RgbImage};
 pub use map::{AnomalyMap, Prediction};
 pub use postprocess::MapUpsample;
-pub use preprocess::{ImageBatch, PreprocessConfig, Preprocessor};
+pub use preprocess::{IMAGENET_LUMA, ImageBatch, PreprocessConfig, Preprocessor};
 pub use schedule::LrSchedule;
 pub use threshold::{Threshold, ThresholdMethod};
 

@@ -1,4 +1,5 @@
-//! Preprocessing: resize exactly as PIL does, optional centre crop, ImageNet normalisation.
+//! Preprocessing: resize exactly as PIL does, optional centre crop, optional brightness
+//! normalisation, ImageNet normalisation.
 //!
 //! The Python references (anomalib, the official PatchCore code) feed PIL images through
 //! torchvision's `Resize` (bilinear, antialiased), `CenterCrop`, `ToTensor` and `Normalize`.
@@ -16,6 +17,10 @@ use crate::{CoreError, Mask, RgbImage};
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB), as used by torchvision.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// The luma (Rec. 601: `0.299 R + 0.587 G + 0.114 B`) of [`IMAGENET_MEAN`]: the mean
+/// brightness of the images an ImageNet backbone was trained on, on `[0, 1]`
+/// ([`PreprocessConfig::brightness`]).
+pub const IMAGENET_LUMA: f32 = 0.299 * IMAGENET_MEAN[0] + 0.587 * IMAGENET_MEAN[1] + 0.114 * IMAGENET_MEAN[2];
 
 /// Unchecked preprocessing parameters (serde-friendly); [`Preprocessor::new`] validates them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,6 +34,16 @@ pub struct PreprocessConfig {
     pub mean: [f32; 3],
     /// Per-channel standard deviation divided after subtracting the mean.
     pub std: [f32; 3],
+    /// Brightness normalisation: every image (after resizing and cropping) is multiplied by
+    /// one gain so that its mean luma (Rec. 601, on `[0, 1]`) is this level, before the mean
+    /// and std above; values are not clipped, so nothing is lost. Lighting that drifts
+    /// between the good images a model was fitted on and the parts it inspects then moves
+    /// no feature, and images far brighter or darker than ImageNet's reach the backbone at
+    /// the brightness it was trained on ([`IMAGENET_LUMA`], `ad --brightness imagenet`).
+    /// A defect that changes a whole part's brightness is normalised away with the lighting.
+    /// `None` (the default, and what model files written before the option hold): the
+    /// pixels as decoded.
+    pub brightness: Option<f32>,
 }
 
 impl Default for PreprocessConfig {
@@ -38,6 +53,7 @@ impl Default for PreprocessConfig {
             center_crop: None,
             mean: IMAGENET_MEAN,
             std: IMAGENET_STD,
+            brightness: None,
         }
     }
 }
@@ -98,6 +114,14 @@ impl Preprocessor {
                 });
             }
         }
+        if let Some(level) = config.brightness
+            && !(level.is_finite() && level > 0.0 && level <= 1.0)
+        {
+            return Err(CoreError::InvalidParameter {
+                name: "brightness",
+                reason: format!("the mean luma {level} must lie in (0, 1]"),
+            });
+        }
         Ok(Self { config })
     }
 
@@ -128,14 +152,18 @@ impl Preprocessor {
         }
     }
 
-    /// Scales to `[0, 1]`, subtracts the mean and divides by the std: planar `[3, H, W]`.
+    /// Scales to `[0, 1]` (times the brightness gain, [`Self::brightness_gain`]), subtracts
+    /// the mean and divides by the std: planar `[3, H, W]`.
     pub fn normalize(&self, image: &RgbImage) -> Vec<f32> {
         let (w, h) = (image.width(), image.height());
         let plane = w * h;
         let mut out = vec![0.0f32; 3 * plane];
+        let gain = self.brightness_gain(image);
         // Per channel a lookup table of 256 values keeps this a gather.
         let luts: [[f32; 256]; 3] = std::array::from_fn(|c| {
-            std::array::from_fn(|v| (v as f32 / 255.0 - self.config.mean[c]) / self.config.std[c])
+            std::array::from_fn(|v| {
+                (gain * (v as f32 / 255.0) - self.config.mean[c]) / self.config.std[c]
+            })
         });
         for (i, px) in image.as_raw().chunks_exact(3).enumerate() {
             out[i] = luts[0][px[0] as usize];
@@ -143,6 +171,28 @@ impl Preprocessor {
             out[2 * plane + i] = luts[2][px[2] as usize];
         }
         out
+    }
+
+    /// The gain [`Self::normalize`] multiplies `image`'s `[0, 1]` values by: the configured
+    /// [`PreprocessConfig::brightness`] over the image's mean luma (Rec. 601), or 1 without
+    /// the option (and for an image that is black everywhere, which no gain changes).
+    pub fn brightness_gain(&self, image: &RgbImage) -> f32 {
+        let Some(level) = self.config.brightness else {
+            return 1.0;
+        };
+        let (sum, n) = image
+            .as_raw()
+            .chunks_exact(3)
+            .fold((0.0f64, 0usize), |(s, n), px| {
+                let luma = 0.299 * px[0] as f64 + 0.587 * px[1] as f64 + 0.114 * px[2] as f64;
+                (s + luma, n + 1)
+            });
+        let mean = sum / (255.0 * n.max(1) as f64);
+        if mean > 0.0 {
+            (level as f64 / mean) as f32
+        } else {
+            1.0
+        }
     }
 
     /// Resize, crop and normalise one image into planar `[3, H, W]` values.
@@ -415,6 +465,43 @@ impl ImageBatch {
         }
         RgbImage::new(self.width, self.height, rgb)
     }
+
+    /// Brightness normalisation of images already normalised without it: each image's values
+    /// on `[0, 1]` multiplied by `level` over its mean luma, as
+    /// [`PreprocessConfig::brightness`] does while decoding (the same up to float rounding for
+    /// an image straight from the decoder). For images changed after preprocessing, e.g.
+    /// synthetic defects drawn on a good image, so the gain is measured on the changed
+    /// image as a camera image of that defect would be. `None` returns the batch unchanged.
+    ///
+    /// # Shapes
+    /// - `self`, returns: `[n, 3, h, w]`
+    pub fn with_brightness(mut self, level: Option<f32>) -> ImageBatch {
+        let Some(level) = level else {
+            return self;
+        };
+        let plane = self.height * self.width;
+        let (mean, std) = (self.mean, self.std);
+        for image in self.data.chunks_exact_mut(3 * plane) {
+            let unit = |c: usize, x: f32| (x * std[c] + mean[c]) as f64;
+            let luma: f64 = (0..plane)
+                .map(|i| {
+                    0.299 * unit(0, image[i])
+                        + 0.587 * unit(1, image[plane + i])
+                        + 0.114 * unit(2, image[2 * plane + i])
+                })
+                .sum::<f64>()
+                / plane.max(1) as f64;
+            if luma <= 0.0 {
+                continue;
+            }
+            let gain = (level as f64 / luma) as f32;
+            for (k, x) in image.iter_mut().enumerate() {
+                let c = k / plane;
+                *x = (gain * (*x * std[c] + mean[c]) - mean[c]) / std[c];
+            }
+        }
+        self
+    }
 }
 
 /// torchvision's `CenterCrop` origin: `round((size - crop) / 2)` with Python's
@@ -684,6 +771,82 @@ mod tests {
         // First value: (r/255 - mean) / std.
         let r = direct.as_raw()[0] as f32 / 255.0;
         assert!((batch.as_slice()[0] - (r - IMAGENET_MEAN[0]) / IMAGENET_STD[0]).abs() < 1e-6);
+    }
+
+    #[test]
+    fn brightness_normalisation_sets_the_mean_luma_and_cancels_a_global_gain() {
+        let plain = PreprocessConfig::default().with_size(16, 16);
+        let level = PreprocessConfig {
+            brightness: Some(IMAGENET_LUMA),
+            ..plain.clone()
+        };
+        let (off, on) = (
+            Preprocessor::new(plain).unwrap(),
+            Preprocessor::new(level).unwrap(),
+        );
+        let img = gradient(16, 16);
+        // The same scene under 30 % less light (8-bit, as a camera would record it).
+        let dim = RgbImage::from_fn(16, 16, |x, y| {
+            img.pixel(x, y)
+                .unwrap()
+                .map(|v| (v as f32 * 0.7).round() as u8)
+        });
+        // Without the option nothing changes; with it, the image's mean luma on [0, 1] is the
+        // level after the gain.
+        assert_eq!(off.brightness_gain(&img), 1.0);
+        assert_eq!(off.apply(&img).unwrap(), off.normalize(&img));
+        let values = on.apply(&img).unwrap();
+        let plane = 16 * 16;
+        let luma: f32 = (0..plane)
+            .map(|i| {
+                let c = |k: usize| values[k * plane + i] * IMAGENET_STD[k] + IMAGENET_MEAN[k];
+                0.299 * c(0) + 0.587 * c(1) + 0.114 * c(2)
+            })
+            .sum::<f32>()
+            / plane as f32;
+        assert!((luma - IMAGENET_LUMA).abs() < 1e-4, "{luma}");
+        // The dimmed copy lands on the bright one's values, up to the 8-bit rounding of the
+        // dimming (at most half a level, over 0.7, in the brighter image's units).
+        let worst = on
+            .apply(&dim)
+            .unwrap()
+            .iter()
+            .zip(&values)
+            .enumerate()
+            .map(|(k, (a, b))| (a - b).abs() * IMAGENET_STD[k / plane])
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1.5 / 255.0, "{worst}");
+        let far = off
+            .apply(&dim)
+            .unwrap()
+            .iter()
+            .zip(&off.apply(&img).unwrap())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(far > 0.5, "{far}");
+        // Normalising a batch made without the option gives the decoder's values.
+        let later = off
+            .batch(std::slice::from_ref(&dim))
+            .unwrap()
+            .with_brightness(Some(IMAGENET_LUMA));
+        let direct = on.apply(&dim).unwrap();
+        assert!(
+            later
+                .as_slice()
+                .iter()
+                .zip(&direct)
+                .all(|(a, b)| (a - b).abs() < 1e-4)
+        );
+        // A black image has no brightness to normalise: it stays black.
+        let black = RgbImage::from_fn(4, 4, |_, _| [0, 0, 0]);
+        assert_eq!(on.brightness_gain(&black), 1.0);
+        for bad in [0.0, -0.2, 1.5, f32::NAN] {
+            let config = PreprocessConfig {
+                brightness: Some(bad),
+                ..PreprocessConfig::default()
+            };
+            assert!(Preprocessor::new(config).is_err(), "{bad}");
+        }
     }
 
     #[test]
