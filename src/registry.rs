@@ -394,7 +394,7 @@ impl DetectorConfig {
     /// The default parameters of the detector called `name`.
     pub fn default_for(name: &str) -> Result<Self, Error> {
         Ok(match model_kind(name)?.name {
-            "patchcore" => Self::Patchcore(PatchcoreConfig::default()),
+            "patchcore" => Self::Patchcore(fast_patchcore()),
             "padim" => Self::Padim(PadimConfig::default()),
             "student" => Self::Student(StudentConfig::default()),
             "classifier" => Self::Classifier(ClassifierConfig::default()),
@@ -662,6 +662,17 @@ impl DetectorConfig {
 const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
     c.taps = c.backbone.taps_at_strides(&[4, 8]).unwrap_or_default();
 };
+
+/// `ad`'s PatchCore, the `fast` preset: the library's defaults (the references'
+/// preprocessing, anomalib's and the paper's settings) with every image brought to the mean
+/// luma of ImageNet's images ([`ad_core::PreprocessConfig::brightness`]), the selection
+/// protocol's choice on 2026-12-05 for both PatchCore presets (docs/results.md, "Brightness
+/// normalisation").
+fn fast_patchcore() -> PatchcoreConfig {
+    let mut c = PatchcoreConfig::default();
+    c.preprocess.brightness = Some(ad_core::IMAGENET_LUMA);
+    c
+}
 
 /// The `accurate` PatchCore preset until 2026-12-03: the EfficientNet-Lite1 weights and its
 /// taps at strides 4 and 8 (the choice on the validation splits without faint veins). Still

@@ -11,6 +11,7 @@
 #     SEEDS="0 1" PRESET=accurate tools/student_every_class.sh   # the accurate student and its
 #                                   # teacher (Lite1 at strides 4 and 8, as tools/run_student.sh)
 #     STUDENT_FLAGS="--feature-noise 0" ...   # flags for the student's runs only
+#     FLAGS="--brightness imagenet" ...       # flags for the teacher's and the student's runs
 #     OUT_ROOT=out/every_class_spr ...        # where the runs go (default out/student_every_class)
 #     AD=path/to/ad ...                       # that binary, not built here
 set -euo pipefail
@@ -22,6 +23,7 @@ preset=${PRESET:-fast}
 seeds=${SEEDS:-0 1 2 3}
 out=${OUT_ROOT:-out/student_every_class}/$preset
 read -r -a student_flags <<< "${STUDENT_FLAGS:-}"
+read -r -a common_flags <<< "${FLAGS:-}"
 teacher_flags=()
 if [ "$preset" = accurate ]; then teacher_flags=(--backbone efficientnet-lite1 --taps blocks.3,blocks.6); fi
 # run NAME FLAGS...: `ad run` on bottle and every PIPED class into $out/NAME, unless done
@@ -29,10 +31,10 @@ run() {
   local name=$1
   shift
   if [ -s "$out/$name/piped/PA_ZPB01_RL/report.json" ]; then return; fi
-  $ad run --quiet --preset "$preset" "$@" --threshold none --overlays 0 \
-    --data "$data/mvtec_ad" --category bottle --out "$out/$name/bottle"
-  $ad run --quiet --preset "$preset" "$@" --threshold none --overlays 0 \
-    --data "$data/piped" --category all --out "$out/$name/piped"
+  $ad run --quiet --preset "$preset" "$@" "${common_flags[@]}" --threshold none \
+    --overlays 0 --data "$data/mvtec_ad" --category bottle --out "$out/$name/bottle"
+  $ad run --quiet --preset "$preset" "$@" "${common_flags[@]}" --threshold none \
+    --overlays 0 --data "$data/piped" --category all --out "$out/$name/piped"
 }
 mkdir -p "$out"
 uptime

@@ -56,6 +56,8 @@
 #                                                    # (backbone_size, `ad --backbone-size`)
 #     VARIANTS="fast-taps4 fast-taps4.7-noise0.25" ...  # and/or the student on its own taps
 #                                         # (blocks' indices: ["blocks.4"], ["blocks.4", "blocks.7"])
+#     VARIANTS=fast-noise0.25-bright ...  # and/or brightness normalisation (student and
+#                                          # teacher: `--brightness imagenet`)
 #     VARIANTS="fast fast-raw fast-synth12-raw" ...  # the default student, and with the same
 #                                                     # modifiers
 set -euo pipefail
@@ -95,11 +97,15 @@ for variant in $variants; do
       toml=$out/$variant.toml
       n=3
       if [[ $variant =~ -synth([0-9]+) ]]; then n=${BASH_REMATCH[1]}; fi
+      # -bright: brightness normalisation (`--brightness imagenet`), student and teacher
+      bright=off
+      if [[ $variant == *-bright* ]]; then bright=imagenet; fi
       if [[ $variant == accurate* ]]; then
-        $ad run --model student --preset accurate --synthetic-per-image "$n" --print-config \
-          2>/dev/null > "$toml"
+        $ad run --model student --preset accurate --synthetic-per-image "$n" \
+          --brightness "$bright" --print-config 2>/dev/null > "$toml"
       else
-        $ad run --model student --synthetic-per-image "$n" --print-config 2>/dev/null > "$toml"
+        $ad run --model student --synthetic-per-image "$n" --brightness "$bright" \
+          --print-config 2>/dev/null > "$toml"
       fi
       # Every variant starts from the teacher's blurred maps, the student's map unblurred and
       # its score the map's maximum (the presets before 2026-12-02 16:00 UTC)

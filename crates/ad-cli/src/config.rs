@@ -1028,6 +1028,74 @@ mod tests {
         }
     }
 
+    #[test]
+    fn brightness_reaches_every_member_teacher_and_tile() {
+        use std::str::FromStr;
+        let imagenet = Some(ad_core::IMAGENET_LUMA);
+        assert_eq!(BrightnessArg::from_str("ImageNet").unwrap().0, imagenet);
+        assert_eq!(BrightnessArg::from_str("off").unwrap().0, None);
+        assert_eq!(BrightnessArg::from_str("0.5").unwrap().0, Some(0.5));
+        let err = BrightnessArg::from_str("bright").unwrap_err();
+        assert!(err.contains("imagenet, off or a level"), "{err}");
+        let with = |model: &str, extra: ModelArgs| {
+            ModelArgs {
+                model: Some(model.into()),
+                brightness: Some(BrightnessArg(imagenet)),
+                ..extra
+            }
+            .resolve()
+        };
+        // An ensemble: every member sees it, the score member keeps its own size.
+        let e = with("ensemble", ModelArgs::default()).unwrap();
+        let DetectorConfig::Ensemble(c) = &e else {
+            panic!("{e:?}")
+        };
+        for (m, role) in c.members().unwrap() {
+            assert_eq!(m.preprocess().brightness, imagenet, "{role:?}");
+            let size = if role == MemberRole::Score { 128 } else { 256 };
+            assert_eq!(m.preprocess().resize, (size, size), "{role:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "e.toml", &to_toml(&e).unwrap());
+        assert_eq!(read_config_file(&path).unwrap(), e);
+        // A member that sets another level is refused, not overridden.
+        let mut other = c.clone();
+        if let Some(m) = other.score_members.first_mut() {
+            m.preprocess_mut().brightness = Some(0.3);
+        }
+        let err = other.members().unwrap_err().to_string();
+        assert!(err.contains("brightness"), "{err}");
+        // A student's teacher sees the student's pixels; a tile detector the whole image's.
+        let s = with("student", ModelArgs::default()).unwrap();
+        let DetectorConfig::Student(sc) = &s else {
+            panic!("{s:?}")
+        };
+        let teacher = anomaly_detection::registry::teacher_config(sc).unwrap();
+        assert_eq!(teacher.preprocess().brightness, imagenet);
+        let t = with(
+            "patchcore",
+            ModelArgs {
+                tile: Some(128),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let DetectorConfig::Tiled(tc) = &t else {
+            panic!("{t:?}")
+        };
+        assert_eq!(tc.preprocess.brightness, imagenet);
+        assert_eq!(tc.member().unwrap().preprocess().brightness, imagenet);
+        // Out of (0, 1]: refused when the flags are resolved, before any image is read.
+        let err = ModelArgs {
+            brightness: Some(BrightnessArg(Some(1.5))),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("brightness"), "{err}");
+    }
+
     /// The student config these flags resolve to (`model` set to the student).
     fn student_of(args: ModelArgs) -> anomaly_detection::regress::StudentConfig {
         let c = ModelArgs {
