@@ -863,8 +863,24 @@ mod tests {
             DetectorConfig::preset("patchcore", "fast").unwrap(),
             DetectorConfig::default_for("patchcore").unwrap()
         );
+        // Both PatchCore presets normalise brightness (the protocol's choice); the library's
+        // defaults keep the references' preprocessing.
+        assert_eq!(PatchcoreConfig::default().preprocess.brightness, None);
+        let Ok(DetectorConfig::Patchcore(fast)) = DetectorConfig::preset("patchcore", "fast")
+        else {
+            panic!("the fast preset")
+        };
+        assert_eq!(fast.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
+        assert_eq!(
+            fast,
+            PatchcoreConfig {
+                preprocess: fast.preprocess.clone(),
+                ..PatchcoreConfig::default()
+            }
+        );
         match DetectorConfig::preset("patchcore", "Accurate").unwrap() {
             DetectorConfig::Patchcore(c) => {
+                assert_eq!(c.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
                 assert_eq!(c.backbone, BackboneKind::EfficientNetLite0);
                 assert_eq!(
                     Some(c.taps.clone()),

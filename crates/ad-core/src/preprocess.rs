@@ -41,8 +41,10 @@ pub struct PreprocessConfig {
     /// no feature, and images far brighter or darker than ImageNet's reach the backbone at
     /// the brightness it was trained on ([`IMAGENET_LUMA`], `ad --brightness imagenet`).
     /// A defect that changes a whole part's brightness is normalised away with the lighting.
-    /// `None` (the default, and what model files written before the option hold): the
-    /// pixels as decoded.
+    /// `None` (the default: the references' preprocessing, and what model files written
+    /// before the option hold): the pixels as decoded. `ad`'s PatchCore presets set
+    /// [`IMAGENET_LUMA`], the selection protocol's choice (docs/results.md, "Brightness
+    /// normalisation").
     pub brightness: Option<f32>,
 }
 
