@@ -320,7 +320,10 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     out
 }
 
-/// The PatchCore candidates.
+/// The PatchCore candidates. Every one starts from the library's `PatchcoreConfig::default()`
+/// (the pixels as decoded); "lite0-256 (fast)" is the `fast` preset as it was until
+/// 2026-12-05, when both presets took brightness normalisation ("+brightness" below; the time
+/// rule's reference is unchanged, as the option costs one pass over the pixels).
 fn patchcore_candidates() -> Vec<(&'static str, PatchcoreConfig)> {
     let base = PatchcoreConfig::default();
     let with = |f: &dyn Fn(&mut PatchcoreConfig)| {
