@@ -118,7 +118,9 @@ impl Default for EnsembleConfig {
     /// the `accurate` PatchCore (EfficientNet-Lite0, strides 4 and 8) for the map and the
     /// image score, an EfficientNet-Lite1 PatchCore (its default taps) at 128 px for the image
     /// score only (the context of much of the part per patch: veins), and PaDiM
-    /// (EfficientNet-Lite0, its defaults) for the map only (localisation).
+    /// (EfficientNet-Lite0, its defaults) for the map only (localisation); since 2026-12-05
+    /// every image brought to ImageNet's mean luma first (`[preprocess] brightness`, which
+    /// every member sees; docs/results.md "Brightness normalisation").
     fn default() -> Self {
         let mut map = PatchcoreConfig::default();
         ACCURATE(&mut map);
@@ -127,11 +129,13 @@ impl Default for EnsembleConfig {
             ..PatchcoreConfig::default()
         };
         context.preprocess = context.preprocess.clone().with_size(128, 128);
-        Self {
+        let mut ensemble = Self {
             score_members: vec![DetectorConfig::Patchcore(context)],
             pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
             ..Self::of(vec![DetectorConfig::Patchcore(map)])
-        }
+        };
+        ensemble.preprocess.brightness = Some(ad_core::IMAGENET_LUMA);
+        ensemble
     }
 }
 
@@ -916,10 +920,19 @@ mod tests {
         let DetectorConfig::Ensemble(c) = &e else {
             panic!("{e:?}")
         };
-        assert_eq!(
-            c.members,
-            vec![DetectorConfig::preset("patchcore", "accurate").unwrap()]
-        );
+        // The accurate PatchCore as the map member; brightness is set on the ensemble, and
+        // every member sees it.
+        let mut fine = PatchcoreConfig::default();
+        ACCURATE(&mut fine);
+        assert_eq!(c.members, vec![DetectorConfig::Patchcore(fine)]);
+        assert_eq!(c.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
+        for (m, role) in c.members().unwrap() {
+            assert_eq!(
+                m.preprocess().brightness,
+                Some(ad_core::IMAGENET_LUMA),
+                "{role:?}"
+            );
+        }
         let [DetectorConfig::Patchcore(context)] = c.score_members.as_slice() else {
             panic!("{c:?}")
         };

@@ -131,7 +131,11 @@ fn brightness_normalisation_takes_pa_fvn01s_lighting_drift_out() {
         },
     );
     // Measured: 0.9102 -> 1.0000 image AUROC, AUPRO 0.659 -> 0.848.
-    assert!(plain.image.auroc < 0.95, "image AUROC {}", plain.image.auroc);
+    assert!(
+        plain.image.auroc < 0.95,
+        "image AUROC {}",
+        plain.image.auroc
+    );
     assert!(
         levelled.image.auroc >= 0.99,
         "image AUROC {}",

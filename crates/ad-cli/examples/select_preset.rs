@@ -34,8 +34,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use ad_backbone::BackboneKind;
-use ad_core::{IMAGENET_LUMA, LrSchedule};
 use ad_core::ensemble::ScoreSpread;
+use ad_core::{IMAGENET_LUMA, LrSchedule};
 use anomaly_detection::mvtec::decode::read_dims;
 use anomaly_detection::mvtec::{MvtecCategory, Sample};
 use anomaly_detection::padim::PadimConfig;

@@ -904,7 +904,7 @@ mod tests {
         }
         // The ensemble's default, written out as a file a user can edit.
         assert_eq!(
-            read_config_file(&dir.join("ensemble_lite0s4s8_score_128_pixel_padim.toml")).unwrap(),
+            read_config_file(&dir.join("ensemble_default.toml")).unwrap(),
             DetectorConfig::default_for("ensemble").unwrap()
         );
     }

@@ -20,7 +20,8 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// The luma (Rec. 601: `0.299 R + 0.587 G + 0.114 B`) of [`IMAGENET_MEAN`]: the mean
 /// brightness of the images an ImageNet backbone was trained on, on `[0, 1]`
 /// ([`PreprocessConfig::brightness`]).
-pub const IMAGENET_LUMA: f32 = 0.299 * IMAGENET_MEAN[0] + 0.587 * IMAGENET_MEAN[1] + 0.114 * IMAGENET_MEAN[2];
+pub const IMAGENET_LUMA: f32 =
+    0.299 * IMAGENET_MEAN[0] + 0.587 * IMAGENET_MEAN[1] + 0.114 * IMAGENET_MEAN[2];
 
 /// Unchecked preprocessing parameters (serde-friendly); [`Preprocessor::new`] validates them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
