@@ -17,11 +17,25 @@ use crate::{CoreError, Mask, RgbImage};
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB), as used by torchvision.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// Rec. 601 luma weights of R, G and B: what [`PreprocessConfig::brightness`] measures.
+const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
+
+/// The gain that takes an image of mean luma `mean` to `level` (both on `[0, 1]`); 1 for an
+/// image that is black everywhere, which no gain changes.
+fn brightness_gain(level: f32, mean: f64) -> f32 {
+    if mean > 0.0 {
+        (level as f64 / mean) as f32
+    } else {
+        1.0
+    }
+}
+
 /// The luma (Rec. 601: `0.299 R + 0.587 G + 0.114 B`) of [`IMAGENET_MEAN`]: the mean
 /// brightness of the images an ImageNet backbone was trained on, on `[0, 1]`
 /// ([`PreprocessConfig::brightness`]).
-pub const IMAGENET_LUMA: f32 =
-    0.299 * IMAGENET_MEAN[0] + 0.587 * IMAGENET_MEAN[1] + 0.114 * IMAGENET_MEAN[2];
+pub const IMAGENET_LUMA: f32 = LUMA[0] as f32 * IMAGENET_MEAN[0]
+    + LUMA[1] as f32 * IMAGENET_MEAN[1]
+    + LUMA[2] as f32 * IMAGENET_MEAN[2];
 
 /// Unchecked preprocessing parameters (serde-friendly); [`Preprocessor::new`] validates them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -187,15 +201,10 @@ impl Preprocessor {
             .as_raw()
             .chunks_exact(3)
             .fold((0.0f64, 0usize), |(s, n), px| {
-                let luma = 0.299 * px[0] as f64 + 0.587 * px[1] as f64 + 0.114 * px[2] as f64;
+                let luma: f64 = (0..3).map(|c| LUMA[c] * px[c] as f64).sum();
                 (s + luma, n + 1)
             });
-        let mean = sum / (255.0 * n.max(1) as f64);
-        if mean > 0.0 {
-            (level as f64 / mean) as f32
-        } else {
-            1.0
-        }
+        brightness_gain(level, sum / (255.0 * n.max(1) as f64))
     }
 
     /// Resize, crop and normalise one image into planar `[3, H, W]` values.
@@ -485,19 +494,12 @@ impl ImageBatch {
         let plane = self.height * self.width;
         let (mean, std) = (self.mean, self.std);
         for image in self.data.chunks_exact_mut(3 * plane) {
-            let unit = |c: usize, x: f32| (x * std[c] + mean[c]) as f64;
+            let unit = |c: usize, x: f32| LUMA[c] * (x * std[c] + mean[c]) as f64;
             let luma: f64 = (0..plane)
-                .map(|i| {
-                    0.299 * unit(0, image[i])
-                        + 0.587 * unit(1, image[plane + i])
-                        + 0.114 * unit(2, image[2 * plane + i])
-                })
+                .map(|i| (0..3).map(|c| unit(c, image[c * plane + i])).sum::<f64>())
                 .sum::<f64>()
                 / plane.max(1) as f64;
-            if luma <= 0.0 {
-                continue;
-            }
-            let gain = (level as f64 / luma) as f32;
+            let gain = brightness_gain(level, luma);
             for (k, x) in image.iter_mut().enumerate() {
                 let c = k / plane;
                 *x = (gain * (*x * std[c] + mean[c]) - mean[c]) / std[c];
@@ -803,7 +805,7 @@ mod tests {
         let luma: f32 = (0..plane)
             .map(|i| {
                 let c = |k: usize| values[k * plane + i] * IMAGENET_STD[k] + IMAGENET_MEAN[k];
-                0.299 * c(0) + 0.587 * c(1) + 0.114 * c(2)
+                (0..3).map(|k| LUMA[k] as f32 * c(k)).sum::<f32>()
             })
             .sum::<f32>()
             / plane as f32;
