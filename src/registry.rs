@@ -134,7 +134,7 @@ impl Default for EnsembleConfig {
             pixel_members: vec![DetectorConfig::Padim(PadimConfig::default())],
             ..Self::of(vec![DetectorConfig::Patchcore(map)])
         };
-        ensemble.preprocess.brightness = Some(ad_core::IMAGENET_LUMA);
+        ensemble.preprocess.brightness = PRESET_BRIGHTNESS;
         ensemble
     }
 }
@@ -670,6 +670,11 @@ const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
     c.taps = c.backbone.taps_at_strides(&[4, 8]).unwrap_or_default();
 };
 
+/// The brightness normalisation of `ad`'s presets (PatchCore's two, the default student, the
+/// ensemble's default): every image at ImageNet's mean luma, the selection protocol's choice
+/// on 2026-12-05 (docs/results.md, "Brightness normalisation").
+const PRESET_BRIGHTNESS: Option<f32> = Some(ad_core::IMAGENET_LUMA);
+
 /// `ad`'s PatchCore, the `fast` preset: the library's defaults (the references'
 /// preprocessing, anomalib's and the paper's settings) with every image brought to the mean
 /// luma of ImageNet's images ([`ad_core::PreprocessConfig::brightness`]), the selection
@@ -677,7 +682,7 @@ const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
 /// normalisation").
 fn fast_patchcore() -> PatchcoreConfig {
     let mut c = PatchcoreConfig::default();
-    c.preprocess.brightness = Some(ad_core::IMAGENET_LUMA);
+    c.preprocess.brightness = PRESET_BRIGHTNESS;
     c
 }
 
@@ -688,7 +693,7 @@ fn fast_patchcore() -> PatchcoreConfig {
 /// in the student's section).
 fn fast_student() -> StudentConfig {
     let mut c = StudentConfig::default();
-    c.preprocess.brightness = Some(ad_core::IMAGENET_LUMA);
+    c.preprocess.brightness = PRESET_BRIGHTNESS;
     c
 }
 

@@ -135,7 +135,9 @@ pub fn validate(
         ..config_pre.clone()
     })?;
     let plain = pre.batch(&images)?;
-    let good = plain.clone().with_brightness(brightness);
+    // Without the option the good images are `plain` itself (no copy).
+    let levelled = brightness.map(|_| plain.clone().with_brightness(brightness));
+    let good = levelled.as_ref().unwrap_or(&plain);
     let (h, w) = (good.height(), good.width());
     let plane = 3 * h * w;
     let n = good.len();
@@ -188,7 +190,7 @@ pub fn validate(
     let mut scores = Vec::with_capacity(2 * n);
     let mut maps = Vec::with_capacity(2 * n * h * w);
     let t1 = Instant::now();
-    for batch in [&good, &bad] {
+    for batch in [good, &bad] {
         for chunk in batch.chunks(batch_size.max(1)) {
             for p in detector.predict(&chunk)? {
                 scores.push(p.score);
