@@ -317,6 +317,14 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
             ));
         }
     }
+    // PaDiM's default (`ad --model padim`) with and without brightness normalisation, judged
+    // against each other as each PatchCore preset was (docs/results.md "Brightness
+    // normalisation").
+    let padim = PadimConfig::default();
+    let mut bright = padim.clone();
+    bright.preprocess.brightness = Some(IMAGENET_LUMA);
+    out.push(("padim (default)", DetectorConfig::Padim(padim)));
+    out.push(("padim+brightness", DetectorConfig::Padim(bright)));
     out
 }
 
