@@ -399,7 +399,7 @@ impl DetectorConfig {
     pub fn default_for(name: &str) -> Result<Self, Error> {
         Ok(match model_kind(name)?.name {
             "patchcore" => Self::Patchcore(fast_patchcore()),
-            "padim" => Self::Padim(PadimConfig::default()),
+            "padim" => Self::Padim(fast_padim()),
             "student" => Self::Student(fast_student()),
             "classifier" => Self::Classifier(ClassifierConfig::default()),
             "tiled" => Self::Tiled(TiledConfig::default()),
@@ -670,9 +670,9 @@ const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
     c.taps = c.backbone.taps_at_strides(&[4, 8]).unwrap_or_default();
 };
 
-/// The brightness normalisation of `ad`'s presets (PatchCore's two, the default student, the
-/// ensemble's default): every image at ImageNet's mean luma, the selection protocol's choice
-/// on 2026-12-05 (docs/results.md, "Brightness normalisation").
+/// The brightness normalisation of `ad`'s presets (PatchCore's two, PaDiM's default, the
+/// default student, the ensemble's default): every image at ImageNet's mean luma, the
+/// selection protocol's choice on 2026-12-05 (docs/results.md, "Brightness normalisation").
 const PRESET_BRIGHTNESS: Option<f32> = Some(ad_core::IMAGENET_LUMA);
 
 /// `ad`'s PatchCore, the `fast` preset: the library's defaults (the references'
@@ -682,6 +682,15 @@ const PRESET_BRIGHTNESS: Option<f32> = Some(ad_core::IMAGENET_LUMA);
 /// normalisation").
 fn fast_patchcore() -> PatchcoreConfig {
     let mut c = PatchcoreConfig::default();
+    c.preprocess.brightness = PRESET_BRIGHTNESS;
+    c
+}
+
+/// `ad`'s PaDiM: the library's defaults with every image at ImageNet's mean luma, the
+/// selection protocol's choice on 2026-12-05 (+0.032 over the pixels as decoded, 20 standard
+/// errors over three validation seeds; docs/results.md, "PaDiM's default").
+fn fast_padim() -> PadimConfig {
+    let mut c = PadimConfig::default();
     c.preprocess.brightness = PRESET_BRIGHTNESS;
     c
 }
@@ -946,7 +955,21 @@ mod tests {
         assert_eq!(context.preprocess.resize, (128, 128));
         assert_eq!(
             c.pixel_members,
-            vec![DetectorConfig::default_for("padim").unwrap()]
+            vec![DetectorConfig::Padim(PadimConfig::default())]
+        );
+        // `ad`'s PaDiM normalises brightness too (the protocol's choice); its library
+        // defaults keep the references' preprocessing.
+        let Ok(DetectorConfig::Padim(padim)) = DetectorConfig::default_for("padim") else {
+            panic!("PaDiM's default")
+        };
+        assert_eq!(padim.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
+        assert_eq!(PadimConfig::default().preprocess.brightness, None);
+        assert_eq!(
+            padim,
+            PadimConfig {
+                preprocess: padim.preprocess.clone(),
+                ..PadimConfig::default()
+            }
         );
         let roles: Vec<MemberRole> = c.members().unwrap().into_iter().map(|m| m.1).collect();
         assert_eq!(
