@@ -36,6 +36,7 @@ use std::process::ExitCode;
 use ad_backbone::BackboneKind;
 use ad_core::ensemble::ScoreSpread;
 use ad_core::{IMAGENET_LUMA, LrSchedule};
+use anomaly_detection::cflow::CflowConfig;
 use anomaly_detection::mvtec::decode::read_dims;
 use anomaly_detection::mvtec::{MvtecCategory, Sample};
 use anomaly_detection::padim::PadimConfig;
@@ -325,6 +326,12 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     bright.preprocess.brightness = Some(IMAGENET_LUMA);
     out.push(("padim (default)", DetectorConfig::Padim(padim)));
     out.push(("padim+brightness", DetectorConfig::Padim(bright)));
+    // CFlow's default (`ad --model cflow`), likewise.
+    let cflow = CflowConfig::default();
+    let mut bright = cflow.clone();
+    bright.preprocess.brightness = Some(IMAGENET_LUMA);
+    out.push(("cflow (default)", DetectorConfig::Cflow(cflow)));
+    out.push(("cflow+brightness", DetectorConfig::Cflow(bright)));
     out
 }
 
