@@ -434,9 +434,9 @@ impl DetectorConfig {
                 LITE1_STRIDES_4_8(&mut teacher);
                 c.backbone = teacher.backbone;
                 c.taps = teacher.taps.clone();
-                // The pixels as decoded, as it was measured (brightness normalisation is the
-                // fast student's, whose teacher the protocol chose it for).
-                c.preprocess.brightness = None;
+                // Brightness normalisation as the fast student (from its defaults): measured
+                // with it, student and teacher, within the point of the teacher on bottle and
+                // every PIPED class (docs/results.md, "The accurate student with brightness").
                 // Four copies of each kind of synthetic anomaly: the stride-4 student's defect
                 // scores are what the copies teach (docs/results.md, "More synthetic copies").
                 c.synthetic_per_image = 12;
@@ -670,8 +670,8 @@ const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
     c.taps = c.backbone.taps_at_strides(&[4, 8]).unwrap_or_default();
 };
 
-/// The brightness normalisation of `ad`'s presets (PatchCore's two, PaDiM's default, the
-/// default student, the ensemble's default): every image at ImageNet's mean luma, the
+/// The brightness normalisation of `ad`'s presets (PatchCore's two, PaDiM's default, both
+/// students, the ensemble's default): every image at ImageNet's mean luma, the
 /// selection protocol's choice on 2026-12-05 (docs/results.md, "Brightness normalisation").
 const PRESET_BRIGHTNESS: Option<f32> = Some(ad_core::IMAGENET_LUMA);
 
@@ -995,6 +995,9 @@ mod tests {
             BackboneKind::EfficientNetLite1.taps_at_strides(&[4, 8])
         );
         accurate.blur_sigma = 0.0;
+        // Student and teacher see every image at ImageNet's mean luma.
+        assert_eq!(c.preprocess.brightness, PRESET_BRIGHTNESS);
+        accurate.preprocess.brightness = PRESET_BRIGHTNESS;
         assert_eq!((c.backbone, &c.taps), (accurate.backbone, &accurate.taps));
         assert_eq!(c.synthetic_per_image, 12);
         assert_eq!(
