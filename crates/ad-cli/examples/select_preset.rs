@@ -111,7 +111,8 @@ fn student_candidates() -> Vec<(&'static str, DetectorConfig)> {
 /// (maps standardised on held-out good images and averaged): the fast and accurate PatchCores
 /// (fine localisation plus the stride-16 context), the accurate PatchCore with PaDiM
 /// (a different model of the same good patches), and multi-resolution ones (a member at half
-/// the resolution).
+/// the resolution); last, PaDiM's and CFlow's defaults with and without brightness
+/// normalisation (`--only padim`, `--only cflow`: each judged against its own default).
 pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     let patchcores = patchcore_candidates();
     let find = |name: &str| {
