@@ -395,16 +395,37 @@ pub fn model_kind(name: &str) -> Result<ModelKind, Error> {
 }
 
 impl DetectorConfig {
-    /// The default parameters of the detector called `name`.
+    /// The default parameters of the detector called `name` (`ad`'s defaults): the library's
+    /// ([`Self::library_default`]), with every image brought to ImageNet's mean luma
+    /// ([`ad_core::IMAGENET_LUMA`]) for PatchCore, PaDiM, CFlow and the student. The selection
+    /// protocol chose that for each of the three detectors on 2026-12-05 (over three
+    /// validation seeds, PatchCore +0.038, PaDiM +0.032, CFlow +0.043, each more than nine
+    /// standard errors); the student, whose teacher takes its preprocessing, was measured
+    /// with it within a point of its teacher on bottle and the 12 PIPED classes
+    /// (docs/results.md, "Brightness normalisation"). The ensemble sets its own level on its
+    /// [`EnsembleConfig::default`]; the classifier and the tiled model keep the library's.
     pub fn default_for(name: &str) -> Result<Self, Error> {
+        let mut c = Self::library_default(name)?;
+        if matches!(
+            c,
+            Self::Patchcore(_) | Self::Padim(_) | Self::Cflow(_) | Self::Student(_)
+        ) {
+            c.preprocess_mut().brightness = PRESET_BRIGHTNESS;
+        }
+        Ok(c)
+    }
+
+    /// The library's default parameters of the detector called `name` (each crate's
+    /// `Default`: the references' preprocessing, which the PyTorch parity tests compare with).
+    pub fn library_default(name: &str) -> Result<Self, Error> {
         Ok(match model_kind(name)?.name {
-            "patchcore" => Self::Patchcore(fast_patchcore()),
-            "padim" => Self::Padim(fast_padim()),
-            "student" => Self::Student(fast_student()),
+            "patchcore" => Self::Patchcore(PatchcoreConfig::default()),
+            "padim" => Self::Padim(PadimConfig::default()),
+            "student" => Self::Student(StudentConfig::default()),
             "classifier" => Self::Classifier(ClassifierConfig::default()),
             "tiled" => Self::Tiled(TiledConfig::default()),
             "ensemble" => Self::Ensemble(EnsembleConfig::default()),
-            _ => Self::Cflow(fast_cflow()),
+            _ => Self::Cflow(CflowConfig::default()),
         })
     }
 
@@ -675,46 +696,6 @@ const ACCURATE: fn(&mut PatchcoreConfig) = |c| {
 /// selection protocol's choice on 2026-12-05 (docs/results.md, "Brightness normalisation").
 const PRESET_BRIGHTNESS: Option<f32> = Some(ad_core::IMAGENET_LUMA);
 
-/// `ad`'s PatchCore, the `fast` preset: the library's defaults (the references'
-/// preprocessing, anomalib's and the paper's settings) with every image brought to the mean
-/// luma of ImageNet's images ([`ad_core::PreprocessConfig::brightness`]), the selection
-/// protocol's choice on 2026-12-05 for both PatchCore presets (docs/results.md, "Brightness
-/// normalisation").
-fn fast_patchcore() -> PatchcoreConfig {
-    let mut c = PatchcoreConfig::default();
-    c.preprocess.brightness = PRESET_BRIGHTNESS;
-    c
-}
-
-/// `ad`'s PaDiM: the library's defaults with every image at ImageNet's mean luma, the
-/// selection protocol's choice on 2026-12-05 (+0.032 over the pixels as decoded, 20 standard
-/// errors over three validation seeds; docs/results.md, "PaDiM's default").
-fn fast_padim() -> PadimConfig {
-    let mut c = PadimConfig::default();
-    c.preprocess.brightness = PRESET_BRIGHTNESS;
-    c
-}
-
-/// `ad`'s CFlow: the library's defaults with every image at ImageNet's mean luma, the
-/// selection protocol's choice on 2026-12-05 (+0.043 over the pixels as decoded, 33 standard
-/// errors over three validation seeds; docs/results.md, "CFlow's default").
-fn fast_cflow() -> CflowConfig {
-    let mut c = CflowConfig::default();
-    c.preprocess.brightness = PRESET_BRIGHTNESS;
-    c
-}
-
-/// `ad`'s score student, the `fast` preset: a student of `ad`'s PatchCore (the teacher takes
-/// the student's preprocessing, so both see every image at ImageNet's mean luma). Measured
-/// against that teacher on bottle and the 12 PIPED classes, seeds 0 and 1: every category
-/// within the point in image and pixel AUROC (docs/results.md, "Brightness normalisation"
-/// in the student's section).
-fn fast_student() -> StudentConfig {
-    let mut c = StudentConfig::default();
-    c.preprocess.brightness = PRESET_BRIGHTNESS;
-    c
-}
-
 /// The `accurate` PatchCore preset until 2026-12-03: the EfficientNet-Lite1 weights and its
 /// taps at strides 4 and 8 (the choice on the validation splits without faint veins). Still
 /// the accurate student's teacher, which was measured with it.
@@ -904,21 +885,27 @@ mod tests {
             DetectorConfig::preset("patchcore", "fast").unwrap(),
             DetectorConfig::default_for("patchcore").unwrap()
         );
-        // Both PatchCore presets normalise brightness (the protocol's choice); the library's
-        // defaults keep the references' preprocessing.
-        assert_eq!(PatchcoreConfig::default().preprocess.brightness, None);
-        let Ok(DetectorConfig::Patchcore(fast)) = DetectorConfig::preset("patchcore", "fast")
-        else {
-            panic!("the fast preset")
-        };
-        assert_eq!(fast.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
-        assert_eq!(
-            fast,
-            PatchcoreConfig {
-                preprocess: fast.preprocess.clone(),
-                ..PatchcoreConfig::default()
-            }
-        );
+        // `ad`'s PatchCore (both presets), PaDiM, CFlow and student normalise brightness (the
+        // protocol's choice) and differ from the library's defaults in nothing else; the
+        // library's defaults keep the references' preprocessing.
+        for name in ["patchcore", "padim", "cflow", "student"] {
+            let mut ad = DetectorConfig::default_for(name).unwrap();
+            let library = DetectorConfig::library_default(name).unwrap();
+            assert_eq!(
+                ad.preprocess().brightness,
+                Some(ad_core::IMAGENET_LUMA),
+                "{name}"
+            );
+            assert_eq!(library.preprocess().brightness, None, "{name}");
+            ad.preprocess_mut().brightness = None;
+            assert_eq!(ad, library, "{name}");
+        }
+        for name in ["classifier", "tiled"] {
+            assert_eq!(
+                DetectorConfig::default_for(name).unwrap(),
+                DetectorConfig::library_default(name).unwrap()
+            );
+        }
         match DetectorConfig::preset("patchcore", "Accurate").unwrap() {
             DetectorConfig::Patchcore(c) => {
                 assert_eq!(c.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
@@ -965,32 +952,6 @@ mod tests {
         assert_eq!(
             c.pixel_members,
             vec![DetectorConfig::Padim(PadimConfig::default())]
-        );
-        // `ad`'s PaDiM normalises brightness too (the protocol's choice); its library
-        // defaults keep the references' preprocessing.
-        let Ok(DetectorConfig::Padim(padim)) = DetectorConfig::default_for("padim") else {
-            panic!("PaDiM's default")
-        };
-        assert_eq!(padim.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
-        assert_eq!(PadimConfig::default().preprocess.brightness, None);
-        // And its CFlow.
-        let Ok(DetectorConfig::Cflow(cflow)) = DetectorConfig::default_for("cflow") else {
-            panic!("CFlow's default")
-        };
-        assert_eq!(cflow.preprocess.brightness, Some(ad_core::IMAGENET_LUMA));
-        assert_eq!(
-            cflow,
-            CflowConfig {
-                preprocess: cflow.preprocess.clone(),
-                ..CflowConfig::default()
-            }
-        );
-        assert_eq!(
-            padim,
-            PadimConfig {
-                preprocess: padim.preprocess.clone(),
-                ..PadimConfig::default()
-            }
         );
         let roles: Vec<MemberRole> = c.members().unwrap().into_iter().map(|m| m.1).collect();
         assert_eq!(
