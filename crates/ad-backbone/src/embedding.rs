@@ -4,10 +4,17 @@
 //! like `AvgPool2d(3, 1, 1)`), deeper taps are upsampled bilinearly (half-pixel centres) to the
 //! first tap's grid, and the taps are concatenated along channels. Optionally the channels are
 //! reduced to a target dimension by adaptive average pooling (the official code's 1024-d).
+//!
+//! On the CPU backend (flex) the pooling, upsampling and concatenation run on host buffers
+//! and write the rows directly ([`host_rows`]): the same arithmetic in the same order as
+//! flex's operations, so the rows are bit-identical, without the intermediate tensors and the
+//! permuted copy (about 4 ms of a 256 px Lite1 image's 6 ms backbone at strides 4 and 8,
+//! docs/performance.md).
 
-use burn::tensor::Tensor;
 use burn::tensor::module::{adaptive_avg_pool1d, avg_pool2d, interpolate};
 use burn::tensor::ops::{AvgPoolOptions, InterpolateMode, InterpolateOptions};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 /// Aggregates tap maps into patch embeddings.
 ///
@@ -20,6 +27,38 @@ pub fn patch_embedding(
     patch_size: usize,
     target_dim: Option<usize>,
 ) -> Tensor<2> {
+    let Some(rows) = host_rows(&taps, patch_size) else {
+        return patch_embedding_with_ops(taps, patch_size, target_dim);
+    };
+    reduce_channels(rows, target_dim)
+}
+
+/// [`patch_embedding`] through Burn's operations on any device, without the CPU fast path:
+/// the reference the fast path is tested (and benchmarked, `cargo bench --bench embedding`)
+/// against.
+///
+/// # Shapes
+/// As [`patch_embedding`].
+pub fn patch_embedding_with_ops(
+    taps: Vec<Tensor<4>>,
+    patch_size: usize,
+    target_dim: Option<usize>,
+) -> Tensor<2> {
+    reduce_channels(embed_with_ops(taps, patch_size), target_dim)
+}
+
+/// The optional channel reduction of [`patch_embedding`]: adaptive average pooling of each
+/// row to `target_dim` values.
+fn reduce_channels(rows: Tensor<2>, target_dim: Option<usize>) -> Tensor<2> {
+    let [n, d] = rows.dims();
+    match target_dim {
+        Some(t) if t != d => adaptive_avg_pool1d(rows.reshape([n, 1, d]), t).reshape([n, t]),
+        _ => rows,
+    }
+}
+
+/// [`patch_embedding`] without the channel reduction, through Burn's operations (any device).
+fn embed_with_ops(taps: Vec<Tensor<4>>, patch_size: usize) -> Tensor<2> {
     let pad = patch_size / 2;
     let pool = AvgPoolOptions::new([patch_size, patch_size])
         .with_stride([1, 1])
@@ -49,13 +88,164 @@ pub fn patch_embedding(
     }
     let features = Tensor::cat(parts, 1); // [b, d, h, w]
     let [b, d, h, w] = features.dims();
-    let rows = features.permute([0, 2, 3, 1]).reshape([b * h * w, d]);
-    match target_dim {
-        Some(t) if t != d => {
-            let reduced = adaptive_avg_pool1d(rows.reshape([b * h * w, 1, d]), t);
-            reduced.reshape([b * h * w, t])
+    features.permute([0, 2, 3, 1]).reshape([b * h * w, d])
+}
+
+/// The CPU fast path of [`embed_with_ops`]: `None` unless every tap is an `f32` tensor on
+/// flex that does not require gradients (their data is host memory: a copy, never a device
+/// transfer).
+///
+/// Each `(image, channel)` plane is pooled as flex's `avg_pool2d` pools (the window's valid
+/// values summed in row-major order from zero, divided by `p * p`: padding counted) and, for
+/// a deeper tap, resampled as flex's bilinear `interpolate` (half-pixel centres, weights in
+/// `f64` rounded to `f32`, the four products summed in the same order); the planes are then
+/// written as rows. Images run in turn, each one's planes in parallel (rayon).
+///
+/// # Shapes
+/// - `taps[i]`: `[batch, c_i, h_i, w_i]`
+/// - returns `[batch * h * w, sum c_i]`, `(h, w)` the first tap's pooled grid
+fn host_rows(taps: &[Tensor<4>], patch_size: usize) -> Option<Tensor<2>> {
+    let device = Device::flex();
+    if patch_size == 0
+        || taps.is_empty()
+        || taps
+            .iter()
+            .any(|t| t.device() != device || t.dtype() != DType::F32 || t.is_require_grad())
+    {
+        return None;
+    }
+    let pad = patch_size / 2;
+    let pooled = |n: usize| (n + 2 * pad + 1).checked_sub(patch_size);
+    let [b, _, h0, w0] = taps[0].dims();
+    let grid = (pooled(h0)?, pooled(w0)?);
+    let g = grid.0 * grid.1;
+    // Per tap: its values, channels and input size.
+    let mut planes_in = Vec::with_capacity(taps.len());
+    for t in taps {
+        let [tb, c, h, w] = t.dims();
+        if tb != b || pooled(h)? == 0 || pooled(w)? == 0 {
+            return None;
         }
-        _ => rows,
+        let values = crate::fused::host(t.clone())?;
+        planes_in.push((values, c, (h, w)));
+    }
+    let d: usize = planes_in.iter().map(|p| p.1).sum();
+    if b == 0 || d == 0 || g == 0 {
+        return None;
+    }
+    // Which tap and channel each of the `d` feature channels comes from.
+    let source: Vec<(usize, usize)> = planes_in
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| (0..p.1).map(move |c| (i, c)))
+        .collect();
+    // One image at a time (its planes stay in cache): its `d` planes in parallel, then
+    // `[d, g] -> [g, d]` in blocks of positions, also in parallel.
+    const BLOCK: usize = 64;
+    let mut planes = vec![0.0f32; d * g];
+    let mut rows = vec![0.0f32; b * g * d];
+    for (image, rows) in rows.chunks_exact_mut(g * d).enumerate() {
+        planes
+            .par_chunks_mut(g)
+            .zip(source.par_iter())
+            .for_each_init(Vec::new, |scratch, (out, &(tap, c))| {
+                let (values, channels, (h, w)) = &planes_in[tap];
+                let plane = &values[(image * channels + c) * h * w..][..h * w];
+                let size = (h + 2 * pad + 1 - patch_size, w + 2 * pad + 1 - patch_size);
+                if size == grid {
+                    avg_pool_plane(plane, (*h, *w), patch_size, out);
+                } else {
+                    scratch.resize(size.0 * size.1, 0.0);
+                    avg_pool_plane(plane, (*h, *w), patch_size, scratch);
+                    bilinear_plane(scratch, size, grid, out);
+                }
+            });
+        rows.par_chunks_mut(BLOCK * d)
+            .enumerate()
+            .for_each(|(block, rows)| {
+                let start = block * BLOCK;
+                for (c, plane) in planes.chunks_exact(g).enumerate() {
+                    for (p, &v) in plane[start..start + rows.len() / d].iter().enumerate() {
+                        rows[p * d + c] = v;
+                    }
+                }
+            });
+    }
+    Some(Tensor::from_data(
+        TensorData::new(rows, [b * g, d]),
+        &device,
+    ))
+}
+
+/// `AvgPool2d(p, stride 1, padding p / 2, count_include_pad)` of one `h x w` plane into `out`
+/// (`(h + 2 * (p / 2) - p + 1) x (w + ...)`), as flex computes it: each output sums its
+/// window's valid values from zero, rows then columns, and divides by `p * p`. The columns
+/// whose window lies inside the plane are summed a whole run at a time (the same additions in
+/// the same order per output, vectorised across outputs); the border columns one by one.
+fn avg_pool_plane(x: &[f32], (h, w): (usize, usize), p: usize, out: &mut [f32]) {
+    let pad = p / 2;
+    let (oh, ow) = (h + 2 * pad + 1 - p, w + 2 * pad + 1 - p);
+    let divisor = (p * p) as f32;
+    // The window rows (or columns) of output position `o` that fall inside `0..n`.
+    let valid = |o: usize, n: usize| (pad.saturating_sub(o), (n + pad - o).min(p));
+    // Output columns whose whole window is inside the plane: `pad ..= w + pad - p`.
+    let inner = (pad, (w + pad + 1).saturating_sub(p).max(pad).min(ow));
+    for (y, out) in out.chunks_exact_mut(ow).take(oh).enumerate() {
+        let (ky0, ky1) = valid(y, h);
+        out.fill(0.0);
+        for ky in ky0..ky1 {
+            let row = &x[(y + ky - pad) * w..][..w];
+            for kx in 0..p {
+                let src = &row[(inner.0 + kx - pad).min(w)..];
+                for (o, &v) in out[inner.0..inner.1].iter_mut().zip(src) {
+                    *o += v;
+                }
+            }
+        }
+        for xo in (0..inner.0).chain(inner.1..ow) {
+            let (kx0, kx1) = valid(xo, w);
+            let mut sum = 0.0f32;
+            for ky in ky0..ky1 {
+                let row = &x[(y + ky - pad) * w..][..w];
+                for kx in kx0..kx1 {
+                    sum += row[xo + kx - pad];
+                }
+            }
+            out[xo] = sum;
+        }
+        for o in out.iter_mut() {
+            *o /= divisor;
+        }
+    }
+}
+
+/// Bilinear resampling of one plane from `from` to `to` (`align_corners = false`), as flex's
+/// `interpolate` computes it.
+fn bilinear_plane(x: &[f32], from: (usize, usize), to: (usize, usize), out: &mut [f32]) {
+    // Per output coordinate: the low and high source index and the weight of the high one.
+    let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let ratio = n_in as f64 / n_out as f64;
+        (0..n_out)
+            .map(|o| {
+                let at = (o as f64 + 0.5) * ratio - 0.5;
+                let low = at.floor().max(0.0) as usize;
+                let high = (low + 1).min(n_in - 1);
+                (low, high, (at - low as f64).max(0.0) as f32)
+            })
+            .collect()
+    };
+    let ys = axis(from.0, to.0);
+    let xs = axis(from.1, to.1);
+    let w = from.1;
+    for (oy, &(y0, y1, wy)) in ys.iter().enumerate() {
+        for (ox, &(x0, x1, wx)) in xs.iter().enumerate() {
+            let (a, b) = (x[y0 * w + x0], x[y0 * w + x1]);
+            let (c, e) = (x[y1 * w + x0], x[y1 * w + x1]);
+            out[oy * to.1 + ox] = a * (1.0 - wx) * (1.0 - wy)
+                + b * wx * (1.0 - wy)
+                + c * (1.0 - wx) * wy
+                + e * wx * wy;
+        }
     }
 }
 
@@ -106,6 +296,40 @@ mod tests {
         let up: Vec<f32> = v.chunks(2).map(|r| r[1]).collect();
         for (x, e) in up.iter().zip([0.0, 0.25, 0.75, 1.0]) {
             assert!((x - e).abs() < 1e-6, "{up:?}");
+        }
+    }
+
+    #[test]
+    fn host_path_is_bit_identical_to_the_operations() {
+        // Two images, a fine tap and two coarser ones (one at an odd ratio), patch sizes
+        // 1, 2 (even: the grid grows by one), 3 and 5, with and without a reduction.
+        let mut seed = 7u64;
+        let mut noise = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+                })
+                .collect()
+        };
+        let taps = vec![
+            tensor(noise(2 * 3 * 12 * 10), [2, 3, 12, 10]),
+            tensor(noise(2 * 4 * 6 * 5), [2, 4, 6, 5]),
+            tensor(noise(2 * 2 * 5 * 3), [2, 2, 5, 3]),
+        ];
+        for p in [1, 2, 3, 5] {
+            let fast = host_rows(&taps, p).expect("flex f32 taps take the host path");
+            let reference = embed_with_ops(taps.clone(), p);
+            assert_eq!(fast.dims(), reference.dims(), "p = {p}");
+            assert_eq!(values(fast), values(reference), "p = {p}");
+            for target in [None, Some(4)] {
+                assert_eq!(
+                    values(patch_embedding(taps.clone(), p, target)),
+                    values(patch_embedding_with_ops(taps.clone(), p, target))
+                );
+            }
         }
     }
 

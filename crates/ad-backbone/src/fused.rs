@@ -186,7 +186,7 @@ impl Stem {
 /// A tensor's values as `f32` (`None` only if the conversion fails). This module runs only on
 /// flex, whose tensors are host memory: a copy, never a device transfer (so it is outside
 /// `ad_core::tensor`'s counted read-backs; `tests/device_path.rs` lists the file).
-fn host<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
+pub(crate) fn host<const D: usize>(t: Tensor<D>) -> Option<Vec<f32>> {
     t.into_data().convert::<f32>().try_into_vec::<f32>().ok()
 }
 

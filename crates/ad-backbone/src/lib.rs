@@ -65,7 +65,7 @@ mod state_dict;
 pub mod vgg;
 
 pub use backbone::{Backbone, BackboneConfig, BackboneKind, Classifier, Net, Weights, sha256_file};
-pub use embedding::patch_embedding;
+pub use embedding::{patch_embedding, patch_embedding_with_ops};
 pub use error::{BackboneError, Result};
 pub use layers::{Dense, FoldedConv, Pad, formula_tensor};
 pub use pretrained::Pretrained;
