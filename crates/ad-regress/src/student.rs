@@ -54,10 +54,11 @@ use crate::synth::SyntheticAnomaly;
 pub type TeacherFactory = Box<dyn Fn() -> Result<Box<dyn DynDetector>, BoxError> + Send + Sync>;
 
 /// Rows per inference chunk of the head: a chunk's activations (4,096 x 256 floats, 4 MiB)
-/// stay near the cache, where 16,384 rows took the accurate student's head 8-10 ms per image
-/// instead of about 5 on a 2-core Xeon (docs/performance.md). From 512 rows up the values do
-/// not depend on the chunk (flex's `gemm` reduces each output alone; test
-/// `head_outputs_do_not_depend_on_the_chunk`).
+/// stay near the cache (with the host-side patch embedding, the accurate student predicts in
+/// 77-81 % of the time it took with 16,384, docs/performance.md). The values do not depend
+/// on the chunking while chunks hold a few hundred rows or more (flex's `gemm` reduces each
+/// output alone; test `head_outputs_do_not_depend_on_the_chunk`); a last chunk of fewer
+/// rows can take other `gemm` kernels and differ in the last bit.
 const INFER_CHUNK: usize = 4_096;
 
 /// Largest accepted [`StudentConfig::prototypes`].
