@@ -119,25 +119,32 @@ fn host_rows(taps: &[Tensor<4>], patch_size: usize) -> Option<Tensor<2>> {
     let [b, _, h0, w0] = taps[0].dims();
     let grid = (pooled(h0)?, pooled(w0)?);
     let g = grid.0 * grid.1;
-    // Per tap: its values, channels and input size.
-    let mut planes_in = Vec::with_capacity(taps.len());
+    let mut inputs = Vec::with_capacity(taps.len());
     for t in taps {
-        let [tb, c, h, w] = t.dims();
-        if tb != b || pooled(h)? == 0 || pooled(w)? == 0 {
+        let [tb, channels, h, w] = t.dims();
+        let size = (pooled(h)?, pooled(w)?);
+        if tb != b || size.0 == 0 || size.1 == 0 {
             return None;
         }
+        // A deeper tap's resampling tables, built once for all its planes.
+        let resample = (size != grid).then(|| Resample::new(size, grid));
         let values = crate::fused::host(t.clone())?;
-        planes_in.push((values, c, (h, w)));
+        inputs.push(TapInput {
+            values,
+            channels,
+            size: (h, w),
+            resample,
+        });
     }
-    let d: usize = planes_in.iter().map(|p| p.1).sum();
+    let d: usize = inputs.iter().map(|t| t.channels).sum();
     if b == 0 || d == 0 || g == 0 {
         return None;
     }
     // Which tap and channel each of the `d` feature channels comes from.
-    let source: Vec<(usize, usize)> = planes_in
+    let source: Vec<(usize, usize)> = inputs
         .iter()
         .enumerate()
-        .flat_map(|(i, p)| (0..p.1).map(move |c| (i, c)))
+        .flat_map(|(i, t)| (0..t.channels).map(move |c| (i, c)))
         .collect();
     // One image at a time (its planes stay in cache): its `d` planes in parallel, then
     // `[d, g] -> [g, d]` in blocks of positions, also in parallel.
@@ -149,15 +156,16 @@ fn host_rows(taps: &[Tensor<4>], patch_size: usize) -> Option<Tensor<2>> {
             .par_chunks_mut(g)
             .zip(source.par_iter())
             .for_each_init(Vec::new, |scratch, (out, &(tap, c))| {
-                let (values, channels, (h, w)) = &planes_in[tap];
-                let plane = &values[(image * channels + c) * h * w..][..h * w];
-                let size = (h + 2 * pad + 1 - patch_size, w + 2 * pad + 1 - patch_size);
-                if size == grid {
-                    avg_pool_plane(plane, (*h, *w), patch_size, out);
-                } else {
-                    scratch.resize(size.0 * size.1, 0.0);
-                    avg_pool_plane(plane, (*h, *w), patch_size, scratch);
-                    bilinear_plane(scratch, size, grid, out);
+                let t = &inputs[tap];
+                let (h, w) = t.size;
+                let plane = &t.values[(image * t.channels + c) * h * w..][..h * w];
+                match &t.resample {
+                    None => avg_pool_plane(plane, t.size, patch_size, out),
+                    Some(r) => {
+                        scratch.resize(r.from.0 * r.from.1, 0.0);
+                        avg_pool_plane(plane, t.size, patch_size, scratch);
+                        r.apply(scratch, out);
+                    }
                 }
             });
         rows.par_chunks_mut(BLOCK * d)
@@ -219,32 +227,57 @@ fn avg_pool_plane(x: &[f32], (h, w): (usize, usize), p: usize, out: &mut [f32]) 
     }
 }
 
-/// Bilinear resampling of one plane from `from` to `to` (`align_corners = false`), as flex's
-/// `interpolate` computes it.
-fn bilinear_plane(x: &[f32], from: (usize, usize), to: (usize, usize), out: &mut [f32]) {
-    // Per output coordinate: the low and high source index and the weight of the high one.
-    let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
-        let ratio = n_in as f64 / n_out as f64;
-        (0..n_out)
-            .map(|o| {
-                let at = (o as f64 + 0.5) * ratio - 0.5;
-                let low = at.floor().max(0.0) as usize;
-                let high = (low + 1).min(n_in - 1);
-                (low, high, (at - low as f64).max(0.0) as f32)
-            })
-            .collect()
-    };
-    let ys = axis(from.0, to.0);
-    let xs = axis(from.1, to.1);
-    let w = from.1;
-    for (oy, &(y0, y1, wy)) in ys.iter().enumerate() {
-        for (ox, &(x0, x1, wx)) in xs.iter().enumerate() {
-            let (a, b) = (x[y0 * w + x0], x[y0 * w + x1]);
-            let (c, e) = (x[y1 * w + x0], x[y1 * w + x1]);
-            out[oy * to.1 + ox] = a * (1.0 - wx) * (1.0 - wy)
-                + b * wx * (1.0 - wy)
-                + c * (1.0 - wx) * wy
-                + e * wx * wy;
+/// One tap of [`host_rows`]: its values on the host, channels, input size and, for a tap
+/// whose pooled grid is not the first tap's, its resampling.
+struct TapInput {
+    values: Vec<f32>,
+    channels: usize,
+    size: (usize, usize),
+    resample: Option<Resample>,
+}
+
+/// Bilinear resampling of planes from `from` to the grid (`align_corners = false`), as flex's
+/// `interpolate` computes it: per output row and column the low and high source index and the
+/// high one's weight (computed in `f64`, rounded to `f32`).
+struct Resample {
+    from: (usize, usize),
+    ys: Vec<(usize, usize, f32)>,
+    xs: Vec<(usize, usize, f32)>,
+}
+
+impl Resample {
+    fn new(from: (usize, usize), to: (usize, usize)) -> Self {
+        let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+            let ratio = n_in as f64 / n_out as f64;
+            (0..n_out)
+                .map(|o| {
+                    let at = (o as f64 + 0.5) * ratio - 0.5;
+                    let low = at.floor().max(0.0) as usize;
+                    let high = (low + 1).min(n_in - 1);
+                    (low, high, (at - low as f64).max(0.0) as f32)
+                })
+                .collect()
+        };
+        Self {
+            from,
+            ys: axis(from.0, to.0),
+            xs: axis(from.1, to.1),
+        }
+    }
+
+    /// One `from` plane `x` into the grid plane `out` (the four products summed in flex's
+    /// order).
+    fn apply(&self, x: &[f32], out: &mut [f32]) {
+        let w = self.from.1;
+        for (&(y0, y1, wy), out) in self.ys.iter().zip(out.chunks_exact_mut(self.xs.len())) {
+            for (&(x0, x1, wx), o) in self.xs.iter().zip(out.iter_mut()) {
+                let (a, b) = (x[y0 * w + x0], x[y0 * w + x1]);
+                let (c, e) = (x[y1 * w + x0], x[y1 * w + x1]);
+                *o = a * (1.0 - wx) * (1.0 - wy)
+                    + b * wx * (1.0 - wy)
+                    + c * (1.0 - wx) * wy
+                    + e * wx * wy;
+            }
         }
     }
 }
