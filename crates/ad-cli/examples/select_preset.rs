@@ -41,7 +41,7 @@ use anomaly_detection::mvtec::decode::read_dims;
 use anomaly_detection::mvtec::{MvtecCategory, Sample};
 use anomaly_detection::padim::PadimConfig;
 use anomaly_detection::patchcore::{BankAugment, PatchcoreConfig};
-use anomaly_detection::registry::{DetectorConfig, EnsembleConfig};
+use anomaly_detection::registry::{DetectorConfig, EnsembleConfig, TiledConfig};
 use anomaly_detection::regress::{MeanStd, StudentConfig, SyntheticAnomaly};
 use anomaly_detection::selection::{ValidationOptions, ValidationScore, validate};
 use clap::Parser;
@@ -111,8 +111,9 @@ fn student_candidates() -> Vec<(&'static str, DetectorConfig)> {
 /// (maps standardised on held-out good images and averaged): the fast and accurate PatchCores
 /// (fine localisation plus the stride-16 context), the accurate PatchCore with PaDiM
 /// (a different model of the same good patches), and multi-resolution ones (a member at half
-/// the resolution); last, PaDiM's and CFlow's defaults with and without brightness
-/// normalisation (`--only padim`, `--only cflow`: each judged against its own default).
+/// the resolution); last, PaDiM's, CFlow's and the tiled model's defaults with and without
+/// brightness normalisation (`--only padim`, `--only cflow`, `--only tiled`: each judged
+/// against its own default).
 pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     let patchcores = patchcore_candidates();
     let find = |name: &str| {
@@ -333,6 +334,14 @@ pub fn candidates() -> Vec<(&'static str, DetectorConfig)> {
     bright.preprocess.brightness = Some(IMAGENET_LUMA);
     out.push(("cflow (default)", DetectorConfig::Cflow(cflow)));
     out.push(("cflow+brightness", DetectorConfig::Cflow(bright)));
+    // The tiled model's default (`ad --model tiled`: 512 px images in four 256 px tiles, one
+    // PatchCore for all of them), likewise; the level is set on the whole image before it is
+    // cut, as `--brightness` sets it.
+    let tiled = TiledConfig::default();
+    let mut bright = tiled.clone();
+    bright.preprocess.brightness = Some(IMAGENET_LUMA);
+    out.push(("tiled (default)", DetectorConfig::Tiled(tiled)));
+    out.push(("tiled+brightness", DetectorConfig::Tiled(bright)));
     out
 }
 
