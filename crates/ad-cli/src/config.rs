@@ -78,7 +78,8 @@ pub struct ModelArgs {
     /// Brightness normalisation: every image multiplied by one gain so that its mean luma
     /// (0..1) is this level before the backbone, so lighting drift moves no feature:
     /// `imagenet` (0.459, the brightness of the images an ImageNet backbone learned from), a
-    /// level such as 0.5, or `off` (the pixels as decoded) [default: off].
+    /// level such as 0.5, or `off` (the pixels as decoded) [default: imagenet; the
+    /// classifier's: off].
     #[arg(long, value_name = "LEVEL")]
     pub brightness: Option<BrightnessArg>,
     /// Gaussian blur sigma of the anomaly map, 0 = none [default: 4].
