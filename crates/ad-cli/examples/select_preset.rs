@@ -668,8 +668,15 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
                 );
                 for r in rows.iter().filter(|r| r.name != choice.name) {
                     let (mean, se) = paired_difference(&r.objectives, &choice.objectives);
+                    // The margin in standard errors at full precision: the rule's quantity,
+                    // which the four printed digits can leave in doubt near two.
+                    let margin = if se > 0.0 {
+                        format!(", {:.2} standard errors", mean.abs() / se)
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "  {}: {mean:+.4} +- {se:.4}{}",
+                        "  {}: {mean:+.4} +- {se:.4}{margin}{}",
                         r.name,
                         if mean + 2.0 * se >= 0.0 {
                             " (within two standard errors)"
