@@ -196,8 +196,10 @@ fn avg_pool_plane(x: &[f32], (h, w): (usize, usize), p: usize, out: &mut [f32]) 
     let divisor = (p * p) as f32;
     // The window rows (or columns) of output position `o` that fall inside `0..n`.
     let valid = |o: usize, n: usize| (pad.saturating_sub(o), (n + pad - o).min(p));
-    // Output columns whose whole window is inside the plane: `pad ..= w + pad - p`.
-    let inner = (pad, (w + pad + 1).saturating_sub(p).max(pad).min(ow));
+    // Output columns whose whole window is inside the plane: `pad ..= w + pad - p` (none
+    // when the plane is narrower than the window; then every column is a border column).
+    let start = pad.min(ow);
+    let inner = (start, (w + pad + 1).saturating_sub(p).clamp(start, ow));
     for (y, out) in out.chunks_exact_mut(ow).take(oh).enumerate() {
         let (ky0, ky1) = valid(y, h);
         out.fill(0.0);
@@ -368,6 +370,29 @@ mod tests {
                 assert_eq!(
                     values(patch_embedding(taps.clone(), p, target)),
                     values(patch_embedding_with_ops(taps.clone(), p, target))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn host_path_matches_the_operations_on_planes_narrower_than_the_window() {
+        // A deeper tap one cell wide or high (a small image at stride 16 or 32) under a
+        // window of 5 or 7: every output column is a border column.
+        let ramp = |n: usize| (0..n).map(|v| (v as f32 * 0.37).sin()).collect::<Vec<_>>();
+        for (fine, coarse) in [([1, 2, 6, 4], [1, 3, 1, 1]), ([1, 1, 2, 1], [1, 2, 1, 2])] {
+            let taps = vec![
+                tensor(ramp(fine.iter().product()), fine),
+                tensor(ramp(coarse.iter().product()), coarse),
+            ];
+            for p in [1, 2, 3, 5, 7] {
+                let fast = host_rows(&taps, p).expect("flex f32 taps take the host path");
+                let reference = embed_with_ops(taps.clone(), p);
+                assert_eq!(fast.dims(), reference.dims(), "{fine:?} {coarse:?} p = {p}");
+                assert_eq!(
+                    values(fast),
+                    values(reference),
+                    "{fine:?} {coarse:?} p = {p}"
                 );
             }
         }
