@@ -203,12 +203,14 @@ fn avg_pool_plane(x: &[f32], (h, w): (usize, usize), p: usize, out: &mut [f32]) 
     for (y, out) in out.chunks_exact_mut(ow).take(oh).enumerate() {
         let (ky0, ky1) = valid(y, h);
         out.fill(0.0);
-        for ky in ky0..ky1 {
-            let row = &x[(y + ky - pad) * w..][..w];
-            for kx in 0..p {
-                let src = &row[(inner.0 + kx - pad).min(w)..];
-                for (o, &v) in out[inner.0..inner.1].iter_mut().zip(src) {
-                    *o += v;
+        // A non-empty inner run starts at `pad` and needs `w >= p`, so `kx` indexes the row.
+        if inner.0 < inner.1 {
+            for ky in ky0..ky1 {
+                let row = &x[(y + ky - pad) * w..][..w];
+                for kx in 0..p {
+                    for (o, &v) in out[inner.0..inner.1].iter_mut().zip(&row[kx..]) {
+                        *o += v;
+                    }
                 }
             }
         }
