@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use ad_core::{Detector, ImageBatch, RgbImage};
+use ad_core::{Detector, ImageBatch, InputSizes, RgbImage};
 use ad_mvtec::decode::load_rgb;
 use anomaly_detection::registry;
 
@@ -46,17 +46,28 @@ pub fn add(args: &AddArgs) -> Result<(), CliError> {
     let pre = model.preprocessor().clone();
     let bar = progress_bar(files.len(), "adding", !args.common.quiet);
     let t0 = Instant::now();
+    let mut sizes = Vec::with_capacity(files.len());
     let batches = files.chunks(batch).map(|chunk| {
         let images = chunk
             .iter()
             .map(|p| load_rgb(p).map_err(|e| format!("{}: {e}", p.display())))
             .collect::<Result<Vec<RgbImage>, String>>()?;
+        sizes.extend(images.iter().map(|i| (i.width(), i.height())));
         let b: ImageBatch = pre.batch(&images).map_err(|e| e.to_string())?;
         bar.inc(chunk.len() as u64);
         Ok::<_, String>(b)
     });
     let summary = model.add(batches)?;
     bar.finish_and_clear();
+    // The model now knows the new images' sizes too (what `ad predict` checks images against).
+    if let Some(t) = model.threshold().cloned() {
+        let added = InputSizes::from_sizes(sizes);
+        let inputs = match (&t.inputs, &added) {
+            (Some(known), Some(added)) => Some(known.merged(added)),
+            _ => t.inputs.clone(),
+        };
+        model.set_threshold(Some(t.with_inputs(inputs)));
+    }
     let out = args.out.as_ref().unwrap_or(&args.model_file);
     model.save(out)?;
     let after = registry::inspect(out)?;

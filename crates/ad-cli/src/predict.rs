@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ad_core::{Detector, DynDetector, RgbImage, Threshold};
+use ad_core::{Detector, DynDetector, InputSizes, RgbImage, Threshold};
 use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, save_overlay};
 use ad_mvtec::decode::{is_image_file, load_rgb};
 use anomaly_detection::registry;
@@ -66,6 +66,9 @@ struct Line<'a> {
     map: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     overlay: Option<String>,
+    /// Why the image is unlike the images the model was fitted on (size, aspect ratio).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -134,11 +137,17 @@ struct Scorer<'a> {
     /// different folders must not overwrite each other).
     names: HashSet<String>,
     threshold: Option<Threshold>,
+    /// The sizes of the images the model was fitted on (kept when --threshold replaces the
+    /// model's threshold).
+    fitted_on: Option<InputSizes>,
     maps: Option<PathBuf>,
     overlays: Option<PathBuf>,
     crops: bool,
     failed: usize,
     done: usize,
+    /// Images scored with a warning, and the first of them.
+    warned: usize,
+    first_warned: Option<String>,
 }
 
 impl Scorer<'_> {
@@ -161,6 +170,11 @@ impl Scorer<'_> {
         if line.error.is_some() {
             self.failed += 1;
         }
+        if line.warning.is_some() {
+            self.warned += 1;
+            self.first_warned
+                .get_or_insert_with(|| line.path.to_string());
+        }
         self.done += 1;
         Ok(())
     }
@@ -173,6 +187,7 @@ impl Scorer<'_> {
             anomalous: None,
             map: None,
             overlay: None,
+            warning: None,
             error: Some(error),
         })
     }
@@ -222,6 +237,10 @@ impl Scorer<'_> {
                         anomalous: t.map(|t| t.is_anomalous(p.score)),
                         map,
                         overlay,
+                        warning: self
+                            .fitted_on
+                            .as_ref()
+                            .and_then(|f| f.check(image.width(), image.height())),
                         error: None,
                     })?;
                 }
@@ -229,6 +248,18 @@ impl Scorer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// One stderr line for the images whose lines carry a warning (the lines say why).
+    fn say_warnings(&self) {
+        if let (Some(first), Some(fitted)) = (&self.first_warned, &self.fitted_on) {
+            eprintln!(
+                "warning: {} of {} scored images are unlike the images the model was fitted on \
+                 ({fitted}; first: {first}): their scores may not hold; see each line's \"warning\"",
+                self.warned,
+                self.done - self.failed
+            );
+        }
     }
 
     /// Writes the requested map and overlay at the image's resolution.
@@ -342,6 +373,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), CliError> {
     }
     let device = anomaly_detection::pipeline::device_from_name(&args.common.device)?;
     let model = registry::load(&args.model_file, &device)?;
+    let fitted_on = model.threshold().and_then(|t| t.inputs.clone());
     let threshold = match args.threshold {
         Some(v) => Some(Threshold::manual(v).map_err(anomaly_detection::Error::from)?),
         None => model.threshold().cloned(),
@@ -353,11 +385,14 @@ pub fn predict(args: &PredictArgs) -> Result<(), CliError> {
         model: model.as_ref(),
         names: HashSet::new(),
         threshold,
+        fitted_on,
         maps: args.maps.clone(),
         overlays: args.overlays.clone(),
         crops: model.preprocessor().config().center_crop.is_some(),
         failed: 0,
         done: 0,
+        warned: 0,
+        first_warned: None,
     };
     let limit = |n: usize| args.max_images > 0 && n >= args.max_images;
     let mut pending: Vec<PathBuf> = Vec::new();
@@ -380,6 +415,7 @@ pub fn predict(args: &PredictArgs) -> Result<(), CliError> {
     if let Some(dir) = &args.watch {
         watch(&mut scorer, dir, args, batch_size)?;
     }
+    scorer.say_warnings();
     match scorer.failed {
         0 => Ok(()),
         n => Err(CliError::ImagesFailed(n)),

@@ -414,7 +414,8 @@ fn fit_and_calibrate(
             Some(pipeline::calibrate_f1(&scores, &labels)?)
         }
         ThresholdMode::None => None,
-    };
+    }
+    .map(|t| t.with_inputs(preflight.data.train_sizes.clone()));
     if let Some(t) = &threshold {
         println!("threshold {:.4} ({})", t.value, describe_method(t));
     }
@@ -574,8 +575,10 @@ pub fn test(args: &TestArgs) -> Result<(), CliError> {
         .unwrap_or_else(|| Path::new("out").join("test").join(model.name()));
     let title = format!("ad test {}", args.model_file.display());
     for_each_category(&data.splits, &args.output, &base, title, |splits, out| {
-        let check = ad_mvtec::check_splits(splits, model.preprocessor().config().resize)
-            .map_err(anomaly_detection::Error::from)?;
+        let fitted_on = model.threshold().and_then(|t| t.inputs.as_ref());
+        let check =
+            ad_mvtec::check_splits_against(splits, model.preprocessor().config().resize, fitted_on)
+                .map_err(anomaly_detection::Error::from)?;
         warn_all(&check.warnings);
         test_and_report(
             model.as_ref(),
@@ -975,13 +978,19 @@ pub fn info(args: &InfoArgs) -> Result<(), CliError> {
         _ => {}
     }
     match serde_json::from_value::<Option<Threshold>>(h["threshold"].clone()) {
-        Ok(Some(t)) => println!(
-            "threshold       {:.6} ({}; normalised over [{:.4}, {:.4}])",
-            t.value,
-            describe_method(&t),
-            t.min,
-            t.max
-        ),
+        Ok(Some(t)) => {
+            println!(
+                "threshold       {:.6} ({}; normalised over [{:.4}, {:.4}])",
+                t.value,
+                describe_method(&t),
+                t.min,
+                t.max
+            );
+            // Files written before the sizes were recorded have none.
+            if let Some(inputs) = &t.inputs {
+                println!("fitted on       {inputs} (ad predict warns on images unlike them)");
+            }
+        }
         _ => println!("threshold       none (predictions are not labelled)"),
     }
     let mut config = h["config"].clone();

@@ -103,6 +103,7 @@ fn fit_info_predict_test_with_the_binary() {
         "formula-seed=1",
         "memory bank",
         "held-out good images",
+        "fitted on ",
     ] {
         assert!(info.contains(needle), "{needle}: {info}");
     }
@@ -137,6 +138,8 @@ fn fit_info_predict_test_with_the_binary() {
         let score = line["score"].as_f64().unwrap() as f32;
         assert_eq!(score.to_bits(), p.score.to_bits(), "{}", path.display());
         assert_eq!(line["anomalous"].as_bool(), p.is_anomalous);
+        // Images of the training images' size carry no warning.
+        assert!(line.get("warning").is_none(), "{line}");
         let map = PathBuf::from(line["map"].as_str().unwrap());
         let png = image::open(&map).unwrap();
         // The map comes back at the image's own resolution.
@@ -145,6 +148,25 @@ fn fit_info_predict_test_with_the_binary() {
             (image.width(), image.height())
         );
     }
+
+    // An image of another aspect ratio is scored, with a warning on its line and on stderr;
+    // and the test split that holds it gets the warning in its report.
+    let wide = cat.join("test/good/wide.png");
+    image::RgbImage::new(200, 60).save(&wide).unwrap();
+    let o = ad(&["predict", s(&model), s(&wide)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let line = &lines(&o)[0];
+    assert!(line["score"].is_number(), "{line}");
+    let why = line["warning"].as_str().unwrap_or_default();
+    assert!(
+        why.starts_with("200x60 (aspect ratio 3.333) is stretched"),
+        "{line}"
+    );
+    assert!(
+        text(&o).contains("warning: 1 of 1 scored images are unlike the images the model"),
+        "{}",
+        text(&o)
+    );
 
     let report_dir = tmp.path().join("test");
     let o = ad(&[
@@ -168,6 +190,14 @@ fn fit_info_predict_test_with_the_binary() {
     assert!(row["pixel_auroc"].is_number());
     assert!(row["extras"]["balanced_accuracy"].is_number());
     assert!(report_dir.join("roc.png").is_file());
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains(
+            "1 test images of another size or aspect ratio than the images the model \
+             was fitted on"
+        ),
+        "{notes}"
+    );
 }
 
 #[test]

@@ -55,7 +55,7 @@ pub use map::{AnomalyMap, Prediction};
 pub use postprocess::MapUpsample;
 pub use preprocess::{IMAGENET_LUMA, ImageBatch, PreprocessConfig, Preprocessor};
 pub use schedule::LrSchedule;
-pub use threshold::{Threshold, ThresholdMethod};
+pub use threshold::{ASPECT_TOLERANCE, InputSizes, SCALE_TOLERANCE, Threshold, ThresholdMethod};
 
 /// The element of `all` whose `Display` name is `s` (the `FromStr` of the crates' small named
 /// enums: schedules, poolings, anomaly kinds); the error names `what` and every accepted name.

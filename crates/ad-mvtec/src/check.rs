@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use ad_core::InputSizes;
+
 use crate::decode::read_dims;
 use crate::{DatasetError, Splits};
 
@@ -18,8 +20,8 @@ use crate::{DatasetError, Splits};
 pub const TINY_SIDE: usize = 32;
 
 /// Relative aspect-ratio difference from the resize target above which an image is reported
-/// as stretched.
-pub const ASPECT_TOLERANCE: f64 = 0.02;
+/// as stretched (the same as a model's check of its inputs).
+pub const ASPECT_TOLERANCE: f64 = ad_core::ASPECT_TOLERANCE;
 
 /// What [`check_splits`] found: the image count and the warnings, one line per kind of
 /// problem (with a count and the first file).
@@ -29,6 +31,9 @@ pub struct DataCheck {
     pub images: usize,
     /// Masks whose headers were read.
     pub masks: usize,
+    /// The decoded sizes of the training images (`None` without any): what a model fitted on
+    /// them records of its inputs.
+    pub train_sizes: Option<InputSizes>,
     /// Degenerate but legal input, in words.
     pub warnings: Vec<String>,
 }
@@ -71,11 +76,25 @@ fn dims_all(paths: &[&Path]) -> Result<Vec<(usize, usize)>, DatasetError> {
 }
 
 /// Reads the header of every image and mask of `splits` and checks them against the resize
-/// target `(height, width)`.
+/// target `(height, width)`, and the test images against the training images' sizes.
 ///
 /// # Errors
 /// The first file (in dataset order) that is missing, empty, of an unknown format or too large.
 pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck, DatasetError> {
+    check_splits_against(splits, target, None)
+}
+
+/// [`check_splits`], the test images checked against `fitted_on` (the sizes a saved model
+/// records of the images it was fitted on) instead of this dataset's training images: what
+/// `ad test` of a saved model checks.
+///
+/// # Errors
+/// The first file (in dataset order) that is missing, empty, of an unknown format or too large.
+pub fn check_splits_against(
+    splits: &Splits,
+    target: (usize, usize),
+    fitted_on: Option<&InputSizes>,
+) -> Result<DataCheck, DatasetError> {
     let samples: Vec<_> = splits.train.iter().chain(&splits.test).collect();
     let paths: Vec<&Path> = samples.iter().map(|s| s.path.as_path()).collect();
     let dims = dims_all(&paths)?;
@@ -89,14 +108,20 @@ pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck
 
     let (th, tw) = target;
     let target_aspect = tw as f64 / th as f64;
+    let train_sizes = InputSizes::from_sizes(dims[..splits.train.len()].iter().copied());
+    let reference = fitted_on.or(train_sizes.as_ref());
     let (mut tiny, mut stretched, mut resized) = (Finding::new(), Finding::new(), Finding::new());
-    for (p, &(w, h)) in paths.iter().zip(&dims) {
+    let mut unlike = Finding::new();
+    for (i, (p, &(w, h))) in paths.iter().zip(&dims).enumerate() {
         if w < TINY_SIDE || h < TINY_SIDE {
             tiny.add(|| format!("{} {w}x{h}", p.display()));
         }
         let aspect = w as f64 / h as f64;
         if ((aspect - target_aspect) / target_aspect).abs() > ASPECT_TOLERANCE {
             stretched.add(|| format!("{} {w}x{h}", p.display()));
+        }
+        if i >= splits.train.len() && reference.is_some_and(|r| r.check(w, h).is_some()) {
+            unlike.add(|| format!("{} {w}x{h}", p.display()));
         }
     }
     for ((i, m), &(mw, mh)) in masked.iter().zip(&mask_dims) {
@@ -132,6 +157,18 @@ pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck
         &format!("images with another aspect ratio than the {tw}x{th} resize"),
         "stretched (consider --center-crop, or tiling for large images)",
     );
+    if let Some(r) = reference {
+        let whose = if fitted_on.is_some() {
+            "the images the model was fitted on"
+        } else {
+            "the training images"
+        };
+        unlike.warn(
+            &mut warnings,
+            &format!("test images of another size or aspect ratio than {whose} ({r})"),
+            "resized unlike them, their scores may not hold (a camera or crop that changed?)",
+        );
+    }
     resized.warn(
         &mut warnings,
         "masks of another size than their image",
@@ -140,6 +177,7 @@ pub fn check_splits(splits: &Splits, target: (usize, usize)) -> Result<DataCheck
     Ok(DataCheck {
         images: paths.len(),
         masks: mask_paths.len(),
+        train_sizes,
         warnings,
     })
 }
@@ -272,7 +310,12 @@ mod tests {
         };
         let c = check_splits(&splits, (256, 256)).unwrap();
         assert_eq!((c.images, c.masks), (4, 1));
-        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
+        let sizes = c.train_sizes.as_ref().unwrap();
+        assert_eq!(
+            (sizes.images, sizes.width, sizes.height),
+            (2, (64, 512), (64, 128))
+        );
+        assert_eq!(c.warnings.len(), 5, "{:?}", c.warnings);
         // `ok.png` is a training image and a test image.
         assert!(
             c.warnings[0].starts_with("1 test images identical to a training image"),
@@ -289,8 +332,28 @@ mod tests {
             "{:?}",
             c.warnings
         );
+        // The 1x1 test image is far smaller than both training images.
         assert!(
-            c.warnings[3].contains("m.png 32x32, image 64x64"),
+            c.warnings[3].starts_with(
+                "1 test images of another size or aspect ratio than the training images (2 \
+                 images, 64-512 x 64-128 px"
+            ) && c.warnings[3].contains("tiny.png 1x1"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(
+            c.warnings[4].contains("m.png 32x32, image 64x64"),
+            "{:?}",
+            c.warnings
+        );
+        // Against a saved model's record of other images, the 64x64 test image is unlike too.
+        let fitted = InputSizes::from_sizes([(900, 900)]);
+        let c = check_splits_against(&splits, (256, 256), fitted.as_ref()).unwrap();
+        assert!(
+            c.warnings[3].starts_with(
+                "2 test images of another size or aspect ratio than the images the model was \
+                 fitted on (1 image, 900x900)"
+            ),
             "{:?}",
             c.warnings
         );

@@ -33,7 +33,10 @@ mod rng;
 mod sample;
 pub mod synthetic;
 
-pub use check::{ASPECT_TOLERANCE, DataCheck, TINY_SIDE, check_splits, first_identical_files};
+pub use check::{
+    ASPECT_TOLERANCE, DataCheck, TINY_SIDE, check_splits, check_splits_against,
+    first_identical_files,
+};
 pub use error::DatasetError;
 pub use folder::{FolderConfig, FolderDataset};
 pub use loader::{BatchLoader, LoadedBatch, load_sample};
