@@ -145,6 +145,17 @@ pub trait Detector {
     /// Sets (or clears) the decision threshold; it is saved with the model.
     fn set_threshold(&mut self, threshold: Option<Threshold>);
 
+    /// Why `image` is unlike the good images the model was fitted on (its aspect ratio or
+    /// resolution, [`InputSizes::check`](crate::InputSizes::check)), when the threshold
+    /// records them: the image is still scored, but its score may not hold. `None` when it is
+    /// like them or nothing is recorded.
+    fn input_warning(&self, image: &RgbImage) -> Option<String> {
+        self.threshold()?
+            .inputs
+            .as_ref()?
+            .check(image.width(), image.height())
+    }
+
     /// Images per forward pass used by [`Detector::fit_images`].
     fn batch_size(&self) -> usize {
         8

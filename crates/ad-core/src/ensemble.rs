@@ -1023,13 +1023,29 @@ mod tests {
         // Save, load, same predictions.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.ensemble");
+        let image = |w: usize, h: usize| crate::RgbImage::new(w, h, vec![0; w * h * 3]).unwrap();
+        assert_eq!(
+            e.input_warning(&image(8, 8)),
+            None,
+            "no threshold, nothing recorded"
+        );
         e.set_threshold(Some(
-            Threshold::new(1.0, 0.0, 2.0, crate::ThresholdMethod::Manual).unwrap(),
+            Threshold::new(1.0, 0.0, 2.0, crate::ThresholdMethod::Manual)
+                .unwrap()
+                .with_inputs(crate::InputSizes::from_sizes([(40, 30); 12])),
         ));
         e.save(&path).unwrap();
         let back = Ensemble::<MeanImage>::load_with(&path, load_toy).unwrap();
         assert_eq!(back.scales(), e.scales());
         assert_eq!(back.threshold(), e.threshold());
+        // The fitted images' sizes come back with the threshold, and images unlike them are
+        // named.
+        assert_eq!(back.input_warning(&image(44, 33)), None);
+        let why = back.input_warning(&image(30, 40)).unwrap();
+        assert!(
+            why.contains("stretched") && why.contains("12 images, 40x30"),
+            "{why}"
+        );
         assert_eq!(back.predict(&bad).unwrap(), e.predict(&bad).unwrap());
     }
 
