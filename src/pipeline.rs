@@ -184,6 +184,8 @@ fn range(scores: &[f32]) -> (f32, f32) {
 
 /// The threshold from good images only: the `quantile` of the scores of good images the model
 /// was not fitted on (never the minimum score, as anomalib's F1 threshold falls back to).
+/// `.with_inputs(preflight.data.train_sizes)` records the fitted images' sizes with it, so
+/// that [`Detector::input_warning`] (and `ad predict`) can name images unlike them.
 pub fn calibrate_good(good_scores: &[f32], quantile: f64) -> Result<Threshold, Error> {
     let value = ad_metrics::good_only_threshold(good_scores, quantile)?;
     let (min, max) = range(good_scores);
