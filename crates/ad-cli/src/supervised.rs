@@ -303,6 +303,16 @@ pub fn supervised(args: &SupervisedArgs) -> Result<(), CliError> {
             })));
             let t = train_classifier(&mut classifier, &samples)?;
             epochs.finish_and_clear();
+            // The images' sizes go with its decision boundary, as `ad fit` records them.
+            let sizes = samples
+                .iter()
+                .map(|s| ad_mvtec::decode::read_dims(&s.path))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anomaly_detection::Error::from)?;
+            if let Some(threshold) = classifier.threshold().cloned() {
+                let inputs = ad_core::InputSizes::from_sizes(sizes);
+                classifier.set_threshold(Some(threshold.with_inputs(inputs)));
+            }
             classifier.save(path)?;
             println!(
                 "trained on all {} images ({} epochs, train accuracy {:.3}); model saved to {}",
