@@ -316,36 +316,26 @@ mod tests {
             (2, (64, 512), (64, 128))
         );
         assert_eq!(c.warnings.len(), 5, "{:?}", c.warnings);
-        // `ok.png` is a training image and a test image.
-        assert!(
-            c.warnings[0].starts_with("1 test images identical to a training image"),
-            "{:?}",
-            c.warnings
-        );
-        assert!(
-            c.warnings[1].starts_with("1 images smaller"),
-            "{:?}",
-            c.warnings
-        );
-        assert!(
-            c.warnings[2].contains("wide.png 512x128"),
-            "{:?}",
-            c.warnings
-        );
-        // The 1x1 test image is far smaller than both training images.
-        assert!(
-            c.warnings[3].starts_with(
+        // `ok.png` is a training image and a test image; the 1x1 test image is far smaller
+        // than both training images.
+        for (i, needle) in [
+            (0, "1 test images identical to a training image"),
+            (1, "1 images smaller"),
+            (2, "wide.png 512x128"),
+            (
+                3,
                 "1 test images of another size or aspect ratio than the training images (2 \
-                 images, 64-512 x 64-128 px"
-            ) && c.warnings[3].contains("tiny.png 1x1"),
-            "{:?}",
-            c.warnings
-        );
-        assert!(
-            c.warnings[4].contains("m.png 32x32, image 64x64"),
-            "{:?}",
-            c.warnings
-        );
+                 images, 64-512 x 64-128 px",
+            ),
+            (3, "tiny.png 1x1"),
+            (4, "m.png 32x32, image 64x64"),
+        ] {
+            assert!(
+                c.warnings[i].contains(needle),
+                "{i} {needle}: {:?}",
+                c.warnings
+            );
+        }
         // Against a saved model's record of other images, the 64x64 test image is unlike too.
         let fitted = InputSizes::from_sizes([(900, 900)]);
         let c = check_splits_against(&splits, (256, 256), fitted.as_ref()).unwrap();
