@@ -101,7 +101,8 @@ pub enum Command {
     /// from fitting, and save the model.
     Fit(run::FitArgs),
     /// Score images with a saved model: one JSON line per image (path, score, normalised score,
-    /// label); exit status 1 when an image could not be processed, 2 on other errors.
+    /// label, and a warning when its size or aspect ratio is unlike the images the model was
+    /// fitted on); exit status 1 when an image could not be processed, 2 on other errors.
     Predict(predict::PredictArgs),
     /// Evaluate a saved model on a labelled dataset: metrics, decisions at its threshold,
     /// overlays, ROC/PR plots, report.json/.md.
