@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ad_core::{Detector, DynDetector, InputSizes, RgbImage, Threshold};
+use ad_core::{Detector, DynDetector, RgbImage, Threshold};
 use ad_metrics::viz::{MapScale, OverlayInput, OverlayStyle, save_overlay};
 use ad_mvtec::decode::{is_image_file, load_rgb};
 use anomaly_detection::registry;
@@ -136,10 +136,9 @@ struct Scorer<'a> {
     /// Output file names already used (maps and overlays of images with equal stems in
     /// different folders must not overwrite each other).
     names: HashSet<String>,
+    /// The decision threshold: the model's, or --threshold's (the model's own keeps the
+    /// record of the images it was fitted on, which `Detector::input_warning` checks).
     threshold: Option<Threshold>,
-    /// The sizes of the images the model was fitted on (kept when --threshold replaces the
-    /// model's threshold).
-    fitted_on: Option<InputSizes>,
     maps: Option<PathBuf>,
     overlays: Option<PathBuf>,
     crops: bool,
@@ -237,10 +236,7 @@ impl Scorer<'_> {
                         anomalous: t.map(|t| t.is_anomalous(p.score)),
                         map,
                         overlay,
-                        warning: self
-                            .fitted_on
-                            .as_ref()
-                            .and_then(|f| f.check(image.width(), image.height())),
+                        warning: self.model.input_warning(image),
                         error: None,
                     })?;
                 }
@@ -252,7 +248,8 @@ impl Scorer<'_> {
 
     /// One stderr line for the images whose lines carry a warning (the lines say why).
     fn say_warnings(&self) {
-        if let (Some(first), Some(fitted)) = (&self.first_warned, &self.fitted_on) {
+        let fitted = self.model.threshold().and_then(|t| t.inputs.as_ref());
+        if let (Some(first), Some(fitted)) = (&self.first_warned, fitted) {
             eprintln!(
                 "warning: {} of {} scored images are unlike the images the model was fitted on \
                  ({fitted}; first: {first}): their scores may not hold; see each line's \"warning\"",
@@ -373,7 +370,6 @@ pub fn predict(args: &PredictArgs) -> Result<(), CliError> {
     }
     let device = anomaly_detection::pipeline::device_from_name(&args.common.device)?;
     let model = registry::load(&args.model_file, &device)?;
-    let fitted_on = model.threshold().and_then(|t| t.inputs.clone());
     let threshold = match args.threshold {
         Some(v) => Some(Threshold::manual(v).map_err(anomaly_detection::Error::from)?),
         None => model.threshold().cloned(),
@@ -385,7 +381,6 @@ pub fn predict(args: &PredictArgs) -> Result<(), CliError> {
         model: model.as_ref(),
         names: HashSet::new(),
         threshold,
-        fitted_on,
         maps: args.maps.clone(),
         overlays: args.overlays.clone(),
         crops: model.preprocessor().config().center_crop.is_some(),

@@ -167,6 +167,9 @@ fn fit_info_predict_test_with_the_binary() {
         "{}",
         text(&o)
     );
+    // A threshold given on the command line keeps the model's record of its images.
+    let o = ad(&["predict", s(&model), s(&wide), "--threshold", "1.5"]);
+    assert_eq!(lines(&o)[0]["warning"].as_str(), Some(why), "{}", text(&o));
 
     let report_dir = tmp.path().join("test");
     let o = ad(&[
